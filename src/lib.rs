@@ -1,0 +1,16 @@
+//! zkd: an Apache ZooKeeper-compatible server, thread-per-core on io_uring.
+//!
+//! Where a request goes: `shard` (socket, framing, per-session FIFO, reads against `tree`) →
+//! `sequencer` (prep → log → apply, on the quorum core) → `txnlog` (group commit) → back to the
+//! shard that owns the connection. Pure state machines live in `proto`, `tree`, `session`,
+//! `request`, `config`; drivers (`shard`, `sequencer`, `txnlog::writer`) own threads and I/O.
+
+pub mod admin;
+pub mod config;
+pub mod metrics;
+pub mod proto;
+pub mod request;
+pub mod session;
+pub mod snapshot;
+pub mod tree;
+pub mod txnlog;

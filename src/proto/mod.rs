@@ -1,0 +1,12 @@
+//! The client wire protocol: jute primitives, records, constants, and framing.
+//! Pure: no sockets here. Every length is bounded before anything is allocated.
+
+pub mod jute;
+pub mod records;
+pub mod txn;
+pub mod types;
+
+pub use jute::{JuteError, Reader, Record, Writer};
+pub use records::*;
+pub use types::*;
+pub use txn::{LoggedTxn, TxnBody};
