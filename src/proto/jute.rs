@@ -104,7 +104,11 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| JuteError::BadUtf8 { offset })
     }
     /// `vector<T>`: null decodes as empty. `elem_min_size` bounds the count by the bytes left.
-    pub fn vec<T>(&mut self, elem_min_size: usize, mut f: impl FnMut(&mut Self) -> Result<T>) -> Result<Vec<T>> {
+    pub fn vec<T>(
+        &mut self,
+        elem_min_size: usize,
+        mut f: impl FnMut(&mut Self) -> Result<T>,
+    ) -> Result<Vec<T>> {
         match self.len(elem_min_size)? {
             None => Ok(Vec::new()),
             Some(n) => {

@@ -8,5 +8,5 @@ pub mod types;
 
 pub use jute::{JuteError, Reader, Record, Writer};
 pub use records::*;
-pub use types::*;
 pub use txn::{LoggedTxn, TxnBody};
+pub use types::*;

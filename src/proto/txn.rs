@@ -104,7 +104,10 @@ impl TxnBody {
                 let mut ops = Vec::with_capacity(m.txns.len());
                 for t in m.txns {
                     if t.txn_type == OpCode::Multi as i32 {
-                        return Err(JuteError::BadValue { what: "nested multi txn", value: t.txn_type as i64 });
+                        return Err(JuteError::BadValue {
+                            what: "nested multi txn",
+                            value: t.txn_type as i64,
+                        });
                     }
                     let mut ir = Reader::new(&t.data);
                     let body = TxnBody::decode(t.txn_type, &mut ir)?;
@@ -143,7 +146,8 @@ impl LoggedTxn {
         let mut r = Reader::new(b);
         let hdr = TxnHeader::decode(&mut r)?;
         let body = TxnBody::decode(hdr.txn_type, &mut r)?;
-        let digest = if r.remaining() >= TxnDigest::MIN_SIZE { Some(TxnDigest::decode(&mut r)?) } else { None };
+        let digest =
+            if r.remaining() >= TxnDigest::MIN_SIZE { Some(TxnDigest::decode(&mut r)?) } else { None };
         Ok(LoggedTxn { hdr, body, digest })
     }
 }
@@ -155,9 +159,18 @@ mod tests {
     #[test]
     fn multi_round_trips() {
         let t = LoggedTxn {
-            hdr: TxnHeader { client_id: 7, cxid: 3, zxid: 0x100000001, time: 99, txn_type: OpCode::Multi as i32 },
+            hdr: TxnHeader {
+                client_id: 7,
+                cxid: 3,
+                zxid: 0x100000001,
+                time: 99,
+                txn_type: OpCode::Multi as i32,
+            },
             body: TxnBody::Multi(vec![
-                (OpCode::Create as i32, TxnBody::Create(CreateTxn { path: "/a".into(), ..Default::default() })),
+                (
+                    OpCode::Create as i32,
+                    TxnBody::Create(CreateTxn { path: "/a".into(), ..Default::default() }),
+                ),
                 (OpCode::Error as i32, TxnBody::Error(ErrorTxn { err: -101 })),
             ]),
             digest: Some(TxnDigest { version: 2, tree_digest: 1234 }),
