@@ -1,1 +1,82 @@
-fn main() {}
+//! `zkd`: one binary — the server and its tools.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "zkd", version, about = "A ZooKeeper-compatible server, thread-per-core on io_uring")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server in the foreground (standalone). Without --config: port 2181, data in ./zkd-data.
+    Serve {
+        /// A ZooKeeper zoo.cfg (same keys and defaults as Apache ZooKeeper 3.8).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Number of shards (executors owning client connections); default one per core.
+        #[arg(long)]
+        shards: Option<usize>,
+        /// CPU ids to use, e.g. 0,1,2 (default: every CPU this process may run on).
+        #[arg(long, value_delimiter = ',')]
+        cores: Option<Vec<usize>>,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ZKD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn serve(config: Option<PathBuf>, shards: Option<usize>, cores: Option<Vec<usize>>) -> ExitCode {
+    let cfg = match &config {
+        None => zkd::config::Config::embedded_default(),
+        Some(p) => match zkd::config::Config::from_file(p) {
+            Ok((cfg, warnings)) => {
+                for w in warnings {
+                    tracing::warn!("{}: {w}", p.display());
+                }
+                cfg
+            }
+            Err(e) => {
+                eprintln!("zkd: invalid configuration {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let handle = match zkd::server::start(&cfg, zkd::server::RunOptions { shards, cores, in_memory: false }) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("zkd: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("zkd: cannot install signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(sig) = signals.forever().next() {
+        tracing::info!("received signal {sig}, shutting down");
+    }
+    handle.shutdown();
+    tracing::info!("zkd stopped");
+    ExitCode::SUCCESS
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.cmd {
+        None => serve(None, None, None),
+        Some(Cmd::Serve { config, shards, cores }) => serve(config, shards, cores),
+    }
+}

@@ -1,6 +1,7 @@
 //! The client wire protocol: jute primitives, records, constants, and framing.
 //! Pure: no sockets here. Every length is bounded before anything is allocated.
 
+pub mod frame;
 pub mod jute;
 pub mod records;
 pub mod txn;

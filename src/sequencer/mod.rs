@@ -1,0 +1,459 @@
+//! The write sequencer: prep → log → apply, on the quorum core.
+//!
+//! One instance per server; the only writer of the data tree. Requests arrive from shards in
+//! per-connection order; each becomes a txn with the next zxid (epoch in the high half, so ZAB can
+//! take over numbering later), goes to the log, and is applied to the tree and answered only after
+//! the log reports it durable. Prep validates against the tree *plus* the effects of txns that are
+//! logged but not yet applied (`request::Prep` keeps that overlay), so writes pipeline.
+//!
+//! `Sequencer::step` is a state machine: messages and time in; sends to shards and log appends out
+//! (through `Links` and `Outbox`). The thread around it (`run`) only moves messages.
+
+pub mod driver;
+pub mod msg;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::proto::jute::{Record, Writer};
+use crate::proto::ops::Request;
+use crate::proto::{
+    ConnectResponse, EventType, LoggedTxn, OpCode, ReplyHeader, TxnBody, TxnHeader, Zxid,
+};
+use crate::request::{self, Prep};
+use crate::session::{session_password, SessionTracker};
+use crate::tree::{DataTree, WatchSink, WatcherId};
+pub use msg::{ConnRef, ToSequencer, ToShard};
+
+/// Where the sequencer's messages to shards go. Sends never block.
+pub trait Links {
+    fn send(&self, shard: u16, msg: ToShard);
+}
+
+/// Static settings the sequencer needs.
+#[derive(Debug, Clone)]
+pub struct SequencerConfig {
+    pub server_id: u8,
+    pub tick_ms: i64,
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    pub container_check_interval_ms: i64,
+    pub extended_types_enabled: bool,
+    pub super_digest: Option<String>,
+    pub skip_acl: bool,
+}
+
+/// What the sequencer asks its driver to do after a step.
+#[derive(Default)]
+pub struct Outbox {
+    pub to_log: Vec<LoggedTxn>,
+    /// Shards that were sent something (their doorbells should ring).
+    pub touched_shards: u64,
+}
+
+/// Who is waiting on a pending txn (or sync barrier).
+enum Waiter {
+    /// A client request: answer it after apply.
+    Client { from: ConnRef, xid: i32, opcode: i32, req: Request },
+    /// A new session's handshake.
+    Connect { from: ConnRef, session: i64, timeout_ms: i32 },
+    /// An expiry or container sweep: nobody to answer.
+    Internal,
+}
+
+struct Pending {
+    /// None for a sync barrier (no txn, answered when everything before it is applied).
+    txn: Option<LoggedTxn>,
+    waiter: Waiter,
+}
+
+pub struct Sequencer<L: Links> {
+    cfg: SequencerConfig,
+    tree: Arc<DataTree>,
+    prep: Prep,
+    sessions: SessionTracker,
+    /// The connection currently serving each session.
+    owners: HashMap<i64, ConnRef, ahash::RandomState>,
+    links: L,
+    epoch: u32,
+    /// Last zxid handed out.
+    last_zxid: i64,
+    /// Last zxid the log reported durable.
+    durable_zxid: i64,
+    pending: VecDeque<Pending>,
+    next_container_check_ms: i64,
+    /// The node stopped accepting writes (log failure).
+    failed: Option<String>,
+}
+
+/// Delivers watch events straight into the watcher's shard channel, while the tree still holds
+/// the changed path's lock: the event is queued before any reader can see the change.
+struct SinkToShards<'a, L: Links> {
+    links: &'a L,
+    touched: &'a mut u64,
+}
+
+impl<L: Links> WatchSink for SinkToShards<'_, L> {
+    fn deliver(&mut self, w: WatcherId, event: EventType, path: &str) {
+        *self.touched |= 1 << (w.shard % 64);
+        self.links.send(w.shard, ToShard::Watch { conn: w.conn, event, path: path.to_owned() });
+    }
+}
+
+pub fn framed<R: Record>(hdr: &ReplyHeader, body: Option<&R>) -> Vec<u8> {
+    let mut w = Writer::with_capacity(64);
+    w.i32(0);
+    hdr.encode(&mut w);
+    if let Some(b) = body {
+        b.encode(&mut w);
+    }
+    let len = (w.buf.len() - 4) as i32;
+    w.buf[..4].copy_from_slice(&len.to_be_bytes());
+    w.buf
+}
+
+pub fn framed_raw(hdr: &ReplyHeader, body: &[u8]) -> Vec<u8> {
+    let mut w = Writer::with_capacity(16 + body.len() + 4);
+    w.i32((16 + body.len()) as i32);
+    hdr.encode(&mut w);
+    w.raw(body);
+    w.buf
+}
+
+impl<L: Links> Sequencer<L> {
+    /// `last_zxid`: the tree's last applied zxid after recovery.
+    pub fn new(
+        cfg: SequencerConfig,
+        tree: Arc<DataTree>,
+        sessions: SessionTracker,
+        links: L,
+        last_zxid: i64,
+        now_ms: i64,
+    ) -> Self {
+        let epoch = Zxid(last_zxid).epoch();
+        Sequencer {
+            next_container_check_ms: now_ms + cfg.container_check_interval_ms,
+            cfg,
+            tree,
+            prep: Prep::new(),
+            sessions,
+            owners: HashMap::default(),
+            links,
+            epoch,
+            last_zxid,
+            durable_zxid: last_zxid,
+            pending: VecDeque::new(),
+            failed: None,
+        }
+    }
+
+    pub fn sessions(&self) -> &SessionTracker {
+        &self.sessions
+    }
+    pub fn last_zxid(&self) -> i64 {
+        self.last_zxid
+    }
+    pub fn outstanding(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn send(&self, out: &mut Outbox, shard: u16, msg: ToShard) {
+        out.touched_shards |= 1 << (shard % 64);
+        self.links.send(shard, msg);
+    }
+
+    fn next_zxid(&mut self) -> i64 {
+        let z = Zxid(self.last_zxid);
+        // ZooKeeper forces a new epoch (a re-election) before the counter wraps (ZOOKEEPER-1277);
+        // standalone, we open the next epoch ourselves.
+        let next = if z.counter() == u32::MAX { Zxid::new(self.epoch + 1, 1) } else { Zxid(self.last_zxid + 1) };
+        self.epoch = next.epoch();
+        assert!(next.0 > self.last_zxid, "zxids must grow");
+        self.last_zxid = next.0;
+        next.0
+    }
+
+    fn clamp_timeout(&self, t: i32) -> i32 {
+        t.clamp(self.cfg.min_session_timeout_ms, self.cfg.max_session_timeout_ms)
+    }
+
+    pub fn step(&mut self, msg: ToSequencer, now_ms: i64, out: &mut Outbox) {
+        match msg {
+            ToSequencer::Connect { from, peer, req } => self.on_connect(from, peer, req, now_ms, out),
+            ToSequencer::Write { from, session, xid, opcode, req, auth } => {
+                self.on_write(from, session, xid, opcode, req, &auth, now_ms, out)
+            }
+            ToSequencer::Touch { sessions } => {
+                for s in sessions {
+                    self.sessions.touch(s, now_ms);
+                }
+            }
+            ToSequencer::Disconnected { from, session } => {
+                if self.owners.get(&session) == Some(&from) {
+                    self.owners.remove(&session);
+                }
+            }
+            ToSequencer::Durable { zxid } => {
+                assert!(zxid <= self.last_zxid, "log reported zxid {zxid:#x} beyond last issued");
+                self.durable_zxid = self.durable_zxid.max(zxid);
+                self.apply_durable(now_ms, out);
+            }
+            ToSequencer::LogFailed { reason } => {
+                tracing::error!("transaction log failed: {reason}; refusing all writes");
+                self.failed = Some(reason);
+            }
+            ToSequencer::Shutdown => {}
+        }
+    }
+
+    /// Periodic work: session expiry and the container/TTL sweep.
+    pub fn tick(&mut self, now_ms: i64, out: &mut Outbox) {
+        for id in self.sessions.expire(now_ms) {
+            let timeout = self.sessions.get(id).map(|s| s.timeout_ms).unwrap_or(0);
+            tracing::info!("Expiring session 0x{id:x}, timeout of {timeout}ms exceeded");
+            let (hdr, body) = self.prep_close(id, now_ms);
+            self.log(hdr, body, Waiter::Internal, out);
+        }
+        if self.cfg.container_check_interval_ms > 0 && now_ms >= self.next_container_check_ms {
+            self.next_container_check_ms = now_ms + self.cfg.container_check_interval_ms;
+            for path in self.tree.containers_and_ttls_to_delete(now_ms, self.cfg.extended_types_enabled) {
+                let zxid = self.next_zxid();
+                let (hdr, body) = self.prep.prep_delete_container(&*self.tree, &path, zxid, now_ms);
+                self.log(hdr, body, Waiter::Internal, out);
+            }
+        }
+    }
+
+    fn prep_close(&mut self, session: i64, now_ms: i64) -> (TxnHeader, TxnBody) {
+        self.sessions.set_closing(session);
+        let zxid = self.next_zxid();
+        self.prep.prep_close_session(&*self.tree, session, 0, zxid, now_ms)
+    }
+
+    fn log(&mut self, hdr: TxnHeader, body: TxnBody, waiter: Waiter, out: &mut Outbox) {
+        let txn = LoggedTxn { hdr, body, digest: None };
+        out.to_log.push(txn.clone());
+        self.pending.push_back(Pending { txn: Some(txn), waiter });
+    }
+
+    fn on_connect(
+        &mut self,
+        from: ConnRef,
+        peer: std::net::SocketAddr,
+        req: crate::proto::ConnectRequest,
+        now_ms: i64,
+        out: &mut Outbox,
+    ) {
+        if req.last_zxid_seen > self.last_zxid {
+            // The client saw a newer state than ours (it talked to another server); serving it
+            // would let it go back in time. ZooKeeper closes such a connection without an answer.
+            tracing::info!(
+                "Refusing session request for client {peer} as it has seen zxid 0x{:x} our last zxid is 0x{:x} client must try another server",
+                req.last_zxid_seen,
+                self.last_zxid
+            );
+            self.send(out, from.shard, ToShard::Close { conn: from.conn, reason: "client has seen a newer zxid" });
+            return;
+        }
+        let timeout_ms = self.clamp_timeout(req.time_out);
+        if req.session_id == 0 {
+            if self.failed.is_some() {
+                self.send(out, from.shard, ToShard::Close { conn: from.conn, reason: "log failed" });
+                return;
+            }
+            let session = self.sessions.next_session_id();
+            let zxid = self.next_zxid();
+            let hdr = TxnHeader {
+                client_id: session,
+                cxid: 0,
+                zxid,
+                time: now_ms,
+                txn_type: OpCode::CreateSession as i32,
+            };
+            let body = TxnBody::CreateSession(crate::proto::CreateSessionTxn { time_out: timeout_ms });
+            self.sessions.add(session, timeout_ms, now_ms);
+            self.owners.insert(session, from);
+            self.log(hdr, body, Waiter::Connect { from, session, timeout_ms }, out);
+        } else {
+            let session = req.session_id;
+            let valid = self.sessions.is_valid(session) && req.passwd[..] == session_password(session)[..];
+            if valid {
+                self.sessions.touch(session, now_ms);
+                if let Some(s) = self.sessions.get(session) {
+                    // ZooKeeper keeps the timeout the session was created with on revalidation
+                    // unless the client asks again; the tracker uses the negotiated one.
+                    let _ = s;
+                }
+                if let Some(old) = self.owners.insert(session, from) {
+                    if old != from {
+                        self.send(
+                            out,
+                            old.shard,
+                            ToShard::Close { conn: old.conn, reason: "session reconnected elsewhere" },
+                        );
+                    }
+                }
+                let resp = ConnectResponse {
+                    protocol_version: 0,
+                    time_out: timeout_ms,
+                    session_id: session,
+                    passwd: session_password(session).to_vec(),
+                    read_only: false,
+                };
+                tracing::debug!("revalidated session 0x{session:x} for {peer}");
+                let packet = frame_record(&resp);
+                self.send(out, from.shard, ToShard::Connected { conn: from.conn, session, timeout_ms, packet, close: false });
+            } else {
+                tracing::info!("Invalid session 0x{session:x} for client {peer}, probably expired");
+                let resp = ConnectResponse {
+                    protocol_version: 0,
+                    time_out: 0,
+                    session_id: 0,
+                    passwd: vec![0; 16],
+                    read_only: false,
+                };
+                let packet = frame_record(&resp);
+                self.send(out, from.shard, ToShard::Connected { conn: from.conn, session: 0, timeout_ms: 0, packet, close: true });
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_write(
+        &mut self,
+        from: ConnRef,
+        session: i64,
+        xid: i32,
+        opcode: i32,
+        req: Request,
+        auth: &[crate::proto::Id],
+        now_ms: i64,
+        out: &mut Outbox,
+    ) {
+        if let Some(reason) = &self.failed {
+            // Nothing can be made durable: refuse rather than acknowledge.
+            tracing::debug!("refusing write: {reason}");
+            let hdr = ReplyHeader { xid, zxid: self.last_zxid, err: crate::proto::ErrorCode::SystemError as i32 };
+            let packet = framed_raw(&hdr, &[]);
+            self.send(out, from.shard, ToShard::Reply { conn: from.conn, xid, packet, close: false });
+            return;
+        }
+        self.sessions.touch(session, now_ms);
+        if matches!(req, Request::Sync(_)) {
+            if self.pending.is_empty() {
+                self.answer(from, xid, opcode, &req, None, out);
+            } else {
+                self.pending.push_back(Pending { txn: None, waiter: Waiter::Client { from, xid, opcode, req } });
+            }
+            return;
+        }
+        let (hdr, body) = if matches!(req, Request::CloseSession) {
+            self.prep_close(session, now_ms)
+        } else if !self.sessions.is_valid(session) {
+            let zxid = self.next_zxid();
+            request::error_txn(session, xid, zxid, now_ms, crate::proto::ErrorCode::SessionExpired)
+        } else {
+            let zxid = self.next_zxid();
+            let ctx = request::WriteCtx {
+                session_id: session,
+                cxid: xid,
+                opcode,
+                auth,
+                super_digest: self.cfg.super_digest.as_deref(),
+                skip_acl: self.cfg.skip_acl,
+                extended_types_enabled: self.cfg.extended_types_enabled,
+            };
+            self.prep.prep(&*self.tree, &ctx, &req, zxid, now_ms)
+        };
+        self.log(hdr, body, Waiter::Client { from, xid, opcode, req }, out);
+    }
+
+    /// Applies every pending txn the log made durable, in order, answering as it goes.
+    fn apply_durable(&mut self, now_ms: i64, out: &mut Outbox) {
+        while let Some(front) = self.pending.front() {
+            let ready = match &front.txn {
+                Some(t) => t.hdr.zxid <= self.durable_zxid,
+                None => true,
+            };
+            if !ready {
+                break;
+            }
+            let p = self.pending.pop_front().unwrap();
+            let result = p.txn.as_ref().map(|t| {
+                let mut touched = out.touched_shards;
+                let r = {
+                    let mut sink = SinkToShards { links: &self.links, touched: &mut touched };
+                    self.tree.apply(&t.hdr, &t.body, &mut sink)
+                };
+                out.touched_shards = touched;
+                self.prep.applied(t.hdr.zxid);
+                if t.hdr.txn_type == OpCode::CloseSession as i32 {
+                    self.sessions.remove(t.hdr.client_id);
+                    if let Some(owner) = self.owners.remove(&t.hdr.client_id) {
+                        let is_requester = matches!(&p.waiter, Waiter::Client { from, .. } if *from == owner);
+                        if !is_requester {
+                            self.send(out, owner.shard, ToShard::Close { conn: owner.conn, reason: "session expired" });
+                        }
+                    }
+                }
+                (t.hdr.zxid, r)
+            });
+            match p.waiter {
+                Waiter::Client { from, xid, opcode, req } => {
+                    self.answer(from, xid, opcode, &req, result.as_ref(), out)
+                }
+                Waiter::Connect { from, session, timeout_ms } => {
+                    let resp = ConnectResponse {
+                        protocol_version: 0,
+                        time_out: timeout_ms,
+                        session_id: session,
+                        passwd: session_password(session).to_vec(),
+                        read_only: false,
+                    };
+                    let packet = frame_record(&resp);
+                    self.send(out, from.shard, ToShard::Connected { conn: from.conn, session, timeout_ms, packet, close: false });
+                }
+                Waiter::Internal => {}
+            }
+        }
+        let _ = now_ms;
+    }
+
+    fn answer(
+        &self,
+        from: ConnRef,
+        xid: i32,
+        opcode: i32,
+        req: &Request,
+        result: Option<&(i64, crate::tree::ApplyResult)>,
+        out: &mut Outbox,
+    ) {
+        let (zxid, err, body) = match result {
+            None => {
+                // sync: answered with the path, at the last applied zxid.
+                let body = match req {
+                    Request::Sync(s) => crate::proto::SyncResponse { path: s.path.clone() }.to_bytes(),
+                    _ => Vec::new(),
+                };
+                (self.tree.last_processed_zxid(), 0, body)
+            }
+            Some((zxid, r)) => {
+                let (err, body) = request::reply_body(opcode, req, r);
+                (*zxid, err, body)
+            }
+        };
+        let close = matches!(req, Request::CloseSession);
+        let packet = framed_raw(&ReplyHeader { xid, zxid, err }, &body);
+        self.send(out, from.shard, ToShard::Reply { conn: from.conn, xid, packet, close });
+    }
+}
+
+/// A framed record without a reply header (the connect response).
+pub fn frame_record<R: Record>(r: &R) -> Vec<u8> {
+    let mut w = Writer::with_capacity(64);
+    w.i32(0);
+    r.encode(&mut w);
+    let len = (w.buf.len() - 4) as i32;
+    w.buf[..4].copy_from_slice(&len.to_be_bytes());
+    w.buf
+}

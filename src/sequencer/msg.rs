@@ -1,0 +1,44 @@
+//! Messages between shards, the sequencer and the log writer. Plain data, `Send`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::proto::ops::Request;
+use crate::proto::{ConnectRequest, EventType, Id};
+
+/// A connection, named by the shard that owns it and its id there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnRef {
+    pub shard: u16,
+    pub conn: u64,
+}
+
+/// To the sequencer (quorum core).
+pub enum ToSequencer {
+    /// The first packet of a connection.
+    Connect { from: ConnRef, peer: SocketAddr, req: ConnectRequest },
+    /// A write (or sync / closeSession): prepped, logged, applied, answered in order.
+    Write { from: ConnRef, session: i64, xid: i32, opcode: i32, req: Request, auth: Arc<Vec<Id>> },
+    /// Sessions that showed activity since the last batch (pings included).
+    Touch { sessions: Vec<i64> },
+    /// A connection went away without closing its session.
+    Disconnected { from: ConnRef, session: i64 },
+    /// The log made everything up to this zxid durable.
+    Durable { zxid: i64 },
+    /// The log failed; the node must stop (see `txnlog`).
+    LogFailed { reason: String },
+    Shutdown,
+}
+
+/// To a shard.
+pub enum ToShard {
+    /// The answer to the connection's oldest outstanding write: a whole framed packet.
+    Reply { conn: u64, xid: i32, packet: Vec<u8>, close: bool },
+    /// The handshake result: a framed ConnectResponse. `session` 0 means refused (then `close`).
+    Connected { conn: u64, session: i64, timeout_ms: i32, packet: Vec<u8>, close: bool },
+    /// A watch fired for a watcher on this shard.
+    Watch { conn: u64, event: EventType, path: String },
+    /// Close the connection (session expired or moved to another connection).
+    Close { conn: u64, reason: &'static str },
+    Shutdown,
+}

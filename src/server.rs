@@ -1,0 +1,307 @@
+//! Builds a running server from a `Config`: topology (which core does what), listeners, the
+//! sequencer thread, the log, and one glommio executor per shard. Startup failures come back as
+//! `StartError`s whose messages name the cause and the fix.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{unbounded, Sender};
+use thiserror::Error;
+
+use crate::config::Config;
+use crate::metrics::{Metrics, ShardProbe};
+use crate::sequencer::driver::{self, LogSink, MemoryLog, ShardLink, ShardLinks};
+use crate::sequencer::{Sequencer, SequencerConfig, ToSequencer};
+use crate::session::SessionTracker;
+use crate::shard::doorbell::Doorbell;
+use crate::shard::{self, ConnLimits, ShardInit};
+use crate::tree::DataTree;
+
+/// What shards need of the configuration, resolved once.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub jute_max_buffer: usize,
+    pub max_client_cnxns: u32,
+    pub super_digest: Option<String>,
+    pub skip_acl: bool,
+    /// `None` = every word allowed (`*`).
+    pub four_letter_whitelist: Option<Vec<String>>,
+    pub server_id: u8,
+    pub client_addr: SocketAddr,
+    pub data_dir: std::path::PathBuf,
+    pub data_log_dir: std::path::PathBuf,
+    pub tick_ms: i64,
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    pub max_outstanding: usize,
+}
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: the address is already in use. Is another ZooKeeper or zkd running on it? Stop it or set clientPort/clientPortAddress in zoo.cfg")]
+    PortInUse { addr: SocketAddr },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("shard {shard} could not start its io_uring executor: {reason}")]
+    Executor { shard: u16, reason: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Which cores run what. Small machines share: on 1–3 cores the sequencer and the log writer run
+/// on the last core alongside a shard; from 4 cores on they get cores of their own.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub shard_cores: Vec<usize>,
+    pub sequencer_core: Option<usize>,
+    pub log_core: Option<usize>,
+}
+
+impl Topology {
+    pub fn plan(available: &[usize], shards: Option<usize>) -> Topology {
+        if available.is_empty() {
+            return Topology { shard_cores: vec![usize::MAX; shards.unwrap_or(1).max(1)], sequencer_core: None, log_core: None };
+        }
+        let n = available.len();
+        let (seq, log, shard_pool): (usize, usize, &[usize]) = if n >= 4 {
+            (available[n - 1], available[n - 2], &available[..n - 2])
+        } else {
+            (available[n - 1], available[n - 1], available)
+        };
+        let count = shards.unwrap_or(shard_pool.len()).max(1);
+        let shard_cores = (0..count).map(|i| shard_pool[i % shard_pool.len()]).collect();
+        Topology { shard_cores, sequencer_core: Some(seq), log_core: Some(log) }
+    }
+}
+
+pub struct RunOptions {
+    pub shards: Option<usize>,
+    pub cores: Option<Vec<usize>>,
+    /// Keep the tree in memory only (tests and benchmarks of the request path).
+    pub in_memory: bool,
+}
+
+pub struct ServerHandle {
+    pub to_seq: Sender<ToSequencer>,
+    pub addr: SocketAddr,
+    pub metrics: Arc<Metrics>,
+    pub tree: Arc<DataTree>,
+    stop: Arc<AtomicBool>,
+    shards: Vec<JoinHandle<()>>,
+    sequencer: Option<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// Stops accepting, closes connections, stops the sequencer and the log, and waits.
+    pub fn shutdown(mut self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.to_seq.send(ToSequencer::Shutdown);
+        if let Some(s) = self.sequencer.take() {
+            let _ = s.join();
+        }
+        for s in self.shards.drain(..) {
+            let _ = s.join();
+        }
+    }
+}
+
+fn listener(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    if reuse_port {
+        s.set_reuse_port(true)?;
+    }
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    Ok(s.into())
+}
+
+fn pin(core: Option<usize>) {
+    if let Some(c) = core {
+        if c != usize::MAX {
+            core_affinity::set_for_current(core_affinity::CoreId { id: c });
+        }
+    }
+}
+
+pub fn settings_from(cfg: &Config) -> Result<Settings, StartError> {
+    let ip: std::net::IpAddr = match &cfg.client_port_address {
+        Some(a) => a.parse().map_err(|_| StartError::Other(format!("clientPortAddress {a:?} is not an IP address")))?,
+        None => std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+    };
+    Ok(Settings {
+        jute_max_buffer: cfg.jute_max_buffer as usize,
+        max_client_cnxns: cfg.max_client_cnxns as u32,
+        super_digest: cfg.super_digest.clone(),
+        skip_acl: cfg.skip_acl,
+        four_letter_whitelist: cfg.four_letter_words_whitelist(),
+        server_id: cfg.server_id().unwrap_or(0) as u8,
+        client_addr: SocketAddr::new(ip, cfg.client_port),
+        data_dir: cfg.data_dir.clone(),
+        data_log_dir: cfg.data_log_dir.clone(),
+        tick_ms: cfg.tick_time_ms as i64,
+        min_session_timeout_ms: cfg.min_session_timeout_ms(),
+        max_session_timeout_ms: cfg.max_session_timeout_ms(),
+        max_outstanding: cfg.global_outstanding_limit as usize,
+    })
+}
+
+/// Starts a server; returns once every shard is listening.
+pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError> {
+    let settings = Arc::new(settings_from(cfg)?);
+    let addr = settings.client_addr;
+    // Probe without SO_REUSEPORT first: otherwise a second zkd would silently share the port.
+    match listener(addr, false) {
+        Ok(l) => drop(l),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(StartError::PortInUse { addr }),
+        Err(e) => return Err(StartError::Listen { addr, source: e }),
+    }
+    let available: Vec<usize> = match &opts.cores {
+        Some(c) => c.clone(),
+        None => core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect(),
+    };
+    let topo = Topology::plan(&available, opts.shards);
+    tracing::info!(
+        "topology: {} shard(s) on cores {:?}, sequencer on {:?}, log writer on {:?}",
+        topo.shard_cores.len(),
+        topo.shard_cores,
+        topo.sequencer_core,
+        topo.log_core
+    );
+    let mut listeners = Vec::new();
+    for _ in &topo.shard_cores {
+        let l = listener(addr, true).map_err(|e| StartError::Listen { addr, source: e })?;
+        listeners.push(l);
+    }
+    let bound = listeners[0].local_addr().map_err(|e| StartError::Listen { addr, source: e })?;
+
+    let metrics = Arc::new(Metrics::new(topo.shard_cores.len()));
+    let tree = Arc::new(DataTree::new());
+    let now = driver::now_ms();
+    let sessions = SessionTracker::new(settings.server_id, settings.tick_ms, now);
+    let (seq_tx, seq_rx) = unbounded();
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let mut links = Vec::new();
+    let mut inits = Vec::new();
+    let limits = Arc::new(ConnLimits::default());
+    for (i, l) in listeners.into_iter().enumerate() {
+        let (tx, rx) = unbounded();
+        let (bell, bell_rx) = Doorbell::new().map_err(|e| StartError::Other(format!("socketpair: {e}")))?;
+        let bell = Arc::new(bell);
+        links.push(ShardLink { tx, bell: bell.clone() });
+        inits.push(ShardInit {
+            id: i as u16,
+            tree: tree.clone(),
+            to_seq: seq_tx.clone(),
+            inbox: rx,
+            bell,
+            bell_rx,
+            settings: settings.clone(),
+            listener: l,
+            limits: limits.clone(),
+            stop: stop.clone(),
+            probe: metrics.shard(i),
+        });
+    }
+
+    let seq_cfg = SequencerConfig {
+        server_id: settings.server_id,
+        tick_ms: settings.tick_ms,
+        min_session_timeout_ms: settings.min_session_timeout_ms,
+        max_session_timeout_ms: settings.max_session_timeout_ms,
+        container_check_interval_ms: cfg.container_check_interval_ms as i64,
+        extended_types_enabled: cfg.extended_types_enabled,
+        super_digest: settings.super_digest.clone(),
+        skip_acl: settings.skip_acl,
+    };
+    let last_zxid = tree.last_processed_zxid();
+    let seq = Sequencer::new(seq_cfg, tree.clone(), sessions, ShardLinks(links), last_zxid, now);
+    let log: Box<dyn LogSink> = Box::new(MemoryLog { to_seq: seq_tx.clone() });
+    let _ = opts.in_memory;
+    let seq_core = topo.sequencer_core;
+    let tick = Duration::from_millis((settings.tick_ms / 2).clamp(10, 500) as u64);
+    let sequencer = std::thread::Builder::new()
+        .name("zkd-sequencer".into())
+        .spawn(move || {
+            pin(seq_core);
+            driver::run(seq, seq_rx, log, tick);
+        })
+        .map_err(|e| StartError::Other(format!("spawn sequencer: {e}")))?;
+
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<u16, StartError>>(inits.len());
+    let mut shards = Vec::new();
+    for (init, core) in inits.into_iter().zip(topo.shard_cores.iter().copied()) {
+        let ready = ready_tx.clone();
+        let id = init.id;
+        let h = std::thread::Builder::new()
+            .name(format!("zkd-shard-{id}"))
+            .spawn(move || {
+                let placement = if core == usize::MAX {
+                    glommio::Placement::Unbound
+                } else {
+                    glommio::Placement::Fixed(core)
+                };
+                let ex = glommio::LocalExecutorBuilder::new(placement).name(&format!("zkd-shard-{id}")).make();
+                let ex = match ex {
+                    Ok(ex) => ex,
+                    Err(e) => {
+                        let _ = ready.send(Err(StartError::Executor { shard: id, reason: explain_glommio(&e.to_string()) }));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(id));
+                ex.run(shard::run(init));
+            })
+            .map_err(|e| StartError::Other(format!("spawn shard: {e}")))?;
+        shards.push(h);
+    }
+    drop(ready_tx);
+    for _ in 0..shards.len() {
+        match ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                stop.store(true, Ordering::Release);
+                let _ = seq_tx.send(ToSequencer::Shutdown);
+                return Err(e);
+            }
+            Err(_) => return Err(StartError::Other("a shard did not start within 30 s".into())),
+        }
+    }
+    tracing::info!("zkd serving clients on {bound}");
+    Ok(ServerHandle { to_seq: seq_tx, addr: bound, metrics, tree, stop, shards, sequencer: Some(sequencer) })
+}
+
+/// Turns glommio's start-up errors into a cause and a fix.
+fn explain_glommio(e: &str) -> String {
+    if e.contains("memlock") || e.contains("MemLock") {
+        format!("{e}. io_uring needs locked memory: raise it (`ulimit -l unlimited`, or LimitMEMLOCK=infinity in a systemd unit)")
+    } else if e.contains("Operation not permitted") || e.contains("EPERM") || e.contains("Function not implemented") {
+        format!("{e}. io_uring_setup was refused: a container seccomp profile (Docker's default) or kernel.io_uring_disabled blocks io_uring; allow io_uring_setup/io_uring_enter/io_uring_register or run with --security-opt seccomp=unconfined")
+    } else {
+        e.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topology_shares_on_small_machines_and_spreads_on_big_ones() {
+        let t = Topology::plan(&[0], None);
+        assert_eq!((t.shard_cores, t.sequencer_core, t.log_core), (vec![0], Some(0), Some(0)));
+        let t = Topology::plan(&[0, 1], None);
+        assert_eq!((t.shard_cores, t.sequencer_core), (vec![0, 1], Some(1)));
+        let cores: Vec<usize> = (0..64).collect();
+        let t = Topology::plan(&cores, None);
+        assert_eq!(t.shard_cores.len(), 62);
+        assert_eq!((t.sequencer_core, t.log_core), (Some(63), Some(62)));
+        let t = Topology::plan(&[0, 1], Some(1));
+        assert_eq!(t.shard_cores, vec![0]);
+    }
+}

@@ -1,0 +1,435 @@
+//! One client connection: framing, the handshake, per-session FIFO of replies, the writer task.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::local_channel::{self, LocalSender};
+use glommio::net::TcpStream;
+
+use super::Shard;
+use crate::proto::frame::{Frame, FrameBuf};
+use crate::proto::jute::{Reader, Record};
+use crate::proto::ops::Request;
+use crate::proto::{xid, ConnectRequest, ErrorCode, EventType, Id, KeeperState, OpCode, ReplyHeader, RequestHeader, WatcherEvent};
+use crate::sequencer::{framed, framed_raw, ConnRef, ToSequencer};
+use crate::tree::WatcherId;
+
+/// Reply-queue entries, in request order.
+pub enum Slot {
+    /// A write the sequencer has not answered yet.
+    Write { xid: i32 },
+    /// A read that arrived behind a pending write: runs when it reaches the front.
+    Read { xid: i32, opcode: i32, req: Request },
+    /// An answer ready to go out once everything before it has.
+    Done(Vec<u8>),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    AwaitConnect,
+    Connecting,
+    Connected,
+}
+
+pub struct Conn {
+    pub id: u64,
+    pub peer: SocketAddr,
+    fd: i32,
+    phase: Cell<Phase>,
+    pub session: Cell<i64>,
+    pub timeout_ms: Cell<i32>,
+    pub auth: RefCell<Arc<Vec<Id>>>,
+    queue: RefCell<VecDeque<Slot>>,
+    /// Frames received before the handshake finished (clients may pipeline them).
+    early: RefCell<Vec<Vec<u8>>>,
+    out: RefCell<Vec<u8>>,
+    wake_writer: LocalSender<()>,
+    closed: Cell<bool>,
+    close_after_flush: Cell<bool>,
+    pub packets_received: Cell<u64>,
+    pub packets_sent: Cell<u64>,
+}
+
+/// Largest reply backlog a connection may hold before the shard stops reading from it.
+const OUT_MAX_BYTES: usize = 4 << 20;
+
+pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
+    let peer = match stream.peer_addr() {
+        Ok(p) => p,
+        Err(_) => return,
+    };
+    let max = shard.settings.max_client_cnxns;
+    if !shard.limits.try_acquire(peer.ip(), max) {
+        shard.probe.conn_rejected_max_cnxns();
+        tracing::warn!("Too many connections from /{} - max is {}", peer.ip(), max);
+        return; // dropping the stream closes it
+    }
+    let _ = stream.set_nodelay(true);
+    let id = shard.next_conn.get();
+    shard.next_conn.set(id + 1);
+    let (wake_tx, wake_rx) = local_channel::new_bounded::<()>(1);
+    let conn = Rc::new(Conn {
+        id,
+        peer,
+        fd: stream.as_raw_fd(),
+        phase: Cell::new(Phase::AwaitConnect),
+        session: Cell::new(0),
+        timeout_ms: Cell::new(0),
+        auth: RefCell::new(Arc::new(vec![Id { scheme: "ip".into(), id: peer.ip().to_string() }])),
+        queue: RefCell::new(VecDeque::new()),
+        early: RefCell::new(Vec::new()),
+        out: RefCell::new(Vec::new()),
+        wake_writer: wake_tx,
+        closed: Cell::new(false),
+        close_after_flush: Cell::new(false),
+        packets_received: Cell::new(0),
+        packets_sent: Cell::new(0),
+    });
+    shard.conns.borrow_mut().insert(id, conn.clone());
+    shard.probe.conn_opened();
+
+    let (mut rd, mut wr) = futures_lite::io::split(stream);
+    // Writer: flushes the connection's output buffer whenever woken.
+    let c = conn.clone();
+    glommio::spawn_local(async move {
+        while wake_rx.recv().await.is_some() {
+            loop {
+                let buf = std::mem::take(&mut *c.out.borrow_mut());
+                if buf.is_empty() {
+                    break;
+                }
+                if wr.write_all(&buf).await.is_err() {
+                    c.closed.set(true);
+                    break;
+                }
+                // Hand the allocation back for reuse when nothing new was queued meanwhile.
+                let mut o = c.out.borrow_mut();
+                if o.is_empty() && buf.capacity() <= 1 << 20 {
+                    let mut buf = buf;
+                    buf.clear();
+                    *o = buf;
+                }
+            }
+            if c.closed.get() || c.close_after_flush.get() {
+                break;
+            }
+        }
+        let _ = wr.flush().await;
+        // Wakes the reader (its pending read returns 0) so it can clean up.
+        unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
+    })
+    .detach();
+
+    // Reader: frames in, requests dispatched; cleans up when the connection ends.
+    let s = shard.clone();
+    let c = conn;
+    glommio::spawn_local(async move {
+        let mut fb = FrameBuf::new();
+        let mut first = true;
+        let max = s.settings.jute_max_buffer;
+        'read: while !c.closed.get() {
+            if c.out.borrow().len() > OUT_MAX_BYTES {
+                // Back-pressure: a client that does not read its replies stops being read.
+                glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+                continue;
+            }
+            let spare = fb.spare(16 * 1024);
+            let spare_len = spare.len();
+            let n = match rd.read(spare).await {
+                Ok(0) | Err(_) => {
+                    fb.filled(spare_len, 0);
+                    break;
+                }
+                Ok(n) => n,
+            };
+            fb.filled(spare_len, n);
+            loop {
+                match fb.next_frame(max, &mut first) {
+                    Ok(None) => break,
+                    Ok(Some(Frame::FourLetter(w))) => {
+                        let text = crate::admin::four_letter(&s, &w);
+                        c.out.borrow_mut().extend_from_slice(text.as_bytes());
+                        c.close_after_flush.set(true);
+                        let _ = c.wake_writer.try_send(());
+                        break 'read;
+                    }
+                    Ok(Some(Frame::Packet(body))) => {
+                        c.packets_received.set(c.packets_received.get() + 1);
+                        s.probe.packet_received();
+                        if let Err(why) = c.on_packet(&s, body) {
+                            tracing::info!("closing connection from {}: {why}", c.peer);
+                            break 'read;
+                        }
+                    }
+                    Err(e) => {
+                        s.probe.frame_rejected();
+                        tracing::warn!(
+                            "Closing connection from client {}: {e} (session 0x{:x})",
+                            c.peer,
+                            c.session.get()
+                        );
+                        break 'read;
+                    }
+                }
+            }
+        }
+        c.close();
+        s.conns.borrow_mut().remove(&c.id);
+        s.tree.remove_watcher(WatcherId { shard: s.id, conn: c.id });
+        s.limits.release(c.peer.ip());
+        s.probe.conn_closed();
+        if c.session.get() != 0 {
+            let _ = s.to_seq.send(ToSequencer::Disconnected { from: c.conn_ref(s.id), session: c.session.get() });
+        } else {
+            tracing::debug!("Closed socket connection for client {} (no session established for client)", c.peer);
+        }
+    })
+    .detach();
+}
+
+fn reply(xid: i32, zxid: i64, err: ErrorCode) -> Vec<u8> {
+    framed_raw(&ReplyHeader { xid, zxid, err: err as i32 }, &[])
+}
+
+impl Conn {
+    pub fn conn_ref(&self, shard: u16) -> ConnRef {
+        ConnRef { shard, conn: self.id }
+    }
+
+    pub fn watcher(&self, shard: u16) -> WatcherId {
+        WatcherId { shard, conn: self.id }
+    }
+
+    /// Stops the connection: the writer flushes what is queued, then shuts the socket down.
+    pub fn close(&self) {
+        if !self.close_after_flush.get() {
+            self.close_after_flush.set(true);
+            let _ = self.wake_writer.try_send(());
+        }
+    }
+
+    fn push_out(&self, packet: &[u8]) {
+        self.out.borrow_mut().extend_from_slice(packet);
+        self.packets_sent.set(self.packets_sent.get() + 1);
+        let _ = self.wake_writer.try_send(());
+    }
+
+    pub fn send_event(&self, event: EventType, path: &str) {
+        let ev = WatcherEvent { event_type: event as i32, state: KeeperState::SyncConnected as i32, path: path.into() };
+        let packet = framed(&ReplyHeader { xid: xid::NOTIFICATION, zxid: -1, err: 0 }, Some(&ev));
+        self.push_out(&packet);
+    }
+
+    /// The sequencer answered the handshake.
+    pub fn connected(&self, shard: &Shard, session: i64, timeout_ms: i32, packet: Vec<u8>, close: bool) {
+        self.push_out(&packet);
+        if close || session == 0 {
+            self.close();
+            return;
+        }
+        self.session.set(session);
+        self.timeout_ms.set(timeout_ms);
+        self.phase.set(Phase::Connected);
+        tracing::debug!("session 0x{session:x} established for {} (timeout {timeout_ms} ms)", self.peer);
+        let early = std::mem::take(&mut *self.early.borrow_mut());
+        for body in early {
+            if let Err(why) = self.dispatch(shard, body) {
+                tracing::info!("closing connection from {}: {why}", self.peer);
+                self.close();
+                return;
+            }
+        }
+    }
+
+    /// The sequencer answered this connection's oldest pending write.
+    pub fn complete_write(&self, xid: i32, packet: Vec<u8>, close: bool) {
+        let mut q = self.queue.borrow_mut();
+        let slot = q.iter_mut().find(|s| matches!(s, Slot::Write { .. }));
+        match slot {
+            Some(s) => {
+                if let Slot::Write { xid: want } = s {
+                    debug_assert_eq!(*want, xid, "write replies must come back in request order");
+                }
+                *s = Slot::Done(packet);
+            }
+            None => tracing::error!("reply for xid {xid} without a pending write on {}", self.peer),
+        }
+        if close {
+            self.close_after_flush.set(true);
+        }
+    }
+
+    /// Runs reads that are no longer behind a pending write. True if any ran.
+    pub fn run_ready_reads(&self, shard: &Shard) -> bool {
+        let mut ran = false;
+        let mut i = 0;
+        loop {
+            let req = {
+                let mut q = self.queue.borrow_mut();
+                if i >= q.len() {
+                    break;
+                }
+                match &q[i] {
+                    Slot::Write { .. } => break,
+                    Slot::Done(_) => {
+                        i += 1;
+                        continue;
+                    }
+                    Slot::Read { .. } => {}
+                }
+                match std::mem::replace(&mut q[i], Slot::Done(Vec::new())) {
+                    Slot::Read { xid, opcode, req } => (xid, opcode, req),
+                    _ => unreachable!(),
+                }
+            };
+            let packet = super::reads::execute(shard, self, req.0, req.1, req.2);
+            self.queue.borrow_mut()[i] = Slot::Done(packet);
+            ran = true;
+            i += 1;
+        }
+        ran
+    }
+
+    /// Sends the answered prefix of the reply queue.
+    pub fn flush_done(&self) {
+        let mut q = self.queue.borrow_mut();
+        let mut sent = false;
+        while let Some(Slot::Done(_)) = q.front() {
+            if let Some(Slot::Done(p)) = q.pop_front() {
+                self.out.borrow_mut().extend_from_slice(&p);
+                self.packets_sent.set(self.packets_sent.get() + 1);
+                sent = true;
+            }
+        }
+        drop(q);
+        if sent {
+            let _ = self.wake_writer.try_send(());
+        }
+        if self.close_after_flush.get() {
+            let _ = self.wake_writer.try_send(());
+        }
+    }
+
+    fn on_packet(&self, shard: &Rc<Shard>, body: Vec<u8>) -> Result<(), String> {
+        match self.phase.get() {
+            Phase::AwaitConnect => {
+                let req = decode_connect(&body).map_err(|e| format!("bad connect request: {e}"))?;
+                self.phase.set(Phase::Connecting);
+                let _ = shard.to_seq.send(ToSequencer::Connect { from: self.conn_ref(shard.id), peer: self.peer, req });
+                Ok(())
+            }
+            Phase::Connecting => {
+                self.early.borrow_mut().push(body);
+                Ok(())
+            }
+            Phase::Connected => self.dispatch(shard, body),
+        }
+    }
+
+    /// A request from an established session.
+    fn dispatch(&self, shard: &Shard, body: Vec<u8>) -> Result<(), String> {
+        let mut r = Reader::new(&body);
+        let hdr = RequestHeader::decode(&mut r).map_err(|e| format!("bad request header: {e}"))?;
+        let session = self.session.get();
+        shard.touch(session);
+        let zxid = shard.tree.last_processed_zxid();
+        let opcode = hdr.op_type;
+        let req = match Request::decode(opcode, r.rest()) {
+            Ok(req) => req,
+            Err(e) => {
+                // ZooKeeper answers a request it cannot parse with MarshallingError and keeps
+                // the session; an unknown opcode gets Unimplemented.
+                let err = if OpCode::from_i32(opcode).is_none() { ErrorCode::Unimplemented } else { ErrorCode::MarshallingError };
+                tracing::debug!("request from {} (opcode {opcode}) rejected: {e}", self.peer);
+                self.enqueue_done(reply(hdr.xid, zxid, err));
+                return Ok(());
+            }
+        };
+        match &req {
+            Request::Ping => {
+                self.enqueue_read(shard, hdr.xid, opcode, req);
+            }
+            Request::Auth(ap) => {
+                let ok = self.authenticate(shard, &ap.scheme, &ap.auth);
+                if ok {
+                    self.enqueue_done(reply(xid::AUTH, 0, ErrorCode::Ok));
+                } else {
+                    self.enqueue_done(reply(xid::AUTH, 0, ErrorCode::AuthFailed));
+                    self.close_after_flush.set(true);
+                    self.flush_done();
+                    return Err(format!("authentication with scheme {:?} failed", ap.scheme));
+                }
+            }
+            r if r.is_write() => {
+                self.queue.borrow_mut().push_back(Slot::Write { xid: hdr.xid });
+                let auth = self.auth.borrow().clone();
+                let _ = shard.to_seq.send(ToSequencer::Write {
+                    from: self.conn_ref(shard.id),
+                    session,
+                    xid: hdr.xid,
+                    opcode,
+                    req,
+                    auth,
+                });
+            }
+            _ => self.enqueue_read(shard, hdr.xid, opcode, req),
+        }
+        Ok(())
+    }
+
+    fn enqueue_done(&self, packet: Vec<u8>) {
+        self.queue.borrow_mut().push_back(Slot::Done(packet));
+        self.flush_done();
+    }
+
+    /// A read runs now unless a write of this session is still pending ahead of it.
+    fn enqueue_read(&self, shard: &Shard, xid: i32, opcode: i32, req: Request) {
+        let blocked = self.queue.borrow().iter().any(|s| matches!(s, Slot::Write { .. }));
+        if blocked {
+            self.queue.borrow_mut().push_back(Slot::Read { xid, opcode, req });
+            return;
+        }
+        let packet = super::reads::execute(shard, self, xid, opcode, req);
+        // Events for anything this read saw are already in the inbox: deliver them first.
+        shard.pump();
+        self.queue.borrow_mut().push_back(Slot::Done(packet));
+        self.flush_done();
+    }
+
+    fn authenticate(&self, shard: &Shard, scheme: &str, auth: &[u8]) -> bool {
+        match scheme {
+            "digest" => {
+                let Ok(text) = std::str::from_utf8(auth) else { return false };
+                let Some((user, _)) = text.split_once(':') else { return false };
+                let digest = crate::request::acl::digest_id(text);
+                let mut ids = (**self.auth.borrow()).clone();
+                if shard.settings.super_digest.as_deref() == Some(digest.as_str()) {
+                    ids.push(Id { scheme: "super".into(), id: String::new() });
+                }
+                let _ = user;
+                ids.push(Id { scheme: "digest".into(), id: digest });
+                *self.auth.borrow_mut() = Arc::new(ids);
+                true
+            }
+            "ip" => true, // the ip id was added at accept time
+            _ => false,
+        }
+    }
+}
+
+/// The handshake; clients before 3.4 omit the trailing readOnly byte.
+fn decode_connect(body: &[u8]) -> Result<ConnectRequest, crate::proto::JuteError> {
+    let mut r = Reader::new(body);
+    let protocol_version = r.i32()?;
+    let last_zxid_seen = r.i64()?;
+    let time_out = r.i32()?;
+    let session_id = r.i64()?;
+    let passwd = r.buffer()?;
+    let read_only = if r.remaining() > 0 { r.bool()? } else { false };
+    Ok(ConnectRequest { protocol_version, last_zxid_seen, time_out, session_id, passwd, read_only })
+}

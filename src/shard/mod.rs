@@ -1,0 +1,276 @@
+//! A shard: one glommio executor pinned to one core, owning the client connections it accepted.
+//!
+//! Each shard binds its own SO_REUSEPORT listener, does all socket I/O of its connections on
+//! io_uring, answers reads itself against the shared tree, and forwards writes to the sequencer.
+//! Per-session FIFO: a connection's replies leave in request order, and a read that arrives behind
+//! the session's own pending writes runs only after they are applied.
+//!
+//! Watch events reach a shard through its inbox *before* the change that fired them is visible in
+//! the tree (the sequencer sends them under the tree's lock). A shard drains its inbox after every
+//! read and before queuing the read's reply, so a client always sees the event first.
+
+pub mod conn;
+pub mod doorbell;
+pub mod reads;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use futures_lite::AsyncReadExt;
+use parking_lot::Mutex;
+
+use crate::metrics::ShardProbe;
+use crate::sequencer::{ToSequencer, ToShard};
+use crate::server::Settings;
+use crate::tree::DataTree;
+use conn::Conn;
+use doorbell::Doorbell;
+
+/// Connections per client IP across all shards (`maxClientCnxns`).
+#[derive(Default)]
+pub struct ConnLimits {
+    per_ip: Mutex<HashMap<IpAddr, u32>>,
+}
+
+impl ConnLimits {
+    /// Counts a new connection from `ip`; false if it would exceed `max` (0 = unlimited).
+    pub fn try_acquire(&self, ip: IpAddr, max: u32) -> bool {
+        let mut m = self.per_ip.lock();
+        let n = m.entry(ip).or_insert(0);
+        if max > 0 && *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+    pub fn release(&self, ip: IpAddr) {
+        let mut m = self.per_ip.lock();
+        if let Some(n) = m.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
+    }
+}
+
+/// Everything a shard thread is handed at start (all `Send`).
+pub struct ShardInit {
+    pub id: u16,
+    pub tree: Arc<DataTree>,
+    pub to_seq: Sender<ToSequencer>,
+    pub inbox: Receiver<ToShard>,
+    pub bell: Arc<Doorbell>,
+    pub bell_rx: StdUnixStream,
+    pub settings: Arc<Settings>,
+    pub listener: std::net::TcpListener,
+    pub limits: Arc<ConnLimits>,
+    pub stop: Arc<AtomicBool>,
+    pub probe: Arc<ShardProbe>,
+}
+
+/// The shard's state inside its executor (single-threaded: `Rc`/`RefCell`).
+pub struct Shard {
+    pub id: u16,
+    pub tree: Arc<DataTree>,
+    pub to_seq: Sender<ToSequencer>,
+    inbox: Receiver<ToShard>,
+    pub settings: Arc<Settings>,
+    pub limits: Arc<ConnLimits>,
+    pub stop: Arc<AtomicBool>,
+    pub probe: Arc<ShardProbe>,
+    conns: RefCell<HashMap<u64, Rc<Conn>>>,
+    next_conn: Cell<u64>,
+    touched: RefCell<Vec<i64>>,
+    /// Connections whose reply queue may be able to advance after the inbox was drained.
+    dirty: RefCell<Vec<u64>>,
+}
+
+/// How often every shard's timer fires. It flushes session touches and — just as important — keeps
+/// a timer armed in every executor so that a reactor that parked while work was runnable (a known
+/// glommio 0.9 hang under CPU contention, see shared/PLATFORM.md) wakes within this bound.
+pub const HEARTBEAT: Duration = Duration::from_millis(50);
+
+impl Shard {
+    pub fn conn(&self, id: u64) -> Option<Rc<Conn>> {
+        self.conns.borrow().get(&id).cloned()
+    }
+
+    fn touch(&self, session: i64) {
+        self.touched.borrow_mut().push(session);
+    }
+
+    fn flush_touches(&self) {
+        let mut t = self.touched.borrow_mut();
+        if t.is_empty() {
+            return;
+        }
+        t.sort_unstable();
+        t.dedup();
+        let sessions = std::mem::take(&mut *t);
+        let _ = self.to_seq.send(ToSequencer::Touch { sessions });
+    }
+
+    /// Handles every message in the inbox, then lets connections whose pending writes completed
+    /// run the reads queued behind them; repeats until quiet. Returns false on shutdown.
+    pub fn pump(&self) -> bool {
+        loop {
+            let mut any = false;
+            while let Ok(m) = self.inbox.try_recv() {
+                any = true;
+                match m {
+                    ToShard::Shutdown => {
+                        self.stop.store(true, Ordering::Release);
+                        return false;
+                    }
+                    m => self.handle(m),
+                }
+            }
+            let dirty: Vec<u64> = std::mem::take(&mut *self.dirty.borrow_mut());
+            if dirty.is_empty() && !any {
+                return true;
+            }
+            let mut ran_reads = false;
+            for id in &dirty {
+                if let Some(c) = self.conn(*id) {
+                    ran_reads |= c.run_ready_reads(self);
+                }
+            }
+            if ran_reads {
+                // The reads just run may have seen changes whose events are now in the inbox:
+                // drain it before their replies go out.
+                while let Ok(m) = self.inbox.try_recv() {
+                    match m {
+                        ToShard::Shutdown => {
+                            self.stop.store(true, Ordering::Release);
+                            return false;
+                        }
+                        m => self.handle(m),
+                    }
+                }
+            }
+            for id in dirty {
+                if let Some(c) = self.conn(id) {
+                    c.flush_done();
+                }
+            }
+        }
+    }
+
+    fn handle(&self, m: ToShard) {
+        match m {
+            ToShard::Reply { conn, xid, packet, close } => {
+                if let Some(c) = self.conn(conn) {
+                    c.complete_write(xid, packet, close);
+                    self.dirty.borrow_mut().push(conn);
+                }
+            }
+            ToShard::Connected { conn, session, timeout_ms, packet, close } => {
+                if let Some(c) = self.conn(conn) {
+                    c.connected(self, session, timeout_ms, packet, close);
+                    self.dirty.borrow_mut().push(conn);
+                }
+            }
+            ToShard::Watch { conn, event, path } => {
+                if let Some(c) = self.conn(conn) {
+                    c.send_event(event, &path);
+                }
+            }
+            ToShard::Close { conn, reason } => {
+                if let Some(c) = self.conn(conn) {
+                    tracing::debug!("closing connection {} from {}: {reason}", conn, c.peer);
+                    c.close();
+                }
+            }
+            ToShard::Shutdown => unreachable!("handled by pump"),
+        }
+    }
+}
+
+/// Runs a shard until shutdown. Called on the shard's own (pinned) thread, inside its executor.
+pub async fn run(init: ShardInit) {
+    let listener = glommio::net::TcpListener::from(init.listener);
+    let bell = init.bell;
+    let bell_rx = unsafe {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        glommio::net::UnixStream::from_raw_fd(init.bell_rx.into_raw_fd())
+    };
+    let shard = Rc::new(Shard {
+        id: init.id,
+        tree: init.tree,
+        to_seq: init.to_seq,
+        inbox: init.inbox,
+        settings: init.settings,
+        limits: init.limits,
+        stop: init.stop,
+        probe: init.probe,
+        conns: RefCell::new(HashMap::new()),
+        next_conn: Cell::new(1),
+        touched: RefCell::new(Vec::new()),
+        dirty: RefCell::new(Vec::new()),
+    });
+
+    // Heartbeat: touches, and the always-armed timer that bounds any wrongly parked reactor.
+    let s = shard.clone();
+    glommio::spawn_local(async move {
+        while !s.stop.load(Ordering::Acquire) {
+            glommio::timer::sleep(HEARTBEAT).await;
+            s.flush_touches();
+            s.pump();
+        }
+    })
+    .detach();
+
+    // Accept loop.
+    let s = shard.clone();
+    glommio::spawn_local(async move {
+        loop {
+            match listener.accept().await {
+                Ok(stream) => conn::start(&s, stream),
+                Err(e) => {
+                    if s.stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    // EMFILE and friends: back off instead of spinning, say why once per pause.
+                    tracing::warn!("shard {}: accept failed: {e}", s.id);
+                    glommio::timer::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
+    .detach();
+
+    // Inbox loop: this future's end ends the executor.
+    let mut bell_rx = bell_rx;
+    let mut buf = [0u8; 64];
+    loop {
+        if !shard.pump() {
+            break;
+        }
+        bell.arm();
+        if !shard.pump() {
+            break;
+        }
+        match bell_rx.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if shard.stop.load(Ordering::Acquire) {
+            shard.pump();
+            break;
+        }
+    }
+    // Close every connection; their tasks finish as the executor drops.
+    let conns: Vec<Rc<Conn>> = shard.conns.borrow().values().cloned().collect();
+    for c in conns {
+        c.close();
+    }
+    shard.flush_touches();
+}

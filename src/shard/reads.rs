@@ -1,0 +1,221 @@
+//! Reads answered on the connection's own shard, against the shared tree, as ZooKeeper's
+//! FinalRequestProcessor answers them (ACL checks, error codes, reply zxid = last applied zxid).
+
+use crate::proto::jute::{Record, Writer};
+use crate::proto::ops::{MultiReadOp, Request};
+use crate::proto::*;
+use crate::request::acl::check_acl;
+use crate::sequencer::framed_raw;
+use crate::tree::DataTree;
+
+use super::conn::Conn;
+use super::Shard;
+
+type ReadResult = Result<Option<Vec<u8>>, ErrorCode>;
+
+fn enc<R: Record>(r: &R) -> Option<Vec<u8>> {
+    Some(r.to_bytes())
+}
+
+fn acl_ok(shard: &Shard, conn: &Conn, tree: &DataTree, path: &str, perm: i32) -> Result<(), ErrorCode> {
+    if shard.settings.skip_acl {
+        return Ok(());
+    }
+    let (acl, _) = tree.get_acl(path)?;
+    check_acl(&acl, perm, &conn.auth.borrow(), None)
+}
+
+fn get_data(shard: &Shard, conn: &Conn, path: &str, watch: bool) -> Result<GetDataResponse, ErrorCode> {
+    let tree = &shard.tree;
+    acl_ok(shard, conn, tree, path, perms::READ)?;
+    let (data, stat) = tree.get_data(path, watch.then(|| conn.watcher(shard.id)))?;
+    Ok(GetDataResponse { data: data.map(|d| d.to_vec()), stat })
+}
+
+fn get_children(shard: &Shard, conn: &Conn, path: &str, watch: bool) -> Result<(Vec<String>, Stat), ErrorCode> {
+    let tree = &shard.tree;
+    acl_ok(shard, conn, tree, path, perms::READ)?;
+    tree.get_children(path, watch.then(|| conn.watcher(shard.id)))
+}
+
+fn run(shard: &Shard, conn: &Conn, req: &Request) -> ReadResult {
+    let tree = &shard.tree;
+    let w = conn.watcher(shard.id);
+    match req {
+        Request::Ping => Ok(None),
+        Request::Exists(r) => {
+            if r.path.contains('\0') {
+                return Err(ErrorCode::BadArguments);
+            }
+            match tree.exists(&r.path, r.watch.then_some(w)) {
+                Some(stat) => Ok(enc(&ExistsResponse { stat })),
+                None => Err(ErrorCode::NoNode),
+            }
+        }
+        Request::GetData(r) => Ok(enc(&get_data(shard, conn, &r.path, r.watch)?)),
+        Request::GetChildren(r) => {
+            let (children, _) = get_children(shard, conn, &r.path, r.watch)?;
+            Ok(enc(&GetChildrenResponse { children }))
+        }
+        Request::GetChildren2(r) => {
+            let (children, stat) = get_children(shard, conn, &r.path, r.watch)?;
+            Ok(enc(&GetChildren2Response { children, stat }))
+        }
+        Request::GetAllChildrenNumber(r) => {
+            acl_ok(shard, conn, tree, &r.path, perms::READ)?;
+            Ok(enc(&GetAllChildrenNumberResponse { total_number: tree.all_children_number(&r.path)? }))
+        }
+        Request::GetAcl(r) => {
+            let (acl, stat) = tree.get_acl(&r.path)?;
+            let auth = conn.auth.borrow();
+            if !shard.settings.skip_acl {
+                check_acl(&acl, perms::READ | perms::ADMIN, &auth, None)?;
+            }
+            // Without ADMIN, digest ids are shown without their hash (ZOOKEEPER-1392).
+            let admin = shard.settings.skip_acl || check_acl(&acl, perms::ADMIN, &auth, None).is_ok();
+            let acl = if admin {
+                acl
+            } else {
+                acl.into_iter()
+                    .map(|mut a| {
+                        if a.id.scheme == "digest" {
+                            if let Some((user, _)) = a.id.id.split_once(':') {
+                                a.id.id = format!("{user}:x");
+                            }
+                        }
+                        a
+                    })
+                    .collect()
+            };
+            Ok(enc(&GetAclResponse { acl, stat }))
+        }
+        Request::GetEphemerals(r) => {
+            let all = tree.ephemerals(conn.session.get());
+            let prefix = r.prefix_path.trim();
+            let ephemerals = if prefix.is_empty() || prefix == "/" {
+                all
+            } else {
+                all.into_iter().filter(|p| p.starts_with(&r.prefix_path)).collect()
+            };
+            Ok(enc(&GetEphemeralsResponse { ephemerals }))
+        }
+        Request::MultiRead(ops) => {
+            let mut wr = Writer::new();
+            for op in ops {
+                let res = match op {
+                    MultiReadOp::GetChildren(r) => {
+                        get_children(shard, conn, &r.path, r.watch).map(|(c, _)| (OpCode::GetChildren, c.to_bytes()))
+                    }
+                    MultiReadOp::GetData(r) => {
+                        get_data(shard, conn, &r.path, r.watch).map(|d| (OpCode::GetData, d.to_bytes()))
+                    }
+                };
+                match res {
+                    Ok((op, body)) => {
+                        MultiHeader { op_type: op as i32, done: false, err: 0 }.encode(&mut wr);
+                        wr.raw(&body);
+                    }
+                    Err(e) => {
+                        MultiHeader { op_type: OpCode::Error as i32, done: false, err: e as i32 }.encode(&mut wr);
+                        ErrorResponse { err: e as i32 }.encode(&mut wr);
+                    }
+                }
+            }
+            MultiHeader { op_type: -1, done: true, err: -1 }.encode(&mut wr);
+            Ok(Some(wr.buf))
+        }
+        Request::SetWatches(sw) => {
+            let mut sink = LocalSink { conn };
+            tree.set_watches(
+                sw.relative_zxid,
+                &sw.data_watches,
+                &sw.exist_watches,
+                &sw.child_watches,
+                &[],
+                &[],
+                w,
+                &mut sink,
+            );
+            Ok(None)
+        }
+        Request::SetWatches2(sw) => {
+            let mut sink = LocalSink { conn };
+            tree.set_watches(
+                sw.relative_zxid,
+                &sw.data_watches,
+                &sw.exist_watches,
+                &sw.child_watches,
+                &sw.persistent_watches,
+                &sw.persistent_recursive_watches,
+                w,
+                &mut sink,
+            );
+            Ok(None)
+        }
+        Request::AddWatch(r) => {
+            let recursive = match AddWatchMode::from_i32(r.mode) {
+                Some(AddWatchMode::Persistent) => false,
+                Some(AddWatchMode::PersistentRecursive) => true,
+                None => return Err(ErrorCode::BadArguments),
+            };
+            tree.add_persistent_watch(&r.path, recursive, w);
+            Ok(enc(&ErrorResponse { err: 0 }))
+        }
+        Request::CheckWatches(r) => {
+            let ty = WatcherType::from_i32(r.watcher_type).ok_or(ErrorCode::BadArguments)?;
+            if tree.check_watches(&r.path, ty, w) {
+                Ok(None)
+            } else {
+                Err(ErrorCode::NoWatcher)
+            }
+        }
+        Request::RemoveWatches(r) => {
+            let ty = WatcherType::from_i32(r.watcher_type).ok_or(ErrorCode::BadArguments)?;
+            if tree.remove_watches(&r.path, ty, w, &mut LocalSink { conn }) {
+                Ok(None)
+            } else {
+                Err(ErrorCode::NoWatcher)
+            }
+        }
+        Request::WhoAmI => {
+            let client_info = conn
+                .auth
+                .borrow()
+                .iter()
+                .map(|id| ClientInfo {
+                    auth_scheme: id.scheme.clone(),
+                    user: match id.scheme.as_str() {
+                        "digest" => id.id.split(':').next().unwrap_or("").to_owned(),
+                        _ => id.id.clone(),
+                    },
+                })
+                .collect();
+            Ok(enc(&WhoAmIResponse { client_info }))
+        }
+        _ => Err(ErrorCode::Unimplemented),
+    }
+}
+
+/// Events a read produces for its own connection (setWatches firing at once, removeWatches).
+struct LocalSink<'a> {
+    conn: &'a Conn,
+}
+
+impl crate::tree::WatchSink for LocalSink<'_> {
+    fn deliver(&mut self, _w: crate::tree::WatcherId, event: EventType, path: &str) {
+        self.conn.send_event(event, path);
+    }
+}
+
+/// Runs one read and returns the framed reply.
+pub fn execute(shard: &Shard, conn: &Conn, xid: i32, opcode: i32, req: Request) -> Vec<u8> {
+    let result = run(shard, conn, &req);
+    let zxid = shard.tree.last_processed_zxid();
+    // Clients send pings and setWatches with their reserved xids; replies echo them.
+    let xid = if matches!(req, Request::Ping) { xid::PING } else { xid };
+    let _ = opcode;
+    match result {
+        Ok(body) => framed_raw(&ReplyHeader { xid, zxid, err: 0 }, body.as_deref().unwrap_or(&[])),
+        Err(e) => framed_raw(&ReplyHeader { xid, zxid, err: e as i32 }, &[]),
+    }
+}
