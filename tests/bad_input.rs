@@ -1,0 +1,113 @@
+//! Bad bytes cost exactly one connection: the server closes it and keeps serving everyone else.
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::*;
+use zkd::proto::jute::{Record, Writer};
+use zkd::proto::*;
+
+fn healthy(port: u16) {
+    let mut r = Raw::connect(port);
+    let (h, _) = r.call(OpCode::Exists, &ExistsRequest { path: "/zookeeper".into(), watch: false }.to_bytes());
+    assert_eq!(h.err, 0);
+}
+
+#[test]
+fn hostile_lengths_close_only_that_connection() {
+    let srv = start(2, "");
+    let mut bystander = Raw::connect(srv.port);
+    for len in [-1i32, -2147483648, 2147483647, 1048576] {
+        let mut s = Raw::tcp(srv.port);
+        s.write_all(&len.to_be_bytes()).unwrap();
+        assert!(is_closed(&mut s), "length {len} must close the connection");
+        healthy(srv.port);
+        assert!(bystander.get_data("/zookeeper").is_ok());
+    }
+    // The same after a session is established.
+    let mut r = Raw::connect(srv.port);
+    r.s.write_all(&(-5i32).to_be_bytes()).unwrap();
+    assert!(is_closed(&mut r.s));
+    healthy(srv.port);
+}
+
+#[test]
+fn garbage_handshakes_and_random_bytes() {
+    let srv = start(2, "");
+    let mut seed = 0x1234_5678_9abc_def0u64;
+    for i in 0..200 {
+        let mut s = Raw::tcp(srv.port);
+        let n = 4 + (i % 64);
+        let mut bytes = vec![0u8; n];
+        for b in bytes.iter_mut() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            *b = seed as u8;
+        }
+        if i % 2 == 0 {
+            // A plausible length with a garbage body.
+            let body = &bytes[4..];
+            bytes = frame(body);
+        }
+        let _ = s.write_all(&bytes);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let _ = is_closed(&mut s);
+    }
+    healthy(srv.port);
+    // Garbage after a good handshake: MarshallingError or a close, never a crash.
+    let mut r = Raw::connect(srv.port);
+    let (h, _) = r.call(OpCode::GetData, &[0xff, 0xff, 0xff, 0x00, 1]);
+    assert_eq!(h.err, ErrorCode::MarshallingError as i32);
+    let (h, _) = r.call(OpCode::Create, &[]);
+    assert_eq!(h.err, ErrorCode::MarshallingError as i32);
+    healthy(srv.port);
+}
+
+#[test]
+fn a_stalled_half_frame_does_not_block_others() {
+    let srv = start(1, "");
+    let mut staller = Raw::tcp(srv.port);
+    staller.write_all(&100i32.to_be_bytes()).unwrap();
+    staller.write_all(&[0u8; 10]).unwrap();
+    for _ in 0..20 {
+        healthy(srv.port);
+    }
+    drop(staller);
+    healthy(srv.port);
+}
+
+#[test]
+fn jute_maxbuffer_boundary() {
+    let srv = start(2, "");
+    let mut r = Raw::connect(srv.port);
+    let path = "/big";
+    let acl = vec![Acl { perms: perms::ALL, id: Id { scheme: "world".into(), id: "anyone".into() } }];
+    let overhead = {
+        let mut w = Writer::new();
+        RequestHeader { xid: 1, op_type: 1 }.encode(&mut w);
+        CreateRequest { path: path.into(), data: Some(vec![]), acl: acl.clone(), flags: 0 }.encode(&mut w);
+        w.buf.len()
+    };
+    let max = 1048575;
+    let fits = vec![7u8; max - overhead];
+    let req = CreateRequest { path: path.into(), data: Some(fits.clone()), acl: acl.clone(), flags: 0 };
+    let (h, _) = r.call(OpCode::Create, &req.to_bytes());
+    assert_eq!(h.err, 0, "a frame of exactly jute.maxbuffer bytes is accepted");
+    let (d, st) = r.get_data(path).unwrap();
+    assert_eq!((d.unwrap().len(), st.data_length as usize), (fits.len(), fits.len()));
+
+    // One byte more: the connection is closed, the server keeps serving.
+    let mut r2 = Raw::connect(srv.port);
+    let over = CreateRequest { path: "/big2".into(), data: Some(vec![7u8; max - overhead + 1]), acl, flags: 0 };
+    let mut w = Writer::new();
+    RequestHeader { xid: 1, op_type: 1 }.encode(&mut w);
+    over.encode(&mut w);
+    r2.s.write_all(&frame(&w.buf)).unwrap();
+    assert!(is_closed(&mut r2.s));
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(r.get_data("/big2").unwrap_err(), ErrorCode::NoNode as i32);
+    healthy(srv.port);
+}

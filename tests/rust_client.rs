@@ -1,0 +1,263 @@
+//! zkd driven by the Rust `zookeeper-client` crate (a client nobody here wrote), in-process.
+//! Each test starts its own server on an ephemeral port with 2 shards.
+
+use std::time::Duration;
+
+use futures_lite::FutureExt;
+use zookeeper_client as zk;
+
+struct Server {
+    handle: Option<zkd::server::ServerHandle>,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown();
+        }
+    }
+}
+
+fn start(extra: &str) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "tickTime=200\ndataDir={}\nclientPort=0\nclientPortAddress=127.0.0.1\nmaxClientCnxns=0\n{extra}\n",
+        dir.path().display()
+    );
+    let (cfg, _) = zkd::config::Config::parse_str(&cfg, dir.path()).unwrap();
+    let handle =
+        zkd::server::start(&cfg, zkd::server::RunOptions { shards: Some(2), cores: None, in_memory: true }).unwrap();
+    let addr = format!("127.0.0.1:{}", handle.addr.port());
+    Server { handle: Some(handle), addr, _dir: dir }
+}
+
+fn open() -> &'static zk::CreateOptions<'static> {
+    static O: zk::CreateOptions<'static> = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    &O
+}
+
+async fn client(s: &Server) -> zk::Client {
+    zk::Client::connector().session_timeout(Duration::from_secs(4)).connect(&s.addr).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crud_and_stat_fields() {
+    let s = start("");
+    let c = client(&s).await;
+    let (st, _) = c.create("/a", b"hello", open()).await.unwrap();
+    assert_eq!((st.version, st.cversion, st.aversion, st.data_length, st.num_children), (0, 0, 0, 5, 0));
+    assert_eq!(st.czxid, st.mzxid);
+    assert_eq!(st.czxid, st.pzxid);
+    assert_eq!(c.create("/a", b"", open()).await.unwrap_err(), zk::Error::NodeExists);
+    assert_eq!(c.create("/x/y", b"", open()).await.unwrap_err(), zk::Error::NoNode);
+    let (data, st2) = c.get_data("/a").await.unwrap();
+    assert_eq!((data.as_slice(), st2), (&b"hello"[..], st));
+    let st3 = c.set_data("/a", b"bye", Some(0)).await.unwrap();
+    assert_eq!((st3.version, st3.data_length, st3.czxid), (1, 3, st.czxid));
+    assert!(st3.mzxid > st.mzxid);
+    assert_eq!(c.set_data("/a", b"x", Some(0)).await.unwrap_err(), zk::Error::BadVersion);
+    c.create("/a/b", b"", open()).await.unwrap();
+    let (children, pst) = c.get_children("/a").await.unwrap();
+    assert_eq!(children, vec!["b".to_string()]);
+    assert_eq!((pst.num_children, pst.cversion), (1, 1));
+    assert_eq!(c.delete("/a", None).await.unwrap_err(), zk::Error::NotEmpty);
+    assert_eq!(c.delete("/a/b", Some(3)).await.unwrap_err(), zk::Error::BadVersion);
+    c.delete("/a/b", Some(0)).await.unwrap();
+    c.delete("/a", None).await.unwrap();
+    assert_eq!(c.check_stat("/a").await.unwrap(), None);
+    assert_eq!(c.get_data("/a").await.unwrap_err(), zk::Error::NoNode);
+    // The fresh tree has ZooKeeper's system nodes.
+    let (mut root, _) = c.get_children("/zookeeper").await.unwrap();
+    root.sort();
+    assert_eq!(root, vec!["config".to_string(), "quota".to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_reports_the_failing_op() {
+    let s = start("");
+    let c = client(&s).await;
+    let mut w = c.new_multi_writer();
+    w.add_create("/m", b"0", open()).unwrap();
+    let r = w.commit().await.unwrap();
+    assert!(matches!(&r[0], zk::MultiWriteResult::Create { path, .. } if path == "/m"));
+    let (_, st) = c.get_data("/m").await.unwrap();
+    w.add_set_data("/m", b"1", None).unwrap();
+    w.add_check_version("/m", st.version + 1).unwrap();
+    w.add_create("/m", b"", open()).unwrap();
+    assert_eq!(
+        w.commit().await.unwrap_err(),
+        zk::MultiWriteError::OperationFailed { index: 2, source: zk::Error::NodeExists }
+    );
+    // Nothing of the failed multi was applied.
+    assert_eq!(c.get_data("/m").await.unwrap().0, b"0");
+    let mut r = c.new_multi_reader();
+    r.add_get_data("/m").unwrap();
+    r.add_get_data("/nope").unwrap();
+    r.add_get_children("/").unwrap();
+    let res = r.commit().await.unwrap();
+    assert!(matches!(&res[0], zk::MultiReadResult::Data { data, .. } if data == b"0"));
+    assert!(matches!(&res[1], zk::MultiReadResult::Error { err: zk::Error::NoNode }));
+    assert!(matches!(&res[2], zk::MultiReadResult::Children { children } if children.contains(&"m".to_string())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_ephemeral_container_ttl() {
+    let s = start("extendedTypesEnabled=true\nznode.container.checkIntervalMs=100\n");
+    let c = client(&s).await;
+    c.create("/q", b"", open()).await.unwrap();
+    let seq = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
+    let (_, n0) = c.create("/q/n-", b"", &seq).await.unwrap();
+    let (_, n1) = c.create("/q/n-", b"", &seq).await.unwrap();
+    assert_eq!((n0.into_i64(), n1.into_i64()), (0, 1));
+    c.delete(&format!("/q/n-{n1}"), None).await.unwrap();
+    let (_, n2) = c.create("/q/n-", b"", &seq).await.unwrap();
+    assert_eq!(n2.into_i64(), 3, "the counter is the parent's cversion, which deletes also bump");
+    assert!(c.list_children("/q").await.unwrap().contains(&"n-0000000003".to_string()));
+
+    let eph = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+    let (st, _) = c.create("/q/e", b"", &eph).await.unwrap();
+    assert_eq!(st.ephemeral_owner, c.session_id().into_i64());
+    assert_eq!(c.create("/q/e/child", b"", open()).await.unwrap_err(), zk::Error::NoChildrenForEphemerals);
+    assert_eq!(c.list_ephemerals("/").await.unwrap(), vec!["/q/e".to_string()]);
+
+    let container = zk::CreateMode::Container.with_acls(zk::Acls::anyone_all());
+    c.create("/box", b"", &container).await.unwrap();
+    c.create("/box/item", b"", open()).await.unwrap();
+    c.delete("/box/item", None).await.unwrap();
+    let ttl = open().clone().with_ttl(Duration::from_millis(100));
+    c.create("/ttl", b"", &ttl).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let box_gone = c.check_stat("/box").await.unwrap().is_none();
+        let ttl_gone = c.check_stat("/ttl").await.unwrap().is_none();
+        if box_gone && ttl_gone {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "container/TTL nodes were not removed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_close_removes_ephemerals_and_fires_watches() {
+    let s = start("");
+    let a = client(&s).await;
+    let b = client(&s).await;
+    let eph = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+    a.create("/lock", b"", &eph).await.unwrap();
+    let (_, watcher) = b.check_and_watch_stat("/lock").await.unwrap();
+    drop(a); // closes the session
+    let ev = tokio::time::timeout(Duration::from_secs(10), watcher.changed()).await.unwrap();
+    assert_eq!((ev.event_type, ev.path.as_str()), (zk::EventType::NodeDeleted, "/lock"));
+    assert_eq!(b.check_stat("/lock").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_and_auth() {
+    let s = start("");
+    let c = client(&s).await;
+    c.auth("digest".into(), b"alice:secret".to_vec()).await.unwrap();
+    let creator_only = zk::CreateMode::Persistent.with_acls(zk::Acls::creator_all());
+    c.create("/private", b"s3", &creator_only).await.unwrap();
+    let (acl, _) = c.get_acl("/private").await.unwrap();
+    assert_eq!(acl.len(), 1);
+    assert_eq!(acl[0].scheme(), "digest");
+    assert!(acl[0].id().starts_with("alice:"));
+    let other = client(&s).await;
+    assert_eq!(other.get_data("/private").await.unwrap_err(), zk::Error::NoAuth);
+    assert_eq!(other.set_data("/private", b"x", None).await.unwrap_err(), zk::Error::NoAuth);
+    other.auth("digest".into(), b"alice:secret".to_vec()).await.unwrap();
+    assert_eq!(other.get_data("/private").await.unwrap().0, b"s3");
+    let users = other.list_auth_users().await.unwrap();
+    assert!(users.iter().any(|u| u.scheme == "digest" && u.user == "alice"), "{users:?}");
+    // An `auth` ACL without any authenticated id is invalid.
+    let anon = client(&s).await;
+    assert_eq!(anon.create("/p2", b"", &creator_only).await.unwrap_err(), zk::Error::InvalidAcl);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_recursive_watch() {
+    let s = start("");
+    let c = client(&s).await;
+    let mut w = c.watch("/r", zk::AddWatchMode::PersistentRecursive).await.unwrap();
+    c.create("/r", b"", open()).await.unwrap();
+    c.create("/r/a", b"", open()).await.unwrap();
+    c.set_data("/r/a", b"1", None).await.unwrap();
+    c.delete("/r/a", None).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let ev = tokio::time::timeout(Duration::from_secs(5), w.changed()).await.unwrap();
+        got.push((ev.event_type, ev.path));
+    }
+    assert_eq!(
+        got,
+        vec![
+            (zk::EventType::NodeCreated, "/r".to_string()),
+            (zk::EventType::NodeCreated, "/r/a".to_string()),
+            (zk::EventType::NodeDataChanged, "/r/a".to_string()),
+            (zk::EventType::NodeDeleted, "/r/a".to_string()),
+        ]
+    );
+}
+
+/// ZooKeeper's ordering guarantee, across shards: a client that can see a new version of a node
+/// must already have received the event of the watch it had set on the old one. Writers and
+/// watchers are many connections, spread over both shards by SO_REUSEPORT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_event_precedes_visible_change_across_shards() {
+    let s = start("");
+    let setup = client(&s).await;
+    let keys = 4;
+    for k in 0..keys {
+        setup.create(&format!("/k{k}"), b"0", open()).await.unwrap();
+    }
+    let rounds = 200;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for k in 0..keys {
+        let addr = s.addr.clone();
+        let d = done.clone();
+        tasks.push(tokio::spawn(async move {
+            let w = zk::Client::connector().session_timeout(Duration::from_secs(4)).connect(&addr).await.unwrap();
+            let mut checked = 0;
+            for _ in 0..rounds {
+                let (_, st, watcher) = w.get_and_watch_data(&format!("/k{k}")).await.unwrap();
+                let mut changed = Box::pin(watcher.changed());
+                loop {
+                    let (_, now) = w.get_data(&format!("/k{k}")).await.unwrap();
+                    if now.version > st.version {
+                        // The reply showing the change arrived: the event must be there already.
+                        let ev = (&mut changed).or(async {
+                            panic!("saw version {} of /k{k} before the watch event for version {}", now.version, st.version)
+                        });
+                        let ev = ev.await;
+                        assert_eq!(ev.event_type, zk::EventType::NodeDataChanged);
+                        checked += 1;
+                        break;
+                    }
+                }
+            }
+            d.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            checked
+        }));
+        let addr = s.addr.clone();
+        let d = done.clone();
+        tasks.push(tokio::spawn(async move {
+            let wr = zk::Client::connector().session_timeout(Duration::from_secs(4)).connect(&addr).await.unwrap();
+            let mut i = 0u64;
+            // Keep changing the node until every watcher finished its rounds.
+            while d.load(std::sync::atomic::Ordering::SeqCst) < keys {
+                wr.set_data(&format!("/k{k}"), format!("{i}").as_bytes(), None).await.unwrap();
+                i += 1;
+            }
+            0
+        }));
+    }
+    let mut checked = 0;
+    for t in tasks {
+        checked += tokio::time::timeout(Duration::from_secs(120), t).await.unwrap().unwrap();
+    }
+    assert_eq!(checked, keys * rounds);
+}
