@@ -600,6 +600,7 @@ mod tests {
     use super::*;
     use crate::proto::records::Id;
 
+    #[allow(clippy::type_complexity)]
     pub(crate) fn sample() -> (Vec<(i64, i32)>, Vec<(i64, Vec<Acl>)>, Vec<SnapshotNode>) {
         let world = Acl { perms: 31, id: Id { scheme: "world".into(), id: "anyone".into() } };
         let st = |z: i64| StatPersisted {

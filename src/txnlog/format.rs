@@ -286,7 +286,7 @@ impl<'a> LogReader<'a> {
             // Cheap filters before any checksum: plausible length, EOR in place, a sane zxid.
             if len >= TXN_HEADER_LEN_BYTES as i32
                 && (len as usize) <= max_txn_bytes
-                && at + 12 + len as usize + 1 <= buf.len()
+                && at + 12 + (len as usize) < buf.len()
                 && buf[at + 12 + len as usize] == EOR
             {
                 let zxid = i64::from_be_bytes(buf[at + 24..at + 32].try_into().unwrap());
