@@ -105,6 +105,8 @@ fn zkd_recovers_a_data_dir_written_by_zookeeper() {
     );
     // Restart: ZooKeeper snapshots what it loaded; zkd reads that snapshot too.
     let zk = Zk::start(d.path(), port);
+    // The port opens before the data is loaded: a served read proves the startup snapshot exists.
+    assert_eq!(kazoo(port, "print(z.get('/c')[0].decode())"), "three\n");
     zk.stop();
     let r = recover(&v2, &v2, &RecoveryOptions::default()).unwrap();
     let snap = r.snapshot.as_ref().unwrap();

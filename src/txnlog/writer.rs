@@ -377,8 +377,13 @@ impl Worker {
             });
             return Ok(());
         }
-        if let (Some(limit), Some(f)) = (self.opts.log_size_limit_bytes, &self.current) {
-            if f.pos_bytes + self.buf.len() as u64 >= limit {
+        if let Some(limit) = self.opts.log_size_limit_bytes {
+            // Bytes the current file holds once the pending group is written (ZooKeeper rolls
+            // before appending once the file exceeds `txnLogSizeLimit`).
+            let written = self.current.as_ref().map_or(0, |f| f.pos_bytes);
+            let pending = self.buf.len() as u64;
+            let header = if self.current.is_none() && pending > 0 { FILE_HEADER_LEN_BYTES as u64 } else { 0 };
+            if written + header + pending >= limit {
                 self.roll()?;
             }
         }
