@@ -217,3 +217,91 @@ fn slow_fsync_threshold_zero_still_works() {
     dur.wait_for(1);
     h.shutdown();
 }
+
+/// Unmounts the tmpfs on drop.
+struct Tmpfs(std::path::PathBuf);
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn enospc_rejects_the_group_refuses_until_resume_and_leaves_no_hole() {
+    let d = tempfile::tempdir().unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(d.path())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        println!("SKIPPED: cannot mount a small tmpfs here (needs root) to provoke ENOSPC");
+        return;
+    }
+    let _guard = Tmpfs(d.path().to_owned());
+    // A filler to delete later, freeing room.
+    let filler = d.path().join("filler");
+    std::fs::write(&filler, vec![1u8; 128 * 1024]).unwrap();
+
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let e2 = errors.clone();
+    let dur = Arc::new(Durable::default());
+    let d2 = dur.clone();
+    let h = LogWriter::start(
+        d.path().to_owned(),
+        LogOptions { pre_alloc_size_bytes: 32 * 1024, ..Default::default() },
+        Box::new(move |z| {
+            *d2.zxid.lock() = z;
+            d2.cv.notify_all();
+        }),
+        Box::new(move |e| match e {
+            zkd::txnlog::LogWriteError::NoSpace {
+                last_durable_zxid,
+                first_rejected_zxid,
+                last_rejected_zxid,
+                ..
+            } => e2.lock().push((last_durable_zxid, first_rejected_zxid, last_rejected_zxid)),
+            e => panic!("unexpected {e}"),
+        }),
+    )
+    .unwrap();
+    let big = |z: i64| {
+        let mut t = txn(z);
+        t.body = TxnBody::SetData(SetDataTxn { path: "/big".into(), data: Some(vec![9; 2000]), version: 0 });
+        t.hdr.txn_type = OpCode::SetData as i32;
+        t
+    };
+    // Append one at a time until the disk is full.
+    let mut z = 0;
+    while errors.lock().is_empty() {
+        z += 1;
+        assert!(z < 1000, "never ran out of space");
+        h.append(vec![big(z)]).unwrap();
+        let t0 = std::time::Instant::now();
+        while *dur.zxid.lock() < z && errors.lock().is_empty() {
+            assert!(t0.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let (last_durable, first_rej, last_rej) = errors.lock()[0];
+    assert_eq!((first_rej, last_rej), (z, z));
+    assert_eq!(last_durable, z - 1);
+    assert_eq!(*dur.zxid.lock(), z - 1);
+    // Before resume(): refused, reported again.
+    h.append(vec![big(z)]).unwrap();
+    let t0 = std::time::Instant::now();
+    while errors.lock().len() < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Free space, resume, and the caller re-sends from last_durable + 1.
+    std::fs::remove_file(&filler).unwrap();
+    h.resume().unwrap();
+    h.append(vec![big(z), big(z + 1)]).unwrap();
+    dur.wait_for(z + 1);
+    h.shutdown();
+    let files = read_all(d.path());
+    let all: Vec<i64> = files.iter().flat_map(|f| f.1.clone()).collect();
+    assert_eq!(all, (1..=z + 1).collect::<Vec<_>>(), "no hole, no duplicate");
+}
