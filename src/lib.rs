@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod db;
 pub mod metrics;
 pub mod proto;
 pub mod request;

@@ -180,10 +180,59 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
     let bound = listeners[0].local_addr().map_err(|e| StartError::Listen { addr, source: e })?;
 
     let metrics = Arc::new(Metrics::new(topo.shard_cores.len()));
-    let tree = Arc::new(DataTree::new());
     let now = driver::now_ms();
-    let sessions = SessionTracker::new(settings.server_id, settings.tick_ms, now);
     let (seq_tx, seq_rx) = unbounded();
+    let mut sessions = SessionTracker::new(settings.server_id, settings.tick_ms, now);
+    let (tree, log, snapshotter): (Arc<DataTree>, Box<dyn LogSink>, Option<crate::db::Snapshotter>) = if opts.in_memory {
+        (Arc::new(DataTree::new()), Box::new(MemoryLog { to_seq: seq_tx.clone() }), None)
+    } else {
+        let max_txn_bytes = settings.jute_max_buffer + 1024;
+        let loaded = crate::db::load(&settings.data_dir, &settings.data_log_dir, max_txn_bytes, cfg.snapshot_trust_empty)
+            .map_err(|e| StartError::Other(format!("cannot load the database: {e}")))?;
+        for (id, timeout) in &loaded.sessions {
+            // Sessions get a full timeout from now to reconnect, as in ZooKeeper.
+            sessions.add(*id, *timeout, now);
+        }
+        let durable_tx = seq_tx.clone();
+        let error_tx = seq_tx.clone();
+        let log_opts = crate::txnlog::writer::LogOptions {
+            pre_alloc_size_bytes: cfg.pre_alloc_size_kb.max(1) * 1024,
+            force_sync: cfg.force_sync,
+            fsync_warning_threshold_ms: cfg.fsync_warning_threshold_ms,
+            pin_to_core: topo.log_core,
+            ..Default::default()
+        };
+        let handle = crate::txnlog::writer::LogWriter::start(
+            crate::db::version_dir(&settings.data_log_dir),
+            log_opts,
+            Box::new(move |zxid| {
+                let _ = durable_tx.send(ToSequencer::Durable { zxid });
+            }),
+            Box::new(move |e| {
+                let msg = match e {
+                    crate::txnlog::writer::LogWriteError::NoSpace { last_durable_zxid, .. } => {
+                        tracing::error!("{e}");
+                        ToSequencer::LogNoSpace { last_durable_zxid }
+                    }
+                    e => {
+                        tracing::error!("{e}");
+                        ToSequencer::LogFailed { reason: e.to_string() }
+                    }
+                };
+                let _ = error_tx.send(msg);
+            }),
+        )
+        .map_err(|e| StartError::Other(format!("cannot start the transaction log in {}: {e}", settings.data_log_dir.display())))?;
+        let snapshotter = crate::db::Snapshotter::new(
+            &settings.data_dir,
+            crate::snapshot::format::Compression::from_config(&cfg.snapshot_compression_method),
+        );
+        (
+            Arc::new(loaded.tree),
+            Box::new(crate::sequencer::driver::DurableLog { handle: Some(handle), to_seq: seq_tx.clone() }),
+            Some(snapshotter),
+        )
+    };
     let stop = Arc::new(AtomicBool::new(false));
 
     let mut links = Vec::new();
@@ -218,18 +267,18 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         extended_types_enabled: cfg.extended_types_enabled,
         super_digest: settings.super_digest.clone(),
         skip_acl: settings.skip_acl,
+        snap_count: cfg.snap_count.max(2),
+        snap_size_limit_bytes: cfg.snap_size_limit_kb.saturating_mul(1024),
     };
     let last_zxid = tree.last_processed_zxid();
     let seq = Sequencer::new(seq_cfg, tree.clone(), sessions, ShardLinks(links), last_zxid, now);
-    let log: Box<dyn LogSink> = Box::new(MemoryLog { to_seq: seq_tx.clone() });
-    let _ = opts.in_memory;
     let seq_core = topo.sequencer_core;
     let tick = Duration::from_millis((settings.tick_ms / 2).clamp(10, 500) as u64);
     let sequencer = std::thread::Builder::new()
         .name("zkd-sequencer".into())
         .spawn(move || {
             pin(seq_core);
-            driver::run(seq, seq_rx, log, tick);
+            driver::run(seq, seq_rx, log, snapshotter, tick);
         })
         .map_err(|e| StartError::Other(format!("spawn sequencer: {e}")))?;
 

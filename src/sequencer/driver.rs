@@ -13,7 +13,53 @@ use crate::shard::doorbell::Doorbell;
 /// durability back as `ToSequencer::Durable`.
 pub trait LogSink: Send {
     fn append(&mut self, txns: Vec<LoggedTxn>);
+    /// Start a new log file (after a snapshot).
+    fn roll(&mut self) {}
+    /// Accept appends again after a full disk.
+    fn resume(&mut self) {}
     fn shutdown(&mut self) {}
+}
+
+/// The real log: `txnlog`'s group-committing writer thread.
+pub struct DurableLog {
+    pub handle: Option<crate::txnlog::writer::LogHandle>,
+    pub to_seq: Sender<ToSequencer>,
+}
+
+impl LogSink for DurableLog {
+    fn append(&mut self, mut txns: Vec<LoggedTxn>) {
+        let Some(h) = &self.handle else { return };
+        loop {
+            match h.append(txns) {
+                Ok(()) => return,
+                // The writer's queue is full: wait here. Blocking the sequencer is the
+                // back-pressure that reaches the shards through their outstanding limits.
+                Err(crate::txnlog::writer::AppendError::Full(_, t)) => {
+                    txns = t;
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Err(crate::txnlog::writer::AppendError::Stopped(_)) => {
+                    let _ = self.to_seq.send(ToSequencer::LogFailed { reason: "log writer stopped".into() });
+                    return;
+                }
+            }
+        }
+    }
+    fn roll(&mut self) {
+        if let Some(h) = &self.handle {
+            let _ = h.roll();
+        }
+    }
+    fn resume(&mut self) {
+        if let Some(h) = &self.handle {
+            let _ = h.resume();
+        }
+    }
+    fn shutdown(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown();
+        }
+    }
 }
 
 /// Keeps nothing: every txn is "durable" at once. Only for `forceSync`-less in-memory tests.
@@ -59,7 +105,13 @@ pub fn now_ms() -> i64 {
 }
 
 /// Runs until `Shutdown`. `tick` is how often expiry and container checks run.
-pub fn run(mut seq: Sequencer<ShardLinks>, rx: Receiver<ToSequencer>, mut log: Box<dyn LogSink>, tick: Duration) {
+pub fn run(
+    mut seq: Sequencer<ShardLinks>,
+    rx: Receiver<ToSequencer>,
+    mut log: Box<dyn LogSink>,
+    snapshotter: Option<crate::db::Snapshotter>,
+    tick: Duration,
+) {
     let mut next_tick = Instant::now() + tick;
     let mut batch = Vec::with_capacity(1024);
     loop {
@@ -91,6 +143,17 @@ pub fn run(mut seq: Sequencer<ShardLinks>, rx: Receiver<ToSequencer>, mut log: B
         }
         if !out.to_log.is_empty() {
             log.append(std::mem::take(&mut out.to_log));
+        }
+        if out.resume_log {
+            log.resume();
+        }
+        if let Some((zxid, sessions)) = out.snapshot.take() {
+            if let Some(s) = &snapshotter {
+                // Roll first, as ZooKeeper does: the new log starts after this point, and the
+                // fuzzy snapshot is replayed from zxid + 1 on recovery.
+                log.roll();
+                s.start(seq.tree.clone(), zxid, sessions);
+            }
         }
         seq.links.ring(out.touched_shards);
         if stop {

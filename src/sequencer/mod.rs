@@ -41,6 +41,10 @@ pub struct SequencerConfig {
     pub extended_types_enabled: bool,
     pub super_digest: Option<String>,
     pub skip_acl: bool,
+    /// `snapCount`: a snapshot after about this many txns (randomised, see `next_snapshot_at`).
+    pub snap_count: u64,
+    /// `snapSizeLimitInKb` in bytes: a snapshot once this much was logged since the last one.
+    pub snap_size_limit_bytes: u64,
 }
 
 /// What the sequencer asks its driver to do after a step.
@@ -49,6 +53,10 @@ pub struct Outbox {
     pub to_log: Vec<LoggedTxn>,
     /// Shards that were sent something (their doorbells should ring).
     pub touched_shards: u64,
+    /// Roll the log and snapshot the tree as of this zxid with these sessions.
+    pub snapshot: Option<(i64, Vec<(i64, i32)>)>,
+    /// Ask the log to accept appends again after a full disk.
+    pub resume_log: bool,
 }
 
 /// Who is waiting on a pending txn (or sync barrier).
@@ -69,12 +77,12 @@ struct Pending {
 
 pub struct Sequencer<L: Links> {
     cfg: SequencerConfig,
-    tree: Arc<DataTree>,
+    pub(crate) tree: Arc<DataTree>,
     prep: Prep,
     sessions: SessionTracker,
     /// The connection currently serving each session.
     owners: HashMap<i64, ConnRef, ahash::RandomState>,
-    links: L,
+    pub(crate) links: L,
     epoch: u32,
     /// Last zxid handed out.
     last_zxid: i64,
@@ -84,6 +92,13 @@ pub struct Sequencer<L: Links> {
     next_container_check_ms: i64,
     /// The node stopped accepting writes (log failure).
     failed: Option<String>,
+    /// The disk is full: writes are refused until this time, then the log is asked to resume.
+    no_space_retry_at_ms: Option<i64>,
+    txns_since_snapshot: u64,
+    bytes_since_snapshot: u64,
+    /// This server's randomised snapshot threshold (ZooKeeper: snapCount/2 + rand(snapCount/2),
+    /// so that ensemble members do not all snapshot at once).
+    snapshot_threshold: u64,
 }
 
 /// Delivers watch events straight into the watcher's shard channel, while the tree still holds
@@ -131,6 +146,7 @@ impl<L: Links> Sequencer<L> {
         now_ms: i64,
     ) -> Self {
         let epoch = Zxid(last_zxid).epoch();
+        let cfg_snap_count = cfg.snap_count;
         Sequencer {
             next_container_check_ms: now_ms + cfg.container_check_interval_ms,
             cfg,
@@ -144,7 +160,16 @@ impl<L: Links> Sequencer<L> {
             durable_zxid: last_zxid,
             pending: VecDeque::new(),
             failed: None,
+            no_space_retry_at_ms: None,
+            txns_since_snapshot: 0,
+            bytes_since_snapshot: 0,
+            snapshot_threshold: Self::roll_threshold(cfg_snap_count, now_ms),
         }
+    }
+
+    fn roll_threshold(snap_count: u64, seed: i64) -> u64 {
+        let half = (snap_count / 2).max(1);
+        half + (seed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % half
     }
 
     pub fn sessions(&self) -> &SessionTracker {
@@ -202,12 +227,49 @@ impl<L: Links> Sequencer<L> {
                 tracing::error!("transaction log failed: {reason}; refusing all writes");
                 self.failed = Some(reason);
             }
+            ToSequencer::LogNoSpace { last_durable_zxid } => self.on_no_space(last_durable_zxid, now_ms, out),
             ToSequencer::Shutdown => {}
         }
     }
 
+    /// The disk filled up: everything up to `last_durable` is applied as usual; every txn after it
+    /// was not logged, so its request fails and zxids are handed out again from there. Reads go
+    /// on. Writes are refused for a second, then the log is asked to try again.
+    fn on_no_space(&mut self, last_durable: i64, now_ms: i64, out: &mut Outbox) {
+        self.durable_zxid = self.durable_zxid.max(last_durable);
+        self.apply_durable(now_ms, out);
+        let failed: Vec<Pending> = self.pending.drain(..).collect();
+        tracing::error!(
+            "disk full: {} txn(s) after 0x{last_durable:x} were not logged and fail; reads continue, writes resume when space returns",
+            failed.iter().filter(|p| p.txn.is_some()).count()
+        );
+        self.prep.reset();
+        self.last_zxid = last_durable.max(self.tree.last_processed_zxid());
+        for p in failed {
+            match p.waiter {
+                Waiter::Client { from, xid, .. } => {
+                    let hdr = ReplyHeader { xid, zxid: self.last_zxid, err: crate::proto::ErrorCode::SystemError as i32 };
+                    self.send(out, from.shard, ToShard::Reply { conn: from.conn, xid, packet: framed_raw(&hdr, &[]), close: false });
+                }
+                Waiter::Connect { from, session, .. } => {
+                    self.sessions.remove(session);
+                    self.owners.remove(&session);
+                    self.send(out, from.shard, ToShard::Close { conn: from.conn, reason: "disk full: session not created" });
+                }
+                Waiter::Internal => {}
+            }
+        }
+        self.no_space_retry_at_ms = Some(now_ms + 1000);
+    }
+
     /// Periodic work: session expiry and the container/TTL sweep.
     pub fn tick(&mut self, now_ms: i64, out: &mut Outbox) {
+        if let Some(at) = self.no_space_retry_at_ms {
+            if now_ms >= at {
+                self.no_space_retry_at_ms = None;
+                out.resume_log = true;
+            }
+        }
         for id in self.sessions.expire(now_ms) {
             let timeout = self.sessions.get(id).map(|s| s.timeout_ms).unwrap_or(0);
             tracing::info!("Expiring session 0x{id:x}, timeout of {timeout}ms exceeded");
@@ -232,6 +294,8 @@ impl<L: Links> Sequencer<L> {
 
     fn log(&mut self, hdr: TxnHeader, body: TxnBody, waiter: Waiter, out: &mut Outbox) {
         let txn = LoggedTxn { hdr, body, digest: None };
+        self.txns_since_snapshot += 1;
+        self.bytes_since_snapshot += 64 + txn.body.to_bytes().len() as u64;
         out.to_log.push(txn.clone());
         self.pending.push_back(Pending { txn: Some(txn), waiter });
     }
@@ -330,9 +394,9 @@ impl<L: Links> Sequencer<L> {
         now_ms: i64,
         out: &mut Outbox,
     ) {
-        if let Some(reason) = &self.failed {
+        if self.failed.is_some() || self.no_space_retry_at_ms.is_some() {
             // Nothing can be made durable: refuse rather than acknowledge.
-            tracing::debug!("refusing write: {reason}");
+            tracing::debug!("refusing write: {:?}", self.failed.as_deref().unwrap_or("disk full"));
             let hdr = ReplyHeader { xid, zxid: self.last_zxid, err: crate::proto::ErrorCode::SystemError as i32 };
             let packet = framed_raw(&hdr, &[]);
             self.send(out, from.shard, ToShard::Reply { conn: from.conn, xid, packet, close: false });
@@ -416,7 +480,15 @@ impl<L: Links> Sequencer<L> {
                 Waiter::Internal => {}
             }
         }
-        let _ = now_ms;
+        if self.txns_since_snapshot >= self.snapshot_threshold
+            || (self.cfg.snap_size_limit_bytes > 0 && self.bytes_since_snapshot >= self.cfg.snap_size_limit_bytes)
+        {
+            self.txns_since_snapshot = 0;
+            self.bytes_since_snapshot = 0;
+            self.snapshot_threshold = Self::roll_threshold(self.cfg.snap_count, now_ms);
+            let sessions = self.sessions.sessions().map(|s| (s.id, s.timeout_ms)).collect();
+            out.snapshot = Some((self.tree.last_processed_zxid(), sessions));
+        }
     }
 
     fn answer(

@@ -27,6 +27,8 @@ pub enum ToSequencer {
     Durable { zxid: i64 },
     /// The log failed; the node must stop (see `txnlog`).
     LogFailed { reason: String },
+    /// The disk is full: nothing after `last_durable_zxid` was logged.
+    LogNoSpace { last_durable_zxid: i64 },
     Shutdown,
 }
 

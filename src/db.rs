@@ -1,0 +1,162 @@
+//! The database on disk: recovery at start-up (newest valid snapshot + log replay into the tree)
+//! and fuzzy snapshots while serving. ZooKeeper's `ZKDatabase` + `FileTxnSnapLog`, with zkd's
+//! formats identical to ZooKeeper's so either server can start on the other's data directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::proto::{OpCode, TxnBody};
+use crate::snapshot::format::{write_snapshot_file, Compression, SnapshotNode};
+use crate::tree::{DataTree, WatchSink, WatcherId};
+use crate::txnlog::recovery::{recover, RecoveryOptions};
+
+/// ZooKeeper keeps its files in a `version-2` subdirectory of dataDir / dataLogDir.
+pub fn version_dir(dir: &Path) -> PathBuf {
+    dir.join("version-2")
+}
+
+struct NoWatches;
+impl WatchSink for NoWatches {
+    fn deliver(&mut self, _: WatcherId, _: crate::proto::EventType, _: &str) {}
+}
+
+/// What start-up rebuilt.
+pub struct Loaded {
+    pub tree: DataTree,
+    /// Live sessions with their timeouts (ms).
+    pub sessions: Vec<(i64, i32)>,
+    pub last_zxid: i64,
+    pub snapshot_zxid: i64,
+    pub txns_replayed: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}")]
+    Recovery(#[from] crate::txnlog::recovery::RecoveryError),
+    #[error("cannot write the initial snapshot in {dir}: {source}")]
+    InitialSnapshot { dir: PathBuf, source: std::io::Error },
+    #[error("snapshot {path} could not be loaded into the tree: {reason}")]
+    Load { path: PathBuf, reason: String },
+}
+
+/// Recovers the tree and sessions from `data_dir` / `data_log_dir`.
+pub fn load(data_dir: &Path, data_log_dir: &Path, max_txn_bytes: usize, trust_empty: bool) -> Result<Loaded, LoadError> {
+    let started = Instant::now();
+    let snap_dir = version_dir(data_dir);
+    let log_dir = version_dir(data_log_dir);
+    let opts = RecoveryOptions { max_txn_bytes, trust_empty_snapshot: trust_empty, apply: true };
+    let rec = recover(&snap_dir, &log_dir, &opts)?;
+    for w in &rec.warnings {
+        tracing::warn!("recovery: {w}");
+    }
+    for a in &rec.actions {
+        tracing::warn!("recovery: {a:?}");
+    }
+    let mut sessions: std::collections::BTreeMap<i64, i32> = Default::default();
+    let (tree, snapshot_zxid) = match rec.snapshot {
+        None => (DataTree::new(), 0),
+        Some(s) => {
+            tracing::info!("loading snapshot {} ({} znodes)", s.path.display(), s.snapshot.nodes.len());
+            let tree = DataTree::new_empty();
+            tree.acl_cache_import(&s.snapshot.meta.acl_cache);
+            for n in s.snapshot.nodes {
+                tree.insert_loaded_node(&n.path, n.data, n.acl_id, n.stat)
+                    .map_err(|reason| LoadError::Load { path: s.path.clone(), reason })?;
+            }
+            tree.finish_load(s.zxid).map_err(|reason| LoadError::Load { path: s.path.clone(), reason })?;
+            sessions.extend(s.snapshot.meta.sessions.iter().copied());
+            (tree, s.zxid)
+        }
+    };
+    let mut sink = NoWatches;
+    let txns_replayed = rec.txns.len();
+    for t in &rec.txns {
+        // Txns already reflected in a fuzzy snapshot fail harmlessly (NodeExists, NoNode), as
+        // in ZooKeeper's replay.
+        let _ = tree.apply(&t.hdr, &t.body, &mut sink);
+        match &t.body {
+            TxnBody::CreateSession(c) => {
+                sessions.insert(t.hdr.client_id, c.time_out);
+            }
+            TxnBody::CloseSession(_) => {
+                sessions.remove(&t.hdr.client_id);
+            }
+            _ if t.hdr.txn_type == OpCode::CloseSession as i32 => {
+                sessions.remove(&t.hdr.client_id);
+            }
+            _ => {}
+        }
+    }
+    if rec.fresh {
+        // As ZooKeeper does on a fresh dataDir: snapshot.0 of the initial tree, so that the
+        // directory is valid for either server from the first write on.
+        write_snapshot(&tree, &snap_dir, 0, &[], Compression::None)
+            .map_err(|source| LoadError::InitialSnapshot { dir: snap_dir.clone(), source })?;
+    }
+    let last_zxid = rec.last_zxid.max(tree.last_processed_zxid());
+    tracing::info!(
+        "loaded database in {} ms: {} znodes, {} sessions, {} txns replayed, last zxid 0x{:x}",
+        started.elapsed().as_millis(),
+        tree.node_count(),
+        sessions.len(),
+        txns_replayed,
+        last_zxid
+    );
+    Ok(Loaded { tree, sessions: sessions.into_iter().collect(), last_zxid, snapshot_zxid, txns_replayed })
+}
+
+/// Writes a (fuzzy) snapshot of `tree` named after `zxid`.
+pub fn write_snapshot(
+    tree: &DataTree,
+    snap_dir: &Path,
+    zxid: i64,
+    sessions: &[(i64, i32)],
+    compression: Compression,
+) -> std::io::Result<PathBuf> {
+    let acl = tree.acl_cache_export();
+    let mut nodes = Vec::with_capacity(tree.node_count());
+    tree.for_each_node(|path, data, acl_id, stat| {
+        nodes.push(SnapshotNode { path: path.to_owned(), data: data.map(|d| d.to_vec()), acl_id, stat: stat.clone() });
+    });
+    write_snapshot_file(snap_dir, zxid, compression, sessions, &acl, nodes, None)
+}
+
+/// Takes snapshots off the write path, one at a time, on their own thread.
+pub struct Snapshotter {
+    pub snap_dir: PathBuf,
+    pub compression: Compression,
+    busy: Arc<AtomicBool>,
+}
+
+impl Snapshotter {
+    pub fn new(data_dir: &Path, compression: Compression) -> Self {
+        Snapshotter { snap_dir: version_dir(data_dir), compression, busy: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// Starts a snapshot unless one is running (ZooKeeper: "Too busy to snap, skipping").
+    pub fn start(&self, tree: Arc<DataTree>, zxid: i64, sessions: Vec<(i64, i32)>) -> bool {
+        if self.busy.swap(true, Ordering::AcqRel) {
+            tracing::warn!("Too busy to snap, skipping");
+            return false;
+        }
+        let busy = self.busy.clone();
+        let dir = self.snap_dir.clone();
+        let compression = self.compression;
+        let spawned = std::thread::Builder::new().name("zkd-snapshot".into()).spawn(move || {
+            let t = Instant::now();
+            match write_snapshot(&tree, &dir, zxid, &sessions, compression) {
+                Ok(p) => tracing::info!("snapshot {} written in {} ms", p.display(), t.elapsed().as_millis()),
+                Err(e) => tracing::error!("snapshot 0x{zxid:x} in {} failed: {e}", dir.display()),
+            }
+            busy.store(false, Ordering::Release);
+        });
+        if spawned.is_err() {
+            self.busy.store(false, Ordering::Release);
+            return false;
+        }
+        true
+    }
+}
