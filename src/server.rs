@@ -12,7 +12,7 @@ use crossbeam_channel::{unbounded, Sender};
 use thiserror::Error;
 
 use crate::config::Config;
-use crate::metrics::{Metrics, ShardProbe};
+use crate::metrics::Metrics;
 use crate::sequencer::driver::{self, LogSink, MemoryLog, ShardLink, ShardLinks};
 use crate::sequencer::{Sequencer, SequencerConfig, ToSequencer};
 use crate::session::SessionTracker;
@@ -255,6 +255,7 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
             limits: limits.clone(),
             stop: stop.clone(),
             probe: metrics.shard(i),
+            metrics: metrics.clone(),
         });
     }
 

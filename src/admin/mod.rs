@@ -21,7 +21,7 @@ pub fn four_letter(shard: &Shard, w: &[u8; 4]) -> String {
     if !allowed(shard, &word) {
         return format!("{word} is not executed because it is not in the whitelist.\n");
     }
-    let m = shard.probe.snapshot_all();
+    let m = shard.metrics.snapshot();
     match word.as_str() {
         "ruok" => "imok".into(),
         "srvr" | "stat" => {

@@ -1,1 +1,420 @@
-//! (being written)
+//! zoo.cfg and myid, read as Apache ZooKeeper 3.8 reads them (`QuorumPeerConfig`,
+//! `ServerConfig`), with ZooKeeper's defaults. Pure: text in, `Config` out.
+//!
+//! Keys that ZooKeeper takes as `-Dzookeeper.*` system properties are accepted in zoo.cfg too,
+//! with or without the `zookeeper.` prefix. Unknown keys are warnings (ZooKeeper ignores them
+//! silently); a bad value is an error naming the key, the value and what is expected.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{key}={value:?}: {expected}")]
+    BadValue { key: String, value: String, expected: &'static str },
+    #[error("missing required key {0}")]
+    Missing(&'static str),
+    #[error("cannot read {path}: {reason}")]
+    Io { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// One `server.N=host:quorumPort:electionPort[:role][;[clientAddr:]clientPort]` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLine {
+    pub id: u64,
+    pub host: String,
+    pub quorum_port: u16,
+    pub election_port: u16,
+    pub observer: bool,
+    pub client: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub tick_time_ms: u32,
+    pub data_dir: PathBuf,
+    pub data_log_dir: PathBuf,
+    pub client_port: u16,
+    pub client_port_address: Option<String>,
+    pub max_client_cnxns: u32,
+    /// -1: 2 × tickTime.
+    pub min_session_timeout_raw: i32,
+    /// -1: 20 × tickTime.
+    pub max_session_timeout_raw: i32,
+    pub jute_max_buffer: u32,
+    pub global_outstanding_limit: u32,
+    /// `4lw.commands.whitelist`, as written (None: ZooKeeper's default, `srvr` only).
+    pub four_letter_whitelist_raw: Option<String>,
+    pub extended_types_enabled: bool,
+    pub container_check_interval_ms: u64,
+    pub container_max_per_minute: u32,
+    pub super_digest: Option<String>,
+    pub skip_acl: bool,
+    pub snap_count: u64,
+    pub snap_size_limit_kb: u64,
+    pub pre_alloc_size_kb: u64,
+    pub force_sync: bool,
+    pub fsync_warning_threshold_ms: u64,
+    pub snapshot_compression_method: String,
+    pub snapshot_trust_empty: bool,
+    pub digest_enabled: bool,
+    pub autopurge_snap_retain_count: u32,
+    pub autopurge_purge_interval_hours: u32,
+    pub admin_enable_server: bool,
+    pub admin_server_address: String,
+    pub admin_server_port: u16,
+    pub admin_command_url: String,
+    pub metrics_provider_class_name: Option<String>,
+    pub metrics_http_host: String,
+    pub metrics_http_port: u16,
+    pub init_limit: u32,
+    pub sync_limit: u32,
+    pub standalone_enabled: bool,
+    pub reconfig_enabled: bool,
+    pub local_session_enabled: bool,
+    pub servers: Vec<ServerLine>,
+    /// From `dataDir/myid` when server lines exist.
+    pub my_id: Option<u64>,
+    /// zkd's own keys (`zkd.*`), kept as written.
+    pub zkd: BTreeMap<String, String>,
+    /// Every key as written (for `conf`).
+    pub raw: Vec<(String, String)>,
+}
+
+impl Config {
+    /// The embedded default: standalone, port 2181, data in ./zkd-data.
+    pub fn embedded_default() -> Config {
+        let mut c = Config::base(PathBuf::from("./zkd-data"));
+        c.client_port = 2181;
+        c
+    }
+
+    fn base(data_dir: PathBuf) -> Config {
+        Config {
+            tick_time_ms: 2000,
+            data_log_dir: data_dir.clone(),
+            data_dir,
+            client_port: 2181,
+            client_port_address: None,
+            max_client_cnxns: 60,
+            min_session_timeout_raw: -1,
+            max_session_timeout_raw: -1,
+            jute_max_buffer: 0xfffff,
+            global_outstanding_limit: 1000,
+            four_letter_whitelist_raw: None,
+            extended_types_enabled: false,
+            container_check_interval_ms: 60_000,
+            container_max_per_minute: 10_000,
+            super_digest: None,
+            skip_acl: false,
+            snap_count: 100_000,
+            snap_size_limit_kb: 4_194_304,
+            pre_alloc_size_kb: 65_536,
+            force_sync: true,
+            fsync_warning_threshold_ms: 1000,
+            snapshot_compression_method: String::new(),
+            snapshot_trust_empty: false,
+            digest_enabled: true,
+            autopurge_snap_retain_count: 3,
+            autopurge_purge_interval_hours: 0,
+            admin_enable_server: true,
+            admin_server_address: "0.0.0.0".into(),
+            admin_server_port: 8080,
+            admin_command_url: "/commands".into(),
+            metrics_provider_class_name: None,
+            metrics_http_host: "0.0.0.0".into(),
+            metrics_http_port: 7000,
+            init_limit: 10,
+            sync_limit: 5,
+            standalone_enabled: true,
+            reconfig_enabled: false,
+            local_session_enabled: false,
+            servers: Vec::new(),
+            my_id: None,
+            zkd: BTreeMap::new(),
+            raw: Vec::new(),
+        }
+    }
+
+    pub fn min_session_timeout_ms(&self) -> i32 {
+        if self.min_session_timeout_raw < 0 { 2 * self.tick_time_ms as i32 } else { self.min_session_timeout_raw }
+    }
+    pub fn max_session_timeout_ms(&self) -> i32 {
+        if self.max_session_timeout_raw < 0 { 20 * self.tick_time_ms as i32 } else { self.max_session_timeout_raw }
+    }
+    /// The words allowed on the client port; None means all (`*`).
+    pub fn four_letter_words_whitelist(&self) -> Option<Vec<String>> {
+        match &self.four_letter_whitelist_raw {
+            None => Some(vec!["srvr".into()]),
+            Some(s) if s.trim() == "*" => None,
+            Some(s) => Some(s.split(',').map(|w| w.trim().to_owned()).filter(|w| !w.is_empty()).collect()),
+        }
+    }
+    pub fn server_id(&self) -> Option<u64> {
+        self.my_id
+    }
+
+    pub fn from_file(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Io { path: path.to_owned(), reason: e.to_string() })?;
+        let (mut cfg, warnings) = Config::parse_str(&text, path.parent().unwrap_or(Path::new(".")))?;
+        if !cfg.servers.is_empty() {
+            cfg.my_id = Some(read_myid(&cfg.data_dir)?);
+        }
+        Ok((cfg, warnings))
+    }
+
+    /// Parses zoo.cfg text. `_base` is the config's directory (ZooKeeper does not resolve
+    /// relative paths against it, and neither do we; kept for messages).
+    pub fn parse_str(text: &str, _base: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+        let props = parse_properties(text);
+        let mut warnings = Vec::new();
+        let mut c = Config::base(PathBuf::new());
+        let mut data_dir = None;
+        let mut data_log_dir = None;
+        let mut client_port = None;
+        for (key, value) in &props {
+            let v = value.trim();
+            let k = key.strip_prefix("zookeeper.").unwrap_or(key);
+            match k {
+                "tickTime" => c.tick_time_ms = num(key, v)?,
+                "dataDir" => data_dir = Some(PathBuf::from(v)),
+                "dataLogDir" => data_log_dir = Some(PathBuf::from(v)),
+                "clientPort" => client_port = Some(num::<u16>(key, v)?),
+                "clientPortAddress" => c.client_port_address = Some(v.to_owned()),
+                "maxClientCnxns" => c.max_client_cnxns = num(key, v)?,
+                "minSessionTimeout" => c.min_session_timeout_raw = num(key, v)?,
+                "maxSessionTimeout" => c.max_session_timeout_raw = num(key, v)?,
+                "jute.maxbuffer" => c.jute_max_buffer = num(key, v)?,
+                "globalOutstandingLimit" => c.global_outstanding_limit = num(key, v)?,
+                "4lw.commands.whitelist" => c.four_letter_whitelist_raw = Some(v.to_owned()),
+                "extendedTypesEnabled" => c.extended_types_enabled = boolean(key, v)?,
+                "znode.container.checkIntervalMs" => c.container_check_interval_ms = num(key, v)?,
+                "znode.container.maxPerMinute" => c.container_max_per_minute = num(key, v)?,
+                "DigestAuthenticationProvider.superDigest" => c.super_digest = Some(v.to_owned()),
+                "skipACL" => c.skip_acl = v == "yes" || v == "true",
+                "snapCount" => c.snap_count = num(key, v)?,
+                "snapSizeLimitInKb" => c.snap_size_limit_kb = num(key, v)?,
+                "preAllocSize" => c.pre_alloc_size_kb = num(key, v)?,
+                "forceSync" => c.force_sync = !v.eq_ignore_ascii_case("no"),
+                "fsync.warningthresholdms" => c.fsync_warning_threshold_ms = num(key, v)?,
+                "snapshot.compression.method" => {
+                    if !["", "gz", "snappy"].contains(&v) {
+                        return Err(bad(key, v, "one of gz, snappy or empty"));
+                    }
+                    c.snapshot_compression_method = v.to_owned()
+                }
+                "snapshot.trust.empty" => c.snapshot_trust_empty = boolean(key, v)?,
+                "digest.enabled" => c.digest_enabled = boolean(key, v)?,
+                "autopurge.snapRetainCount" => c.autopurge_snap_retain_count = num(key, v)?,
+                "autopurge.purgeInterval" => c.autopurge_purge_interval_hours = num(key, v)?,
+                "admin.enableServer" => c.admin_enable_server = boolean(key, v)?,
+                "admin.serverAddress" => c.admin_server_address = v.to_owned(),
+                "admin.serverPort" => c.admin_server_port = num(key, v)?,
+                "admin.commandURL" => c.admin_command_url = v.to_owned(),
+                "metricsProvider.className" => c.metrics_provider_class_name = Some(v.to_owned()),
+                "metricsProvider.httpHost" => c.metrics_http_host = v.to_owned(),
+                "metricsProvider.httpPort" => c.metrics_http_port = num(key, v)?,
+                "initLimit" => c.init_limit = num(key, v)?,
+                "syncLimit" => c.sync_limit = num(key, v)?,
+                "standaloneEnabled" => c.standalone_enabled = boolean(key, v)?,
+                "reconfigEnabled" => c.reconfig_enabled = boolean(key, v)?,
+                "localSessionsEnabled" => c.local_session_enabled = boolean(key, v)?,
+                // Accepted and without effect in standalone zkd (ZooKeeper keys operators use).
+                "maxCnxns" | "localSessionsUpgradingEnabled" | "electionAlg" | "peerType" | "syncEnabled"
+                | "dynamicConfigFile" | "quorumListenOnAllIPs" | "secureClientPort" | "secureClientPortAddress"
+                | "serverCnxnFactory" | "clientCnxnSocket" | "sslQuorum" | "portUnification"
+                | "authProvider.1" | "authProvider.2" | "authProvider.3" | "4lw.commands.enabled"
+                | "admin.idleTimeout" | "metricsProvider.exportJvmInfo" | "cnxTimeout" | "connectToLearnerMasterLimit"
+                | "leaderServes" | "maxSessionTimeoutMs" | "commitLogCount" | "txnLogSizeLimitInKb"
+                | "audit.enable" | "multiAddress.enabled" | "jute.maxbuffer.extrasize" | "watchManagerName"
+                | "quota.enforce" | "enforceQuota" | "admin.portUnification" | "request.throttler.maxRequests"
+                | "metricsProvider.summaryMode" | "flushDelay" | "maxWriteQueuePollTime" | "maxBatchSize" => {}
+                _ if k.starts_with("server.") => c.servers.push(server_line(key, v)?),
+                _ if k.starts_with("group.") || k.starts_with("weight.") || k.starts_with("ssl.") => {}
+                _ if k.starts_with("zkd.") => {
+                    c.zkd.insert(k.to_owned(), v.to_owned());
+                }
+                _ => warnings.push(format!("unknown key {key:?} ignored")),
+            }
+        }
+        c.data_dir = data_dir.ok_or(ConfigError::Missing("dataDir"))?;
+        c.data_log_dir = data_log_dir.unwrap_or_else(|| c.data_dir.clone());
+        c.client_port = match client_port {
+            Some(p) => p,
+            // A standalone ZooKeeper refuses to start without clientPort.
+            None if c.servers.is_empty() => return Err(ConfigError::Missing("clientPort")),
+            None => 2181,
+        };
+        if c.tick_time_ms == 0 {
+            return Err(bad("tickTime", "0", "a positive number of milliseconds"));
+        }
+        if c.min_session_timeout_ms() > c.max_session_timeout_ms() {
+            return Err(ConfigError::Invalid(format!(
+                "minSessionTimeout ({}) must not be larger than maxSessionTimeout ({})",
+                c.min_session_timeout_ms(),
+                c.max_session_timeout_ms()
+            )));
+        }
+        c.raw = props;
+        Ok((c, warnings))
+    }
+
+    /// `conf` four-letter word lines, in ZooKeeper's order and format.
+    pub fn to_conf_lines(&self) -> Vec<String> {
+        let mut v = vec![
+            format!("clientPort={}", self.client_port),
+            format!("secureClientPort=-1"),
+            format!("dataDir={}", self.data_dir.join("version-2").display()),
+            format!("dataDirSize=0"),
+            format!("dataLogDir={}", self.data_log_dir.join("version-2").display()),
+            format!("dataLogSize=0"),
+            format!("tickTime={}", self.tick_time_ms),
+            format!("maxClientCnxns={}", self.max_client_cnxns),
+            format!("minSessionTimeout={}", self.min_session_timeout_ms()),
+            format!("maxSessionTimeout={}", self.max_session_timeout_ms()),
+            format!("clientPortListenBacklog=-1"),
+        ];
+        v.push(format!("serverId={}", self.my_id.unwrap_or(0)));
+        v
+    }
+}
+
+fn bad(key: &str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError::BadValue { key: key.to_owned(), value: value.to_owned(), expected }
+}
+
+fn num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ConfigError> {
+    v.parse().map_err(|_| bad(key, v, "a number in range"))
+}
+
+fn boolean(key: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "yes" => Ok(true),
+        "false" | "no" => Ok(false),
+        _ => Err(bad(key, v, "true or false")),
+    }
+}
+
+fn server_line(key: &str, v: &str) -> Result<ServerLine, ConfigError> {
+    let id: u64 = key
+        .trim_start_matches("zookeeper.")
+        .trim_start_matches("server.")
+        .parse()
+        .map_err(|_| bad(key, v, "server.N with a numeric N"))?;
+    let (addr, client) = match v.split_once(';') {
+        Some((a, c)) => (a, Some(c.trim().to_owned())),
+        None => (v, None),
+    };
+    let parts: Vec<&str> = addr.split(':').collect();
+    if parts.len() < 3 {
+        return Err(bad(key, v, "host:quorumPort:electionPort[:participant|observer][;[clientAddress:]clientPort]"));
+    }
+    let quorum_port = num(key, parts[1])?;
+    let election_port = num(key, parts[2])?;
+    let observer = match parts.get(3).copied() {
+        None | Some("participant") => false,
+        Some("observer") => true,
+        Some(_) => return Err(bad(key, v, "role participant or observer")),
+    };
+    Ok(ServerLine { id, host: parts[0].to_owned(), quorum_port, election_port, observer, client })
+}
+
+/// Reads `dataDir/myid` as ZooKeeper does.
+pub fn read_myid(data_dir: &Path) -> Result<u64, ConfigError> {
+    let p = data_dir.join("myid");
+    let text = std::fs::read_to_string(&p).map_err(|e| ConfigError::Io { path: p.clone(), reason: e.to_string() })?;
+    text.trim().parse().map_err(|_| ConfigError::Invalid(format!("serverid {} is not a number", text.trim())))
+}
+
+/// Java `Properties` syntax: `#`/`!` comments, `key=value`, `key: value`, `key value`,
+/// backslash line continuations.
+pub fn parse_properties(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let mut l = line.trim_start().to_owned();
+        if l.is_empty() || l.starts_with('#') || l.starts_with('!') {
+            continue;
+        }
+        while l.ends_with('\\') && !l.ends_with("\\\\") {
+            l.pop();
+            match lines.next() {
+                Some(n) => l.push_str(n.trim_start()),
+                None => break,
+            }
+        }
+        let idx = l.find(['=', ':', ' ', '\t']);
+        let (k, v) = match idx {
+            Some(i) => {
+                let (k, rest) = l.split_at(i);
+                let rest = rest.trim_start_matches([' ', '\t']);
+                let rest = rest.strip_prefix(['=', ':']).unwrap_or(rest);
+                (k.to_owned(), rest.trim().to_owned())
+            }
+            None => (l.clone(), String::new()),
+        };
+        out.push((k, v));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debian_zoo_cfg() {
+        let text = "# The number of milliseconds of each tick\ntickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=/var/lib/zookeeper\nclientPort=2181\n#autopurge.purgeInterval=1\n";
+        let (c, w) = Config::parse_str(text, Path::new(".")).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/zookeeper"));
+        assert_eq!(c.data_log_dir, c.data_dir);
+        assert_eq!((c.client_port, c.tick_time_ms), (2181, 2000));
+        assert_eq!((c.min_session_timeout_ms(), c.max_session_timeout_ms()), (4000, 40000));
+        assert_eq!(c.max_client_cnxns, 60);
+        assert_eq!(c.jute_max_buffer, 1048575);
+        assert_eq!(c.four_letter_words_whitelist(), Some(vec!["srvr".to_string()]));
+    }
+
+    #[test]
+    fn system_properties_and_unknown_keys() {
+        let text = "dataDir=/d\nclientPort=1\nzookeeper.extendedTypesEnabled=true\njute.maxbuffer=4096\n4lw.commands.whitelist=ruok, srvr\nbogus=1\nzookeeper.DigestAuthenticationProvider.superDigest=super:abc\n";
+        let (c, w) = Config::parse_str(text, Path::new(".")).unwrap();
+        assert!(c.extended_types_enabled);
+        assert_eq!(c.jute_max_buffer, 4096);
+        assert_eq!(c.super_digest.as_deref(), Some("super:abc"));
+        assert_eq!(c.four_letter_words_whitelist(), Some(vec!["ruok".to_string(), "srvr".to_string()]));
+        assert_eq!(w, vec!["unknown key \"bogus\" ignored".to_string()]);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = Config::parse_str("dataDir=/d\nclientPort=abc\n", Path::new(".")).unwrap_err();
+        assert_eq!(e, ConfigError::BadValue { key: "clientPort".into(), value: "abc".into(), expected: "a number in range" });
+        assert_eq!(Config::parse_str("clientPort=1\n", Path::new(".")).unwrap_err(), ConfigError::Missing("dataDir"));
+        assert!(Config::parse_str("dataDir=/d\nclientPort=1\nminSessionTimeout=9000\nmaxSessionTimeout=10\n", Path::new(".")).is_err());
+    }
+
+    #[test]
+    fn server_lines() {
+        let (c, _) = Config::parse_str(
+            "dataDir=/d\nserver.1=a:2888:3888\nserver.2=b:2888:3888:observer;0.0.0.0:2181\n",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(c.servers.len(), 2);
+        assert!(c.servers[1].observer);
+        assert_eq!(c.servers[1].client.as_deref(), Some("0.0.0.0:2181"));
+    }
+
+    #[test]
+    fn properties_syntax() {
+        let p = parse_properties("a = 1\nb: 2\n! c\nd \\\n  3\n");
+        assert_eq!(p, vec![("a".into(), "1".into()), ("b".into(), "2".into()), ("d".into(), "3".into())]);
+    }
+}

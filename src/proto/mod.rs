@@ -3,6 +3,7 @@
 
 pub mod frame;
 pub mod jute;
+pub mod ops;
 pub mod records;
 pub mod txn;
 pub mod types;

@@ -53,6 +53,8 @@ pub struct Conn {
     close_after_flush: Cell<bool>,
     pub packets_received: Cell<u64>,
     pub packets_sent: Cell<u64>,
+    /// Paths this connection set watches on, so closing it removes them without a tree scan.
+    pub watched: RefCell<std::collections::HashSet<String>>,
 }
 
 /// Largest reply backlog a connection may hold before the shard stops reading from it.
@@ -89,6 +91,7 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
         close_after_flush: Cell::new(false),
         packets_received: Cell::new(0),
         packets_sent: Cell::new(0),
+        watched: RefCell::new(std::collections::HashSet::new()),
     });
     shard.conns.borrow_mut().insert(id, conn.clone());
     shard.probe.conn_opened();
@@ -180,7 +183,8 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
         }
         c.close();
         s.conns.borrow_mut().remove(&c.id);
-        s.tree.remove_watcher(WatcherId { shard: s.id, conn: c.id });
+        let watched = std::mem::take(&mut *c.watched.borrow_mut());
+        s.tree.remove_watcher(WatcherId { shard: s.id, conn: c.id }, watched.iter().map(String::as_str));
         s.limits.release(c.peer.ip());
         s.probe.conn_closed();
         if c.session.get() != 0 {

@@ -15,7 +15,7 @@ pub mod reads;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +26,7 @@ use crossbeam_channel::{Receiver, Sender};
 use futures_lite::AsyncReadExt;
 use parking_lot::Mutex;
 
-use crate::metrics::ShardProbe;
+use crate::metrics::{Metrics, ShardProbe};
 use crate::sequencer::{ToSequencer, ToShard};
 use crate::server::Settings;
 use crate::tree::DataTree;
@@ -74,6 +74,7 @@ pub struct ShardInit {
     pub limits: Arc<ConnLimits>,
     pub stop: Arc<AtomicBool>,
     pub probe: Arc<ShardProbe>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The shard's state inside its executor (single-threaded: `Rc`/`RefCell`).
@@ -86,6 +87,7 @@ pub struct Shard {
     pub limits: Arc<ConnLimits>,
     pub stop: Arc<AtomicBool>,
     pub probe: Arc<ShardProbe>,
+    pub metrics: Arc<Metrics>,
     conns: RefCell<HashMap<u64, Rc<Conn>>>,
     next_conn: Cell<u64>,
     touched: RefCell<Vec<i64>>,
@@ -196,7 +198,10 @@ impl Shard {
 
 /// Runs a shard until shutdown. Called on the shard's own (pinned) thread, inside its executor.
 pub async fn run(init: ShardInit) {
-    let listener = glommio::net::TcpListener::from(init.listener);
+    let listener = unsafe {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        glommio::net::TcpListener::from_raw_fd(init.listener.into_raw_fd())
+    };
     let bell = init.bell;
     let bell_rx = unsafe {
         use std::os::fd::{FromRawFd, IntoRawFd};
@@ -211,6 +216,7 @@ pub async fn run(init: ShardInit) {
         limits: init.limits,
         stop: init.stop,
         probe: init.probe,
+        metrics: init.metrics,
         conns: RefCell::new(HashMap::new()),
         next_conn: Cell::new(1),
         touched: RefCell::new(Vec::new()),

@@ -38,7 +38,40 @@ fn get_children(shard: &Shard, conn: &Conn, path: &str, watch: bool) -> Result<(
     tree.get_children(path, watch.then(|| conn.watcher(shard.id)))
 }
 
+/// Remembers the paths a request may set watches on (for cleanup when the connection closes).
+fn note_watches(conn: &Conn, req: &Request) {
+    let mut w = conn.watched.borrow_mut();
+    match req {
+        Request::Exists(r) if r.watch => drop(w.insert(r.path.clone())),
+        Request::GetData(r) if r.watch => drop(w.insert(r.path.clone())),
+        Request::GetChildren(r) if r.watch => drop(w.insert(r.path.clone())),
+        Request::GetChildren2(r) if r.watch => drop(w.insert(r.path.clone())),
+        Request::AddWatch(r) => drop(w.insert(r.path.clone())),
+        Request::MultiRead(ops) => {
+            for op in ops {
+                match op {
+                    MultiReadOp::GetChildren(r) if r.watch => drop(w.insert(r.path.clone())),
+                    MultiReadOp::GetData(r) if r.watch => drop(w.insert(r.path.clone())),
+                    _ => {}
+                }
+            }
+        }
+        Request::SetWatches(sw) => w.extend(sw.data_watches.iter().chain(&sw.exist_watches).chain(&sw.child_watches).cloned()),
+        Request::SetWatches2(sw) => w.extend(
+            sw.data_watches
+                .iter()
+                .chain(&sw.exist_watches)
+                .chain(&sw.child_watches)
+                .chain(&sw.persistent_watches)
+                .chain(&sw.persistent_recursive_watches)
+                .cloned(),
+        ),
+        _ => {}
+    }
+}
+
 fn run(shard: &Shard, conn: &Conn, req: &Request) -> ReadResult {
+    note_watches(conn, req);
     let tree = &shard.tree;
     let w = conn.watcher(shard.id);
     match req {
@@ -104,7 +137,7 @@ fn run(shard: &Shard, conn: &Conn, req: &Request) -> ReadResult {
             for op in ops {
                 let res = match op {
                     MultiReadOp::GetChildren(r) => {
-                        get_children(shard, conn, &r.path, r.watch).map(|(c, _)| (OpCode::GetChildren, c.to_bytes()))
+                        get_children(shard, conn, &r.path, r.watch).map(|(children, _)| (OpCode::GetChildren, GetChildrenResponse { children }.to_bytes()))
                     }
                     MultiReadOp::GetData(r) => {
                         get_data(shard, conn, &r.path, r.watch).map(|d| (OpCode::GetData, d.to_bytes()))
@@ -171,7 +204,7 @@ fn run(shard: &Shard, conn: &Conn, req: &Request) -> ReadResult {
         }
         Request::RemoveWatches(r) => {
             let ty = WatcherType::from_i32(r.watcher_type).ok_or(ErrorCode::BadArguments)?;
-            if tree.remove_watches(&r.path, ty, w, &mut LocalSink { conn }) {
+            if tree.remove_watches(&r.path, ty, w) {
                 Ok(None)
             } else {
                 Err(ErrorCode::NoWatcher)

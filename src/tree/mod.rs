@@ -1,1 +1,1070 @@
-//! (being written)
+//! The data tree: znodes, Stat, ACL ids, watches. Pure (no I/O), shared by every shard.
+//!
+//! Concurrency: nodes live in `STRIPES` lock stripes chosen by a hash of the full path. Shards
+//! read with a stripe's read lock — there is no global lock on the read path. Only the sequencer
+//! writes (`apply`): it write-locks every stripe a txn touches (in index order, so a multi is
+//! atomic to readers, as ZooKeeper's CommitProcessor makes it), changes the nodes, and triggers
+//! the watches *while still holding the locks*. A read that registers a watch does so under the
+//! same stripe's lock, so it either sees the old node and its watch fires, or sees the new node.
+//! And an event is queued to the watcher's shard before any reader can see the change.
+//!
+//! Semantics follow ZooKeeper 3.8's `DataTree` exactly, including two quirks clients can see:
+//! the stored cversion counts child *creations* (sequential names come from it) while the Stat
+//! shows `2 × stored − numChildren`; container and TTL nodes show ephemeralOwner 0.
+
+pub mod acl_cache;
+pub mod quota;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use smallvec::SmallVec;
+
+use crate::proto::{
+    Acl, CreateTxn, ErrorCode, EventType, OpCode, Stat, StatPersisted, TxnBody, TxnHeader, WatcherType,
+};
+use acl_cache::AclCache;
+use quota::{StatsTrack, LIMIT_NODE, QUOTA_ROOT, STAT_NODE};
+
+const STRIPES: usize = 256;
+const _: () = assert!(STRIPES.is_power_of_two() && STRIPES <= 65536);
+
+/// `EphemeralType.CONTAINER_EPHEMERAL_OWNER`.
+pub const CONTAINER_OWNER: i64 = i64::MIN;
+const EXTENDED_MASK: i64 = 0xff00_0000_0000_0000u64 as i64;
+const RESERVED_BITS_MASK: i64 = 0x00ff_ff00_0000_0000;
+const EXTENDED_VALUE_MASK: i64 = !(EXTENDED_MASK | RESERVED_BITS_MASK);
+
+/// `EphemeralType` of an ephemeralOwner value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EphemeralType {
+    Void,
+    Normal,
+    Container,
+    Ttl(i64),
+}
+
+pub fn ephemeral_type(owner: i64) -> EphemeralType {
+    if owner == CONTAINER_OWNER {
+        EphemeralType::Container
+    } else if owner & EXTENDED_MASK == EXTENDED_MASK && (owner & RESERVED_BITS_MASK) >> 40 == 0 {
+        EphemeralType::Ttl(owner & EXTENDED_VALUE_MASK)
+    } else if owner == 0 {
+        EphemeralType::Void
+    } else {
+        EphemeralType::Normal
+    }
+}
+
+/// `EphemeralType.TTL.toEphemeralOwner`.
+pub fn ttl_owner(ttl_ms: i64) -> i64 {
+    EXTENDED_MASK | ttl_ms
+}
+
+/// Largest TTL ZooKeeper accepts.
+pub const MAX_TTL_MS: i64 = EXTENDED_VALUE_MASK;
+
+/// A connection that set a watch: its shard and its id there.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct WatcherId {
+    pub shard: u16,
+    pub conn: u64,
+}
+
+/// Receives fired watches. `apply` calls it while holding the changed path's lock.
+pub trait WatchSink {
+    fn deliver(&mut self, w: WatcherId, event: EventType, path: &str);
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Standard,
+    Persistent,
+    Recursive,
+}
+
+struct Node {
+    data: Option<Arc<[u8]>>,
+    acl: i64,
+    stat: StatPersisted,
+    children: BTreeSet<Box<str>>,
+}
+
+impl Node {
+    fn stat(&self) -> Stat {
+        let n = self.children.len() as i32;
+        let s = &self.stat;
+        Stat {
+            czxid: s.czxid,
+            mzxid: s.mzxid,
+            ctime: s.ctime,
+            mtime: s.mtime,
+            version: s.version,
+            cversion: s.cversion.wrapping_mul(2).wrapping_sub(n),
+            aversion: s.aversion,
+            ephemeral_owner: if ephemeral_type(s.ephemeral_owner) == EphemeralType::Normal { s.ephemeral_owner } else { 0 },
+            data_length: self.data.as_ref().map_or(0, |d| d.len() as i32),
+            num_children: n,
+            pzxid: s.pzxid,
+        }
+    }
+}
+
+type WatchList = SmallVec<[(WatcherId, Mode); 2]>;
+
+#[derive(Default)]
+struct Watches {
+    data: HashMap<Box<str>, WatchList, ahash::RandomState>,
+    child: HashMap<Box<str>, WatchList, ahash::RandomState>,
+}
+
+#[derive(Default)]
+struct Stripe {
+    nodes: RwLock<HashMap<Box<str>, Node, ahash::RandomState>>,
+    watches: Mutex<Watches>,
+}
+
+/// What a read needs to validate a write: the committed node's Stat and ACL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeMeta {
+    pub stat: Stat,
+    /// The stored (creation-counting) cversion: sequential suffixes come from it.
+    pub stored_cversion: i32,
+    pub acl: Arc<Vec<Acl>>,
+}
+
+/// Outcome of one applied (sub-)txn, as ZooKeeper's `ProcessTxnResult`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpOutcome {
+    /// The txn type it was applied as (`OpCode::Error` for failed multi members).
+    pub txn_type: i32,
+    pub err: ErrorCode,
+    pub path: Option<String>,
+    pub stat: Option<Stat>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyResult {
+    pub err: ErrorCode,
+    pub path: Option<String>,
+    pub stat: Option<Stat>,
+    /// One per member of a multi.
+    pub multi: Vec<OpOutcome>,
+}
+
+pub fn parent_of(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) => "/",
+        Some(i) => &path[..i],
+        None => "/",
+    }
+}
+
+fn child_name(path: &str) -> &str {
+    &path[path.rfind('/').map_or(0, |i| i + 1)..]
+}
+
+fn stripe_of(path: &str) -> usize {
+    static HASHER: std::sync::OnceLock<ahash::RandomState> = std::sync::OnceLock::new();
+    let h = HASHER.get_or_init(|| ahash::RandomState::with_seeds(1, 2, 3, 4)).hash_one(path);
+    (h as usize) & (STRIPES - 1)
+}
+
+pub struct DataTree {
+    stripes: Box<[Stripe]>,
+    acls: RwLock<AclCache>,
+    ephemerals: Mutex<HashMap<i64, BTreeSet<String>>>,
+    containers: Mutex<BTreeSet<String>>,
+    ttls: Mutex<BTreeSet<String>>,
+    /// Paths with a `zookeeper_limits` node.
+    quota_paths: RwLock<BTreeSet<String>>,
+    recursive_watches: AtomicUsize,
+    watch_count: AtomicUsize,
+    last_zxid: AtomicI64,
+    node_count: AtomicUsize,
+    data_size: AtomicI64,
+}
+
+/// The stripes one txn holds, write-locked in index order.
+struct Locked<'a> {
+    idx: SmallVec<[usize; 4]>,
+    guards: SmallVec<[RwLockWriteGuard<'a, HashMap<Box<str>, Node, ahash::RandomState>>; 4]>,
+}
+
+impl Locked<'_> {
+    fn map(&mut self, path: &str) -> &mut HashMap<Box<str>, Node, ahash::RandomState> {
+        let i = stripe_of(path);
+        let pos = self.idx.binary_search(&i).expect("txn touched a stripe it did not lock");
+        &mut self.guards[pos]
+    }
+    fn get(&mut self, path: &str) -> Option<&mut Node> {
+        self.map(path).get_mut(path)
+    }
+}
+
+impl Default for DataTree {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DataTree {
+    /// An empty tree with only "/" (for loading a snapshot).
+    pub fn new_empty() -> DataTree {
+        let t = DataTree {
+            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
+            acls: RwLock::new(AclCache::default()),
+            ephemerals: Mutex::new(HashMap::new()),
+            containers: Mutex::new(BTreeSet::new()),
+            ttls: Mutex::new(BTreeSet::new()),
+            quota_paths: RwLock::new(BTreeSet::new()),
+            recursive_watches: AtomicUsize::new(0),
+            watch_count: AtomicUsize::new(0),
+            last_zxid: AtomicI64::new(0),
+            node_count: AtomicUsize::new(0),
+            data_size: AtomicI64::new(0),
+        };
+        t.raw_insert("/", None, acl_cache::OPEN_ACL_UNSAFE_ID, StatPersisted::default());
+        t
+    }
+
+    /// A fresh tree as ZooKeeper 3.8 creates one: `/`, `/zookeeper`, `/zookeeper/quota`,
+    /// `/zookeeper/config` (world:anyone READ, aversion -1).
+    pub fn new() -> DataTree {
+        let t = Self::new_empty();
+        let st = StatPersisted::default();
+        t.raw_insert("/zookeeper", None, acl_cache::OPEN_ACL_UNSAFE_ID, st.clone());
+        t.raw_insert("/zookeeper/quota", None, acl_cache::OPEN_ACL_UNSAFE_ID, st.clone());
+        let read_only = t.acls.write().intern(&[Acl {
+            perms: crate::proto::perms::READ,
+            id: crate::proto::Id { scheme: "world".into(), id: "anyone".into() },
+        }]);
+        t.raw_insert("/zookeeper/config", Some(Arc::from(&b""[..])), read_only, StatPersisted { aversion: -1, ..st });
+        t
+    }
+
+    fn raw_insert(&self, path: &str, data: Option<Arc<[u8]>>, acl: i64, stat: StatPersisted) {
+        let size = path.len() as i64 + data.as_ref().map_or(0, |d| d.len() as i64);
+        let node = Node { data, acl, stat, children: BTreeSet::new() };
+        self.stripes[stripe_of(path)].nodes.write().insert(path.into(), node);
+        if path != "/" {
+            let parent = parent_of(path);
+            if let Some(p) = self.stripes[stripe_of(parent)].nodes.write().get_mut(parent) {
+                p.children.insert(child_name(path).into());
+            }
+        }
+        self.node_count.fetch_add(1, Ordering::Relaxed);
+        self.data_size.fetch_add(size, Ordering::Relaxed);
+    }
+
+    fn read(&self, path: &str) -> RwLockReadGuard<'_, HashMap<Box<str>, Node, ahash::RandomState>> {
+        self.stripes[stripe_of(path)].nodes.read()
+    }
+
+    fn add_watch(&self, table: &mut HashMap<Box<str>, WatchList, ahash::RandomState>, path: &str, w: WatcherId, mode: Mode) {
+        let list = table.entry(path.into()).or_default();
+        match list.iter_mut().find(|(x, _)| *x == w) {
+            Some(e) => {
+                if e.1 == Mode::Recursive && mode != Mode::Recursive {
+                    self.recursive_watches.fetch_sub(1, Ordering::Relaxed);
+                } else if e.1 != Mode::Recursive && mode == Mode::Recursive {
+                    self.recursive_watches.fetch_add(1, Ordering::Relaxed);
+                }
+                e.1 = mode;
+            }
+            None => {
+                if mode == Mode::Recursive {
+                    self.recursive_watches.fetch_add(1, Ordering::Relaxed);
+                }
+                self.watch_count.fetch_add(1, Ordering::Relaxed);
+                list.push((w, mode));
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- reads
+
+    pub fn get_data(&self, path: &str, watch: Option<WatcherId>) -> Result<(Option<Arc<[u8]>>, Stat), ErrorCode> {
+        let nodes = self.read(path);
+        let n = nodes.get(path).ok_or(ErrorCode::NoNode)?;
+        if let Some(w) = watch {
+            let mut ws = self.stripes[stripe_of(path)].watches.lock();
+            self.add_watch(&mut ws.data, path, w, Mode::Standard);
+        }
+        Ok((n.data.clone(), n.stat()))
+    }
+
+    pub fn exists(&self, path: &str, watch: Option<WatcherId>) -> Option<Stat> {
+        let nodes = self.read(path);
+        if let Some(w) = watch {
+            let mut ws = self.stripes[stripe_of(path)].watches.lock();
+            self.add_watch(&mut ws.data, path, w, Mode::Standard);
+        }
+        nodes.get(path).map(Node::stat)
+    }
+
+    pub fn get_children(&self, path: &str, watch: Option<WatcherId>) -> Result<(Vec<String>, Stat), ErrorCode> {
+        let nodes = self.read(path);
+        let n = nodes.get(path).ok_or(ErrorCode::NoNode)?;
+        if let Some(w) = watch {
+            let mut ws = self.stripes[stripe_of(path)].watches.lock();
+            self.add_watch(&mut ws.child, path, w, Mode::Standard);
+        }
+        Ok((n.children.iter().map(|c| c.to_string()).collect(), n.stat()))
+    }
+
+    pub fn get_acl(&self, path: &str) -> Result<(Vec<Acl>, Stat), ErrorCode> {
+        let nodes = self.read(path);
+        let n = nodes.get(path).ok_or(ErrorCode::NoNode)?;
+        Ok(((*self.acls.read().get(n.acl)).clone(), n.stat()))
+    }
+
+    pub fn meta(&self, path: &str) -> Option<NodeMeta> {
+        let nodes = self.read(path);
+        let n = nodes.get(path)?;
+        Some(NodeMeta { stat: n.stat(), stored_cversion: n.stat.cversion, acl: self.acls.read().get(n.acl) })
+    }
+
+    /// ZooKeeper's `getAllChildrenNumber`: every descendant.
+    pub fn all_children_number(&self, path: &str) -> Result<i32, ErrorCode> {
+        let mut count = 0i64;
+        let mut stack = vec![path.to_owned()];
+        while let Some(p) = stack.pop() {
+            let nodes = self.read(&p);
+            let n = nodes.get(p.as_str()).ok_or(ErrorCode::NoNode)?;
+            for c in &n.children {
+                count += 1;
+                stack.push(if p == "/" { format!("/{c}") } else { format!("{p}/{c}") });
+            }
+        }
+        Ok(count as i32)
+    }
+
+    pub fn ephemerals(&self, session: i64) -> Vec<String> {
+        self.ephemerals.lock().get(&session).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    pub fn ephemerals_count(&self) -> usize {
+        self.ephemerals.lock().values().map(|s| s.len()).sum()
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.node_count.load(Ordering::Relaxed)
+    }
+    pub fn approximate_data_size(&self) -> i64 {
+        self.data_size.load(Ordering::Relaxed)
+    }
+    pub fn watch_count(&self) -> usize {
+        self.watch_count.load(Ordering::Relaxed)
+    }
+    pub fn last_processed_zxid(&self) -> i64 {
+        self.last_zxid.load(Ordering::Acquire)
+    }
+
+    // ---------------------------------------------------------------- watches
+
+    pub fn add_persistent_watch(&self, path: &str, recursive: bool, w: WatcherId) {
+        let _nodes = self.read(path);
+        let mode = if recursive { Mode::Recursive } else { Mode::Persistent };
+        let mut ws = self.stripes[stripe_of(path)].watches.lock();
+        // As ZooKeeper's DataTree.addWatch: in both tables.
+        let ws = &mut *ws;
+        self.add_watch(&mut ws.data, path, w, mode);
+        self.add_watch(&mut ws.child, path, w, mode);
+    }
+
+    fn matches(mode: Mode, ty: WatcherType) -> bool {
+        match ty {
+            WatcherType::Any | WatcherType::Data | WatcherType::Children => true,
+            WatcherType::Persistent => mode == Mode::Persistent,
+            WatcherType::PersistentRecursive => mode == Mode::Recursive,
+        }
+    }
+
+    fn tables(ty: WatcherType) -> (bool, bool) {
+        match ty {
+            WatcherType::Children => (false, true),
+            WatcherType::Data => (true, false),
+            _ => (true, true),
+        }
+    }
+
+    pub fn check_watches(&self, path: &str, ty: WatcherType, w: WatcherId) -> bool {
+        let _nodes = self.read(path);
+        let ws = self.stripes[stripe_of(path)].watches.lock();
+        let (d, c) = Self::tables(ty);
+        let has = |t: &HashMap<Box<str>, WatchList, ahash::RandomState>| {
+            t.get(path).is_some_and(|l| l.iter().any(|(x, m)| *x == w && Self::matches(*m, ty)))
+        };
+        (d && has(&ws.data)) || (c && has(&ws.child))
+    }
+
+    /// Removes the watches of `w` on `path` of type `ty`; false if there were none.
+    pub fn remove_watches(&self, path: &str, ty: WatcherType, w: WatcherId) -> bool {
+        let _nodes = self.read(path);
+        let mut ws = self.stripes[stripe_of(path)].watches.lock();
+        let (d, c) = Self::tables(ty);
+        let mut removed = false;
+        let ws = &mut *ws;
+        for (use_it, table) in [(d, &mut ws.data), (c, &mut ws.child)] {
+            if !use_it {
+                continue;
+            }
+            if let Some(l) = table.get_mut(path) {
+                let before = l.len();
+                l.retain(|(x, m)| {
+                    let hit = *x == w && Self::matches(*m, ty);
+                    if hit && *m == Mode::Recursive {
+                        self.recursive_watches.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    !hit
+                });
+                let n = before - l.len();
+                if n > 0 {
+                    removed = true;
+                    self.watch_count.fetch_sub(n, Ordering::Relaxed);
+                }
+                if l.is_empty() {
+                    table.remove(path);
+                }
+            }
+        }
+        removed
+    }
+
+    /// Drops every watch of a closed connection on the given paths (the shard tracks which
+    /// paths each connection watched, so this never scans the whole tree).
+    pub fn remove_watcher<'a>(&self, w: WatcherId, paths: impl IntoIterator<Item = &'a str>) {
+        for p in paths {
+            self.remove_watches(p, WatcherType::Any, w);
+        }
+    }
+
+    /// ZooKeeper's `DataTree.setWatches` (a reconnecting client re-registers its watches; those
+    /// whose node changed since `relative_zxid` fire at once).
+    #[allow(clippy::too_many_arguments)]
+    pub fn set_watches(
+        &self,
+        relative_zxid: i64,
+        data: &[String],
+        exist: &[String],
+        child: &[String],
+        persistent: &[String],
+        recursive: &[String],
+        w: WatcherId,
+        sink: &mut dyn WatchSink,
+    ) {
+        for p in data {
+            let nodes = self.read(p);
+            match nodes.get(p.as_str()) {
+                None => sink.deliver(w, EventType::NodeDeleted, p),
+                Some(n) if n.stat.mzxid > relative_zxid => sink.deliver(w, EventType::NodeDataChanged, p),
+                Some(_) => {
+                    let mut ws = self.stripes[stripe_of(p)].watches.lock();
+                    self.add_watch(&mut ws.data, p, w, Mode::Standard);
+                }
+            }
+        }
+        for p in exist {
+            let nodes = self.read(p);
+            if nodes.get(p.as_str()).is_some() {
+                sink.deliver(w, EventType::NodeCreated, p);
+            } else {
+                let mut ws = self.stripes[stripe_of(p)].watches.lock();
+                self.add_watch(&mut ws.data, p, w, Mode::Standard);
+            }
+        }
+        for p in child {
+            let nodes = self.read(p);
+            match nodes.get(p.as_str()) {
+                None => sink.deliver(w, EventType::NodeDeleted, p),
+                Some(n) if n.stat.pzxid > relative_zxid => sink.deliver(w, EventType::NodeChildrenChanged, p),
+                Some(_) => {
+                    let mut ws = self.stripes[stripe_of(p)].watches.lock();
+                    self.add_watch(&mut ws.child, p, w, Mode::Standard);
+                }
+            }
+        }
+        for p in persistent {
+            self.add_persistent_watch(p, false, w);
+        }
+        for p in recursive {
+            self.add_persistent_watch(p, true, w);
+        }
+    }
+
+    /// ZooKeeper's `WatchManager.triggerWatch`. Returns who fired.
+    fn trigger(
+        &self,
+        child_table: bool,
+        path: &str,
+        event: EventType,
+        suppress: &[WatcherId],
+        sink: &mut dyn WatchSink,
+    ) -> SmallVec<[WatcherId; 4]> {
+        let mut fired: SmallVec<[WatcherId; 4]> = SmallVec::new();
+        let walk_parents = self.recursive_watches.load(Ordering::Relaxed) > 0;
+        let mut local = path;
+        loop {
+            let at_parent = local != path;
+            let mut ws = self.stripes[stripe_of(local)].watches.lock();
+            let table = if child_table { &mut ws.child } else { &mut ws.data };
+            if let Some(list) = table.get_mut(local) {
+                let mut removed = 0;
+                list.retain(|(w, mode)| {
+                    let keep;
+                    match mode {
+                        Mode::Recursive => {
+                            if event != EventType::NodeChildrenChanged && !fired.contains(w) {
+                                fired.push(*w);
+                            }
+                            keep = true;
+                        }
+                        _ if !at_parent => {
+                            if !fired.contains(w) {
+                                fired.push(*w);
+                            }
+                            keep = *mode == Mode::Persistent;
+                        }
+                        _ => keep = true,
+                    }
+                    if !keep {
+                        removed += 1;
+                    }
+                    keep
+                });
+                if removed > 0 {
+                    self.watch_count.fetch_sub(removed, Ordering::Relaxed);
+                }
+                if list.is_empty() {
+                    table.remove(local);
+                }
+            }
+            drop(ws);
+            if !walk_parents || local == "/" {
+                break;
+            }
+            local = parent_of(local);
+        }
+        for w in &fired {
+            if !suppress.contains(w) {
+                sink.deliver(*w, event, path);
+            }
+        }
+        fired
+    }
+
+    // ---------------------------------------------------------------- writes
+
+    fn quota_prefix(&self, path: &str) -> Option<String> {
+        let q = self.quota_paths.read();
+        if q.is_empty() {
+            return None;
+        }
+        let mut best: Option<&String> = None;
+        for p in q.iter() {
+            let hit = path == p || (path.starts_with(p.as_str()) && path.as_bytes().get(p.len()) == Some(&b'/')) || p == "/";
+            if hit && best.is_none_or(|b| p.len() > b.len()) {
+                best = Some(p);
+            }
+        }
+        best.filter(|b| b.as_str() != "/zookeeper").cloned()
+    }
+
+    /// Every path a txn may touch (for locking): targets, parents, quota stat nodes.
+    fn touched(&self, hdr: &TxnHeader, body: &TxnBody, out: &mut Vec<String>) {
+        let add = |p: &str, out: &mut Vec<String>| {
+            out.push(p.to_owned());
+            if p != "/" {
+                out.push(parent_of(p).to_owned());
+            }
+            if let Some(q) = self.quota_prefix(p) {
+                out.push(quota::quota_node(&q, STAT_NODE));
+            }
+            // Creating a limits/stats node changes the quota bookkeeping of the quota'd path.
+            if p.starts_with(QUOTA_ROOT) {
+                let name = child_name(p);
+                if name == STAT_NODE || name == LIMIT_NODE {
+                    out.push(format!("{}/{STAT_NODE}", parent_of(p)));
+                }
+            }
+        };
+        match body {
+            TxnBody::Create(t) => add(&t.path, out),
+            TxnBody::CreateContainer(t) => add(&t.path, out),
+            TxnBody::CreateTtl(t) => add(&t.path, out),
+            TxnBody::Delete(t) => add(&t.path, out),
+            TxnBody::SetData(t) => add(&t.path, out),
+            TxnBody::SetAcl(t) => add(&t.path, out),
+            TxnBody::Check(t) => add(&t.path, out),
+            TxnBody::CloseSession(t) => {
+                let paths =
+                    if t.paths2_delete.is_empty() { self.ephemerals(hdr.client_id) } else { t.paths2_delete.clone() };
+                for p in &paths {
+                    add(p, out);
+                }
+            }
+            TxnBody::Multi(ops) => {
+                for (_, b) in ops {
+                    self.touched(hdr, b, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Applies one logged txn, as ZooKeeper's `DataTree.processTxn`. Only the sequencer (and
+    /// recovery) call this, one txn at a time.
+    pub fn apply(&self, hdr: &TxnHeader, body: &TxnBody, sink: &mut dyn WatchSink) -> ApplyResult {
+        let mut paths = Vec::new();
+        self.touched(hdr, body, &mut paths);
+        let mut idx: SmallVec<[usize; 4]> = paths.iter().map(|p| stripe_of(p)).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        let guards = idx.iter().map(|i| self.stripes[*i].nodes.write()).collect();
+        let mut locked = Locked { idx, guards };
+        let r = self.apply_locked(&mut locked, hdr, body, sink);
+        // Publish before the locks drop: a read that sees the change reports this zxid or later.
+        self.last_zxid.fetch_max(hdr.zxid, Ordering::AcqRel);
+        drop(locked);
+        r
+    }
+
+    fn apply_locked(&self, l: &mut Locked<'_>, hdr: &TxnHeader, body: &TxnBody, sink: &mut dyn WatchSink) -> ApplyResult {
+        let mut r = ApplyResult { err: ErrorCode::Ok, path: None, stat: None, multi: Vec::new() };
+        let res = match body {
+            TxnBody::Create(t) => {
+                r.path = Some(t.path.clone());
+                let owner = if t.ephemeral { hdr.client_id } else { 0 };
+                self.create_node(l, t, owner, hdr, sink)
+            }
+            TxnBody::CreateContainer(t) => {
+                r.path = Some(t.path.clone());
+                let c = CreateTxn { path: t.path.clone(), data: t.data.clone(), acl: t.acl.clone(), ephemeral: false, parent_c_version: t.parent_c_version };
+                self.create_node(l, &c, CONTAINER_OWNER, hdr, sink)
+            }
+            TxnBody::CreateTtl(t) => {
+                r.path = Some(t.path.clone());
+                let c = CreateTxn { path: t.path.clone(), data: t.data.clone(), acl: t.acl.clone(), ephemeral: false, parent_c_version: t.parent_c_version };
+                self.create_node(l, &c, ttl_owner(t.ttl), hdr, sink)
+            }
+            TxnBody::Delete(t) => {
+                r.path = Some(t.path.clone());
+                self.delete_node(l, &t.path, hdr.zxid, sink).map(|_| None)
+            }
+            TxnBody::SetData(t) => {
+                r.path = Some(t.path.clone());
+                self.set_data(l, &t.path, t.data.clone(), t.version, hdr, sink).map(Some)
+            }
+            TxnBody::SetAcl(t) => {
+                r.path = Some(t.path.clone());
+                self.set_acl(l, &t.path, &t.acl, t.version).map(Some)
+            }
+            TxnBody::Check(t) => {
+                r.path = Some(t.path.clone());
+                Ok(None)
+            }
+            TxnBody::CloseSession(t) => {
+                let paths = if t.paths2_delete.is_empty() { self.ephemerals(hdr.client_id) } else { t.paths2_delete.clone() };
+                for p in paths {
+                    // Already gone (e.g. replay over a fuzzy snapshot): nothing to do.
+                    let _ = self.delete_node(l, &p, hdr.zxid, sink);
+                }
+                self.ephemerals.lock().remove(&hdr.client_id);
+                Ok(None)
+            }
+            TxnBody::Error(e) => Err(ErrorCode::from_i32(e.err).unwrap_or(ErrorCode::SystemError)),
+            TxnBody::Multi(ops) => {
+                let failed = ops.iter().any(|(ty, _)| *ty == OpCode::Error as i32);
+                let mut post_failed = false;
+                for (ty, b) in ops {
+                    let (ty, sub) = if failed && *ty != OpCode::Error as i32 {
+                        // A failed multi applies nothing: members before the failure report Ok,
+                        // as ZooKeeper rewrites them.
+                        (OpCode::Error as i32, TxnBody::Error(crate::proto::ErrorTxn { err: if post_failed { ErrorCode::RuntimeInconsistency as i32 } else { 0 } }))
+                    } else {
+                        if *ty == OpCode::Error as i32 {
+                            post_failed = true;
+                        }
+                        (*ty, b.clone())
+                    };
+                    let sub_hdr = TxnHeader { txn_type: ty, ..hdr.clone() };
+                    let sr = self.apply_locked(l, &sub_hdr, &sub, sink);
+                    if sr.err != ErrorCode::Ok && r.err == ErrorCode::Ok {
+                        r.err = sr.err;
+                    }
+                    r.multi.push(OpOutcome { txn_type: ty, err: sr.err, path: sr.path, stat: sr.stat });
+                }
+                Ok(None)
+            }
+            TxnBody::CreateSession(_) | TxnBody::Other(_) => Ok(None),
+        };
+        match res {
+            Ok(stat) => {
+                if stat.is_some() {
+                    r.stat = stat;
+                }
+            }
+            Err(e) => r.err = e,
+        }
+        r
+    }
+
+    fn create_node(
+        &self,
+        l: &mut Locked<'_>,
+        t: &CreateTxn,
+        owner: i64,
+        hdr: &TxnHeader,
+        sink: &mut dyn WatchSink,
+    ) -> Result<Option<Stat>, ErrorCode> {
+        let path = t.path.as_str();
+        if path == "/" || !path.starts_with('/') {
+            return Err(ErrorCode::BadArguments);
+        }
+        let parent = parent_of(path);
+        let name = child_name(path);
+        let zxid = hdr.zxid;
+        {
+            let p = l.get(parent).ok_or(ErrorCode::NoNode)?;
+            if p.children.contains(name) {
+                return Err(ErrorCode::NodeExists);
+            }
+            let mut pcv = t.parent_c_version;
+            if pcv == -1 {
+                pcv = p.stat.cversion + 1;
+            }
+            // Replays over a fuzzy snapshot may see a parent that is already newer.
+            if pcv > p.stat.cversion {
+                p.stat.cversion = pcv;
+                p.stat.pzxid = zxid;
+            }
+            p.children.insert(name.into());
+        }
+        let acl = self.acls.write().intern(&t.acl);
+        let stat = StatPersisted {
+            czxid: zxid,
+            mzxid: zxid,
+            ctime: hdr.time,
+            mtime: hdr.time,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner: owner,
+            pzxid: zxid,
+        };
+        let data: Option<Arc<[u8]>> = t.data.as_deref().map(Arc::from);
+        let bytes = data.as_ref().map_or(0, |d| d.len() as i64);
+        let node = Node { data, acl, stat, children: BTreeSet::new() };
+        let out = node.stat();
+        debug_assert!(!l.map(path).contains_key(path), "{path} existed though its parent did not list it");
+        l.map(path).insert(path.into(), node);
+        self.node_count.fetch_add(1, Ordering::Relaxed);
+        self.data_size.fetch_add(path.len() as i64 + bytes, Ordering::Relaxed);
+        match ephemeral_type(owner) {
+            EphemeralType::Container => {
+                self.containers.lock().insert(path.to_owned());
+            }
+            EphemeralType::Ttl(_) => {
+                self.ttls.lock().insert(path.to_owned());
+            }
+            EphemeralType::Normal => {
+                self.ephemerals.lock().entry(owner).or_default().insert(path.to_owned());
+            }
+            EphemeralType::Void => {}
+        }
+        // Quota bookkeeping (ZooKeeper: the limits node registers the path; the stats node gets
+        // the current totals).
+        if parent.starts_with(QUOTA_ROOT) {
+            let quoted = &parent[QUOTA_ROOT.len()..];
+            let quoted = if quoted.is_empty() { "/" } else { quoted };
+            if name == LIMIT_NODE {
+                self.quota_paths.write().insert(quoted.to_owned());
+            }
+            if name == STAT_NODE {
+                self.refresh_quota_stats(l, quoted);
+            }
+        }
+        if let Some(q) = self.quota_prefix(path) {
+            self.update_quota_stat(l, &q, bytes, 1);
+        }
+        self.trigger(false, path, EventType::NodeCreated, &[], sink);
+        self.trigger(true, parent, EventType::NodeChildrenChanged, &[], sink);
+        Ok(Some(out))
+    }
+
+    fn delete_node(&self, l: &mut Locked<'_>, path: &str, zxid: i64, sink: &mut dyn WatchSink) -> Result<(), ErrorCode> {
+        if path == "/" {
+            return Err(ErrorCode::BadArguments);
+        }
+        let parent = parent_of(path);
+        {
+            let p = l.get(parent).ok_or(ErrorCode::NoNode)?;
+            p.children.remove(child_name(path));
+            if zxid > p.stat.pzxid {
+                p.stat.pzxid = zxid;
+            }
+        }
+        let node = l.map(path).remove(path).ok_or(ErrorCode::NoNode)?;
+        debug_assert!(node.children.is_empty(), "deleted {path} with children");
+        self.acls.write().remove_usage(node.acl);
+        let bytes = node.data.as_ref().map_or(0, |d| d.len() as i64);
+        self.node_count.fetch_sub(1, Ordering::Relaxed);
+        self.data_size.fetch_sub(path.len() as i64 + bytes, Ordering::Relaxed);
+        match ephemeral_type(node.stat.ephemeral_owner) {
+            EphemeralType::Container => {
+                self.containers.lock().remove(path);
+            }
+            EphemeralType::Ttl(_) => {
+                self.ttls.lock().remove(path);
+            }
+            EphemeralType::Normal => {
+                let mut e = self.ephemerals.lock();
+                if let Some(s) = e.get_mut(&node.stat.ephemeral_owner) {
+                    s.remove(path);
+                    if s.is_empty() {
+                        e.remove(&node.stat.ephemeral_owner);
+                    }
+                }
+            }
+            EphemeralType::Void => {}
+        }
+        if parent.starts_with(QUOTA_ROOT) && child_name(path) == LIMIT_NODE {
+            let quoted = &parent[QUOTA_ROOT.len()..];
+            self.quota_paths.write().remove(if quoted.is_empty() { "/" } else { quoted });
+        }
+        if let Some(q) = self.quota_prefix(path) {
+            self.update_quota_stat(l, &q, -bytes, -1);
+        }
+        let fired = self.trigger(false, path, EventType::NodeDeleted, &[], sink);
+        self.trigger(true, path, EventType::NodeDeleted, &fired, sink);
+        self.trigger(true, parent, EventType::NodeChildrenChanged, &[], sink);
+        Ok(())
+    }
+
+    fn set_data(
+        &self,
+        l: &mut Locked<'_>,
+        path: &str,
+        data: Option<Vec<u8>>,
+        version: i32,
+        hdr: &TxnHeader,
+        sink: &mut dyn WatchSink,
+    ) -> Result<Stat, ErrorCode> {
+        let (old, new, stat) = {
+            let n = l.get(path).ok_or(ErrorCode::NoNode)?;
+            let old = n.data.as_ref().map_or(0, |d| d.len() as i64);
+            n.data = data.map(Arc::from);
+            n.stat.mtime = hdr.time;
+            n.stat.mzxid = hdr.zxid;
+            n.stat.version = version;
+            let new = n.data.as_ref().map_or(0, |d| d.len() as i64);
+            (old, new, n.stat())
+        };
+        self.data_size.fetch_add(new - old, Ordering::Relaxed);
+        if let Some(q) = self.quota_prefix(path) {
+            self.update_quota_stat(l, &q, new - old, 0);
+        }
+        self.trigger(false, path, EventType::NodeDataChanged, &[], sink);
+        Ok(stat)
+    }
+
+    fn set_acl(&self, l: &mut Locked<'_>, path: &str, acl: &[Acl], version: i32) -> Result<Stat, ErrorCode> {
+        let new_id = self.acls.write().intern(acl);
+        let n = match l.get(path) {
+            Some(n) => n,
+            None => {
+                self.acls.write().remove_usage(new_id);
+                return Err(ErrorCode::NoNode);
+            }
+        };
+        let old = n.acl;
+        n.acl = new_id;
+        n.stat.aversion = version;
+        let st = n.stat();
+        self.acls.write().remove_usage(old);
+        Ok(st)
+    }
+
+    /// Adds to `/zookeeper/quota<q>/zookeeper_stats` without changing its Stat (as ZooKeeper).
+    fn update_quota_stat(&self, l: &mut Locked<'_>, q: &str, bytes: i64, count: i64) {
+        let stat_path = quota::quota_node(q, STAT_NODE);
+        let limit_path = quota::quota_node(q, LIMIT_NODE);
+        let Some(n) = l.get(&stat_path) else { return };
+        let mut st = StatsTrack::parse(n.data.as_deref().unwrap_or(&[]));
+        st.set("count", st.count() + count);
+        st.set("bytes", st.bytes() + bytes);
+        n.data = Some(Arc::from(st.to_text().into_bytes()));
+        let (count_now, bytes_now) = (st.count(), st.bytes());
+        // Soft limits only warn (hard limits are enforced in prep).
+        if let Ok(limits) = self.read_other(l, &limit_path) {
+            let lim = StatsTrack::parse(&limits);
+            if lim.count() > -1 && count_now > lim.count() {
+                tracing::warn!("Quota exceeded: {q} [count={count_now} limit={}]", lim.count());
+            }
+            if lim.bytes() > -1 && bytes_now > lim.bytes() {
+                tracing::warn!("Quota exceeded: {q} [bytes={bytes_now} limit={}]", lim.bytes());
+            }
+        }
+    }
+
+    /// Recomputes a quota'd subtree's totals into its stats node (when the stats node appears).
+    fn refresh_quota_stats(&self, l: &mut Locked<'_>, q: &str) {
+        let mut count = 0i64;
+        let mut bytes = 0i64;
+        let mut stack = vec![q.to_owned()];
+        while let Some(p) = stack.pop() {
+            let info = match self.read_node_info(l, &p) {
+                Some(i) => i,
+                None => continue,
+            };
+            count += 1;
+            bytes += info.0;
+            for c in info.1 {
+                stack.push(if p == "/" { format!("/{c}") } else { format!("{p}/{c}") });
+            }
+        }
+        let stat_path = quota::quota_node(q, STAT_NODE);
+        if let Some(n) = l.get(&stat_path) {
+            let mut st = StatsTrack::parse(n.data.as_deref().unwrap_or(&[]));
+            st.set("count", count);
+            st.set("bytes", bytes);
+            n.data = Some(Arc::from(st.to_text().into_bytes()));
+        }
+    }
+
+    /// Reads a node that may sit in a stripe this txn did not lock.
+    fn read_node_info(&self, l: &mut Locked<'_>, path: &str) -> Option<(i64, Vec<String>)> {
+        let f = |n: &Node| (n.data.as_ref().map_or(0, |d| d.len() as i64), n.children.iter().map(|c| c.to_string()).collect());
+        let i = stripe_of(path);
+        if l.idx.binary_search(&i).is_ok() {
+            l.get(path).map(|n| f(n))
+        } else {
+            self.stripes[i].nodes.read().get(path).map(f)
+        }
+    }
+
+    fn read_other(&self, l: &mut Locked<'_>, path: &str) -> Result<Vec<u8>, ()> {
+        let i = stripe_of(path);
+        let data = if l.idx.binary_search(&i).is_ok() {
+            l.get(path).map(|n| n.data.as_deref().unwrap_or(&[]).to_vec())
+        } else {
+            self.stripes[i].nodes.read().get(path).map(|n| n.data.as_deref().unwrap_or(&[]).to_vec())
+        };
+        data.ok_or(())
+    }
+
+    /// The hard limits (count, bytes) and current totals of the quota covering `path`, for
+    /// prep's QuotaExceeded check: (quota path, limits, stats).
+    pub fn quota_for(&self, path: &str) -> Option<(String, StatsTrack, StatsTrack)> {
+        let q = self.quota_prefix(path)?;
+        let read = |p: &str| self.read(p).get(p).map(|n| StatsTrack::parse(n.data.as_deref().unwrap_or(&[])));
+        let limits = read(&quota::quota_node(&q, LIMIT_NODE))?;
+        let stats = read(&quota::quota_node(&q, STAT_NODE)).unwrap_or_default();
+        Some((q, limits, stats))
+    }
+
+    /// ZooKeeper's `ContainerManager.getCandidates`: empty containers that once had a child, and
+    /// childless TTL nodes not modified for longer than their TTL.
+    pub fn containers_and_ttls_to_delete(&self, now_ms: i64, _ttl_enabled: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        let containers: Vec<String> = self.containers.lock().iter().cloned().collect();
+        for p in containers {
+            if let Some(n) = self.read(&p).get(p.as_str()) {
+                if n.children.is_empty() && n.stat.cversion > 0 {
+                    out.push(p.clone());
+                }
+            }
+        }
+        let ttls: Vec<String> = self.ttls.lock().iter().cloned().collect();
+        for p in ttls {
+            if let Some(n) = self.read(&p).get(p.as_str()) {
+                if let EphemeralType::Ttl(ttl) = ephemeral_type(n.stat.ephemeral_owner) {
+                    if n.children.is_empty() && ttl != 0 && now_ms - n.stat.mtime > ttl {
+                        out.push(p.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    // ---------------------------------------------------------------- snapshots
+
+    /// Walks every node parent-before-child (ZooKeeper serializes depth-first from the root,
+    /// whose path is written as ""). Fuzzy: each node is read under its own stripe lock.
+    pub fn for_each_node(&self, mut f: impl FnMut(&str, Option<&[u8]>, i64, &StatPersisted)) {
+        let mut stack = vec![String::from("/")];
+        while let Some(p) = stack.pop() {
+            let (data, acl, stat, children) = {
+                let nodes = self.read(&p);
+                let Some(n) = nodes.get(p.as_str()) else { continue };
+                (n.data.clone(), n.acl, n.stat.clone(), n.children.iter().map(|c| c.to_string()).collect::<Vec<_>>())
+            };
+            let stored = if p == "/" { "" } else { p.as_str() };
+            f(stored, data.as_deref(), acl, &stat);
+            for c in children.into_iter().rev() {
+                stack.push(if p == "/" { format!("/{c}") } else { format!("{p}/{c}") });
+            }
+        }
+    }
+
+    pub fn acl_cache_export(&self) -> Vec<(i64, Vec<Acl>)> {
+        self.acls.read().export()
+    }
+    pub fn acl_cache_import(&self, entries: &[(i64, Vec<Acl>)]) {
+        self.acls.write().import(entries);
+    }
+
+    /// Inserts a node read from a snapshot (root as "" or "/"). The parent must be loaded first.
+    pub fn insert_loaded_node(&self, path: &str, data: Option<Vec<u8>>, acl: i64, stat: StatPersisted) -> Result<(), String> {
+        let path = if path.is_empty() { "/" } else { path };
+        self.acls.write().add_usage(acl);
+        if path == "/" {
+            let mut nodes = self.stripes[stripe_of("/")].nodes.write();
+            let n = nodes.get_mut("/").expect("root exists");
+            n.data = data.map(Arc::from);
+            n.acl = acl;
+            n.stat = stat;
+            return Ok(());
+        }
+        let parent = parent_of(path);
+        if self.read(parent).get(parent).is_none() {
+            return Err(format!("node {path} appears before its parent"));
+        }
+        let owner = stat.ephemeral_owner;
+        self.raw_insert(path, data.map(Arc::from), acl, stat);
+        match ephemeral_type(owner) {
+            EphemeralType::Container => {
+                self.containers.lock().insert(path.to_owned());
+            }
+            EphemeralType::Ttl(_) => {
+                self.ttls.lock().insert(path.to_owned());
+            }
+            EphemeralType::Normal => {
+                self.ephemerals.lock().entry(owner).or_default().insert(path.to_owned());
+            }
+            EphemeralType::Void => {}
+        }
+        if parent.starts_with(QUOTA_ROOT) && child_name(path) == LIMIT_NODE {
+            let quoted = &parent[QUOTA_ROOT.len()..];
+            self.quota_paths.write().insert(if quoted.is_empty() { "/" } else { quoted }.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Ends a snapshot load: the tree is as of `zxid`.
+    pub fn finish_load(&self, zxid: i64) -> Result<(), String> {
+        self.acls.write().purge_unused();
+        self.last_zxid.store(zxid, Ordering::Release);
+        if self.read("/zookeeper").get("/zookeeper").is_none() {
+            return Err("snapshot has no /zookeeper node".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

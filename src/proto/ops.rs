@@ -1,0 +1,214 @@
+//! Client request bodies by opcode (what follows the RequestHeader), and multi encoding.
+//! Decoding is lenient about trailing bytes, as ZooKeeper's `byteBuffer2Record` is, and strict
+//! about everything else: a malformed body is a `JuteError`, never a panic.
+
+use super::jute::{JuteError, Reader, Record, Result};
+use super::records::*;
+use super::types::OpCode;
+
+/// One write inside a multi.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MultiOp {
+    /// create, create2 or createContainer (the opcode says which).
+    Create(OpCode, CreateRequest),
+    CreateTtl(CreateTtlRequest),
+    Delete(DeleteRequest),
+    SetData(SetDataRequest),
+    Check(CheckVersionRequest),
+}
+
+impl MultiOp {
+    pub fn opcode(&self) -> OpCode {
+        match self {
+            MultiOp::Create(op, _) => *op,
+            MultiOp::CreateTtl(_) => OpCode::CreateTtl,
+            MultiOp::Delete(_) => OpCode::Delete,
+            MultiOp::SetData(_) => OpCode::SetData,
+            MultiOp::Check(_) => OpCode::Check,
+        }
+    }
+}
+
+/// One read inside a multiRead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MultiReadOp {
+    GetChildren(GetChildrenRequest),
+    GetData(GetDataRequest),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// create, create2 or createContainer.
+    Create(OpCode, CreateRequest),
+    CreateTtl(CreateTtlRequest),
+    Delete(DeleteRequest),
+    Exists(ExistsRequest),
+    GetData(GetDataRequest),
+    SetData(SetDataRequest),
+    GetAcl(GetAclRequest),
+    SetAcl(SetAclRequest),
+    GetChildren(GetChildrenRequest),
+    GetChildren2(GetChildren2Request),
+    Sync(SyncRequest),
+    Ping,
+    Check(CheckVersionRequest),
+    Multi(Vec<MultiOp>),
+    MultiRead(Vec<MultiReadOp>),
+    CheckWatches(CheckWatchesRequest),
+    RemoveWatches(RemoveWatchesRequest),
+    GetEphemerals(GetEphemeralsRequest),
+    GetAllChildrenNumber(GetAllChildrenNumberRequest),
+    SetWatches(SetWatches),
+    SetWatches2(SetWatches2),
+    AddWatch(AddWatchRequest),
+    WhoAmI,
+    Auth(AuthPacket),
+    CloseSession,
+    Reconfig(ReconfigRequest),
+}
+
+/// The MultiHeader that ends a multi request or response.
+pub const MULTI_END: MultiHeader = MultiHeader { op_type: -1, done: true, err: -1 };
+
+/// Bound on ops in one multi (each takes at least a 9-byte header, so the frame bounds it too).
+const MULTI_MAX_OPS: usize = 1 << 20;
+
+impl Request {
+    pub fn decode(opcode: i32, body: &[u8]) -> Result<Request> {
+        let r = &mut Reader::new(body);
+        let op = OpCode::from_i32(opcode).ok_or(JuteError::BadValue { what: "opcode", value: opcode as i64 })?;
+        Ok(match op {
+            OpCode::Create | OpCode::Create2 | OpCode::CreateContainer => Request::Create(op, CreateRequest::decode(r)?),
+            OpCode::CreateTtl => Request::CreateTtl(CreateTtlRequest::decode(r)?),
+            OpCode::Delete => Request::Delete(DeleteRequest::decode(r)?),
+            OpCode::Exists => Request::Exists(ExistsRequest::decode(r)?),
+            OpCode::GetData => Request::GetData(GetDataRequest::decode(r)?),
+            OpCode::SetData => Request::SetData(SetDataRequest::decode(r)?),
+            OpCode::GetAcl => Request::GetAcl(GetAclRequest::decode(r)?),
+            OpCode::SetAcl => Request::SetAcl(SetAclRequest::decode(r)?),
+            OpCode::GetChildren => Request::GetChildren(GetChildrenRequest::decode(r)?),
+            OpCode::GetChildren2 => Request::GetChildren2(GetChildren2Request::decode(r)?),
+            OpCode::Sync => Request::Sync(SyncRequest::decode(r)?),
+            OpCode::Ping => Request::Ping,
+            OpCode::Check => Request::Check(CheckVersionRequest::decode(r)?),
+            OpCode::Multi => Request::Multi(decode_multi(r)?),
+            OpCode::MultiRead => Request::MultiRead(decode_multi_read(r)?),
+            OpCode::CheckWatches => Request::CheckWatches(CheckWatchesRequest::decode(r)?),
+            OpCode::RemoveWatches => Request::RemoveWatches(RemoveWatchesRequest::decode(r)?),
+            OpCode::GetEphemerals => Request::GetEphemerals(GetEphemeralsRequest::decode(r)?),
+            OpCode::GetAllChildrenNumber => Request::GetAllChildrenNumber(GetAllChildrenNumberRequest::decode(r)?),
+            OpCode::SetWatches => Request::SetWatches(SetWatches::decode(r)?),
+            OpCode::SetWatches2 => Request::SetWatches2(SetWatches2::decode(r)?),
+            OpCode::AddWatch => Request::AddWatch(AddWatchRequest::decode(r)?),
+            OpCode::WhoAmI => Request::WhoAmI,
+            OpCode::Auth => Request::Auth(AuthPacket::decode(r)?),
+            OpCode::CloseSession => Request::CloseSession,
+            OpCode::Reconfig => Request::Reconfig(ReconfigRequest::decode(r)?),
+            OpCode::Notification
+            | OpCode::DeleteContainer
+            | OpCode::Sasl
+            | OpCode::CreateSession
+            | OpCode::Error => return Err(JuteError::BadValue { what: "client opcode", value: opcode as i64 }),
+        })
+    }
+
+    /// Writes go through the sequencer (in session order); everything else is answered by the shard.
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Request::Create(..)
+                | Request::CreateTtl(_)
+                | Request::Delete(_)
+                | Request::SetData(_)
+                | Request::SetAcl(_)
+                | Request::Sync(_)
+                | Request::Check(_)
+                | Request::Multi(_)
+                | Request::CloseSession
+                | Request::Reconfig(_)
+        )
+    }
+}
+
+fn decode_multi(r: &mut Reader<'_>) -> Result<Vec<MultiOp>> {
+    let mut ops = Vec::new();
+    loop {
+        let h = MultiHeader::decode(r)?;
+        if h.done {
+            return Ok(ops);
+        }
+        if ops.len() >= MULTI_MAX_OPS {
+            return Err(JuteError::BadValue { what: "multi op count", value: ops.len() as i64 });
+        }
+        let op = match OpCode::from_i32(h.op_type) {
+            Some(op @ (OpCode::Create | OpCode::Create2 | OpCode::CreateContainer)) => {
+                MultiOp::Create(op, CreateRequest::decode(r)?)
+            }
+            Some(OpCode::CreateTtl) => MultiOp::CreateTtl(CreateTtlRequest::decode(r)?),
+            Some(OpCode::Delete) => MultiOp::Delete(DeleteRequest::decode(r)?),
+            Some(OpCode::SetData) => MultiOp::SetData(SetDataRequest::decode(r)?),
+            Some(OpCode::Check) => MultiOp::Check(CheckVersionRequest::decode(r)?),
+            _ => return Err(JuteError::BadValue { what: "multi op type", value: h.op_type as i64 }),
+        };
+        ops.push(op);
+    }
+}
+
+fn decode_multi_read(r: &mut Reader<'_>) -> Result<Vec<MultiReadOp>> {
+    let mut ops = Vec::new();
+    loop {
+        let h = MultiHeader::decode(r)?;
+        if h.done {
+            return Ok(ops);
+        }
+        if ops.len() >= MULTI_MAX_OPS {
+            return Err(JuteError::BadValue { what: "multiRead op count", value: ops.len() as i64 });
+        }
+        ops.push(match OpCode::from_i32(h.op_type) {
+            Some(OpCode::GetChildren) => MultiReadOp::GetChildren(GetChildrenRequest::decode(r)?),
+            Some(OpCode::GetData) => MultiReadOp::GetData(GetDataRequest::decode(r)?),
+            _ => return Err(JuteError::BadValue { what: "multiRead op type", value: h.op_type as i64 }),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::jute::Writer;
+    use proptest::prelude::*;
+
+    #[test]
+    fn multi_decodes_until_done() {
+        let mut w = Writer::new();
+        MultiHeader { op_type: 1, done: false, err: -1 }.encode(&mut w);
+        CreateRequest { path: "/a".into(), ..Default::default() }.encode(&mut w);
+        MultiHeader { op_type: 13, done: false, err: -1 }.encode(&mut w);
+        CheckVersionRequest { path: "/a".into(), version: 3 }.encode(&mut w);
+        MULTI_END.encode(&mut w);
+        let r = Request::decode(14, &w.buf).unwrap();
+        match r {
+            Request::Multi(ops) => {
+                assert_eq!(ops.len(), 2);
+                assert_eq!(ops[1], MultiOp::Check(CheckVersionRequest { path: "/a".into(), version: 3 }));
+            }
+            other => panic!("{other:?}"),
+        }
+        // An unterminated multi is an error.
+        assert!(Request::decode(14, &w.buf[..w.buf.len() - 9]).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(op in prop::sample::select(vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 100, 101, 102, 103, 104, 105, 106, 107, -10, -11, -1, 55]),
+                               body in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = Request::decode(op, &body);
+        }
+
+        #[test]
+        fn set_data_round_trips(path in "/[a-z]{1,10}", data in prop::option::of(prop::collection::vec(any::<u8>(), 0..64)), version in any::<i32>()) {
+            let req = SetDataRequest { path, data, version };
+            prop_assert_eq!(Request::decode(5, &req.to_bytes()).unwrap(), Request::SetData(req));
+        }
+    }
+}

@@ -1,0 +1,429 @@
+//! Prep: a client write becomes a txn, as ZooKeeper's `PrepRequestProcessor`. Validation runs
+//! against the committed tree *plus* the effects of txns already prepped but not yet applied
+//! (the outstanding-changes overlay), so writes pipeline. Every failure is an ErrorTxn with the
+//! exact code ZooKeeper gives, checked in ZooKeeper's order.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::proto::ops::{MultiOp, Request};
+use crate::proto::*;
+use crate::tree::{ephemeral_type, parent_of, ttl_owner, DataTree, EphemeralType, CONTAINER_OWNER, MAX_TTL_MS};
+
+use super::acl::{check_acl, fixup_acl};
+use super::WriteCtx;
+
+/// ZooKeeper's `ChangeRecord`: what a path will look like once outstanding txns apply.
+#[derive(Debug, Clone)]
+struct Record {
+    zxid: i64,
+    /// None: the node is (being) deleted.
+    node: Option<NodeState>,
+}
+
+#[derive(Debug, Clone)]
+struct NodeState {
+    version: i32,
+    aversion: i32,
+    /// Stored (creation-counting) cversion.
+    cversion: i32,
+    ephemeral_owner: i64,
+    child_count: i32,
+    data_len: i64,
+    acl: Arc<Vec<Acl>>,
+}
+
+#[derive(Default)]
+pub struct Prep {
+    /// Latest record per path.
+    latest: HashMap<String, Record, ahash::RandomState>,
+    /// Every record in prep order: (zxid, path, ephemeral owner if it creates/keeps a node).
+    order: VecDeque<(i64, String, Option<i64>)>,
+    pub enforce_quota: bool,
+}
+
+fn bad(_: &str) -> ErrorCode {
+    ErrorCode::BadArguments
+}
+
+/// ZooKeeper's `PathUtils.validatePath` (Java chars: anything outside the BMP is a surrogate pair,
+/// which ZooKeeper rejects).
+pub fn validate_path(path: &str) -> Result<(), ErrorCode> {
+    let c: Vec<char> = path.chars().collect();
+    if c.first() != Some(&'/') {
+        return Err(bad(path));
+    }
+    if c.len() == 1 {
+        return Ok(());
+    }
+    if c[c.len() - 1] == '/' {
+        return Err(bad(path));
+    }
+    let mut last = '/';
+    for i in 1..c.len() {
+        let ch = c[i];
+        let u = ch as u32;
+        let invalid = ch == '\0'
+            || (ch == '/' && last == '/')
+            || (ch == '.' && last == '.' && c[i - 2] == '/' && (i + 1 == c.len() || c[i + 1] == '/'))
+            || (ch == '.' && c[i - 1] == '/' && (i + 1 == c.len() || c[i + 1] == '/'))
+            || (0x01..=0x1f).contains(&u)
+            || (0x7f..=0x9f).contains(&u)
+            || (0xd800..=0xf8ff).contains(&u)
+            || u >= 0xfff0;
+        if invalid {
+            return Err(bad(path));
+        }
+        last = ch;
+    }
+    Ok(())
+}
+
+fn parent_path(path: &str) -> Result<&str, ErrorCode> {
+    if !path.contains('/') || path.contains('\0') {
+        return Err(ErrorCode::BadArguments);
+    }
+    Ok(parent_of(path))
+}
+
+fn is_special(path: &str) -> bool {
+    matches!(path, "/" | "/zookeeper" | "/zookeeper/quota" | "/zookeeper/config")
+}
+
+fn check_version(current: i32, expected: i32) -> Result<i32, ErrorCode> {
+    if expected != -1 && expected != current {
+        return Err(ErrorCode::BadVersion);
+    }
+    Ok(current.wrapping_add(1))
+}
+
+impl Prep {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forgets every outstanding change (after a full disk failed them all).
+    pub fn reset(&mut self) {
+        self.latest.clear();
+        self.order.clear();
+    }
+
+    /// Drops records of txns applied up to `zxid` (the tree now shows them).
+    pub fn applied(&mut self, zxid: i64) {
+        while let Some((z, _, _)) = self.order.front() {
+            if *z > zxid {
+                break;
+            }
+            let (z, path, _) = self.order.pop_front().unwrap();
+            if self.latest.get(&path).is_some_and(|r| r.zxid == z) {
+                self.latest.remove(&path);
+            }
+        }
+    }
+
+    fn record(&self, tree: &DataTree, path: &str) -> Result<NodeState, ErrorCode> {
+        if let Some(r) = self.latest.get(path) {
+            return r.node.clone().ok_or(ErrorCode::NoNode);
+        }
+        let m = tree.meta(path).ok_or(ErrorCode::NoNode)?;
+        Ok(NodeState {
+            version: m.stat.version,
+            aversion: m.stat.aversion,
+            cversion: m.stored_cversion,
+            ephemeral_owner: tree_owner(tree, path, m.stat.ephemeral_owner),
+            child_count: m.stat.num_children,
+            data_len: m.stat.data_length as i64,
+            acl: m.acl,
+        })
+    }
+
+    fn add(&mut self, zxid: i64, path: &str, node: Option<NodeState>) {
+        let owner = node.as_ref().map(|n| n.ephemeral_owner);
+        self.order.push_back((zxid, path.to_owned(), owner));
+        self.latest.insert(path.to_owned(), Record { zxid, node });
+    }
+
+    /// Preps a client write. The header's type becomes `Error` on failure.
+    pub fn prep(&mut self, tree: &DataTree, ctx: &WriteCtx<'_>, req: &Request, zxid: i64, now_ms: i64) -> (TxnHeader, TxnBody) {
+        let mut hdr = TxnHeader { client_id: ctx.session_id, cxid: ctx.cxid, zxid, time: now_ms, txn_type: ctx.opcode };
+        let res = match req {
+            Request::Multi(ops) => Ok(self.prep_multi(tree, ctx, ops, zxid, now_ms)),
+            Request::Reconfig(_) => Err(ErrorCode::ReconfigDisabled),
+            _ => self.prep_one(tree, ctx, req, zxid, now_ms),
+        };
+        match res {
+            Ok(body) => (hdr, body),
+            Err(e) => {
+                hdr.txn_type = OpCode::Error as i32;
+                (hdr, TxnBody::Error(ErrorTxn { err: e as i32 }))
+            }
+        }
+    }
+
+    fn prep_multi(&mut self, tree: &DataTree, ctx: &WriteCtx<'_>, ops: &[MultiOp], zxid: i64, now_ms: i64) -> TxnBody {
+        let saved_latest = self.latest.clone();
+        let saved_len = self.order.len();
+        let mut out = Vec::with_capacity(ops.len());
+        let mut failed = false;
+        for op in ops {
+            if failed {
+                out.push((OpCode::Error as i32, TxnBody::Error(ErrorTxn { err: ErrorCode::RuntimeInconsistency as i32 })));
+                continue;
+            }
+            let req = match op {
+                MultiOp::Create(o, r) => Request::Create(*o, r.clone()),
+                MultiOp::CreateTtl(r) => Request::CreateTtl(r.clone()),
+                MultiOp::Delete(r) => Request::Delete(r.clone()),
+                MultiOp::SetData(r) => Request::SetData(r.clone()),
+                MultiOp::Check(r) => Request::Check(r.clone()),
+            };
+            let sub = WriteCtx { opcode: op.opcode() as i32, ..*ctx };
+            match self.prep_one(tree, &sub, &req, zxid, now_ms) {
+                Ok(b) => out.push((op.opcode() as i32, b)),
+                Err(e) => {
+                    failed = true;
+                    out.push((OpCode::Error as i32, TxnBody::Error(ErrorTxn { err: e as i32 })));
+                    // Roll back what this multi added to the overlay.
+                    self.latest = saved_latest.clone();
+                    self.order.truncate(saved_len);
+                }
+            }
+        }
+        TxnBody::Multi(out)
+    }
+
+    fn check(&self, ctx: &WriteCtx<'_>, acl: &[Acl], perm: i32) -> Result<(), ErrorCode> {
+        if ctx.skip_acl {
+            return Ok(());
+        }
+        check_acl(acl, perm, ctx.auth, ctx.super_digest)
+    }
+
+    fn prep_one(&mut self, tree: &DataTree, ctx: &WriteCtx<'_>, req: &Request, zxid: i64, now_ms: i64) -> Result<TxnBody, ErrorCode> {
+        match req {
+            Request::Create(op, r) => {
+                self.prep_create(tree, ctx, *op, &r.path, &r.data, &r.acl, r.flags, -1, zxid, now_ms)
+            }
+            Request::CreateTtl(r) => {
+                self.prep_create(tree, ctx, OpCode::CreateTtl, &r.path, &r.data, &r.acl, r.flags, r.ttl, zxid, now_ms)
+            }
+            Request::Delete(r) => {
+                let path = r.path.as_str();
+                let parent = parent_path(path)?;
+                if is_special(path) {
+                    return Err(ErrorCode::BadArguments);
+                }
+                let mut p = self.record(tree, parent)?;
+                self.check(ctx, &p.acl, perms::DELETE)?;
+                let n = self.record(tree, path)?;
+                check_version(n.version, r.version)?;
+                if n.child_count > 0 {
+                    return Err(ErrorCode::NotEmpty);
+                }
+                p.child_count -= 1;
+                self.add(zxid, parent, Some(p));
+                self.add(zxid, path, None);
+                Ok(TxnBody::Delete(DeleteTxn { path: path.into() }))
+            }
+            Request::SetData(r) => {
+                validate_path(&r.path)?;
+                let mut n = self.record(tree, &r.path)?;
+                self.check(ctx, &n.acl, perms::WRITE)?;
+                let new_len = r.data.as_ref().map_or(0, |d| d.len() as i64);
+                self.check_quota(tree, &r.path, new_len - n.data_len, 0)?;
+                let version = check_version(n.version, r.version)?;
+                n.version = version;
+                n.data_len = new_len;
+                self.add(zxid, &r.path, Some(n));
+                Ok(TxnBody::SetData(SetDataTxn { path: r.path.clone(), data: r.data.clone(), version }))
+            }
+            Request::SetAcl(r) => {
+                validate_path(&r.path)?;
+                let acl = fixup_acl(&r.acl, ctx.auth)?;
+                let mut n = self.record(tree, &r.path)?;
+                self.check(ctx, &n.acl, perms::ADMIN)?;
+                let version = check_version(n.aversion, r.version)?;
+                n.aversion = version;
+                n.acl = Arc::new(acl.clone());
+                self.add(zxid, &r.path, Some(n));
+                Ok(TxnBody::SetAcl(SetAclTxn { path: r.path.clone(), acl, version }))
+            }
+            Request::Check(r) => {
+                validate_path(&r.path)?;
+                let n = self.record(tree, &r.path)?;
+                self.check(ctx, &n.acl, perms::READ)?;
+                let version = check_version(n.version, r.version)?;
+                Ok(TxnBody::Check(CheckVersionTxn { path: r.path.clone(), version }))
+            }
+            _ => Err(ErrorCode::Unimplemented),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn prep_create(
+        &mut self,
+        tree: &DataTree,
+        ctx: &WriteCtx<'_>,
+        op: OpCode,
+        path: &str,
+        data: &Option<Vec<u8>>,
+        acl: &[Acl],
+        flags: i32,
+        ttl: i64,
+        zxid: i64,
+        now_ms: i64,
+    ) -> Result<TxnBody, ErrorCode> {
+        let mode = CreateMode::from_flag(flags).ok_or(ErrorCode::BadArguments)?;
+        // validateCreateRequest
+        if mode.is_ttl() && !ctx.extended_types_enabled {
+            return Err(ErrorCode::Unimplemented);
+        }
+        let ttl_ok = if mode.is_ttl() { ttl > 0 && ttl <= MAX_TTL_MS } else { ttl < 0 };
+        if !ttl_ok {
+            return Err(ErrorCode::BadArguments);
+        }
+        // validatePathForCreate
+        let parent = parent_path(path)?;
+        let acl = fixup_acl(acl, ctx.auth)?;
+        let mut p = self.record(tree, parent)?;
+        self.check(ctx, &p.acl, perms::CREATE)?;
+        let full = if mode.is_sequential() { format!("{path}{:010}", p.cversion) } else { path.to_owned() };
+        validate_path(&full)?;
+        if self.record(tree, &full).is_ok() {
+            return Err(ErrorCode::NodeExists);
+        }
+        if ephemeral_type(p.ephemeral_owner) == EphemeralType::Normal {
+            return Err(ErrorCode::NoChildrenForEphemerals);
+        }
+        let new_cversion = p.cversion + 1;
+        let len = data.as_ref().map_or(0, |d| d.len() as i64);
+        self.check_quota(tree, &full, len, 1)?;
+        let body = match op {
+            OpCode::CreateContainer => TxnBody::CreateContainer(CreateContainerTxn {
+                path: full.clone(),
+                data: data.clone(),
+                acl: acl.clone(),
+                parent_c_version: new_cversion,
+            }),
+            OpCode::CreateTtl => TxnBody::CreateTtl(CreateTtlTxn {
+                path: full.clone(),
+                data: data.clone(),
+                acl: acl.clone(),
+                parent_c_version: new_cversion,
+                ttl,
+            }),
+            _ => TxnBody::Create(CreateTxn {
+                path: full.clone(),
+                data: data.clone(),
+                acl: acl.clone(),
+                ephemeral: mode.is_ephemeral(),
+                parent_c_version: new_cversion,
+            }),
+        };
+        let owner = if mode.is_container() {
+            CONTAINER_OWNER
+        } else if mode.is_ttl() {
+            ttl_owner(ttl)
+        } else if mode.is_ephemeral() {
+            ctx.session_id
+        } else {
+            0
+        };
+        let _ = now_ms;
+        p.child_count += 1;
+        p.cversion = new_cversion;
+        self.add(zxid, if parent.is_empty() { "/" } else { parent }, Some(p));
+        self.add(
+            zxid,
+            &full,
+            Some(NodeState {
+                version: 0,
+                aversion: 0,
+                cversion: 0,
+                ephemeral_owner: owner,
+                child_count: 0,
+                data_len: len,
+                acl: Arc::new(acl),
+            }),
+        );
+        Ok(body)
+    }
+
+    /// ZooKeeper 3.7+ hard quota limits (only with `enforceQuota`, off by default there too).
+    fn check_quota(&self, tree: &DataTree, path: &str, bytes: i64, count: i64) -> Result<(), ErrorCode> {
+        if !self.enforce_quota {
+            return Ok(());
+        }
+        let Some((q, limits, stats)) = tree.quota_for(path) else { return Ok(()) };
+        let count_hard = limits.get("countHardLimit");
+        let bytes_hard = limits.get("byteHardLimit");
+        if count != 0 && count_hard > -1 && stats.count() + count > count_hard {
+            tracing::warn!("Quota exceeded: {q} [current count={}, hardCountLimit={count_hard}]", stats.count() + count);
+            return Err(ErrorCode::QuotaExceeded);
+        }
+        if bytes != 0 && bytes_hard > -1 && stats.bytes() + bytes > bytes_hard {
+            tracing::warn!("Quota exceeded: {q} [current bytes={}, hardByteLimit={bytes_hard}]", stats.bytes() + bytes);
+            return Err(ErrorCode::QuotaExceeded);
+        }
+        Ok(())
+    }
+
+    /// closeSession: deletes the session's ephemerals, including ones created by txns still in
+    /// flight, as ZooKeeper computes `paths2Delete`.
+    pub fn prep_close_session(&mut self, tree: &DataTree, session: i64, cxid: i32, zxid: i64, now_ms: i64) -> (TxnHeader, TxnBody) {
+        let mut es: std::collections::BTreeSet<String> = tree.ephemerals(session).into_iter().collect();
+        for (_, path, owner) in &self.order {
+            match owner {
+                None => {
+                    es.remove(path);
+                }
+                Some(o) if *o == session => {
+                    es.insert(path.clone());
+                }
+                _ => {}
+            }
+        }
+        for p in &es {
+            self.add(zxid, p, None);
+        }
+        let hdr = TxnHeader { client_id: session, cxid, zxid, time: now_ms, txn_type: OpCode::CloseSession as i32 };
+        (hdr, TxnBody::CloseSession(CloseSessionTxn { paths2_delete: es.into_iter().collect() }))
+    }
+
+    /// The container manager's deleteContainer (session 0): only an empty container or TTL node.
+    pub fn prep_delete_container(&mut self, tree: &DataTree, path: &str, zxid: i64, now_ms: i64) -> (TxnHeader, TxnBody) {
+        let mut hdr = TxnHeader { client_id: 0, cxid: 0, zxid, time: now_ms, txn_type: OpCode::DeleteContainer as i32 };
+        let res = (|| {
+            let parent = parent_path(path)?;
+            let n = self.record(tree, path)?;
+            if n.child_count > 0 {
+                return Err(ErrorCode::NotEmpty);
+            }
+            if ephemeral_type(n.ephemeral_owner) == EphemeralType::Normal {
+                return Err(ErrorCode::BadVersion);
+            }
+            let mut p = self.record(tree, parent)?;
+            p.child_count -= 1;
+            self.add(zxid, parent, Some(p));
+            self.add(zxid, path, None);
+            Ok(())
+        })();
+        match res {
+            Ok(()) => (hdr, TxnBody::Delete(DeleteTxn { path: path.into() })),
+            Err(e) => {
+                hdr.txn_type = OpCode::Error as i32;
+                (hdr, TxnBody::Error(ErrorTxn { err: e as i32 }))
+            }
+        }
+    }
+}
+
+/// The tree's Stat hides container/TTL owners (shows 0); prep needs the real one to refuse
+/// children of ephemerals only. Normal ephemeral owners are shown as-is, so the Stat suffices.
+fn tree_owner(_tree: &DataTree, _path: &str, shown: i64) -> i64 {
+    shown
+}
+
+#[cfg(test)]
+#[path = "prep/tests.rs"]
+mod tests;
