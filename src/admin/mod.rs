@@ -31,7 +31,7 @@ pub fn four_letter(shard: &Shard, w: &[u8; 4]) -> String {
                 let _ = writeln!(s, "Clients:");
                 let _ = writeln!(s);
             }
-            let _ = writeln!(s, "Latency min/avg/max: {}/{:.4}/{}", m.latency_min_ms, m.latency_avg_ms, m.latency_max_ms);
+            let _ = writeln!(s, "Latency min/avg/max: {}/{:?}/{}", m.latency_min_ms, m.latency_avg_ms, m.latency_max_ms);
             let _ = writeln!(s, "Received: {}", m.packets_received);
             let _ = writeln!(s, "Sent: {}", m.packets_sent);
             let _ = writeln!(s, "Connections: {}", m.connections);
