@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use futures_lite::FutureExt;
 use zookeeper_client as zk;
 
 struct Server {
@@ -203,64 +202,4 @@ async fn persistent_recursive_watch() {
             (zk::EventType::NodeDeleted, "/r/a".to_string()),
         ]
     );
-}
-
-/// ZooKeeper's ordering guarantee, across shards: a client that can see a new version of a node
-/// must already have received the event of the watch it had set on the old one. Writers and
-/// watchers are many connections, spread over both shards by SO_REUSEPORT.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_event_precedes_visible_change_across_shards() {
-    let s = start("");
-    let setup = client(&s).await;
-    let keys = 4;
-    for k in 0..keys {
-        setup.create(&format!("/k{k}"), b"0", open()).await.unwrap();
-    }
-    let rounds = 200;
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for k in 0..keys {
-        let addr = s.addr.clone();
-        let d = done.clone();
-        tasks.push(tokio::spawn(async move {
-            let w = zk::Client::connector().session_timeout(Duration::from_secs(4)).connect(&addr).await.unwrap();
-            let mut checked = 0;
-            for _ in 0..rounds {
-                let (_, st, watcher) = w.get_and_watch_data(&format!("/k{k}")).await.unwrap();
-                let mut changed = Box::pin(watcher.changed());
-                loop {
-                    let (_, now) = w.get_data(&format!("/k{k}")).await.unwrap();
-                    if now.version > st.version {
-                        // The reply showing the change arrived: the event must be there already.
-                        let ev = (&mut changed).or(async {
-                            panic!("saw version {} of /k{k} before the watch event for version {}", now.version, st.version)
-                        });
-                        let ev = ev.await;
-                        assert_eq!(ev.event_type, zk::EventType::NodeDataChanged);
-                        checked += 1;
-                        break;
-                    }
-                }
-            }
-            d.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            checked
-        }));
-        let addr = s.addr.clone();
-        let d = done.clone();
-        tasks.push(tokio::spawn(async move {
-            let wr = zk::Client::connector().session_timeout(Duration::from_secs(4)).connect(&addr).await.unwrap();
-            let mut i = 0u64;
-            // Keep changing the node until every watcher finished its rounds.
-            while d.load(std::sync::atomic::Ordering::SeqCst) < keys {
-                wr.set_data(&format!("/k{k}"), format!("{i}").as_bytes(), None).await.unwrap();
-                i += 1;
-            }
-            0
-        }));
-    }
-    let mut checked = 0;
-    for t in tasks {
-        checked += tokio::time::timeout(Duration::from_secs(120), t).await.unwrap().unwrap();
-    }
-    assert_eq!(checked, keys * rounds);
 }

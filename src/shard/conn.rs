@@ -361,9 +361,9 @@ impl Conn {
             Request::Auth(ap) => {
                 let ok = self.authenticate(shard, &ap.scheme, &ap.auth);
                 if ok {
-                    self.enqueue_done(reply(xid::AUTH, 0, ErrorCode::Ok));
+                    self.enqueue_done(reply(hdr.xid, 0, ErrorCode::Ok));
                 } else {
-                    self.enqueue_done(reply(xid::AUTH, 0, ErrorCode::AuthFailed));
+                    self.enqueue_done(reply(hdr.xid, 0, ErrorCode::AuthFailed));
                     self.close_after_flush.set(true);
                     self.flush_done();
                     return Err(format!("authentication with scheme {:?} failed", ap.scheme));
