@@ -19,7 +19,7 @@ pub fn version_dir(dir: &Path) -> PathBuf {
 
 struct NoWatches;
 impl WatchSink for NoWatches {
-    fn deliver(&mut self, _: WatcherId, _: crate::proto::EventType, _: &str) {}
+    fn deliver(&mut self, _: WatcherId, _: crate::proto::EventType, _: &str, _: &Arc<Vec<crate::proto::Acl>>) {}
 }
 
 /// What start-up rebuilt.

@@ -109,9 +109,9 @@ struct SinkToShards<'a, L: Links> {
 }
 
 impl<L: Links> WatchSink for SinkToShards<'_, L> {
-    fn deliver(&mut self, w: WatcherId, event: EventType, path: &str) {
+    fn deliver(&mut self, w: WatcherId, event: EventType, path: &str, acl: &Arc<Vec<crate::proto::Acl>>) {
         *self.touched |= 1 << (w.shard % 64);
-        self.links.send(w.shard, ToShard::Watch { conn: w.conn, event, path: path.to_owned() });
+        self.links.send(w.shard, ToShard::Watch { conn: w.conn, event, path: path.to_owned(), acl: acl.clone() });
     }
 }
 

@@ -38,8 +38,9 @@ pub enum ToShard {
     Reply { conn: u64, xid: i32, packet: Vec<u8>, close: bool },
     /// The handshake result: a framed ConnectResponse. `session` 0 means refused (then `close`).
     Connected { conn: u64, session: i64, timeout_ms: i32, packet: Vec<u8>, close: bool },
-    /// A watch fired for a watcher on this shard.
-    Watch { conn: u64, event: EventType, path: String },
+    /// A watch fired for a watcher on this shard; delivered only if the connection may READ a
+    /// znode with this ACL.
+    Watch { conn: u64, event: EventType, path: String, acl: Arc<Vec<crate::proto::Acl>> },
     /// Close the connection (session expired or moved to another connection).
     Close { conn: u64, reason: &'static str },
     Shutdown,

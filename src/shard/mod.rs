@@ -180,9 +180,15 @@ impl Shard {
                     self.dirty.borrow_mut().push(conn);
                 }
             }
-            ToShard::Watch { conn, event, path } => {
+            ToShard::Watch { conn, event, path, acl } => {
                 if let Some(c) = self.conn(conn) {
-                    c.send_event(event, &path);
+                    let allowed = self.settings.skip_acl
+                        || crate::request::acl::check_acl(&acl, crate::proto::perms::READ, &c.auth.borrow(), None).is_ok();
+                    if allowed {
+                        c.send_event(event, &path);
+                    } else {
+                        tracing::trace!("not delivering {event:?} {path} to connection {conn}: filtered by ACL");
+                    }
                 }
             }
             ToShard::Close { conn, reason } => {

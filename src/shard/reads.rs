@@ -235,7 +235,7 @@ struct LocalSink<'a> {
 }
 
 impl crate::tree::WatchSink for LocalSink<'_> {
-    fn deliver(&mut self, _w: crate::tree::WatcherId, event: EventType, path: &str) {
+    fn deliver(&mut self, _w: crate::tree::WatcherId, event: EventType, path: &str, _acl: &std::sync::Arc<Vec<Acl>>) {
         self.conn.send_event(event, path);
     }
 }

@@ -73,9 +73,12 @@ pub struct WatcherId {
     pub conn: u64,
 }
 
-/// Receives fired watches. `apply` calls it while holding the changed path's lock.
+/// Receives fired watches. `apply` calls it while holding the changed path's lock. `acl` is the
+/// ACL of the znode the event is about: the event reaches a connection only if that connection
+/// may READ it (checked at delivery with the connection's current auth, as ZooKeeper does since
+/// the CVE-2024-23944 fix, which Debian's 3.8 carries). An empty ACL means "no check".
 pub trait WatchSink {
-    fn deliver(&mut self, w: WatcherId, event: EventType, path: &str);
+    fn deliver(&mut self, w: WatcherId, event: EventType, path: &str, acl: &Arc<Vec<Acl>>);
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -456,11 +459,13 @@ impl DataTree {
         w: WatcherId,
         sink: &mut dyn WatchSink,
     ) {
+        // Immediate events of setWatches are not filtered by ACL (ZooKeeper passes none).
+        let no_acl: Arc<Vec<Acl>> = Arc::new(Vec::new());
         for p in data {
             let nodes = self.read(p);
             match nodes.get(p.as_str()) {
-                None => sink.deliver(w, EventType::NodeDeleted, p),
-                Some(n) if n.stat.mzxid > relative_zxid => sink.deliver(w, EventType::NodeDataChanged, p),
+                None => sink.deliver(w, EventType::NodeDeleted, p, &no_acl),
+                Some(n) if n.stat.mzxid > relative_zxid => sink.deliver(w, EventType::NodeDataChanged, p, &no_acl),
                 Some(_) => {
                     let mut ws = self.stripes[stripe_of(p)].watches.lock();
                     self.add_watch(&mut ws.data, p, w, Mode::Standard);
@@ -470,7 +475,7 @@ impl DataTree {
         for p in exist {
             let nodes = self.read(p);
             if nodes.get(p.as_str()).is_some() {
-                sink.deliver(w, EventType::NodeCreated, p);
+                sink.deliver(w, EventType::NodeCreated, p, &no_acl);
             } else {
                 let mut ws = self.stripes[stripe_of(p)].watches.lock();
                 self.add_watch(&mut ws.data, p, w, Mode::Standard);
@@ -479,8 +484,8 @@ impl DataTree {
         for p in child {
             let nodes = self.read(p);
             match nodes.get(p.as_str()) {
-                None => sink.deliver(w, EventType::NodeDeleted, p),
-                Some(n) if n.stat.pzxid > relative_zxid => sink.deliver(w, EventType::NodeChildrenChanged, p),
+                None => sink.deliver(w, EventType::NodeDeleted, p, &no_acl),
+                Some(n) if n.stat.pzxid > relative_zxid => sink.deliver(w, EventType::NodeChildrenChanged, p, &no_acl),
                 Some(_) => {
                     let mut ws = self.stripes[stripe_of(p)].watches.lock();
                     self.add_watch(&mut ws.child, p, w, Mode::Standard);
@@ -502,6 +507,7 @@ impl DataTree {
         path: &str,
         event: EventType,
         suppress: &[WatcherId],
+        acl: &Arc<Vec<Acl>>,
         sink: &mut dyn WatchSink,
     ) -> SmallVec<[WatcherId; 4]> {
         let mut fired: SmallVec<[WatcherId; 4]> = SmallVec::new();
@@ -550,7 +556,7 @@ impl DataTree {
         }
         for w in &fired {
             if !suppress.contains(w) {
-                sink.deliver(*w, event, path);
+                sink.deliver(*w, event, path, acl);
             }
         }
         fired
@@ -727,11 +733,13 @@ impl DataTree {
         let parent = parent_of(path);
         let name = child_name(path);
         let zxid = hdr.zxid;
+        let parent_acl_id;
         {
             let p = l.get(parent).ok_or(ErrorCode::NoNode)?;
             if p.children.contains(name) {
                 return Err(ErrorCode::NodeExists);
             }
+            parent_acl_id = p.acl;
             let mut pcv = t.parent_c_version;
             if pcv == -1 {
                 pcv = p.stat.cversion + 1;
@@ -790,8 +798,12 @@ impl DataTree {
         if let Some(q) = self.quota_prefix(path) {
             self.update_quota_stat(l, &q, bytes, 1);
         }
-        self.trigger(false, path, EventType::NodeCreated, &[], sink);
-        self.trigger(true, parent, EventType::NodeChildrenChanged, &[], sink);
+        let (node_acl, parent_acl) = {
+            let a = self.acls.read();
+            (a.get(acl), a.get(parent_acl_id))
+        };
+        self.trigger(false, path, EventType::NodeCreated, &[], &node_acl, sink);
+        self.trigger(true, parent, EventType::NodeChildrenChanged, &[], &parent_acl, sink);
         Ok(Some(out))
     }
 
@@ -800,8 +812,10 @@ impl DataTree {
             return Err(ErrorCode::BadArguments);
         }
         let parent = parent_of(path);
+        let parent_acl_id;
         {
             let p = l.get(parent).ok_or(ErrorCode::NoNode)?;
+            parent_acl_id = p.acl;
             p.children.remove(child_name(path));
             if zxid > p.stat.pzxid {
                 p.stat.pzxid = zxid;
@@ -809,6 +823,10 @@ impl DataTree {
         }
         let node = l.map(path).remove(path).ok_or(ErrorCode::NoNode)?;
         debug_assert!(node.children.is_empty(), "deleted {path} with children");
+        let (node_acl, parent_acl) = {
+            let a = self.acls.read();
+            (a.get(node.acl), a.get(parent_acl_id))
+        };
         self.acls.write().remove_usage(node.acl);
         let bytes = node.data.as_ref().map_or(0, |d| d.len() as i64);
         self.node_count.fetch_sub(1, Ordering::Relaxed);
@@ -838,9 +856,9 @@ impl DataTree {
         if let Some(q) = self.quota_prefix(path) {
             self.update_quota_stat(l, &q, -bytes, -1);
         }
-        let fired = self.trigger(false, path, EventType::NodeDeleted, &[], sink);
-        self.trigger(true, path, EventType::NodeDeleted, &fired, sink);
-        self.trigger(true, parent, EventType::NodeChildrenChanged, &[], sink);
+        let fired = self.trigger(false, path, EventType::NodeDeleted, &[], &node_acl, sink);
+        self.trigger(true, path, EventType::NodeDeleted, &fired, &node_acl, sink);
+        self.trigger(true, parent, EventType::NodeChildrenChanged, &[], &parent_acl, sink);
         Ok(())
     }
 
@@ -853,7 +871,7 @@ impl DataTree {
         hdr: &TxnHeader,
         sink: &mut dyn WatchSink,
     ) -> Result<Stat, ErrorCode> {
-        let (old, new, stat) = {
+        let (old, new, stat, acl_id) = {
             let n = l.get(path).ok_or(ErrorCode::NoNode)?;
             let old = n.data.as_ref().map_or(0, |d| d.len() as i64);
             n.data = data.map(Arc::from);
@@ -861,13 +879,14 @@ impl DataTree {
             n.stat.mzxid = hdr.zxid;
             n.stat.version = version;
             let new = n.data.as_ref().map_or(0, |d| d.len() as i64);
-            (old, new, n.stat())
+            (old, new, n.stat(), n.acl)
         };
         self.data_size.fetch_add(new - old, Ordering::Relaxed);
         if let Some(q) = self.quota_prefix(path) {
             self.update_quota_stat(l, &q, new - old, 0);
         }
-        self.trigger(false, path, EventType::NodeDataChanged, &[], sink);
+        let acl = self.acls.read().get(acl_id);
+        self.trigger(false, path, EventType::NodeDataChanged, &[], &acl, sink);
         Ok(stat)
     }
 

@@ -1,10 +1,11 @@
 use super::*;
 use crate::proto::*;
+use std::sync::Arc;
 
 #[derive(Default)]
 struct Rec(Vec<(WatcherId, EventType, String)>);
 impl WatchSink for Rec {
-    fn deliver(&mut self, w: WatcherId, e: EventType, p: &str) {
+    fn deliver(&mut self, w: WatcherId, e: EventType, p: &str, _: &Arc<Vec<Acl>>) {
         self.0.push((w, e, p.to_owned()));
     }
 }
@@ -208,7 +209,7 @@ fn concurrent_readers_never_lose_a_watch() {
     let fired = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<(WatcherId, EventType)>::new()));
     struct Shared(std::sync::Arc<parking_lot::Mutex<Vec<(WatcherId, EventType)>>>);
     impl WatchSink for Shared {
-        fn deliver(&mut self, w: WatcherId, e: EventType, _: &str) {
+        fn deliver(&mut self, w: WatcherId, e: EventType, _: &str, _: &Arc<Vec<Acl>>) {
             self.0.lock().push((w, e));
         }
     }

@@ -3,7 +3,7 @@ use crate::tree::{acl_cache::open_acl_unsafe, WatchSink, WatcherId};
 
 struct NoSink;
 impl WatchSink for NoSink {
-    fn deliver(&mut self, _: WatcherId, _: EventType, _: &str) {}
+    fn deliver(&mut self, _: WatcherId, _: EventType, _: &str, _: &Arc<Vec<Acl>>) {}
 }
 
 fn ctx(opcode: OpCode, auth: &[Id]) -> WriteCtx<'_> {
