@@ -19,7 +19,14 @@ pub fn version_dir(dir: &Path) -> PathBuf {
 
 struct NoWatches;
 impl WatchSink for NoWatches {
-    fn deliver(&mut self, _: WatcherId, _: crate::proto::EventType, _: &str, _: &Arc<Vec<crate::proto::Acl>>) {}
+    fn deliver(
+        &mut self,
+        _: WatcherId,
+        _: crate::proto::EventType,
+        _: &str,
+        _: &Arc<Vec<crate::proto::Acl>>,
+    ) {
+    }
 }
 
 /// What start-up rebuilt.
@@ -43,7 +50,12 @@ pub enum LoadError {
 }
 
 /// Recovers the tree and sessions from `data_dir` / `data_log_dir`.
-pub fn load(data_dir: &Path, data_log_dir: &Path, max_txn_bytes: usize, trust_empty: bool) -> Result<Loaded, LoadError> {
+pub fn load(
+    data_dir: &Path,
+    data_log_dir: &Path,
+    max_txn_bytes: usize,
+    trust_empty: bool,
+) -> Result<Loaded, LoadError> {
     let started = Instant::now();
     let snap_dir = version_dir(data_dir);
     let log_dir = version_dir(data_log_dir);
@@ -119,7 +131,12 @@ pub fn write_snapshot(
     let acl = tree.acl_cache_export();
     let mut nodes = Vec::with_capacity(tree.node_count());
     tree.for_each_node(|path, data, acl_id, stat| {
-        nodes.push(SnapshotNode { path: path.to_owned(), data: data.map(|d| d.to_vec()), acl_id, stat: stat.clone() });
+        nodes.push(SnapshotNode {
+            path: path.to_owned(),
+            data: data.map(|d| d.to_vec()),
+            acl_id,
+            stat: stat.clone(),
+        });
     });
     write_snapshot_file(snap_dir, zxid, compression, sessions, &acl, nodes, None)
 }

@@ -57,7 +57,10 @@ fn serve(config: Option<PathBuf>, shards: Option<usize>, cores: Option<Vec<usize
             return ExitCode::from(1);
         }
     };
-    let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT]) {
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ]) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("zkd: cannot install signal handlers: {e}");

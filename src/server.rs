@@ -63,7 +63,11 @@ pub struct Topology {
 impl Topology {
     pub fn plan(available: &[usize], shards: Option<usize>) -> Topology {
         if available.is_empty() {
-            return Topology { shard_cores: vec![usize::MAX; shards.unwrap_or(1).max(1)], sequencer_core: None, log_core: None };
+            return Topology {
+                shard_cores: vec![usize::MAX; shards.unwrap_or(1).max(1)],
+                sequencer_core: None,
+                log_core: None,
+            };
         }
         let n = available.len();
         let (seq, log, shard_pool): (usize, usize, &[usize]) = if n >= 4 {
@@ -130,12 +134,14 @@ fn pin(core: Option<usize>) {
 
 pub fn settings_from(cfg: &Config) -> Result<Settings, StartError> {
     let ip: std::net::IpAddr = match &cfg.client_port_address {
-        Some(a) => a.parse().map_err(|_| StartError::Other(format!("clientPortAddress {a:?} is not an IP address")))?,
+        Some(a) => a
+            .parse()
+            .map_err(|_| StartError::Other(format!("clientPortAddress {a:?} is not an IP address")))?,
         None => std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
     };
     Ok(Settings {
         jute_max_buffer: cfg.jute_max_buffer as usize,
-        max_client_cnxns: cfg.max_client_cnxns as u32,
+        max_client_cnxns: cfg.max_client_cnxns,
         super_digest: cfg.super_digest.clone(),
         skip_acl: cfg.skip_acl,
         four_letter_whitelist: cfg.four_letter_words_whitelist(),
@@ -183,12 +189,19 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
     let now = driver::now_ms();
     let (seq_tx, seq_rx) = unbounded();
     let mut sessions = SessionTracker::new(settings.server_id, settings.tick_ms, now);
-    let (tree, log, snapshotter): (Arc<DataTree>, Box<dyn LogSink>, Option<crate::db::Snapshotter>) = if opts.in_memory {
+    let (tree, log, snapshotter): (Arc<DataTree>, Box<dyn LogSink>, Option<crate::db::Snapshotter>) = if opts
+        .in_memory
+    {
         (Arc::new(DataTree::new()), Box::new(MemoryLog { to_seq: seq_tx.clone() }), None)
     } else {
         let max_txn_bytes = settings.jute_max_buffer + 1024;
-        let loaded = crate::db::load(&settings.data_dir, &settings.data_log_dir, max_txn_bytes, cfg.snapshot_trust_empty)
-            .map_err(|e| StartError::Other(format!("cannot load the database: {e}")))?;
+        let loaded = crate::db::load(
+            &settings.data_dir,
+            &settings.data_log_dir,
+            max_txn_bytes,
+            cfg.snapshot_trust_empty,
+        )
+        .map_err(|e| StartError::Other(format!("cannot load the database: {e}")))?;
         for (id, timeout) in &loaded.sessions {
             // Sessions get a full timeout from now to reconnect, as in ZooKeeper.
             sessions.add(*id, *timeout, now);
@@ -222,7 +235,12 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
                 let _ = error_tx.send(msg);
             }),
         )
-        .map_err(|e| StartError::Other(format!("cannot start the transaction log in {}: {e}", settings.data_log_dir.display())))?;
+        .map_err(|e| {
+            StartError::Other(format!(
+                "cannot start the transaction log in {}: {e}",
+                settings.data_log_dir.display()
+            ))
+        })?;
         let snapshotter = crate::db::Snapshotter::new(
             &settings.data_dir,
             crate::snapshot::format::Compression::from_config(&cfg.snapshot_compression_method),
@@ -296,11 +314,15 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
                 } else {
                     glommio::Placement::Fixed(core)
                 };
-                let ex = glommio::LocalExecutorBuilder::new(placement).name(&format!("zkd-shard-{id}")).make();
+                let ex =
+                    glommio::LocalExecutorBuilder::new(placement).name(&format!("zkd-shard-{id}")).make();
                 let ex = match ex {
                     Ok(ex) => ex,
                     Err(e) => {
-                        let _ = ready.send(Err(StartError::Executor { shard: id, reason: explain_glommio(&e.to_string()) }));
+                        let _ = ready.send(Err(StartError::Executor {
+                            shard: id,
+                            reason: explain_glommio(&e.to_string()),
+                        }));
                         return;
                     }
                 };
@@ -330,7 +352,10 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
 fn explain_glommio(e: &str) -> String {
     if e.contains("memlock") || e.contains("MemLock") {
         format!("{e}. io_uring needs locked memory: raise it (`ulimit -l unlimited`, or LimitMEMLOCK=infinity in a systemd unit)")
-    } else if e.contains("Operation not permitted") || e.contains("EPERM") || e.contains("Function not implemented") {
+    } else if e.contains("Operation not permitted")
+        || e.contains("EPERM")
+        || e.contains("Function not implemented")
+    {
         format!("{e}. io_uring_setup was refused: a container seccomp profile (Docker's default) or kernel.io_uring_disabled blocks io_uring; allow io_uring_setup/io_uring_enter/io_uring_register or run with --security-opt seccomp=unconfined")
     } else {
         e.to_string()

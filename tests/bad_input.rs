@@ -11,7 +11,8 @@ use zkd::proto::*;
 
 fn healthy(port: u16) {
     let mut r = Raw::connect(port);
-    let (h, _) = r.call(OpCode::Exists, &ExistsRequest { path: "/zookeeper".into(), watch: false }.to_bytes());
+    let (h, _) =
+        r.call(OpCode::Exists, &ExistsRequest { path: "/zookeeper".into(), watch: false }.to_bytes());
     assert_eq!(h.err, 0);
 }
 
@@ -101,7 +102,8 @@ fn jute_maxbuffer_boundary() {
 
     // One byte more: the connection is closed, the server keeps serving.
     let mut r2 = Raw::connect(srv.port);
-    let over = CreateRequest { path: "/big2".into(), data: Some(vec![7u8; max - overhead + 1]), acl, flags: 0 };
+    let over =
+        CreateRequest { path: "/big2".into(), data: Some(vec![7u8; max - overhead + 1]), acl, flags: 0 };
     let mut w = Writer::new();
     RequestHeader { xid: 1, op_type: 1 }.encode(&mut w);
     over.encode(&mut w);

@@ -27,7 +27,8 @@ fn start(extra: &str) -> Server {
     );
     let (cfg, _) = zkd::config::Config::parse_str(&cfg, dir.path()).unwrap();
     let handle =
-        zkd::server::start(&cfg, zkd::server::RunOptions { shards: Some(2), cores: None, in_memory: true }).unwrap();
+        zkd::server::start(&cfg, zkd::server::RunOptions { shards: Some(2), cores: None, in_memory: true })
+            .unwrap();
     let addr = format!("127.0.0.1:{}", handle.addr.port());
     Server { handle: Some(handle), addr, _dir: dir }
 }
@@ -98,7 +99,9 @@ async fn multi_reports_the_failing_op() {
     let res = r.commit().await.unwrap();
     assert!(matches!(&res[0], zk::MultiReadResult::Data { data, .. } if data == b"0"));
     assert!(matches!(&res[1], zk::MultiReadResult::Error { err: zk::Error::NoNode }));
-    assert!(matches!(&res[2], zk::MultiReadResult::Children { children } if children.contains(&"m".to_string())));
+    assert!(
+        matches!(&res[2], zk::MultiReadResult::Children { children } if children.contains(&"m".to_string()))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -88,7 +88,11 @@ fn watch_event_precedes_visible_change_across_shards() {
             let mut r = Raw::connect(port);
             let mut i = 0u64;
             while d.load(Ordering::SeqCst) < keys {
-                let req = SetDataRequest { path: format!("/k{k}"), data: Some(i.to_string().into_bytes()), version: -1 };
+                let req = SetDataRequest {
+                    path: format!("/k{k}"),
+                    data: Some(i.to_string().into_bytes()),
+                    version: -1,
+                };
                 let (h, _) = r.call(OpCode::SetData, &req.to_bytes());
                 assert_eq!(h.err, 0);
                 i += 1;

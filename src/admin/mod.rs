@@ -6,7 +6,8 @@ use std::fmt::Write;
 use crate::shard::Shard;
 
 /// The version string monitoring tools parse: ZooKeeper's form, with zkd's own version.
-pub const VERSION_LINE: &str = concat!("3.8.0-zkd-", env!("CARGO_PKG_VERSION"), ", built on 1970-01-01 00:00 UTC");
+pub const VERSION_LINE: &str =
+    concat!("3.8.0-zkd-", env!("CARGO_PKG_VERSION"), ", built on 1970-01-01 00:00 UTC");
 
 fn allowed(shard: &Shard, word: &str) -> bool {
     match &shard.settings.four_letter_whitelist {
@@ -31,7 +32,11 @@ pub fn four_letter(shard: &Shard, w: &[u8; 4]) -> String {
                 let _ = writeln!(s, "Clients:");
                 let _ = writeln!(s);
             }
-            let _ = writeln!(s, "Latency min/avg/max: {}/{:?}/{}", m.latency_min_ms, m.latency_avg_ms, m.latency_max_ms);
+            let _ = writeln!(
+                s,
+                "Latency min/avg/max: {}/{:?}/{}",
+                m.latency_min_ms, m.latency_avg_ms, m.latency_max_ms
+            );
             let _ = writeln!(s, "Received: {}", m.packets_received);
             let _ = writeln!(s, "Sent: {}", m.packets_sent);
             let _ = writeln!(s, "Connections: {}", m.connections);

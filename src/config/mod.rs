@@ -141,10 +141,18 @@ impl Config {
     }
 
     pub fn min_session_timeout_ms(&self) -> i32 {
-        if self.min_session_timeout_raw < 0 { 2 * self.tick_time_ms as i32 } else { self.min_session_timeout_raw }
+        if self.min_session_timeout_raw < 0 {
+            2 * self.tick_time_ms as i32
+        } else {
+            self.min_session_timeout_raw
+        }
     }
     pub fn max_session_timeout_ms(&self) -> i32 {
-        if self.max_session_timeout_raw < 0 { 20 * self.tick_time_ms as i32 } else { self.max_session_timeout_raw }
+        if self.max_session_timeout_raw < 0 {
+            20 * self.tick_time_ms as i32
+        } else {
+            self.max_session_timeout_raw
+        }
     }
     /// The words allowed on the client port; None means all (`*`).
     pub fn four_letter_words_whitelist(&self) -> Option<Vec<String>> {
@@ -225,15 +233,43 @@ impl Config {
                 "reconfigEnabled" => c.reconfig_enabled = boolean(key, v)?,
                 "localSessionsEnabled" => c.local_session_enabled = boolean(key, v)?,
                 // Accepted and without effect in standalone zkd (ZooKeeper keys operators use).
-                "maxCnxns" | "localSessionsUpgradingEnabled" | "electionAlg" | "peerType" | "syncEnabled"
-                | "dynamicConfigFile" | "quorumListenOnAllIPs" | "secureClientPort" | "secureClientPortAddress"
-                | "serverCnxnFactory" | "clientCnxnSocket" | "sslQuorum" | "portUnification"
-                | "authProvider.1" | "authProvider.2" | "authProvider.3" | "4lw.commands.enabled"
-                | "admin.idleTimeout" | "metricsProvider.exportJvmInfo" | "cnxTimeout" | "connectToLearnerMasterLimit"
-                | "leaderServes" | "maxSessionTimeoutMs" | "commitLogCount" | "txnLogSizeLimitInKb"
-                | "audit.enable" | "multiAddress.enabled" | "jute.maxbuffer.extrasize" | "watchManagerName"
-                | "quota.enforce" | "enforceQuota" | "admin.portUnification" | "request.throttler.maxRequests"
-                | "metricsProvider.summaryMode" | "flushDelay" | "maxWriteQueuePollTime" | "maxBatchSize" => {}
+                "maxCnxns"
+                | "localSessionsUpgradingEnabled"
+                | "electionAlg"
+                | "peerType"
+                | "syncEnabled"
+                | "dynamicConfigFile"
+                | "quorumListenOnAllIPs"
+                | "secureClientPort"
+                | "secureClientPortAddress"
+                | "serverCnxnFactory"
+                | "clientCnxnSocket"
+                | "sslQuorum"
+                | "portUnification"
+                | "authProvider.1"
+                | "authProvider.2"
+                | "authProvider.3"
+                | "4lw.commands.enabled"
+                | "admin.idleTimeout"
+                | "metricsProvider.exportJvmInfo"
+                | "cnxTimeout"
+                | "connectToLearnerMasterLimit"
+                | "leaderServes"
+                | "maxSessionTimeoutMs"
+                | "commitLogCount"
+                | "txnLogSizeLimitInKb"
+                | "audit.enable"
+                | "multiAddress.enabled"
+                | "jute.maxbuffer.extrasize"
+                | "watchManagerName"
+                | "quota.enforce"
+                | "enforceQuota"
+                | "admin.portUnification"
+                | "request.throttler.maxRequests"
+                | "metricsProvider.summaryMode"
+                | "flushDelay"
+                | "maxWriteQueuePollTime"
+                | "maxBatchSize" => {}
                 _ if k.starts_with("server.") => c.servers.push(server_line(key, v)?),
                 _ if k.starts_with("group.") || k.starts_with("weight.") || k.starts_with("ssl.") => {}
                 _ if k.starts_with("zkd.") => {
@@ -312,7 +348,11 @@ fn server_line(key: &str, v: &str) -> Result<ServerLine, ConfigError> {
     };
     let parts: Vec<&str> = addr.split(':').collect();
     if parts.len() < 3 {
-        return Err(bad(key, v, "host:quorumPort:electionPort[:participant|observer][;[clientAddress:]clientPort]"));
+        return Err(bad(
+            key,
+            v,
+            "host:quorumPort:electionPort[:participant|observer][;[clientAddress:]clientPort]",
+        ));
     }
     let quorum_port = num(key, parts[1])?;
     let election_port = num(key, parts[2])?;
@@ -327,7 +367,8 @@ fn server_line(key: &str, v: &str) -> Result<ServerLine, ConfigError> {
 /// Reads `dataDir/myid` as ZooKeeper does.
 pub fn read_myid(data_dir: &Path) -> Result<u64, ConfigError> {
     let p = data_dir.join("myid");
-    let text = std::fs::read_to_string(&p).map_err(|e| ConfigError::Io { path: p.clone(), reason: e.to_string() })?;
+    let text = std::fs::read_to_string(&p)
+        .map_err(|e| ConfigError::Io { path: p.clone(), reason: e.to_string() })?;
     text.trim().parse().map_err(|_| ConfigError::Invalid(format!("serverid {} is not a number", text.trim())))
 }
 
@@ -395,9 +436,23 @@ mod tests {
     #[test]
     fn bad_values_name_the_key() {
         let e = Config::parse_str("dataDir=/d\nclientPort=abc\n", Path::new(".")).unwrap_err();
-        assert_eq!(e, ConfigError::BadValue { key: "clientPort".into(), value: "abc".into(), expected: "a number in range" });
-        assert_eq!(Config::parse_str("clientPort=1\n", Path::new(".")).unwrap_err(), ConfigError::Missing("dataDir"));
-        assert!(Config::parse_str("dataDir=/d\nclientPort=1\nminSessionTimeout=9000\nmaxSessionTimeout=10\n", Path::new(".")).is_err());
+        assert_eq!(
+            e,
+            ConfigError::BadValue {
+                key: "clientPort".into(),
+                value: "abc".into(),
+                expected: "a number in range"
+            }
+        );
+        assert_eq!(
+            Config::parse_str("clientPort=1\n", Path::new(".")).unwrap_err(),
+            ConfigError::Missing("dataDir")
+        );
+        assert!(Config::parse_str(
+            "dataDir=/d\nclientPort=1\nminSessionTimeout=9000\nmaxSessionTimeout=10\n",
+            Path::new(".")
+        )
+        .is_err());
     }
 
     #[test]

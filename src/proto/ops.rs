@@ -76,9 +76,12 @@ const MULTI_MAX_OPS: usize = 1 << 20;
 impl Request {
     pub fn decode(opcode: i32, body: &[u8]) -> Result<Request> {
         let r = &mut Reader::new(body);
-        let op = OpCode::from_i32(opcode).ok_or(JuteError::BadValue { what: "opcode", value: opcode as i64 })?;
+        let op =
+            OpCode::from_i32(opcode).ok_or(JuteError::BadValue { what: "opcode", value: opcode as i64 })?;
         Ok(match op {
-            OpCode::Create | OpCode::Create2 | OpCode::CreateContainer => Request::Create(op, CreateRequest::decode(r)?),
+            OpCode::Create | OpCode::Create2 | OpCode::CreateContainer => {
+                Request::Create(op, CreateRequest::decode(r)?)
+            }
             OpCode::CreateTtl => Request::CreateTtl(CreateTtlRequest::decode(r)?),
             OpCode::Delete => Request::Delete(DeleteRequest::decode(r)?),
             OpCode::Exists => Request::Exists(ExistsRequest::decode(r)?),
@@ -96,7 +99,9 @@ impl Request {
             OpCode::CheckWatches => Request::CheckWatches(CheckWatchesRequest::decode(r)?),
             OpCode::RemoveWatches => Request::RemoveWatches(RemoveWatchesRequest::decode(r)?),
             OpCode::GetEphemerals => Request::GetEphemerals(GetEphemeralsRequest::decode(r)?),
-            OpCode::GetAllChildrenNumber => Request::GetAllChildrenNumber(GetAllChildrenNumberRequest::decode(r)?),
+            OpCode::GetAllChildrenNumber => {
+                Request::GetAllChildrenNumber(GetAllChildrenNumberRequest::decode(r)?)
+            }
             OpCode::SetWatches => Request::SetWatches(SetWatches::decode(r)?),
             OpCode::SetWatches2 => Request::SetWatches2(SetWatches2::decode(r)?),
             OpCode::AddWatch => Request::AddWatch(AddWatchRequest::decode(r)?),
@@ -108,7 +113,9 @@ impl Request {
             | OpCode::DeleteContainer
             | OpCode::Sasl
             | OpCode::CreateSession
-            | OpCode::Error => return Err(JuteError::BadValue { what: "client opcode", value: opcode as i64 }),
+            | OpCode::Error => {
+                return Err(JuteError::BadValue { what: "client opcode", value: opcode as i64 })
+            }
         })
     }
 

@@ -160,13 +160,19 @@ mod tests {
         let world = Acl { perms: 31, id: Id { scheme: "world".into(), id: "anyone".into() } };
         let alice = Id { scheme: "digest".into(), id: digest_id("alice:pw") };
         let only_alice = Acl { perms: 1, id: alice.clone() };
-        assert_eq!(check_acl(&[only_alice.clone()], 1, &[], None), Err(ErrorCode::NoAuth));
-        assert_eq!(check_acl(&[only_alice.clone()], 1, &[alice.clone()], None), Ok(()));
-        assert_eq!(check_acl(&[only_alice.clone()], 2, &[alice.clone()], None), Err(ErrorCode::NoAuth));
-        assert_eq!(check_acl(&[world.clone()], 2, &[], None), Ok(()));
+        assert_eq!(check_acl(std::slice::from_ref(&only_alice), 1, &[], None), Err(ErrorCode::NoAuth));
+        assert_eq!(
+            check_acl(std::slice::from_ref(&only_alice), 1, std::slice::from_ref(&alice), None),
+            Ok(())
+        );
+        assert_eq!(
+            check_acl(std::slice::from_ref(&only_alice), 2, std::slice::from_ref(&alice), None),
+            Err(ErrorCode::NoAuth)
+        );
+        assert_eq!(check_acl(std::slice::from_ref(&world), 2, &[], None), Ok(()));
         let auth = Acl { perms: 31, id: Id { scheme: "auth".into(), id: "".into() } };
-        assert_eq!(fixup_acl(&[auth.clone()], &[]), Err(ErrorCode::InvalidAcl));
-        assert_eq!(fixup_acl(&[auth], &[alice.clone()]).unwrap()[0].id, alice);
+        assert_eq!(fixup_acl(std::slice::from_ref(&auth), &[]), Err(ErrorCode::InvalidAcl));
+        assert_eq!(fixup_acl(&[auth], std::slice::from_ref(&alice)).unwrap()[0].id, alice);
         assert_eq!(fixup_acl(&[], &[]), Err(ErrorCode::InvalidAcl));
         let bad = Acl { perms: 1, id: Id { scheme: "digest".into(), id: "nocolon".into() } };
         assert_eq!(fixup_acl(&[bad], &[]), Err(ErrorCode::InvalidAcl));

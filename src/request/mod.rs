@@ -64,7 +64,8 @@ pub fn reply_body(opcode: i32, req: &Request, r: &ApplyResult) -> (i32, Vec<u8>)
                     MultiHeader { op_type: OpCode::Check as i32, done: false, err: 0 }.encode(&mut w);
                 }
                 _ => {
-                    MultiHeader { op_type: -1, done: false, err: ErrorCode::SystemError as i32 }.encode(&mut w);
+                    MultiHeader { op_type: -1, done: false, err: ErrorCode::SystemError as i32 }
+                        .encode(&mut w);
                     ErrorResponse { err: ErrorCode::SystemError as i32 }.encode(&mut w);
                 }
             }
@@ -79,7 +80,9 @@ pub fn reply_body(opcode: i32, req: &Request, r: &ApplyResult) -> (i32, Vec<u8>)
     let path = r.path.clone().unwrap_or_default();
     let body = match OpCode::from_i32(opcode) {
         Some(OpCode::Create) => CreateResponse { path }.to_bytes(),
-        Some(OpCode::Create2 | OpCode::CreateTtl | OpCode::CreateContainer) => Create2Response { path, stat }.to_bytes(),
+        Some(OpCode::Create2 | OpCode::CreateTtl | OpCode::CreateContainer) => {
+            Create2Response { path, stat }.to_bytes()
+        }
         Some(OpCode::SetData) => SetDataResponse { stat }.to_bytes(),
         Some(OpCode::SetAcl) => SetAclResponse { stat }.to_bytes(),
         _ => Vec::new(),

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use crate::proto::ops::{MultiOp, Request};
 use crate::proto::*;
-use crate::tree::{ephemeral_type, parent_of, ttl_owner, DataTree, EphemeralType, CONTAINER_OWNER, MAX_TTL_MS};
+use crate::tree::{
+    ephemeral_type, parent_of, ttl_owner, DataTree, EphemeralType, CONTAINER_OWNER, MAX_TTL_MS,
+};
 
 use super::acl::{check_acl, fixup_acl};
 use super::WriteCtx;
@@ -144,8 +146,16 @@ impl Prep {
     }
 
     /// Preps a client write. The header's type becomes `Error` on failure.
-    pub fn prep(&mut self, tree: &DataTree, ctx: &WriteCtx<'_>, req: &Request, zxid: i64, now_ms: i64) -> (TxnHeader, TxnBody) {
-        let mut hdr = TxnHeader { client_id: ctx.session_id, cxid: ctx.cxid, zxid, time: now_ms, txn_type: ctx.opcode };
+    pub fn prep(
+        &mut self,
+        tree: &DataTree,
+        ctx: &WriteCtx<'_>,
+        req: &Request,
+        zxid: i64,
+        now_ms: i64,
+    ) -> (TxnHeader, TxnBody) {
+        let mut hdr =
+            TxnHeader { client_id: ctx.session_id, cxid: ctx.cxid, zxid, time: now_ms, txn_type: ctx.opcode };
         let res = match req {
             Request::Multi(ops) => Ok(self.prep_multi(tree, ctx, ops, zxid, now_ms)),
             Request::Reconfig(_) => Err(ErrorCode::ReconfigDisabled),
@@ -160,14 +170,24 @@ impl Prep {
         }
     }
 
-    fn prep_multi(&mut self, tree: &DataTree, ctx: &WriteCtx<'_>, ops: &[MultiOp], zxid: i64, now_ms: i64) -> TxnBody {
+    fn prep_multi(
+        &mut self,
+        tree: &DataTree,
+        ctx: &WriteCtx<'_>,
+        ops: &[MultiOp],
+        zxid: i64,
+        now_ms: i64,
+    ) -> TxnBody {
         let saved_latest = self.latest.clone();
         let saved_len = self.order.len();
         let mut out = Vec::with_capacity(ops.len());
         let mut failed = false;
         for op in ops {
             if failed {
-                out.push((OpCode::Error as i32, TxnBody::Error(ErrorTxn { err: ErrorCode::RuntimeInconsistency as i32 })));
+                out.push((
+                    OpCode::Error as i32,
+                    TxnBody::Error(ErrorTxn { err: ErrorCode::RuntimeInconsistency as i32 }),
+                ));
                 continue;
             }
             let req = match op {
@@ -199,14 +219,30 @@ impl Prep {
         check_acl(acl, perm, ctx.auth, ctx.super_digest)
     }
 
-    fn prep_one(&mut self, tree: &DataTree, ctx: &WriteCtx<'_>, req: &Request, zxid: i64, now_ms: i64) -> Result<TxnBody, ErrorCode> {
+    fn prep_one(
+        &mut self,
+        tree: &DataTree,
+        ctx: &WriteCtx<'_>,
+        req: &Request,
+        zxid: i64,
+        now_ms: i64,
+    ) -> Result<TxnBody, ErrorCode> {
         match req {
             Request::Create(op, r) => {
                 self.prep_create(tree, ctx, *op, &r.path, &r.data, &r.acl, r.flags, -1, zxid, now_ms)
             }
-            Request::CreateTtl(r) => {
-                self.prep_create(tree, ctx, OpCode::CreateTtl, &r.path, &r.data, &r.acl, r.flags, r.ttl, zxid, now_ms)
-            }
+            Request::CreateTtl(r) => self.prep_create(
+                tree,
+                ctx,
+                OpCode::CreateTtl,
+                &r.path,
+                &r.data,
+                &r.acl,
+                r.flags,
+                r.ttl,
+                zxid,
+                now_ms,
+            ),
             Request::Delete(r) => {
                 let path = r.path.as_str();
                 let parent = parent_path(path)?;
@@ -358,11 +394,17 @@ impl Prep {
         let count_hard = limits.get("countHardLimit");
         let bytes_hard = limits.get("byteHardLimit");
         if count != 0 && count_hard > -1 && stats.count() + count > count_hard {
-            tracing::warn!("Quota exceeded: {q} [current count={}, hardCountLimit={count_hard}]", stats.count() + count);
+            tracing::warn!(
+                "Quota exceeded: {q} [current count={}, hardCountLimit={count_hard}]",
+                stats.count() + count
+            );
             return Err(ErrorCode::QuotaExceeded);
         }
         if bytes != 0 && bytes_hard > -1 && stats.bytes() + bytes > bytes_hard {
-            tracing::warn!("Quota exceeded: {q} [current bytes={}, hardByteLimit={bytes_hard}]", stats.bytes() + bytes);
+            tracing::warn!(
+                "Quota exceeded: {q} [current bytes={}, hardByteLimit={bytes_hard}]",
+                stats.bytes() + bytes
+            );
             return Err(ErrorCode::QuotaExceeded);
         }
         Ok(())
@@ -370,7 +412,14 @@ impl Prep {
 
     /// closeSession: deletes the session's ephemerals, including ones created by txns still in
     /// flight, as ZooKeeper computes `paths2Delete`.
-    pub fn prep_close_session(&mut self, tree: &DataTree, session: i64, cxid: i32, zxid: i64, now_ms: i64) -> (TxnHeader, TxnBody) {
+    pub fn prep_close_session(
+        &mut self,
+        tree: &DataTree,
+        session: i64,
+        cxid: i32,
+        zxid: i64,
+        now_ms: i64,
+    ) -> (TxnHeader, TxnBody) {
         let mut es: std::collections::BTreeSet<String> = tree.ephemerals(session).into_iter().collect();
         for (_, path, owner) in &self.order {
             match owner {
@@ -386,13 +435,21 @@ impl Prep {
         for p in &es {
             self.add(zxid, p, None);
         }
-        let hdr = TxnHeader { client_id: session, cxid, zxid, time: now_ms, txn_type: OpCode::CloseSession as i32 };
+        let hdr =
+            TxnHeader { client_id: session, cxid, zxid, time: now_ms, txn_type: OpCode::CloseSession as i32 };
         (hdr, TxnBody::CloseSession(CloseSessionTxn { paths2_delete: es.into_iter().collect() }))
     }
 
     /// The container manager's deleteContainer (session 0): only an empty container or TTL node.
-    pub fn prep_delete_container(&mut self, tree: &DataTree, path: &str, zxid: i64, now_ms: i64) -> (TxnHeader, TxnBody) {
-        let mut hdr = TxnHeader { client_id: 0, cxid: 0, zxid, time: now_ms, txn_type: OpCode::DeleteContainer as i32 };
+    pub fn prep_delete_container(
+        &mut self,
+        tree: &DataTree,
+        path: &str,
+        zxid: i64,
+        now_ms: i64,
+    ) -> (TxnHeader, TxnBody) {
+        let mut hdr =
+            TxnHeader { client_id: 0, cxid: 0, zxid, time: now_ms, txn_type: OpCode::DeleteContainer as i32 };
         let res = (|| {
             let parent = parent_path(path)?;
             let n = self.record(tree, path)?;

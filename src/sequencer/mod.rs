@@ -17,9 +17,7 @@ use std::sync::Arc;
 
 use crate::proto::jute::{Record, Writer};
 use crate::proto::ops::Request;
-use crate::proto::{
-    ConnectResponse, EventType, LoggedTxn, OpCode, ReplyHeader, TxnBody, TxnHeader, Zxid,
-};
+use crate::proto::{ConnectResponse, EventType, LoggedTxn, OpCode, ReplyHeader, TxnBody, TxnHeader, Zxid};
 use crate::request::{self, Prep};
 use crate::session::{session_password, SessionTracker};
 use crate::tree::{DataTree, WatchSink, WatcherId};
@@ -111,7 +109,8 @@ struct SinkToShards<'a, L: Links> {
 impl<L: Links> WatchSink for SinkToShards<'_, L> {
     fn deliver(&mut self, w: WatcherId, event: EventType, path: &str, acl: &Arc<Vec<crate::proto::Acl>>) {
         *self.touched |= 1 << (w.shard % 64);
-        self.links.send(w.shard, ToShard::Watch { conn: w.conn, event, path: path.to_owned(), acl: acl.clone() });
+        self.links
+            .send(w.shard, ToShard::Watch { conn: w.conn, event, path: path.to_owned(), acl: acl.clone() });
     }
 }
 
@@ -191,7 +190,8 @@ impl<L: Links> Sequencer<L> {
         let z = Zxid(self.last_zxid);
         // ZooKeeper forces a new epoch (a re-election) before the counter wraps (ZOOKEEPER-1277);
         // standalone, we open the next epoch ourselves.
-        let next = if z.counter() == u32::MAX { Zxid::new(self.epoch + 1, 1) } else { Zxid(self.last_zxid + 1) };
+        let next =
+            if z.counter() == u32::MAX { Zxid::new(self.epoch + 1, 1) } else { Zxid(self.last_zxid + 1) };
         self.epoch = next.epoch();
         assert!(next.0 > self.last_zxid, "zxids must grow");
         self.last_zxid = next.0;
@@ -248,13 +248,25 @@ impl<L: Links> Sequencer<L> {
         for p in failed {
             match p.waiter {
                 Waiter::Client { from, xid, .. } => {
-                    let hdr = ReplyHeader { xid, zxid: self.last_zxid, err: crate::proto::ErrorCode::SystemError as i32 };
-                    self.send(out, from.shard, ToShard::Reply { conn: from.conn, xid, packet: framed_raw(&hdr, &[]), close: false });
+                    let hdr = ReplyHeader {
+                        xid,
+                        zxid: self.last_zxid,
+                        err: crate::proto::ErrorCode::SystemError as i32,
+                    };
+                    self.send(
+                        out,
+                        from.shard,
+                        ToShard::Reply { conn: from.conn, xid, packet: framed_raw(&hdr, &[]), close: false },
+                    );
                 }
                 Waiter::Connect { from, session, .. } => {
                     self.sessions.remove(session);
                     self.owners.remove(&session);
-                    self.send(out, from.shard, ToShard::Close { conn: from.conn, reason: "disk full: session not created" });
+                    self.send(
+                        out,
+                        from.shard,
+                        ToShard::Close { conn: from.conn, reason: "disk full: session not created" },
+                    );
                 }
                 Waiter::Internal => {}
             }
@@ -280,7 +292,7 @@ impl<L: Links> Sequencer<L> {
             self.next_container_check_ms = now_ms + self.cfg.container_check_interval_ms;
             for path in self.tree.containers_and_ttls_to_delete(now_ms, self.cfg.extended_types_enabled) {
                 let zxid = self.next_zxid();
-                let (hdr, body) = self.prep.prep_delete_container(&*self.tree, &path, zxid, now_ms);
+                let (hdr, body) = self.prep.prep_delete_container(&self.tree, &path, zxid, now_ms);
                 self.log(hdr, body, Waiter::Internal, out);
             }
         }
@@ -289,7 +301,7 @@ impl<L: Links> Sequencer<L> {
     fn prep_close(&mut self, session: i64, now_ms: i64) -> (TxnHeader, TxnBody) {
         self.sessions.set_closing(session);
         let zxid = self.next_zxid();
-        self.prep.prep_close_session(&*self.tree, session, 0, zxid, now_ms)
+        self.prep.prep_close_session(&self.tree, session, 0, zxid, now_ms)
     }
 
     fn log(&mut self, hdr: TxnHeader, body: TxnBody, waiter: Waiter, out: &mut Outbox) {
@@ -316,7 +328,11 @@ impl<L: Links> Sequencer<L> {
                 req.last_zxid_seen,
                 self.last_zxid
             );
-            self.send(out, from.shard, ToShard::Close { conn: from.conn, reason: "client has seen a newer zxid" });
+            self.send(
+                out,
+                from.shard,
+                ToShard::Close { conn: from.conn, reason: "client has seen a newer zxid" },
+            );
             return;
         }
         let timeout_ms = self.clamp_timeout(req.time_out);
@@ -366,7 +382,11 @@ impl<L: Links> Sequencer<L> {
                 };
                 tracing::debug!("revalidated session 0x{session:x} for {peer}");
                 let packet = frame_record(&resp);
-                self.send(out, from.shard, ToShard::Connected { conn: from.conn, session, timeout_ms, packet, close: false });
+                self.send(
+                    out,
+                    from.shard,
+                    ToShard::Connected { conn: from.conn, session, timeout_ms, packet, close: false },
+                );
             } else {
                 tracing::info!("Invalid session 0x{session:x} for client {peer}, probably expired");
                 let resp = ConnectResponse {
@@ -377,7 +397,11 @@ impl<L: Links> Sequencer<L> {
                     read_only: false,
                 };
                 let packet = frame_record(&resp);
-                self.send(out, from.shard, ToShard::Connected { conn: from.conn, session: 0, timeout_ms: 0, packet, close: true });
+                self.send(
+                    out,
+                    from.shard,
+                    ToShard::Connected { conn: from.conn, session: 0, timeout_ms: 0, packet, close: true },
+                );
             }
         }
     }
@@ -397,7 +421,8 @@ impl<L: Links> Sequencer<L> {
         if self.failed.is_some() || self.no_space_retry_at_ms.is_some() {
             // Nothing can be made durable: refuse rather than acknowledge.
             tracing::debug!("refusing write: {:?}", self.failed.as_deref().unwrap_or("disk full"));
-            let hdr = ReplyHeader { xid, zxid: self.last_zxid, err: crate::proto::ErrorCode::SystemError as i32 };
+            let hdr =
+                ReplyHeader { xid, zxid: self.last_zxid, err: crate::proto::ErrorCode::SystemError as i32 };
             let packet = framed_raw(&hdr, &[]);
             self.send(out, from.shard, ToShard::Reply { conn: from.conn, xid, packet, close: false });
             return;
@@ -407,7 +432,8 @@ impl<L: Links> Sequencer<L> {
             if self.pending.is_empty() {
                 self.answer(from, xid, opcode, &req, None, out);
             } else {
-                self.pending.push_back(Pending { txn: None, waiter: Waiter::Client { from, xid, opcode, req } });
+                self.pending
+                    .push_back(Pending { txn: None, waiter: Waiter::Client { from, xid, opcode, req } });
             }
             return;
         }
@@ -427,7 +453,7 @@ impl<L: Links> Sequencer<L> {
                 skip_acl: self.cfg.skip_acl,
                 extended_types_enabled: self.cfg.extended_types_enabled,
             };
-            self.prep.prep(&*self.tree, &ctx, &req, zxid, now_ms)
+            self.prep.prep(&self.tree, &ctx, &req, zxid, now_ms)
         };
         self.log(hdr, body, Waiter::Client { from, xid, opcode, req }, out);
     }
@@ -456,7 +482,11 @@ impl<L: Links> Sequencer<L> {
                     if let Some(owner) = self.owners.remove(&t.hdr.client_id) {
                         let is_requester = matches!(&p.waiter, Waiter::Client { from, .. } if *from == owner);
                         if !is_requester {
-                            self.send(out, owner.shard, ToShard::Close { conn: owner.conn, reason: "session expired" });
+                            self.send(
+                                out,
+                                owner.shard,
+                                ToShard::Close { conn: owner.conn, reason: "session expired" },
+                            );
                         }
                     }
                 }
@@ -475,13 +505,18 @@ impl<L: Links> Sequencer<L> {
                         read_only: false,
                     };
                     let packet = frame_record(&resp);
-                    self.send(out, from.shard, ToShard::Connected { conn: from.conn, session, timeout_ms, packet, close: false });
+                    self.send(
+                        out,
+                        from.shard,
+                        ToShard::Connected { conn: from.conn, session, timeout_ms, packet, close: false },
+                    );
                 }
                 Waiter::Internal => {}
             }
         }
         if self.txns_since_snapshot >= self.snapshot_threshold
-            || (self.cfg.snap_size_limit_bytes > 0 && self.bytes_since_snapshot >= self.cfg.snap_size_limit_bytes)
+            || (self.cfg.snap_size_limit_bytes > 0
+                && self.bytes_since_snapshot >= self.cfg.snap_size_limit_bytes)
         {
             self.txns_since_snapshot = 0;
             self.bytes_since_snapshot = 0;

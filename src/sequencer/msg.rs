@@ -16,32 +16,73 @@ pub struct ConnRef {
 /// To the sequencer (quorum core).
 pub enum ToSequencer {
     /// The first packet of a connection.
-    Connect { from: ConnRef, peer: SocketAddr, req: ConnectRequest },
+    Connect {
+        from: ConnRef,
+        peer: SocketAddr,
+        req: ConnectRequest,
+    },
     /// A write (or sync / closeSession): prepped, logged, applied, answered in order.
-    Write { from: ConnRef, session: i64, xid: i32, opcode: i32, req: Request, auth: Arc<Vec<Id>> },
+    Write {
+        from: ConnRef,
+        session: i64,
+        xid: i32,
+        opcode: i32,
+        req: Request,
+        auth: Arc<Vec<Id>>,
+    },
     /// Sessions that showed activity since the last batch (pings included).
-    Touch { sessions: Vec<i64> },
+    Touch {
+        sessions: Vec<i64>,
+    },
     /// A connection went away without closing its session.
-    Disconnected { from: ConnRef, session: i64 },
+    Disconnected {
+        from: ConnRef,
+        session: i64,
+    },
     /// The log made everything up to this zxid durable.
-    Durable { zxid: i64 },
+    Durable {
+        zxid: i64,
+    },
     /// The log failed; the node must stop (see `txnlog`).
-    LogFailed { reason: String },
+    LogFailed {
+        reason: String,
+    },
     /// The disk is full: nothing after `last_durable_zxid` was logged.
-    LogNoSpace { last_durable_zxid: i64 },
+    LogNoSpace {
+        last_durable_zxid: i64,
+    },
     Shutdown,
 }
 
 /// To a shard.
 pub enum ToShard {
     /// The answer to the connection's oldest outstanding write: a whole framed packet.
-    Reply { conn: u64, xid: i32, packet: Vec<u8>, close: bool },
+    Reply {
+        conn: u64,
+        xid: i32,
+        packet: Vec<u8>,
+        close: bool,
+    },
     /// The handshake result: a framed ConnectResponse. `session` 0 means refused (then `close`).
-    Connected { conn: u64, session: i64, timeout_ms: i32, packet: Vec<u8>, close: bool },
+    Connected {
+        conn: u64,
+        session: i64,
+        timeout_ms: i32,
+        packet: Vec<u8>,
+        close: bool,
+    },
     /// A watch fired for a watcher on this shard; delivered only if the connection may READ a
     /// znode with this ACL.
-    Watch { conn: u64, event: EventType, path: String, acl: Arc<Vec<crate::proto::Acl>> },
+    Watch {
+        conn: u64,
+        event: EventType,
+        path: String,
+        acl: Arc<Vec<crate::proto::Acl>>,
+    },
     /// Close the connection (session expired or moved to another connection).
-    Close { conn: u64, reason: &'static str },
+    Close {
+        conn: u64,
+        reason: &'static str,
+    },
     Shutdown,
 }

@@ -15,7 +15,10 @@ use super::Shard;
 use crate::proto::frame::{Frame, FrameBuf};
 use crate::proto::jute::{Reader, Record};
 use crate::proto::ops::Request;
-use crate::proto::{xid, ConnectRequest, ErrorCode, EventType, Id, KeeperState, OpCode, ReplyHeader, RequestHeader, WatcherEvent};
+use crate::proto::{
+    xid, ConnectRequest, ErrorCode, EventType, Id, KeeperState, OpCode, ReplyHeader, RequestHeader,
+    WatcherEvent,
+};
 use crate::sequencer::{framed, framed_raw, ConnRef, ToSequencer};
 use crate::tree::WatcherId;
 
@@ -188,9 +191,13 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
         s.limits.release(c.peer.ip());
         s.probe.conn_closed();
         if c.session.get() != 0 {
-            let _ = s.to_seq.send(ToSequencer::Disconnected { from: c.conn_ref(s.id), session: c.session.get() });
+            let _ =
+                s.to_seq.send(ToSequencer::Disconnected { from: c.conn_ref(s.id), session: c.session.get() });
         } else {
-            tracing::debug!("Closed socket connection for client {} (no session established for client)", c.peer);
+            tracing::debug!(
+                "Closed socket connection for client {} (no session established for client)",
+                c.peer
+            );
         }
     })
     .detach();
@@ -224,7 +231,11 @@ impl Conn {
     }
 
     pub fn send_event(&self, event: EventType, path: &str) {
-        let ev = WatcherEvent { event_type: event as i32, state: KeeperState::SyncConnected as i32, path: path.into() };
+        let ev = WatcherEvent {
+            event_type: event as i32,
+            state: KeeperState::SyncConnected as i32,
+            path: path.into(),
+        };
         let packet = framed(&ReplyHeader { xid: xid::NOTIFICATION, zxid: -1, err: 0 }, Some(&ev));
         self.push_out(&packet);
     }
@@ -324,7 +335,11 @@ impl Conn {
             Phase::AwaitConnect => {
                 let req = decode_connect(&body).map_err(|e| format!("bad connect request: {e}"))?;
                 self.phase.set(Phase::Connecting);
-                let _ = shard.to_seq.send(ToSequencer::Connect { from: self.conn_ref(shard.id), peer: self.peer, req });
+                let _ = shard.to_seq.send(ToSequencer::Connect {
+                    from: self.conn_ref(shard.id),
+                    peer: self.peer,
+                    req,
+                });
                 Ok(())
             }
             Phase::Connecting => {
@@ -348,7 +363,11 @@ impl Conn {
             Err(e) => {
                 // ZooKeeper answers a request it cannot parse with MarshallingError and keeps
                 // the session; an unknown opcode gets Unimplemented.
-                let err = if OpCode::from_i32(opcode).is_none() { ErrorCode::Unimplemented } else { ErrorCode::MarshallingError };
+                let err = if OpCode::from_i32(opcode).is_none() {
+                    ErrorCode::Unimplemented
+                } else {
+                    ErrorCode::MarshallingError
+                };
                 tracing::debug!("request from {} (opcode {opcode}) rejected: {e}", self.peer);
                 self.enqueue_done(reply(hdr.xid, zxid, err));
                 return Ok(());

@@ -183,11 +183,19 @@ impl Shard {
             ToShard::Watch { conn, event, path, acl } => {
                 if let Some(c) = self.conn(conn) {
                     let allowed = self.settings.skip_acl
-                        || crate::request::acl::check_acl(&acl, crate::proto::perms::READ, &c.auth.borrow(), None).is_ok();
+                        || crate::request::acl::check_acl(
+                            &acl,
+                            crate::proto::perms::READ,
+                            &c.auth.borrow(),
+                            None,
+                        )
+                        .is_ok();
                     if allowed {
                         c.send_event(event, &path);
                     } else {
-                        tracing::trace!("not delivering {event:?} {path} to connection {conn}: filtered by ACL");
+                        tracing::trace!(
+                            "not delivering {event:?} {path} to connection {conn}: filtered by ACL"
+                        );
                     }
                 }
             }

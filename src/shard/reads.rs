@@ -32,7 +32,12 @@ fn get_data(shard: &Shard, conn: &Conn, path: &str, watch: bool) -> Result<GetDa
     Ok(GetDataResponse { data: data.map(|d| d.to_vec()), stat })
 }
 
-fn get_children(shard: &Shard, conn: &Conn, path: &str, watch: bool) -> Result<(Vec<String>, Stat), ErrorCode> {
+fn get_children(
+    shard: &Shard,
+    conn: &Conn,
+    path: &str,
+    watch: bool,
+) -> Result<(Vec<String>, Stat), ErrorCode> {
     let tree = &shard.tree;
     acl_ok(shard, conn, tree, path, perms::READ)?;
     tree.get_children(path, watch.then(|| conn.watcher(shard.id)))
@@ -56,7 +61,9 @@ fn note_watches(conn: &Conn, req: &Request) {
                 }
             }
         }
-        Request::SetWatches(sw) => w.extend(sw.data_watches.iter().chain(&sw.exist_watches).chain(&sw.child_watches).cloned()),
+        Request::SetWatches(sw) => {
+            w.extend(sw.data_watches.iter().chain(&sw.exist_watches).chain(&sw.child_watches).cloned())
+        }
         Request::SetWatches2(sw) => w.extend(
             sw.data_watches
                 .iter()
@@ -137,7 +144,9 @@ fn run(shard: &Shard, conn: &Conn, req: &Request) -> ReadResult {
             for op in ops {
                 let res = match op {
                     MultiReadOp::GetChildren(r) => {
-                        get_children(shard, conn, &r.path, r.watch).map(|(children, _)| (OpCode::GetChildren, GetChildrenResponse { children }.to_bytes()))
+                        get_children(shard, conn, &r.path, r.watch).map(|(children, _)| {
+                            (OpCode::GetChildren, GetChildrenResponse { children }.to_bytes())
+                        })
                     }
                     MultiReadOp::GetData(r) => {
                         get_data(shard, conn, &r.path, r.watch).map(|d| (OpCode::GetData, d.to_bytes()))
@@ -149,7 +158,8 @@ fn run(shard: &Shard, conn: &Conn, req: &Request) -> ReadResult {
                         wr.raw(&body);
                     }
                     Err(e) => {
-                        MultiHeader { op_type: OpCode::Error as i32, done: false, err: e as i32 }.encode(&mut wr);
+                        MultiHeader { op_type: OpCode::Error as i32, done: false, err: e as i32 }
+                            .encode(&mut wr);
                         ErrorResponse { err: e as i32 }.encode(&mut wr);
                     }
                 }
@@ -235,7 +245,13 @@ struct LocalSink<'a> {
 }
 
 impl crate::tree::WatchSink for LocalSink<'_> {
-    fn deliver(&mut self, _w: crate::tree::WatcherId, event: EventType, path: &str, _acl: &std::sync::Arc<Vec<Acl>>) {
+    fn deliver(
+        &mut self,
+        _w: crate::tree::WatcherId,
+        event: EventType,
+        path: &str,
+        _acl: &std::sync::Arc<Vec<Acl>>,
+    ) {
         self.conn.send_event(event, path);
     }
 }

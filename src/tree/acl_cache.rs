@@ -103,7 +103,8 @@ impl AclCache {
     }
 
     pub fn export(&self) -> Vec<(i64, Vec<Acl>)> {
-        let mut v: Vec<(i64, Vec<Acl>)> = self.by_id.iter().map(|(id, (a, _))| (*id, (**a).clone())).collect();
+        let mut v: Vec<(i64, Vec<Acl>)> =
+            self.by_id.iter().map(|(id, (a, _))| (*id, (**a).clone())).collect();
         v.sort_by_key(|e| e.0);
         v
     }

@@ -107,7 +107,11 @@ impl Node {
             version: s.version,
             cversion: s.cversion.wrapping_mul(2).wrapping_sub(n),
             aversion: s.aversion,
-            ephemeral_owner: if ephemeral_type(s.ephemeral_owner) == EphemeralType::Normal { s.ephemeral_owner } else { 0 },
+            ephemeral_owner: if ephemeral_type(s.ephemeral_owner) == EphemeralType::Normal {
+                s.ephemeral_owner
+            } else {
+                0
+            },
             data_length: self.data.as_ref().map_or(0, |d| d.len() as i32),
             num_children: n,
             pzxid: s.pzxid,
@@ -116,6 +120,9 @@ impl Node {
 }
 
 type WatchList = SmallVec<[(WatcherId, Mode); 2]>;
+type NodeMap = HashMap<Box<str>, Node, ahash::RandomState>;
+/// A node's data as readers get it (shared, never copied on read).
+pub type Data = Option<Arc<[u8]>>;
 
 #[derive(Default)]
 struct Watches {
@@ -125,7 +132,7 @@ struct Watches {
 
 #[derive(Default)]
 struct Stripe {
-    nodes: RwLock<HashMap<Box<str>, Node, ahash::RandomState>>,
+    nodes: RwLock<NodeMap>,
     watches: Mutex<Watches>,
 }
 
@@ -193,11 +200,11 @@ pub struct DataTree {
 /// The stripes one txn holds, write-locked in index order.
 struct Locked<'a> {
     idx: SmallVec<[usize; 4]>,
-    guards: SmallVec<[RwLockWriteGuard<'a, HashMap<Box<str>, Node, ahash::RandomState>>; 4]>,
+    guards: SmallVec<[RwLockWriteGuard<'a, NodeMap>; 4]>,
 }
 
 impl Locked<'_> {
-    fn map(&mut self, path: &str) -> &mut HashMap<Box<str>, Node, ahash::RandomState> {
+    fn map(&mut self, path: &str) -> &mut NodeMap {
         let i = stripe_of(path);
         let pos = self.idx.binary_search(&i).expect("txn touched a stripe it did not lock");
         &mut self.guards[pos]
@@ -244,7 +251,12 @@ impl DataTree {
             perms: crate::proto::perms::READ,
             id: crate::proto::Id { scheme: "world".into(), id: "anyone".into() },
         }]);
-        t.raw_insert("/zookeeper/config", Some(Arc::from(&b""[..])), read_only, StatPersisted { aversion: -1, ..st });
+        t.raw_insert(
+            "/zookeeper/config",
+            Some(Arc::from(&b""[..])),
+            read_only,
+            StatPersisted { aversion: -1, ..st },
+        );
         t
     }
 
@@ -262,11 +274,17 @@ impl DataTree {
         self.data_size.fetch_add(size, Ordering::Relaxed);
     }
 
-    fn read(&self, path: &str) -> RwLockReadGuard<'_, HashMap<Box<str>, Node, ahash::RandomState>> {
+    fn read(&self, path: &str) -> RwLockReadGuard<'_, NodeMap> {
         self.stripes[stripe_of(path)].nodes.read()
     }
 
-    fn add_watch(&self, table: &mut HashMap<Box<str>, WatchList, ahash::RandomState>, path: &str, w: WatcherId, mode: Mode) {
+    fn add_watch(
+        &self,
+        table: &mut HashMap<Box<str>, WatchList, ahash::RandomState>,
+        path: &str,
+        w: WatcherId,
+        mode: Mode,
+    ) {
         let list = table.entry(path.into()).or_default();
         match list.iter_mut().find(|(x, _)| *x == w) {
             Some(e) => {
@@ -289,7 +307,7 @@ impl DataTree {
 
     // ---------------------------------------------------------------- reads
 
-    pub fn get_data(&self, path: &str, watch: Option<WatcherId>) -> Result<(Option<Arc<[u8]>>, Stat), ErrorCode> {
+    pub fn get_data(&self, path: &str, watch: Option<WatcherId>) -> Result<(Data, Stat), ErrorCode> {
         let nodes = self.read(path);
         let n = nodes.get(path).ok_or(ErrorCode::NoNode)?;
         if let Some(w) = watch {
@@ -308,7 +326,11 @@ impl DataTree {
         nodes.get(path).map(Node::stat)
     }
 
-    pub fn get_children(&self, path: &str, watch: Option<WatcherId>) -> Result<(Vec<String>, Stat), ErrorCode> {
+    pub fn get_children(
+        &self,
+        path: &str,
+        watch: Option<WatcherId>,
+    ) -> Result<(Vec<String>, Stat), ErrorCode> {
         let nodes = self.read(path);
         let n = nodes.get(path).ok_or(ErrorCode::NoNode)?;
         if let Some(w) = watch {
@@ -465,7 +487,9 @@ impl DataTree {
             let nodes = self.read(p);
             match nodes.get(p.as_str()) {
                 None => sink.deliver(w, EventType::NodeDeleted, p, &no_acl),
-                Some(n) if n.stat.mzxid > relative_zxid => sink.deliver(w, EventType::NodeDataChanged, p, &no_acl),
+                Some(n) if n.stat.mzxid > relative_zxid => {
+                    sink.deliver(w, EventType::NodeDataChanged, p, &no_acl)
+                }
                 Some(_) => {
                     let mut ws = self.stripes[stripe_of(p)].watches.lock();
                     self.add_watch(&mut ws.data, p, w, Mode::Standard);
@@ -485,7 +509,9 @@ impl DataTree {
             let nodes = self.read(p);
             match nodes.get(p.as_str()) {
                 None => sink.deliver(w, EventType::NodeDeleted, p, &no_acl),
-                Some(n) if n.stat.pzxid > relative_zxid => sink.deliver(w, EventType::NodeChildrenChanged, p, &no_acl),
+                Some(n) if n.stat.pzxid > relative_zxid => {
+                    sink.deliver(w, EventType::NodeChildrenChanged, p, &no_acl)
+                }
                 Some(_) => {
                     let mut ws = self.stripes[stripe_of(p)].watches.lock();
                     self.add_watch(&mut ws.child, p, w, Mode::Standard);
@@ -520,22 +546,21 @@ impl DataTree {
             if let Some(list) = table.get_mut(local) {
                 let mut removed = 0;
                 list.retain(|(w, mode)| {
-                    let keep;
-                    match mode {
+                    let keep = match mode {
                         Mode::Recursive => {
                             if event != EventType::NodeChildrenChanged && !fired.contains(w) {
                                 fired.push(*w);
                             }
-                            keep = true;
+                            true
                         }
                         _ if !at_parent => {
                             if !fired.contains(w) {
                                 fired.push(*w);
                             }
-                            keep = *mode == Mode::Persistent;
+                            *mode == Mode::Persistent
                         }
-                        _ => keep = true,
-                    }
+                        _ => true,
+                    };
                     if !keep {
                         removed += 1;
                     }
@@ -571,7 +596,9 @@ impl DataTree {
         }
         let mut best: Option<&String> = None;
         for p in q.iter() {
-            let hit = path == p || (path.starts_with(p.as_str()) && path.as_bytes().get(p.len()) == Some(&b'/')) || p == "/";
+            let hit = path == p
+                || (path.starts_with(p.as_str()) && path.as_bytes().get(p.len()) == Some(&b'/'))
+                || p == "/";
             if hit && best.is_none_or(|b| p.len() > b.len()) {
                 best = Some(p);
             }
@@ -606,8 +633,11 @@ impl DataTree {
             TxnBody::SetAcl(t) => add(&t.path, out),
             TxnBody::Check(t) => add(&t.path, out),
             TxnBody::CloseSession(t) => {
-                let paths =
-                    if t.paths2_delete.is_empty() { self.ephemerals(hdr.client_id) } else { t.paths2_delete.clone() };
+                let paths = if t.paths2_delete.is_empty() {
+                    self.ephemerals(hdr.client_id)
+                } else {
+                    t.paths2_delete.clone()
+                };
                 for p in &paths {
                     add(p, out);
                 }
@@ -638,7 +668,13 @@ impl DataTree {
         r
     }
 
-    fn apply_locked(&self, l: &mut Locked<'_>, hdr: &TxnHeader, body: &TxnBody, sink: &mut dyn WatchSink) -> ApplyResult {
+    fn apply_locked(
+        &self,
+        l: &mut Locked<'_>,
+        hdr: &TxnHeader,
+        body: &TxnBody,
+        sink: &mut dyn WatchSink,
+    ) -> ApplyResult {
         let mut r = ApplyResult { err: ErrorCode::Ok, path: None, stat: None, multi: Vec::new() };
         let res = match body {
             TxnBody::Create(t) => {
@@ -648,12 +684,24 @@ impl DataTree {
             }
             TxnBody::CreateContainer(t) => {
                 r.path = Some(t.path.clone());
-                let c = CreateTxn { path: t.path.clone(), data: t.data.clone(), acl: t.acl.clone(), ephemeral: false, parent_c_version: t.parent_c_version };
+                let c = CreateTxn {
+                    path: t.path.clone(),
+                    data: t.data.clone(),
+                    acl: t.acl.clone(),
+                    ephemeral: false,
+                    parent_c_version: t.parent_c_version,
+                };
                 self.create_node(l, &c, CONTAINER_OWNER, hdr, sink)
             }
             TxnBody::CreateTtl(t) => {
                 r.path = Some(t.path.clone());
-                let c = CreateTxn { path: t.path.clone(), data: t.data.clone(), acl: t.acl.clone(), ephemeral: false, parent_c_version: t.parent_c_version };
+                let c = CreateTxn {
+                    path: t.path.clone(),
+                    data: t.data.clone(),
+                    acl: t.acl.clone(),
+                    ephemeral: false,
+                    parent_c_version: t.parent_c_version,
+                };
                 self.create_node(l, &c, ttl_owner(t.ttl), hdr, sink)
             }
             TxnBody::Delete(t) => {
@@ -673,7 +721,11 @@ impl DataTree {
                 Ok(None)
             }
             TxnBody::CloseSession(t) => {
-                let paths = if t.paths2_delete.is_empty() { self.ephemerals(hdr.client_id) } else { t.paths2_delete.clone() };
+                let paths = if t.paths2_delete.is_empty() {
+                    self.ephemerals(hdr.client_id)
+                } else {
+                    t.paths2_delete.clone()
+                };
                 for p in paths {
                     // Already gone (e.g. replay over a fuzzy snapshot): nothing to do.
                     let _ = self.delete_node(l, &p, hdr.zxid, sink);
@@ -689,7 +741,12 @@ impl DataTree {
                     let (ty, sub) = if failed && *ty != OpCode::Error as i32 {
                         // A failed multi applies nothing: members before the failure report Ok,
                         // as ZooKeeper rewrites them.
-                        (OpCode::Error as i32, TxnBody::Error(crate::proto::ErrorTxn { err: if post_failed { ErrorCode::RuntimeInconsistency as i32 } else { 0 } }))
+                        (
+                            OpCode::Error as i32,
+                            TxnBody::Error(crate::proto::ErrorTxn {
+                                err: if post_failed { ErrorCode::RuntimeInconsistency as i32 } else { 0 },
+                            }),
+                        )
                     } else {
                         if *ty == OpCode::Error as i32 {
                             post_failed = true;
@@ -785,8 +842,7 @@ impl DataTree {
         }
         // Quota bookkeeping (ZooKeeper: the limits node registers the path; the stats node gets
         // the current totals).
-        if parent.starts_with(QUOTA_ROOT) {
-            let quoted = &parent[QUOTA_ROOT.len()..];
+        if let Some(quoted) = parent.strip_prefix(QUOTA_ROOT) {
             let quoted = if quoted.is_empty() { "/" } else { quoted };
             if name == LIMIT_NODE {
                 self.quota_paths.write().insert(quoted.to_owned());
@@ -807,7 +863,13 @@ impl DataTree {
         Ok(Some(out))
     }
 
-    fn delete_node(&self, l: &mut Locked<'_>, path: &str, zxid: i64, sink: &mut dyn WatchSink) -> Result<(), ErrorCode> {
+    fn delete_node(
+        &self,
+        l: &mut Locked<'_>,
+        path: &str,
+        zxid: i64,
+        sink: &mut dyn WatchSink,
+    ) -> Result<(), ErrorCode> {
         if path == "/" {
             return Err(ErrorCode::BadArguments);
         }
@@ -956,7 +1018,12 @@ impl DataTree {
 
     /// Reads a node that may sit in a stripe this txn did not lock.
     fn read_node_info(&self, l: &mut Locked<'_>, path: &str) -> Option<(i64, Vec<String>)> {
-        let f = |n: &Node| (n.data.as_ref().map_or(0, |d| d.len() as i64), n.children.iter().map(|c| c.to_string()).collect());
+        let f = |n: &Node| {
+            (
+                n.data.as_ref().map_or(0, |d| d.len() as i64),
+                n.children.iter().map(|c| c.to_string()).collect(),
+            )
+        };
         let i = stripe_of(path);
         if l.idx.binary_search(&i).is_ok() {
             l.get(path).map(|n| f(n))
@@ -1020,7 +1087,12 @@ impl DataTree {
             let (data, acl, stat, children) = {
                 let nodes = self.read(&p);
                 let Some(n) = nodes.get(p.as_str()) else { continue };
-                (n.data.clone(), n.acl, n.stat.clone(), n.children.iter().map(|c| c.to_string()).collect::<Vec<_>>())
+                (
+                    n.data.clone(),
+                    n.acl,
+                    n.stat.clone(),
+                    n.children.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+                )
             };
             let stored = if p == "/" { "" } else { p.as_str() };
             f(stored, data.as_deref(), acl, &stat);
@@ -1038,7 +1110,13 @@ impl DataTree {
     }
 
     /// Inserts a node read from a snapshot (root as "" or "/"). The parent must be loaded first.
-    pub fn insert_loaded_node(&self, path: &str, data: Option<Vec<u8>>, acl: i64, stat: StatPersisted) -> Result<(), String> {
+    pub fn insert_loaded_node(
+        &self,
+        path: &str,
+        data: Option<Vec<u8>>,
+        acl: i64,
+        stat: StatPersisted,
+    ) -> Result<(), String> {
         let path = if path.is_empty() { "/" } else { path };
         self.acls.write().add_usage(acl);
         if path == "/" {

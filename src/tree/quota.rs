@@ -51,7 +51,8 @@ impl StatsTrack {
     /// ZooKeeper's `StatsTrack.toString`, quirks included (an `=` before extra keys).
     pub fn to_text(&self) -> String {
         let mut s = format!("count={},bytes={}", self.count(), self.bytes());
-        let mut extra: Vec<&(String, i64)> = self.pairs.iter().filter(|(k, _)| k != "count" && k != "bytes").collect();
+        let mut extra: Vec<&(String, i64)> =
+            self.pairs.iter().filter(|(k, _)| k != "count" && k != "bytes").collect();
         if !extra.is_empty() {
             s.push('=');
             extra.sort_by(|a, b| a.0.cmp(&b.0));

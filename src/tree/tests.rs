@@ -123,7 +123,12 @@ fn persistent_and_recursive_watches() {
 fn failed_multi_applies_nothing() {
     let t = DataTree::new();
     let mut s = Rec::default();
-    let ok = TxnBody::Create(CreateTxn { path: "/m".into(), acl: acl_cache::open_acl_unsafe(), parent_c_version: -1, ..Default::default() });
+    let ok = TxnBody::Create(CreateTxn {
+        path: "/m".into(),
+        acl: acl_cache::open_acl_unsafe(),
+        parent_c_version: -1,
+        ..Default::default()
+    });
     let body = TxnBody::Multi(vec![
         (OpCode::Create as i32, ok),
         (OpCode::Error as i32, TxnBody::Error(ErrorTxn { err: ErrorCode::NoNode as i32 })),
@@ -140,18 +145,35 @@ fn failed_multi_applies_nothing() {
 fn ephemerals_containers_ttls() {
     let t = DataTree::new();
     let mut s = Rec::default();
-    let e = TxnBody::Create(CreateTxn { path: "/e".into(), acl: acl_cache::open_acl_unsafe(), ephemeral: true, parent_c_version: -1, ..Default::default() });
+    let e = TxnBody::Create(CreateTxn {
+        path: "/e".into(),
+        acl: acl_cache::open_acl_unsafe(),
+        ephemeral: true,
+        parent_c_version: -1,
+        ..Default::default()
+    });
     t.apply(&hdr(1, OpCode::Create), &e, &mut s);
     assert_eq!(t.ephemerals(0x55), vec!["/e".to_string()]);
     assert_eq!(t.exists("/e", None).unwrap().ephemeral_owner, 0x55);
-    let c = TxnBody::CreateContainer(CreateContainerTxn { path: "/c".into(), acl: acl_cache::open_acl_unsafe(), parent_c_version: -1, ..Default::default() });
+    let c = TxnBody::CreateContainer(CreateContainerTxn {
+        path: "/c".into(),
+        acl: acl_cache::open_acl_unsafe(),
+        parent_c_version: -1,
+        ..Default::default()
+    });
     t.apply(&hdr(2, OpCode::CreateContainer), &c, &mut s);
     assert_eq!(t.exists("/c", None).unwrap().ephemeral_owner, 0, "containers show owner 0");
     assert!(t.containers_and_ttls_to_delete(i64::MAX, true).is_empty(), "never-used containers stay");
     create(&t, 3, "/c/x", -1, &mut s);
     delete(&t, 4, "/c/x", &mut s);
     assert_eq!(t.containers_and_ttls_to_delete(0, true), vec!["/c".to_string()]);
-    let ttl = TxnBody::CreateTtl(CreateTtlTxn { path: "/t".into(), acl: acl_cache::open_acl_unsafe(), parent_c_version: -1, ttl: 100, ..Default::default() });
+    let ttl = TxnBody::CreateTtl(CreateTtlTxn {
+        path: "/t".into(),
+        acl: acl_cache::open_acl_unsafe(),
+        parent_c_version: -1,
+        ttl: 100,
+        ..Default::default()
+    });
     t.apply(&hdr(5, OpCode::CreateTtl), &ttl, &mut s);
     let mtime = 1005;
     assert!(!t.containers_and_ttls_to_delete(mtime + 100, true).contains(&"/t".to_string()));
@@ -168,9 +190,21 @@ fn quota_stats_follow_changes() {
     let mut s = Rec::default();
     create(&t, 1, "/app", -1, &mut s);
     create(&t, 2, "/zookeeper/quota/app", -1, &mut s);
-    let lim = TxnBody::Create(CreateTxn { path: "/zookeeper/quota/app/zookeeper_limits".into(), data: Some(b"count=2,bytes=-1".to_vec()), acl: acl_cache::open_acl_unsafe(), parent_c_version: -1, ..Default::default() });
+    let lim = TxnBody::Create(CreateTxn {
+        path: "/zookeeper/quota/app/zookeeper_limits".into(),
+        data: Some(b"count=2,bytes=-1".to_vec()),
+        acl: acl_cache::open_acl_unsafe(),
+        parent_c_version: -1,
+        ..Default::default()
+    });
     t.apply(&hdr(3, OpCode::Create), &lim, &mut s);
-    let st = TxnBody::Create(CreateTxn { path: "/zookeeper/quota/app/zookeeper_stats".into(), data: Some(b"count=0,bytes=0".to_vec()), acl: acl_cache::open_acl_unsafe(), parent_c_version: -1, ..Default::default() });
+    let st = TxnBody::Create(CreateTxn {
+        path: "/zookeeper/quota/app/zookeeper_stats".into(),
+        data: Some(b"count=0,bytes=0".to_vec()),
+        acl: acl_cache::open_acl_unsafe(),
+        parent_c_version: -1,
+        ..Default::default()
+    });
     t.apply(&hdr(4, OpCode::Create), &st, &mut s);
     create(&t, 5, "/app/x", -1, &mut s);
     let (q, limits, stats) = t.quota_for("/app/x").unwrap();
@@ -235,7 +269,8 @@ fn concurrent_readers_never_lose_a_watch() {
     let mut final_version = 0;
     for z in 2..3000 {
         final_version = z as i32 - 1;
-        let body = TxnBody::SetData(SetDataTxn { path: "/hot".into(), data: Some(vec![1]), version: final_version });
+        let body =
+            TxnBody::SetData(SetDataTxn { path: "/hot".into(), data: Some(vec![1]), version: final_version });
         t.apply(&hdr(z, OpCode::SetData), &body, &mut sink);
     }
     stop.store(true, Ordering::Relaxed);

@@ -30,9 +30,11 @@ pub fn start(shards: usize, extra: &str) -> Server {
         dir.path().display()
     );
     let (cfg, _) = zkd::config::Config::parse_str(&cfg, dir.path()).unwrap();
-    let handle =
-        zkd::server::start(&cfg, zkd::server::RunOptions { shards: Some(shards), cores: None, in_memory: true })
-            .unwrap();
+    let handle = zkd::server::start(
+        &cfg,
+        zkd::server::RunOptions { shards: Some(shards), cores: None, in_memory: true },
+    )
+    .unwrap();
     let port = handle.addr.port();
     Server { handle: Some(handle), port, dir }
 }
@@ -97,7 +99,8 @@ impl Raw {
     }
 
     pub fn get_data(&mut self, path: &str) -> Result<(Option<Vec<u8>>, Stat), i32> {
-        let (h, b) = self.call(OpCode::GetData, &GetDataRequest { path: path.into(), watch: false }.to_bytes());
+        let (h, b) =
+            self.call(OpCode::GetData, &GetDataRequest { path: path.into(), watch: false }.to_bytes());
         if h.err != 0 {
             return Err(h.err);
         }

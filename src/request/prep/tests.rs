@@ -7,11 +7,22 @@ impl WatchSink for NoSink {
 }
 
 fn ctx(opcode: OpCode, auth: &[Id]) -> WriteCtx<'_> {
-    WriteCtx { session_id: 7, cxid: 1, opcode: opcode as i32, auth, super_digest: None, skip_acl: false, extended_types_enabled: true }
+    WriteCtx {
+        session_id: 7,
+        cxid: 1,
+        opcode: opcode as i32,
+        auth,
+        super_digest: None,
+        skip_acl: false,
+        extended_types_enabled: true,
+    }
 }
 
 fn create(path: &str, flags: i32) -> Request {
-    Request::Create(OpCode::Create, CreateRequest { path: path.into(), data: Some(vec![]), acl: open_acl_unsafe(), flags })
+    Request::Create(
+        OpCode::Create,
+        CreateRequest { path: path.into(), data: Some(vec![]), acl: open_acl_unsafe(), flags },
+    )
 }
 
 fn err_of(b: &TxnBody) -> Option<i32> {
@@ -54,9 +65,18 @@ fn error_codes_in_zookeeper_order() {
         (create("/a/.", 0), ErrorCode::NoNode),
         (Request::Delete(DeleteRequest { path: "/zookeeper".into(), version: -1 }), ErrorCode::BadArguments),
         (Request::Delete(DeleteRequest { path: "/nope".into(), version: -1 }), ErrorCode::NoNode),
-        (Request::SetData(SetDataRequest { path: "/zookeeper".into(), data: None, version: 5 }), ErrorCode::BadVersion),
-        (Request::SetData(SetDataRequest { path: "bad".into(), data: None, version: -1 }), ErrorCode::BadArguments),
-        (Request::Delete(DeleteRequest { path: "/zookeeper/quota".into(), version: -1 }), ErrorCode::BadArguments),
+        (
+            Request::SetData(SetDataRequest { path: "/zookeeper".into(), data: None, version: 5 }),
+            ErrorCode::BadVersion,
+        ),
+        (
+            Request::SetData(SetDataRequest { path: "bad".into(), data: None, version: -1 }),
+            ErrorCode::BadArguments,
+        ),
+        (
+            Request::Delete(DeleteRequest { path: "/zookeeper/quota".into(), version: -1 }),
+            ErrorCode::BadArguments,
+        ),
     ];
     for (i, (req, want)) in cases.iter().enumerate() {
         let (_, b) = p.prep(&tree, &c, req, 10 + i as i64, 0);
@@ -69,7 +89,8 @@ fn error_codes_in_zookeeper_order() {
         tree.apply(&h, &b, &mut s);
         p.applied(z);
     }
-    let (_, b) = p.prep(&tree, &c, &Request::Delete(DeleteRequest { path: "/p".into(), version: -1 }), 103, 0);
+    let (_, b) =
+        p.prep(&tree, &c, &Request::Delete(DeleteRequest { path: "/p".into(), version: -1 }), 103, 0);
     assert_eq!(err_of(&b), Some(ErrorCode::NotEmpty as i32));
     let (_, b) = p.prep(&tree, &c, &create("/e/x", 0), 104, 0);
     assert_eq!(err_of(&b), Some(ErrorCode::NoChildrenForEphemerals as i32));
@@ -81,7 +102,10 @@ fn multi_failure_rolls_back_and_marks_ops() {
     let mut p = Prep::new();
     let c = ctx(OpCode::Multi, &[]);
     let ops = vec![
-        MultiOp::Create(OpCode::Create, CreateRequest { path: "/m".into(), data: None, acl: open_acl_unsafe(), flags: 0 }),
+        MultiOp::Create(
+            OpCode::Create,
+            CreateRequest { path: "/m".into(), data: None, acl: open_acl_unsafe(), flags: 0 },
+        ),
         MultiOp::Delete(DeleteRequest { path: "/nope".into(), version: -1 }),
         MultiOp::SetData(SetDataRequest { path: "/m".into(), data: None, version: -1 }),
     ];
@@ -97,7 +121,13 @@ fn multi_failure_rolls_back_and_marks_ops() {
         other => panic!("{other:?}"),
     }
     // The rolled-back create is not visible to the next request.
-    let (_, b) = p.prep(&tree, &ctx(OpCode::SetData, &[]), &Request::SetData(SetDataRequest { path: "/m".into(), data: None, version: -1 }), 2, 0);
+    let (_, b) = p.prep(
+        &tree,
+        &ctx(OpCode::SetData, &[]),
+        &Request::SetData(SetDataRequest { path: "/m".into(), data: None, version: -1 }),
+        2,
+        0,
+    );
     assert_eq!(err_of(&b), Some(ErrorCode::NoNode as i32));
 }
 
@@ -106,7 +136,15 @@ fn ttl_and_acl_rules() {
     let tree = DataTree::new();
     let mut p = Prep::new();
     let mut c = ctx(OpCode::CreateTtl, &[]);
-    let ttl = |ttl, flags| Request::CreateTtl(CreateTtlRequest { path: "/t".into(), data: None, acl: open_acl_unsafe(), flags, ttl });
+    let ttl = |ttl, flags| {
+        Request::CreateTtl(CreateTtlRequest {
+            path: "/t".into(),
+            data: None,
+            acl: open_acl_unsafe(),
+            flags,
+            ttl,
+        })
+    };
     assert_eq!(err_of(&p.prep(&tree, &c, &ttl(0, 5), 1, 0).1), Some(ErrorCode::BadArguments as i32));
     assert_eq!(err_of(&p.prep(&tree, &c, &ttl(100, 0), 2, 0).1), Some(ErrorCode::BadArguments as i32));
     assert!(matches!(p.prep(&tree, &c, &ttl(100, 5), 3, 0).1, TxnBody::CreateTtl(_)));
@@ -114,19 +152,29 @@ fn ttl_and_acl_rules() {
     assert_eq!(err_of(&p.prep(&tree, &c, &ttl(100, 6), 4, 0).1), Some(ErrorCode::Unimplemented as i32));
     // An ACL that only alice may change.
     let alice = Id { scheme: "digest".into(), id: super::super::acl::digest_id("alice:pw") };
-    let req = Request::Create(OpCode::Create, CreateRequest {
-        path: "/private".into(),
-        data: None,
-        acl: vec![Acl { perms: perms::READ, id: alice.clone() }],
-        flags: 0,
-    });
+    let req = Request::Create(
+        OpCode::Create,
+        CreateRequest {
+            path: "/private".into(),
+            data: None,
+            acl: vec![Acl { perms: perms::READ, id: alice.clone() }],
+            flags: 0,
+        },
+    );
     let (h, b) = p.prep(&tree, &ctx(OpCode::Create, &[]), &req, 5, 0);
     tree.apply(&h, &b, &mut NoSink);
     p.applied(5);
     let set = Request::SetData(SetDataRequest { path: "/private".into(), data: None, version: -1 });
-    assert_eq!(err_of(&p.prep(&tree, &ctx(OpCode::SetData, &[]), &set, 6, 0).1), Some(ErrorCode::NoAuth as i32));
+    assert_eq!(
+        err_of(&p.prep(&tree, &ctx(OpCode::SetData, &[]), &set, 6, 0).1),
+        Some(ErrorCode::NoAuth as i32)
+    );
     let auth = [alice];
-    assert_eq!(err_of(&p.prep(&tree, &ctx(OpCode::SetData, &auth), &set, 7, 0).1), Some(ErrorCode::NoAuth as i32), "READ only");
+    assert_eq!(
+        err_of(&p.prep(&tree, &ctx(OpCode::SetData, &auth), &set, 7, 0).1),
+        Some(ErrorCode::NoAuth as i32),
+        "READ only"
+    );
     let sup = [Id { scheme: "super".into(), id: String::new() }];
     assert!(matches!(p.prep(&tree, &ctx(OpCode::SetData, &sup), &set, 8, 0).1, TxnBody::SetData(_)));
 }
