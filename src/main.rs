@@ -26,6 +26,44 @@ enum Cmd {
         #[arg(long, value_delimiter = ',')]
         cores: Option<Vec<usize>>,
     },
+    /// Transaction log tools.
+    Txnlog {
+        #[command(subcommand)]
+        cmd: DumpCmd,
+    },
+    /// Snapshot tools.
+    Snapshot {
+        #[command(subcommand)]
+        cmd: DumpCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DumpCmd {
+    /// Print a file written by zkd or Apache ZooKeeper, as ZooKeeper's LogFormatter /
+    /// SnapshotFormatter print it.
+    Dump {
+        file: PathBuf,
+        /// JSON instead of ZooKeeper's text format.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn dump(snapshot: bool, file: &std::path::Path, json: bool) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    let res = if snapshot {
+        zkd::snapshot::dump::dump_snapshot(file, json, &mut out).map_err(|e| e.to_string())
+    } else {
+        zkd::txnlog::dump::dump_txnlog(file, json, &mut out).map_err(|e| e.to_string())
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zkd: {}: {e}", file.display());
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn init_logging() {
@@ -81,5 +119,7 @@ fn main() -> ExitCode {
     match cli.cmd {
         None => serve(None, None, None),
         Some(Cmd::Serve { config, shards, cores }) => serve(config, shards, cores),
+        Some(Cmd::Txnlog { cmd: DumpCmd::Dump { file, json } }) => dump(false, &file, json),
+        Some(Cmd::Snapshot { cmd: DumpCmd::Dump { file, json } }) => dump(true, &file, json),
     }
 }
