@@ -206,3 +206,50 @@ async fn persistent_recursive_watch() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn descendants_ephemerals_and_watch_removal() {
+    let s = start("");
+    let c = client(&s).await;
+    c.create("/n", b"", open()).await.unwrap();
+    c.create("/n/a", b"", open()).await.unwrap();
+    c.create("/n/a/b", b"", open()).await.unwrap();
+    assert_eq!(c.count_descendants_number("/n").await.unwrap(), 2);
+    // "/" counts every node but the root, /zookeeper and its children included (as ZooKeeper).
+    assert_eq!(c.count_descendants_number("/").await.unwrap(), 6);
+    assert_eq!(c.count_descendants_number("/missing").await.unwrap_err(), zk::Error::NoNode);
+    let eph = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+    c.create("/n/e1", b"", &eph).await.unwrap();
+    c.create("/n/a/e2", b"", &eph).await.unwrap();
+    let mut e = c.list_ephemerals("/n/a").await.unwrap();
+    e.sort();
+    assert_eq!(e, vec!["/n/a/e2".to_string()]);
+    // removeWatches: a removed watch never fires; removing twice is NoWatcher.
+    let (_, w) = c.check_and_watch_stat("/n").await.unwrap();
+    w.remove().await.unwrap();
+    let (_, w2) = c.check_and_watch_stat("/n/a").await.unwrap();
+    c.set_data("/n", b"changed", None).await.unwrap();
+    c.set_data("/n/a", b"changed", None).await.unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), w2.changed()).await.unwrap();
+    assert_eq!(ev.event_type, zk::EventType::NodeDataChanged);
+    let pw = c.watch("/n", zk::AddWatchMode::Persistent).await.unwrap();
+    pw.remove().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn super_digest_passes_every_acl() {
+    // super:test → super:D/InIHSb7yEEbrWz8b9l71RjZJU=
+    let s = start("zookeeper.DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=");
+    let alice = client(&s).await;
+    alice.auth("digest".into(), b"alice:pw".to_vec()).await.unwrap();
+    let creator_only = zk::CreateMode::Persistent.with_acls(zk::Acls::creator_all());
+    alice.create("/locked", b"x", &creator_only).await.unwrap();
+    let admin = client(&s).await;
+    assert_eq!(admin.get_data("/locked").await.unwrap_err(), zk::Error::NoAuth);
+    admin.auth("digest".into(), b"super:test".to_vec()).await.unwrap();
+    assert_eq!(admin.get_data("/locked").await.unwrap().0, b"x");
+    let wrong = client(&s).await;
+    wrong.auth("digest".into(), b"super:nope".to_vec()).await.unwrap();
+    assert_eq!(wrong.get_data("/locked").await.unwrap_err(), zk::Error::NoAuth, "a wrong super password is just a user");
+    admin.delete("/locked", None).await.unwrap();
+}
