@@ -177,3 +177,75 @@ impl Snapshotter {
         true
     }
 }
+
+/// ZooKeeper's `PurgeTxnLog.purge`: keeps the newest `retain` snapshots (at least 3) and the logs
+/// needed to recover from the oldest of them — the log that holds its zxid and every later one —
+/// and deletes older snapshots and logs. Returns the files removed.
+pub fn purge(data_dir: &Path, data_log_dir: &Path, retain: usize) -> std::io::Result<Vec<PathBuf>> {
+    let retain = retain.max(3);
+    let snap_dir = version_dir(data_dir);
+    let log_dir = version_dir(data_log_dir);
+    let snaps = crate::snapshot::recovery::list_snapshots(&snap_dir)?; // newest first
+    let mut removed = Vec::new();
+    if snaps.len() < retain {
+        return Ok(removed);
+    }
+    let least = snaps[retain - 1].0;
+    let mut logs = crate::txnlog::recovery::list_logs(&log_dir)?;
+    logs.sort_by_key(|(z, _)| *z);
+    // The newest log starting at or before `least` may hold txns after it: keep it.
+    let keep_from = logs.iter().filter(|(z, _)| *z <= least).map(|(z, _)| *z).max().unwrap_or(least);
+    for (z, p) in &snaps[retain..] {
+        debug_assert!(*z <= least);
+        std::fs::remove_file(p)?;
+        removed.push(p.clone());
+    }
+    for (z, p) in logs {
+        if z < keep_from {
+            std::fs::remove_file(&p)?;
+            removed.push(p);
+        }
+    }
+    Ok(removed)
+}
+
+/// `autopurge.purgeInterval` (hours): purges in the background, like ZooKeeper's
+/// DatadirCleanupManager.
+pub fn start_autopurge(data_dir: PathBuf, data_log_dir: PathBuf, retain: usize, interval_hours: u32) {
+    if interval_hours == 0 {
+        return;
+    }
+    let every = std::time::Duration::from_secs(interval_hours as u64 * 3600);
+    let _ = std::thread::Builder::new().name("zkd-purge".into()).spawn(move || loop {
+        std::thread::sleep(every);
+        match purge(&data_dir, &data_log_dir, retain) {
+            Ok(r) => tracing::info!("autopurge removed {} old snapshot/log files", r.len()),
+            Err(e) => tracing::warn!("autopurge of {} failed: {e}", data_dir.display()),
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purge_keeps_newest_snapshots_and_the_logs_they_need() {
+        let d = tempfile::tempdir().unwrap();
+        let v = version_dir(d.path());
+        std::fs::create_dir_all(&v).unwrap();
+        for z in [0x1, 0x10, 0x20, 0x30, 0x40] {
+            std::fs::write(v.join(format!("snapshot.{z:x}")), b"x").unwrap();
+        }
+        for z in [0x1, 0x8, 0x15, 0x25, 0x41] {
+            std::fs::write(v.join(format!("log.{z:x}")), b"x").unwrap();
+        }
+        let removed = purge(d.path(), d.path(), 3).unwrap();
+        let mut names: Vec<String> =
+            removed.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        names.sort();
+        // Oldest retained snapshot is 0x20; log.15 holds txns after it and stays.
+        assert_eq!(names, vec!["log.1", "log.8", "snapshot.1", "snapshot.10"]);
+        assert!(v.join("log.15").exists() && v.join("snapshot.20").exists());
+    }
+}

@@ -36,6 +36,19 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DumpCmd,
     },
+    /// Delete old snapshots and logs, keeping the newest N snapshots and the logs they need
+    /// (ZooKeeper's PurgeTxnLog).
+    Purge {
+        /// dataDir (snapshots).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// dataLogDir (logs); defaults to dataDir.
+        #[arg(long)]
+        data_log_dir: Option<PathBuf>,
+        /// Snapshots to keep (at least 3).
+        #[arg(short = 'n', long, default_value_t = 3)]
+        count: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -121,5 +134,20 @@ fn main() -> ExitCode {
         Some(Cmd::Serve { config, shards, cores }) => serve(config, shards, cores),
         Some(Cmd::Txnlog { cmd: DumpCmd::Dump { file, json } }) => dump(false, &file, json),
         Some(Cmd::Snapshot { cmd: DumpCmd::Dump { file, json } }) => dump(true, &file, json),
+        Some(Cmd::Purge { data_dir, data_log_dir, count }) => {
+            let log_dir = data_log_dir.unwrap_or_else(|| data_dir.clone());
+            match zkd::db::purge(&data_dir, &log_dir, count) {
+                Ok(removed) => {
+                    for p in removed {
+                        println!("removed {}", p.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("zkd: purge failed: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
     }
 }

@@ -241,6 +241,12 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
                 settings.data_log_dir.display()
             ))
         })?;
+        crate::db::start_autopurge(
+            settings.data_dir.clone(),
+            settings.data_log_dir.clone(),
+            cfg.autopurge_snap_retain_count as usize,
+            cfg.autopurge_purge_interval_hours,
+        );
         let snapshotter = crate::db::Snapshotter::new(
             &settings.data_dir,
             crate::snapshot::format::Compression::from_config(&cfg.snapshot_compression_method),

@@ -250,6 +250,10 @@ async fn super_digest_passes_every_acl() {
     assert_eq!(admin.get_data("/locked").await.unwrap().0, b"x");
     let wrong = client(&s).await;
     wrong.auth("digest".into(), b"super:nope".to_vec()).await.unwrap();
-    assert_eq!(wrong.get_data("/locked").await.unwrap_err(), zk::Error::NoAuth, "a wrong super password is just a user");
+    assert_eq!(
+        wrong.get_data("/locked").await.unwrap_err(),
+        zk::Error::NoAuth,
+        "a wrong super password is just a user"
+    );
     admin.delete("/locked", None).await.unwrap();
 }

@@ -104,13 +104,17 @@ pub struct Sequencer<L: Links> {
 struct SinkToShards<'a, L: Links> {
     links: &'a L,
     touched: &'a mut u64,
+    /// The txn being applied: shards order events against reads by it.
+    zxid: i64,
 }
 
 impl<L: Links> WatchSink for SinkToShards<'_, L> {
     fn deliver(&mut self, w: WatcherId, event: EventType, path: &str, acl: &Arc<Vec<crate::proto::Acl>>) {
         *self.touched |= 1 << (w.shard % 64);
-        self.links
-            .send(w.shard, ToShard::Watch { conn: w.conn, event, path: path.to_owned(), acl: acl.clone() });
+        self.links.send(
+            w.shard,
+            ToShard::Watch { conn: w.conn, event, path: path.to_owned(), acl: acl.clone(), zxid: self.zxid },
+        );
     }
 }
 
@@ -472,7 +476,8 @@ impl<L: Links> Sequencer<L> {
             let result = p.txn.as_ref().map(|t| {
                 let mut touched = out.touched_shards;
                 let r = {
-                    let mut sink = SinkToShards { links: &self.links, touched: &mut touched };
+                    let mut sink =
+                        SinkToShards { links: &self.links, touched: &mut touched, zxid: t.hdr.zxid };
                     self.tree.apply(&t.hdr, &t.body, &mut sink)
                 };
                 out.touched_shards = touched;

@@ -78,6 +78,8 @@ pub enum ToShard {
         event: EventType,
         path: String,
         acl: Arc<Vec<crate::proto::Acl>>,
+        /// The txn that fired it.
+        zxid: i64,
     },
     /// Close the connection (session expired or moved to another connection).
     Close {

@@ -279,9 +279,10 @@ impl Conn {
         }
     }
 
-    /// Runs reads that are no longer behind a pending write. True if any ran.
-    pub fn run_ready_reads(&self, shard: &Shard) -> bool {
-        let mut ran = false;
+    /// Runs reads that are no longer behind a pending write. Returns the lowest zxid they
+    /// observed, if any ran.
+    pub fn run_ready_reads(&self, shard: &Shard) -> Option<i64> {
+        let mut ran: Option<i64> = None;
         let mut i = 0;
         loop {
             let req = {
@@ -302,9 +303,11 @@ impl Conn {
                     _ => unreachable!(),
                 }
             };
+            crate::tree::begin_observe();
             let packet = super::reads::execute(shard, self, req.0, req.1, req.2);
+            let seen = crate::tree::end_observe().unwrap_or_else(|| shard.tree.last_processed_zxid());
             self.queue.borrow_mut()[i] = Slot::Done(packet);
-            ran = true;
+            ran = Some(ran.map_or(seen, |r| r.min(seen)));
             i += 1;
         }
         ran
@@ -417,11 +420,15 @@ impl Conn {
             self.queue.borrow_mut().push_back(Slot::Read { xid, opcode, req });
             return;
         }
+        crate::tree::begin_observe();
         let packet = super::reads::execute(shard, self, xid, opcode, req);
-        // Events for anything this read saw are already in the inbox: deliver them first.
-        shard.pump();
+        let seen = crate::tree::end_observe().unwrap_or_else(|| shard.tree.last_processed_zxid());
+        // Events of changes this read saw are in the inbox already: they go first; events of
+        // later changes (e.g. of a watch this read registered) go after the reply.
+        shard.drain_for_read(seen);
         self.queue.borrow_mut().push_back(Slot::Done(packet));
         self.flush_done();
+        shard.pump();
     }
 
     fn authenticate(&self, shard: &Shard, scheme: &str, auth: &[u8]) -> bool {

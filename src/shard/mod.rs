@@ -93,6 +93,8 @@ pub struct Shard {
     touched: RefCell<Vec<i64>>,
     /// Connections whose reply queue may be able to advance after the inbox was drained.
     dirty: RefCell<Vec<u64>>,
+    /// Inbox messages held back until a read's reply has been queued (see `pump`).
+    stash: RefCell<std::collections::VecDeque<ToShard>>,
 }
 
 /// How often every shard's timer fires. It flushes session touches and — just as important — keeps
@@ -120,43 +122,67 @@ impl Shard {
         let _ = self.to_seq.send(ToSequencer::Touch { sessions });
     }
 
+    /// The next inbox message, unless it is a watch event for a txn newer than `limit` (that
+    /// one stays queued, in order, for after the reply being sent).
+    fn next_msg(&self, limit: i64) -> Option<ToShard> {
+        let m = match self.stash.borrow_mut().pop_front() {
+            Some(m) => m,
+            None => self.inbox.try_recv().ok()?,
+        };
+        if let ToShard::Watch { zxid, .. } = &m {
+            if *zxid > limit {
+                self.stash.borrow_mut().push_front(m);
+                return None;
+            }
+        }
+        Some(m)
+    }
+
+    /// Handles inbox messages up to (watch events of) zxid `limit`. False on shutdown.
+    fn drain(&self, limit: i64) -> Result<bool, ()> {
+        let mut any = false;
+        while let Some(m) = self.next_msg(limit) {
+            any = true;
+            match m {
+                ToShard::Shutdown => {
+                    self.stop.store(true, Ordering::Release);
+                    return Err(());
+                }
+                m => self.handle(m),
+            }
+        }
+        Ok(any)
+    }
+
     /// Handles every message in the inbox, then lets connections whose pending writes completed
     /// run the reads queued behind them; repeats until quiet. Returns false on shutdown.
+    ///
+    /// Ordering: the reply to a read must follow the events of every change that read saw
+    /// (they are in the inbox already: the sequencer queues events before a change becomes
+    /// visible), and must precede events of later changes — in particular those of a watch the
+    /// read itself registered, which a client can only accept once it has the reply. Events carry
+    /// their txn's zxid and a read records the last zxid applied when it ran, so the shard
+    /// delivers events up to that zxid, then the reply, then the rest.
     pub fn pump(&self) -> bool {
         loop {
-            let mut any = false;
-            while let Ok(m) = self.inbox.try_recv() {
-                any = true;
-                match m {
-                    ToShard::Shutdown => {
-                        self.stop.store(true, Ordering::Release);
-                        return false;
-                    }
-                    m => self.handle(m),
-                }
-            }
+            let any = match self.drain(i64::MAX) {
+                Ok(a) => a,
+                Err(()) => return false,
+            };
             let dirty: Vec<u64> = std::mem::take(&mut *self.dirty.borrow_mut());
             if dirty.is_empty() && !any {
                 return true;
             }
-            let mut ran_reads = false;
+            let mut seen = i64::MAX;
             for id in &dirty {
                 if let Some(c) = self.conn(*id) {
-                    ran_reads |= c.run_ready_reads(self);
-                }
-            }
-            if ran_reads {
-                // The reads just run may have seen changes whose events are now in the inbox:
-                // drain it before their replies go out.
-                while let Ok(m) = self.inbox.try_recv() {
-                    match m {
-                        ToShard::Shutdown => {
-                            self.stop.store(true, Ordering::Release);
-                            return false;
-                        }
-                        m => self.handle(m),
+                    if let Some(z) = c.run_ready_reads(self) {
+                        seen = seen.min(z);
                     }
                 }
+            }
+            if seen != i64::MAX && self.drain(seen).is_err() {
+                return false;
             }
             for id in dirty {
                 if let Some(c) = self.conn(id) {
@@ -164,6 +190,11 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// Delivers what a read that observed zxid `seen` must be preceded by.
+    pub fn drain_for_read(&self, seen: i64) {
+        let _ = self.drain(seen);
     }
 
     fn handle(&self, m: ToShard) {
@@ -180,7 +211,7 @@ impl Shard {
                     self.dirty.borrow_mut().push(conn);
                 }
             }
-            ToShard::Watch { conn, event, path, acl } => {
+            ToShard::Watch { conn, event, path, acl, .. } => {
                 if let Some(c) = self.conn(conn) {
                     let allowed = self.settings.skip_acl
                         || crate::request::acl::check_acl(
@@ -235,6 +266,7 @@ pub async fn run(init: ShardInit) {
         next_conn: Cell::new(1),
         touched: RefCell::new(Vec::new()),
         dirty: RefCell::new(Vec::new()),
+        stash: RefCell::new(std::collections::VecDeque::new()),
     });
 
     // Heartbeat: touches, and the always-armed timer that bounds any wrongly parked reactor.

@@ -182,6 +182,25 @@ fn stripe_of(path: &str) -> usize {
     (h as usize) & (STRIPES - 1)
 }
 
+thread_local! {
+    /// The highest "last applied zxid" seen under a stripe lock by reads since `begin_observe`
+    /// (a request's last read is the one that returns data and registers its watch).
+    static OBSERVED: std::cell::Cell<i64> = const { std::cell::Cell::new(i64::MIN) };
+}
+
+/// Starts recording what zxid the reads on this thread observe (see `Shard::pump`).
+pub fn begin_observe() {
+    OBSERVED.with(|o| o.set(i64::MIN));
+}
+
+/// The highest last-applied zxid observed by reads since `begin_observe`, if any read a stripe.
+pub fn end_observe() -> Option<i64> {
+    OBSERVED.with(|o| {
+        let v = o.replace(i64::MIN);
+        (v != i64::MIN).then_some(v)
+    })
+}
+
 pub struct DataTree {
     stripes: Box<[Stripe]>,
     acls: RwLock<AclCache>,
@@ -275,7 +294,12 @@ impl DataTree {
     }
 
     fn read(&self, path: &str) -> RwLockReadGuard<'_, NodeMap> {
-        self.stripes[stripe_of(path)].nodes.read()
+        let g = self.stripes[stripe_of(path)].nodes.read();
+        // Every txn that changed this stripe before we locked it has published its zxid; every
+        // txn that will change it (and fire a watch registered now) gets a larger one.
+        let z = self.last_zxid.load(Ordering::Acquire);
+        OBSERVED.with(|o| o.set(o.get().max(z)));
+        g
     }
 
     fn add_watch(
