@@ -442,7 +442,11 @@ impl Conn {
                     ids.push(Id { scheme: "super".into(), id: String::new() });
                 }
                 let _ = user;
-                ids.push(Id { scheme: "digest".into(), id: digest });
+                let id = Id { scheme: "digest".into(), id: digest };
+                // An id is held once (ZooKeeper keeps a set); ZooKeeper lists digest ids first.
+                if !ids.contains(&id) {
+                    ids.insert(0, id);
+                }
                 *self.auth.borrow_mut() = Arc::new(ids);
                 true
             }
