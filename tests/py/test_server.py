@@ -204,31 +204,3 @@ def test_embedded_default_serves_on_2181_with_data_in_zkd_data():
         proc.terminate()
         proc.wait(20)
 
-
-def test_set_watches_on_reconnect(server):
-    """kazoo re-registers its watches with setWatches after a connection drop; a change made
-    while it was disconnected fires at once, later ones fire normally."""
-    a = KazooClient(hosts=server.hosts)
-    a.start()
-    b = KazooClient(hosts=server.hosts)
-    b.start()
-    a.create("/sw", b"0")
-    events = []
-    a.get("/sw", watch=lambda e: events.append((e.type, e.path)))
-    a.get_children("/sw", watch=lambda e: events.append((e.type, e.path)))
-    lost = []
-    a.add_listener(lambda st: lost.append(st))
-    a._connection._socket.shutdown(socket.SHUT_RDWR)
-    b.set("/sw", b"1")
-    deadline = time.time() + 15
-    while time.time() < deadline and ("CHANGED", "/sw") not in events:
-        time.sleep(0.1)
-    assert ("CHANGED", "/sw") in events, events
-    assert KazooState.SUSPENDED in lost
-    b.create("/sw/c")
-    deadline = time.time() + 15
-    while time.time() < deadline and ("CHILD", "/sw") not in events:
-        time.sleep(0.1)
-    assert ("CHILD", "/sw") in events, events
-    a.stop()
-    b.stop()
