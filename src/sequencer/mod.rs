@@ -363,11 +363,6 @@ impl<L: Links> Sequencer<L> {
             let valid = self.sessions.is_valid(session) && req.passwd[..] == session_password(session)[..];
             if valid {
                 self.sessions.touch(session, now_ms);
-                if let Some(s) = self.sessions.get(session) {
-                    // ZooKeeper keeps the timeout the session was created with on revalidation
-                    // unless the client asks again; the tracker uses the negotiated one.
-                    let _ = s;
-                }
                 if let Some(old) = self.owners.insert(session, from) {
                     if old != from {
                         self.send(
@@ -377,15 +372,8 @@ impl<L: Links> Sequencer<L> {
                         );
                     }
                 }
-                let resp = ConnectResponse {
-                    protocol_version: 0,
-                    time_out: timeout_ms,
-                    session_id: session,
-                    passwd: session_password(session).to_vec(),
-                    read_only: false,
-                };
                 tracing::debug!("revalidated session 0x{session:x} for {peer}");
-                let packet = frame_record(&resp);
+                let packet = connect_packet(session, timeout_ms);
                 self.send(
                     out,
                     from.shard,
@@ -502,14 +490,7 @@ impl<L: Links> Sequencer<L> {
                     self.answer(from, xid, opcode, &req, result.as_ref(), out)
                 }
                 Waiter::Connect { from, session, timeout_ms } => {
-                    let resp = ConnectResponse {
-                        protocol_version: 0,
-                        time_out: timeout_ms,
-                        session_id: session,
-                        passwd: session_password(session).to_vec(),
-                        read_only: false,
-                    };
-                    let packet = frame_record(&resp);
+                    let packet = connect_packet(session, timeout_ms);
                     self.send(
                         out,
                         from.shard,
@@ -558,6 +539,17 @@ impl<L: Links> Sequencer<L> {
         let packet = framed_raw(&ReplyHeader { xid, zxid, err }, &body);
         self.send(out, from.shard, ToShard::Reply { conn: from.conn, xid, packet, close });
     }
+}
+
+/// The handshake answer of a live session (ZooKeeper's `finishSessionInit` with valid=true).
+fn connect_packet(session: i64, timeout_ms: i32) -> Vec<u8> {
+    frame_record(&ConnectResponse {
+        protocol_version: 0,
+        time_out: timeout_ms,
+        session_id: session,
+        passwd: session_password(session).to_vec(),
+        read_only: false,
+    })
 }
 
 /// A framed record without a reply header (the connect response).
