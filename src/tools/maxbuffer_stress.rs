@@ -1,0 +1,3 @@
+#[derive(clap::Args, Debug, Clone)]
+pub struct MaxbufferStressArgs {}
+pub fn run(_a: MaxbufferStressArgs) -> anyhow::Result<()> { anyhow::bail!("todo") }
