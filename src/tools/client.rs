@@ -83,7 +83,11 @@ async fn read_frame(rd: &mut OwnedReadHalf, max: usize) -> Result<Vec<u8>, Strin
 
 impl Conn {
     /// Connects, performs the ConnectRequest/ConnectResponse handshake, and starts the reader.
-    pub async fn connect(addr: &str, session_timeout_ms: i32, timeout: Duration) -> Result<Conn, ClientError> {
+    pub async fn connect(
+        addr: &str,
+        session_timeout_ms: i32,
+        timeout: Duration,
+    ) -> Result<Conn, ClientError> {
         Self::connect_with(addr, session_timeout_ms, timeout, REPLY_FRAME_MAX_BYTES).await
     }
 
@@ -93,7 +97,11 @@ impl Conn {
         timeout: Duration,
         reply_frame_max_bytes: usize,
     ) -> Result<Conn, ClientError> {
-        let to = |what| ClientError::Timeout { addr: addr.to_string(), what, after_ms: timeout.as_millis() as u64 };
+        let to = |what| ClientError::Timeout {
+            addr: addr.to_string(),
+            what,
+            after_ms: timeout.as_millis() as u64,
+        };
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| to("connecting"))?
@@ -226,11 +234,12 @@ impl Conn {
     pub async fn wait_for(&mut self, xid: i32, timeout: Duration) -> Result<Reply, ClientError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let ev = tokio::time::timeout_at(deadline, self.recv()).await.map_err(|_| ClientError::Timeout {
-                addr: self.addr.clone(),
-                what: "waiting for a reply",
-                after_ms: timeout.as_millis() as u64,
-            })?;
+            let ev =
+                tokio::time::timeout_at(deadline, self.recv()).await.map_err(|_| ClientError::Timeout {
+                    addr: self.addr.clone(),
+                    what: "waiting for a reply",
+                    after_ms: timeout.as_millis() as u64,
+                })?;
             match ev {
                 None => return Err(ClientError::Closed { addr: self.addr.clone(), why: "closed".into() }),
                 Some(Event::Closed(why)) => return Err(ClientError::Closed { addr: self.addr.clone(), why }),
@@ -241,7 +250,12 @@ impl Conn {
     }
 
     /// One request, flushed, and its reply.
-    pub async fn call(&mut self, op: OpCode, body: &impl Record, timeout: Duration) -> Result<Reply, ClientError> {
+    pub async fn call(
+        &mut self,
+        op: OpCode,
+        body: &impl Record,
+        timeout: Duration,
+    ) -> Result<Reply, ClientError> {
         let xid = self.queue(op, body);
         self.flush().await?;
         self.wait_for(xid, timeout).await

@@ -203,7 +203,9 @@ async fn serve(s: TcpStream, sh: Arc<Shared>) {
             Some(OpCode::Multi) => reply(
                 h.xid,
                 0,
-                Some(&|w: &mut Writer| crate::proto::MultiHeader { op_type: -1, done: true, err: -1 }.encode(w)),
+                Some(&|w: &mut Writer| {
+                    crate::proto::MultiHeader { op_type: -1, done: true, err: -1 }.encode(w)
+                }),
             ),
             _ => reply(h.xid, 0, None),
         };

@@ -47,7 +47,14 @@ pub struct FsyncTestArgs {
 
 impl FsyncTestArgs {
     pub fn new(dir: PathBuf) -> Self {
-        FsyncTestArgs { dir, txn_size: 150, seconds: 10.0, groups: vec![1, 4, 16, 64, 256, 1024], file_mib: 64, json: false }
+        FsyncTestArgs {
+            dir,
+            txn_size: 150,
+            seconds: 10.0,
+            groups: vec![1, 4, 16, 64, 256, 1024],
+            file_mib: 64,
+            json: false,
+        }
     }
 }
 
@@ -280,7 +287,9 @@ fn measure(
                     let page = (at as usize / ALIGN) * ALIGN;
                     let end = at as usize + len;
                     // SAFETY: the range lies inside the mapping and starts page-aligned.
-                    let r = unsafe { libc::msync(base.add(page) as *mut libc::c_void, end - page, libc::MS_SYNC) };
+                    let r = unsafe {
+                        libc::msync(base.add(page) as *mut libc::c_void, end - page, libc::MS_SYNC)
+                    };
                     errno_result(r, "msync")
                 },
                 1,
@@ -304,7 +313,8 @@ fn measure(
             let block = buf.len;
             step(
                 &mut |at| {
-                    f.write_all_at(buf.as_mut(), at).map_err(|e| anyhow::anyhow!("O_DIRECT write of {block} bytes: {e}"))
+                    f.write_all_at(buf.as_mut(), at)
+                        .map_err(|e| anyhow::anyhow!("O_DIRECT write of {block} bytes: {e}"))
                 },
                 ALIGN as u64,
             )?;
@@ -336,7 +346,8 @@ pub fn run_test(a: &FsyncTestArgs) -> anyhow::Result<Report> {
     let scratch = a.dir.join(format!(".zkd-fsync-test-{tag}.scratch"));
     let started = Instant::now();
     let result = (|| {
-        zero_fill(&zero_file, a.file_mib << 20).with_context(|| format!("zero-filling {}", zero_file.display()))?;
+        zero_fill(&zero_file, a.file_mib << 20)
+            .with_context(|| format!("zero-filling {}", zero_file.display()))?;
         let cells_n = METHODS.len() * a.groups.len();
         let left = Duration::from_secs_f64(a.seconds).saturating_sub(started.elapsed());
         let per_cell = (left / cells_n as u32).max(Duration::from_millis(5));
@@ -382,7 +393,8 @@ pub fn run_test(a: &FsyncTestArgs) -> anyhow::Result<Report> {
     let _ = std::fs::remove_file(&zero_file);
     let _ = std::fs::remove_file(&scratch);
     let cells = result?;
-    let mut report = Report { dir: a.dir.clone(), txn_size_bytes: a.txn_size, cells, recommendations: Vec::new() };
+    let mut report =
+        Report { dir: a.dir.clone(), txn_size_bytes: a.txn_size, cells, recommendations: Vec::new() };
     report.recommendations = recommend(&report, &a.groups);
     Ok(report)
 }
@@ -402,7 +414,8 @@ pub fn recommend(r: &Report, groups: &[usize]) -> Vec<Recommendation> {
     let falloc = r.cell(Method::FallocatePwrite, g1);
 
     // Durability sanity.
-    let fastest_p50 = r.cells.iter().filter(|c| c.unavailable.is_none() && c.group_txns == g1).map(|c| c.p50_us).min();
+    let fastest_p50 =
+        r.cells.iter().filter(|c| c.unavailable.is_none() && c.group_txns == g1).map(|c| c.p50_us).min();
     match fastest_p50 {
         Some(p) if p < 20 => rec(
             "forceSync=yes".into(),
@@ -466,7 +479,8 @@ pub fn recommend(r: &Report, groups: &[usize]) -> Vec<Recommendation> {
     let mm = r.cell(Method::MmapMsync, gmid);
     match (pw, mm) {
         (Some(p), Some(m)) => {
-            let (choice, a, b) = if (m.p99_us as f64) < 0.9 * p.p99_us as f64 { ("mmap", m, p) } else { ("pwrite", p, m) };
+            let (choice, a, b) =
+                if (m.p99_us as f64) < 0.9 * p.p99_us as f64 { ("mmap", m, p) } else { ("pwrite", p, m) };
             rec(
                 format!("zkd.log.method={choice}"),
                 format!(
@@ -478,7 +492,9 @@ pub fn recommend(r: &Report, groups: &[usize]) -> Vec<Recommendation> {
                 ),
             );
         }
-        (Some(_), None) => rec("zkd.log.method=pwrite".into(), "mmap+msync could not be measured here".into()),
+        (Some(_), None) => {
+            rec("zkd.log.method=pwrite".into(), "mmap+msync could not be measured here".into())
+        }
         _ => {}
     }
 

@@ -295,7 +295,9 @@ struct Sweep<'a> {
 
 impl Sweep<'_> {
     async fn connect(&self) -> Result<Conn, Outcome> {
-        Conn::connect(self.addr, 30_000, CONNECT_TIMEOUT).await.map_err(|e| Outcome::ConnectFailed(e.to_string()))
+        Conn::connect(self.addr, 30_000, CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| Outcome::ConnectFailed(e.to_string()))
     }
 
     async fn healthy(&mut self) -> bool {
@@ -303,16 +305,31 @@ impl Sweep<'_> {
         let path = format!("{}/health-{}", self.a.root, self.health_seq);
         let check = async {
             let mut c = Conn::connect(self.addr, 30_000, CONNECT_TIMEOUT).await.ok()?;
-            let cr = CreateRequest { path: path.clone(), data: Some(b"ok".to_vec()), acl: open_acl(), flags: 0 };
+            let cr =
+                CreateRequest { path: path.clone(), data: Some(b"ok".to_vec()), acl: open_acl(), flags: 0 };
             let r = c.call(OpCode::Create, &cr, Duration::from_secs(5)).await.ok()?;
             if r.err != 0 {
                 return None;
             }
-            let r = c.call(OpCode::GetData, &GetDataRequest { path: path.clone(), watch: false }, Duration::from_secs(5)).await.ok()?;
+            let r = c
+                .call(
+                    OpCode::GetData,
+                    &GetDataRequest { path: path.clone(), watch: false },
+                    Duration::from_secs(5),
+                )
+                .await
+                .ok()?;
             if r.err != 0 {
                 return None;
             }
-            let r = c.call(OpCode::Delete, &DeleteRequest { path: path.clone(), version: -1 }, Duration::from_secs(5)).await.ok()?;
+            let r = c
+                .call(
+                    OpCode::Delete,
+                    &DeleteRequest { path: path.clone(), version: -1 },
+                    Duration::from_secs(5),
+                )
+                .await
+                .ok()?;
             c.close(Duration::from_secs(1)).await;
             (r.err == 0).then_some(())
         };
@@ -343,7 +360,9 @@ impl Sweep<'_> {
                 });
                 // A multi whose op failed is an error outcome.
                 let o = match o {
-                    Outcome::Ok(d) if d.starts_with("op failed: ") => Outcome::Error(d["op failed: ".len()..].to_string()),
+                    Outcome::Ok(d) if d.starts_with("op failed: ") => {
+                        Outcome::Error(d["op failed: ".len()..].to_string())
+                    }
                     o => o,
                 };
                 c.close(Duration::from_secs(1)).await;
@@ -395,9 +414,16 @@ impl Sweep<'_> {
         let root = a.root.clone();
         // Setup: root and a node to setData on.
         {
-            let mut c = Conn::connect(self.addr, 30_000, CONNECT_TIMEOUT).await.context("setup connection")?;
+            let mut c =
+                Conn::connect(self.addr, 30_000, CONNECT_TIMEOUT).await.context("setup connection")?;
             for p in [root.clone(), format!("{root}/set"), format!("{root}/kids")] {
-                let r = c.call(OpCode::Create, &CreateRequest { path: p.clone(), data: Some(vec![]), acl: open_acl(), flags: 0 }, CALL_TIMEOUT).await?;
+                let r = c
+                    .call(
+                        OpCode::Create,
+                        &CreateRequest { path: p.clone(), data: Some(vec![]), acl: open_acl(), flags: 0 },
+                        CALL_TIMEOUT,
+                    )
+                    .await?;
                 if r.err != 0 && r.err != ErrorCode::NodeExists.code() {
                     bail!("setup: create {p}: {}", error_name(r.err));
                 }
@@ -417,7 +443,8 @@ impl Sweep<'_> {
         let mut created = Vec::new();
         for (label, n) in &sizes {
             let path = format!("{root}/c-{n}");
-            let req = CreateRequest { path: path.clone(), data: Some(vec![b'c'; *n]), acl: open_acl(), flags: 0 };
+            let req =
+                CreateRequest { path: path.clone(), data: Some(vec![b'c'; *n]), acl: open_acl(), flags: 0 };
             self.single(format!("create value {label} ({n} B)"), OpCode::Create, &req).await;
             created.push(path);
         }
@@ -429,7 +456,8 @@ impl Sweep<'_> {
         let mut created = Vec::new();
         for (label, n) in &sizes {
             let path = format!("{root}/m-{n}");
-            let cr = CreateRequest { path: path.clone(), data: Some(vec![b'm'; *n]), acl: open_acl(), flags: 0 };
+            let cr =
+                CreateRequest { path: path.clone(), data: Some(vec![b'm'; *n]), acl: open_acl(), flags: 0 };
             let body = multi_body(&[(OpCode::Create, cr.to_bytes())]);
             self.single(format!("multi create value {label} ({n} B)"), OpCode::Multi, &body).await;
             created.push(path);
@@ -441,17 +469,39 @@ impl Sweep<'_> {
                 .map(|i| {
                     let path = format!("{root}/mt-{parts}-{i}");
                     created.push(path.clone());
-                    (OpCode::Create, CreateRequest { path, data: Some(vec![b't'; each]), acl: open_acl(), flags: 0 }.to_bytes())
+                    (
+                        OpCode::Create,
+                        CreateRequest { path, data: Some(vec![b't'; each]), acl: open_acl(), flags: 0 }
+                            .to_bytes(),
+                    )
                 })
                 .collect();
-            self.single(format!("multi create {label} (total {} B)", parts * each), OpCode::Multi, &multi_body(&ops)).await;
+            self.single(
+                format!("multi create {label} (total {} B)", parts * each),
+                OpCode::Multi,
+                &multi_body(&ops),
+            )
+            .await;
         }
         let ops: Vec<(OpCode, Vec<u8>)> = (0..2)
             .map(|_| {
-                (OpCode::SetData, SetDataRequest { path: format!("{root}/set"), data: Some(vec![b'u'; m / 2 + 1024]), version: -1 }.to_bytes())
+                (
+                    OpCode::SetData,
+                    SetDataRequest {
+                        path: format!("{root}/set"),
+                        data: Some(vec![b'u'; m / 2 + 1024]),
+                        version: -1,
+                    }
+                    .to_bytes(),
+                )
             })
             .collect();
-        self.single(format!("multi setData 2 x max/2+1KiB (total {} B)", m + 2048), OpCode::Multi, &multi_body(&ops)).await;
+        self.single(
+            format!("multi setData 2 x max/2+1KiB (total {} B)", m + 2048),
+            OpCode::Multi,
+            &multi_body(&ops),
+        )
+        .await;
         self.cleanup(&created).await;
 
         // Many large requests at once.
@@ -470,13 +520,25 @@ impl Sweep<'_> {
             let mut paths = Vec::new();
             for (i, c) in conns.iter_mut().enumerate() {
                 let path = format!("{root}/cc-{i}");
-                xids.push(c.queue(OpCode::Create, &CreateRequest { path: path.clone(), data: Some(vec![b'k'; size]), acl: open_acl(), flags: 0 }));
+                xids.push(c.queue(
+                    OpCode::Create,
+                    &CreateRequest {
+                        path: path.clone(),
+                        data: Some(vec![b'k'; size]),
+                        acl: open_acl(),
+                        flags: 0,
+                    },
+                ));
                 paths.push(path);
             }
             let flushes = futures_flush(&mut conns).await;
             let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
             for ((c, xid), flushed) in conns.iter_mut().zip(&xids).zip(flushes) {
-                let o = if flushed { outcome_of(c.wait_for(*xid, CALL_TIMEOUT).await, |_| String::new()) } else { Outcome::ConnectionClosed };
+                let o = if flushed {
+                    outcome_of(c.wait_for(*xid, CALL_TIMEOUT).await, |_| String::new())
+                } else {
+                    Outcome::ConnectionClosed
+                };
                 *counts.entry(o.key()).or_default() += 1;
             }
             if failed_connect > 0 {
@@ -503,7 +565,11 @@ impl Sweep<'_> {
         self.raw(format!("frame length 2*max ({} B) with body", 2 * m), big).await;
         self.raw("frame length i32::MAX, no body".into(), i32::MAX.to_be_bytes().to_vec()).await;
         self.raw("frame length -1".into(), (-1i32).to_be_bytes().to_vec()).await;
-        self.raw(format!("frame length max+1 ({}) header only", m + 1), ((m + 1) as i32).to_be_bytes().to_vec()).await;
+        self.raw(
+            format!("frame length max+1 ({}) header only", m + 1),
+            ((m + 1) as i32).to_be_bytes().to_vec(),
+        )
+        .await;
 
         // A getChildren reply larger than the limit.
         if a.children > 0 {
@@ -517,7 +583,15 @@ impl Sweep<'_> {
                         let mut name = format!("{i:08}-");
                         name.extend(std::iter::repeat_n('n', a.child_name_len.saturating_sub(name.len())));
                         let path = format!("{kids}/{name}");
-                        xids.push(c.queue(OpCode::Create, &CreateRequest { path: path.clone(), data: Some(vec![]), acl: open_acl(), flags: 0 }));
+                        xids.push(c.queue(
+                            OpCode::Create,
+                            &CreateRequest {
+                                path: path.clone(),
+                                data: Some(vec![]),
+                                acl: open_acl(),
+                                flags: 0,
+                            },
+                        ));
                         paths.push(path);
                     }
                     if c.flush().await.is_err() {
@@ -538,7 +612,10 @@ impl Sweep<'_> {
                 c.close(Duration::from_secs(1)).await;
             }
             let reply_bytes = a.children * (a.child_name_len + 4) + 4;
-            let case = format!("getChildren of {} children x {} B names (~{reply_bytes} B reply)", a.children, a.child_name_len);
+            let case = format!(
+                "getChildren of {} children x {} B names (~{reply_bytes} B reply)",
+                a.children, a.child_name_len
+            );
             match setup_err {
                 Some(e) => self.record(case, reply_bytes, Outcome::Error(format!("setup failed: {e}"))).await,
                 None => {
@@ -593,7 +670,9 @@ pub fn run_sweep(a: &MaxbufferStressArgs, addr: &str, pid: Option<u32>) -> anyho
     let pid = pid.or_else(|| port_of(addr).and_then(pid_for_port));
     rss.pid = pid;
     if pid.is_none() {
-        rss.note = Some(format!("server process not found for {addr} (pass --pid; a remote server has no RSS here)"));
+        rss.note = Some(format!(
+            "server process not found for {addr} (pass --pid; a remote server has no RSS here)"
+        ));
     }
     let sampler = pid.map(|p| {
         rss.before_kib = status_kib(p, "VmRSS:");
@@ -623,7 +702,8 @@ pub fn run_report(a: &MaxbufferStressArgs) -> anyhow::Result<Report> {
     if let Some(c) = &compare {
         for m in &main.cases {
             let other = c.cases.iter().find(|x| x.case == m.case);
-            let (ok, ck) = (m.outcome.key(), other.map(|x| x.outcome.key()).unwrap_or_else(|| "missing".into()));
+            let (ok, ck) =
+                (m.outcome.key(), other.map(|x| x.outcome.key()).unwrap_or_else(|| "missing".into()));
             let (mh, ch) = (m.healthy_after, other.map(|x| x.healthy_after).unwrap_or(false));
             if ok != ck || mh != ch {
                 differences.push((
@@ -650,15 +730,29 @@ pub fn render(r: &Report) -> String {
         None => {
             let _ = writeln!(o, "{:<name_w$}  {:<40} healthy after", "case", r.main.server);
             for c in &r.main.cases {
-                let _ = writeln!(o, "{:<name_w$}  {:<40} {}", c.case, c.outcome.describe(), if c.healthy_after { "yes" } else { "NO" });
+                let _ = writeln!(
+                    o,
+                    "{:<name_w$}  {:<40} {}",
+                    c.case,
+                    c.outcome.describe(),
+                    if c.healthy_after { "yes" } else { "NO" }
+                );
             }
         }
         Some(cmp) => {
-            let _ = writeln!(o, "{:<name_w$}  {:<36} {:<36}", "case", r.main.server, format!("{} (compare)", cmp.server));
+            let _ = writeln!(
+                o,
+                "{:<name_w$}  {:<36} {:<36}",
+                "case",
+                r.main.server,
+                format!("{} (compare)", cmp.server)
+            );
             for c in &r.main.cases {
                 let other = cmp.cases.iter().find(|x| x.case == c.case);
                 let diff = r.differences.iter().any(|d| d.0 == c.case);
-                let fmt = |x: &CaseResult| format!("{}{}", x.outcome.describe(), if x.healthy_after { "" } else { " UNHEALTHY" });
+                let fmt = |x: &CaseResult| {
+                    format!("{}{}", x.outcome.describe(), if x.healthy_after { "" } else { " UNHEALTHY" })
+                };
                 let _ = writeln!(
                     o,
                     "{:<name_w$}  {:<36} {:<36}{}",
@@ -716,8 +810,16 @@ mod tests {
     #[test]
     fn sweep_against_the_fake_server() {
         let max = 65_535;
-        let server = FakeServer::start(FakeConfig { delay: Duration::from_millis(0), max_frame: max, ..FakeConfig::default() });
-        let other = FakeServer::start(FakeConfig { delay: Duration::from_millis(0), max_frame: 2 * max + 64, ..FakeConfig::default() });
+        let server = FakeServer::start(FakeConfig {
+            delay: Duration::from_millis(0),
+            max_frame: max,
+            ..FakeConfig::default()
+        });
+        let other = FakeServer::start(FakeConfig {
+            delay: Duration::from_millis(0),
+            max_frame: 2 * max + 64,
+            ..FakeConfig::default()
+        });
         let mut a = MaxbufferStressArgs::new(server.addr.clone());
         a.maxbuffer = max;
         a.children = 20;
@@ -725,7 +827,13 @@ mod tests {
         a.compare = Some(other.addr.clone());
         let r = run_report(&a).unwrap();
         let outcome = |name: &str| {
-            r.main.cases.iter().find(|c| c.case.starts_with(name)).unwrap_or_else(|| panic!("no case {name}")).outcome.clone()
+            r.main
+                .cases
+                .iter()
+                .find(|c| c.case.starts_with(name))
+                .unwrap_or_else(|| panic!("no case {name}"))
+                .outcome
+                .clone()
         };
         assert_eq!(outcome("create value 1KiB"), Outcome::Ok(String::new()));
         assert_eq!(outcome("create value max-1KiB"), Outcome::Ok(String::new()));

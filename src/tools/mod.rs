@@ -5,7 +5,7 @@
 
 pub mod bench;
 pub mod client;
-pub mod fsync_test;
-pub mod maxbuffer_stress;
 #[cfg(test)]
 pub(crate) mod fake_server;
+pub mod fsync_test;
+pub mod maxbuffer_stress;

@@ -18,7 +18,8 @@ pub fn render_ms(h: &Histogram<u64>) -> String {
 /// Renders `h` with every value divided by `scaling` (1000.0: µs recorded, ms printed).
 pub fn render(h: &Histogram<u64>, scaling: f64) -> String {
     let mut s = String::new();
-    let _ = write!(s, "{:>12} {:>14} {:>10} {:>14}\n\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
+    let _ =
+        write!(s, "{:>12} {:>14} {:>10} {:>14}\n\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
     let mut total: u64 = 0;
     if h.len() > 0 {
         for v in h.iter_quantiles(TICKS_PER_HALF_DISTANCE) {

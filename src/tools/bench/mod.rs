@@ -425,7 +425,10 @@ impl Gen {
         } else {
             let data = make_value(self.idx, self.seq, a.value_size);
             let keep = a.verify.then(|| data.clone());
-            let xid = conn.queue(OpCode::SetData, &SetDataRequest { path: ctx.key_path(k), data: Some(data), version: -1 });
+            let xid = conn.queue(
+                OpCode::SetData,
+                &SetDataRequest { path: ctx.key_path(k), data: Some(data), version: -1 },
+            );
             (xid, Kind::Write(k, keep))
         }
     }
@@ -492,7 +495,13 @@ enum Ended {
 }
 
 /// Runs requests on one established connection until the run ends or the connection is lost.
-async fn run_conn(ctx: &Ctx, conn: &mut Conn, st: &mut SessionStats, g: &mut Gen, next_intended: &mut Instant) -> Ended {
+async fn run_conn(
+    ctx: &Ctx,
+    conn: &mut Conn,
+    st: &mut SessionStats,
+    g: &mut Gen,
+    next_intended: &mut Instant,
+) -> Ended {
     let a = &ctx.a;
     let interval = a.rate.map(|r| Duration::from_secs_f64(a.sessions as f64 / r));
     let ping_every = Duration::from_millis((conn.negotiated_timeout_ms.max(3) / 3) as u64);
@@ -627,7 +636,8 @@ async fn storm_session(ctx: Arc<Ctx>, idx: usize) -> SessionStats {
     let mut st = SessionStats::new();
     let a = &ctx.a;
     let interval = a.rate.map(|r| Duration::from_secs_f64(a.sessions as f64 / r));
-    let mut next = ctx.warm_end - Duration::from_secs_f64(a.warmup) + Duration::from_secs_f64(idx as f64 / a.rate.unwrap_or(1e9));
+    let mut next = ctx.warm_end - Duration::from_secs_f64(a.warmup)
+        + Duration::from_secs_f64(idx as f64 / a.rate.unwrap_or(1e9));
     loop {
         let start = match interval {
             Some(iv) => {
@@ -694,7 +704,11 @@ async fn fanout_session(ctx: Arc<Ctx>, idx: usize) -> SessionStats {
             seq += 1;
             let now = Instant::now();
             *ctx.fired_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
-            let req = SetDataRequest { path: path.clone(), data: Some(make_value(0, seq, a.value_size)), version: -1 };
+            let req = SetDataRequest {
+                path: path.clone(),
+                data: Some(make_value(0, seq, a.value_size)),
+                version: -1,
+            };
             match conn.call(OpCode::SetData, &req, step).await {
                 Ok(r) if r.err != 0 => st.error(&ctx, now, &error_name(r.err)),
                 Ok(_) => {}
@@ -755,10 +769,13 @@ async fn fanout_session(ctx: Arc<Ctx>, idx: usize) -> SessionStats {
 /// Creates ROOT and what the workload needs (existing nodes are fine).
 async fn setup(a: &BenchArgs) -> anyhow::Result<()> {
     let addr = &a.servers[0];
-    let mut conn = Conn::connect(addr, a.session_timeout_ms, CONNECT_TIMEOUT).await.context("setup connection")?;
+    let mut conn =
+        Conn::connect(addr, a.session_timeout_ms, CONNECT_TIMEOUT).await.context("setup connection")?;
     let mut paths = vec![a.root.clone()];
     match a.workload {
-        Workload::Read | Workload::Write | Workload::Mixed => paths.extend((0..a.keys).map(|k| format!("{}/k{k}", a.root))),
+        Workload::Read | Workload::Write | Workload::Mixed => {
+            paths.extend((0..a.keys).map(|k| format!("{}/k{k}", a.root)))
+        }
         Workload::CreateDelete => paths.push(format!("{}/cd", a.root)),
         Workload::WatchFanout => paths.push(format!("{}/fanout", a.root)),
         Workload::ConnectStorm => {}
@@ -766,13 +783,16 @@ async fn setup(a: &BenchArgs) -> anyhow::Result<()> {
     let value = vec![b'v'; a.value_size];
     // The root first, then the rest pipelined in batches.
     let mut rest = paths.split_off(1);
-    for batch in std::iter::once(std::mem::take(&mut paths)).chain(
-        std::iter::from_fn(|| (!rest.is_empty()).then(|| rest.drain(..rest.len().min(SETUP_BATCH)).collect())),
-    ) {
+    for batch in std::iter::once(std::mem::take(&mut paths)).chain(std::iter::from_fn(|| {
+        (!rest.is_empty()).then(|| rest.drain(..rest.len().min(SETUP_BATCH)).collect())
+    })) {
         let mut xids = Vec::with_capacity(batch.len());
         for path in &batch {
             let data = if path == &a.root { Vec::new() } else { value.clone() };
-            xids.push(conn.queue(OpCode::Create, &CreateRequest { path: path.clone(), data: Some(data), acl: open_acl(), flags: 0 }));
+            xids.push(conn.queue(
+                OpCode::Create,
+                &CreateRequest { path: path.clone(), data: Some(data), acl: open_acl(), flags: 0 },
+            ));
         }
         conn.flush().await?;
         for (xid, path) in xids.into_iter().zip(&batch) {
@@ -790,13 +810,17 @@ async fn setup(a: &BenchArgs) -> anyhow::Result<()> {
 async fn verify_all(ctx: &Ctx) -> anyhow::Result<(u64, u64, BTreeMap<String, u64>)> {
     let written: Vec<(u32, (i32, Vec<u8>))> =
         ctx.written.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (*k, v.clone())).collect();
-    let mut conn = Conn::connect(ctx.addr(0), ctx.a.session_timeout_ms, CONNECT_TIMEOUT).await.context("verify connection")?;
+    let mut conn = Conn::connect(ctx.addr(0), ctx.a.session_timeout_ms, CONNECT_TIMEOUT)
+        .await
+        .context("verify connection")?;
     let mut bad = BTreeMap::new();
     let mut checked = 0;
     for chunk in written.chunks(SETUP_BATCH) {
         let xids: Vec<i32> = chunk
             .iter()
-            .map(|(k, _)| conn.queue(OpCode::GetData, &GetDataRequest { path: ctx.key_path(*k), watch: false }))
+            .map(|(k, _)| {
+                conn.queue(OpCode::GetData, &GetDataRequest { path: ctx.key_path(*k), watch: false })
+            })
             .collect();
         conn.flush().await?;
         for (xid, (_, (v, data))) in xids.into_iter().zip(chunk) {
@@ -889,9 +913,17 @@ async fn run_async(a: BenchArgs) -> anyhow::Result<Summary> {
         for (k, v) in bad {
             *total.errors.entry(k).or_default() += v;
         }
-        verify = Some(VerifySummary { keys_checked: checked, reads_checked: total.reads_checked, mismatches: total.mismatches + mism });
+        verify = Some(VerifySummary {
+            keys_checked: checked,
+            reads_checked: total.reads_checked,
+            mismatches: total.mismatches + mism,
+        });
     } else if a.verify {
-        verify = Some(VerifySummary { keys_checked: 0, reads_checked: total.reads_checked, mismatches: total.mismatches });
+        verify = Some(VerifySummary {
+            keys_checked: 0,
+            reads_checked: total.reads_checked,
+            mismatches: total.mismatches,
+        });
     }
     Ok(Summary {
         workload: a.workload,
@@ -920,7 +952,9 @@ fn progress_bar(a: &BenchArgs) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let pb = indicatif::ProgressBar::new(len_ms);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}") {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}")
+    {
         pb.set_style(style);
     }
     pb
@@ -967,7 +1001,8 @@ pub fn render_summary(s: &Summary) -> String {
             let _ = writeln!(o, "  {k}: {v}");
         }
     }
-    let _ = writeln!(o, "warm-up: {} ops, {} errors (not in the numbers above)", s.warmup_ops, s.warmup_errors);
+    let _ =
+        writeln!(o, "warm-up: {} ops, {} errors (not in the numbers above)", s.warmup_ops, s.warmup_errors);
     if let Some(v) = &s.verify {
         let _ = writeln!(
             o,
@@ -987,7 +1022,10 @@ fn plot_files(a: &BenchArgs, this: Option<hgrm::Hgrm>) -> anyhow::Result<()> {
     if let Some(c) = &a.compare {
         let text = std::fs::read_to_string(c).with_context(|| format!("reading {}", c.display()))?;
         let h = hgrm::parse(&text).with_context(|| format!("parsing {}", c.display()))?;
-        let name = a.compare_label.clone().unwrap_or_else(|| c.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+        let name = a
+            .compare_label
+            .clone()
+            .unwrap_or_else(|| c.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
         series.push((name, h));
     }
     let title = match a.replot {
