@@ -177,7 +177,7 @@ DEV=$(df "$DATA_DIR" | awk 'NR==2 {print $1}' | sed 's#/dev/##; s#[0-9]*$##')
 if [[ -r /sys/block/$DEV/queue/rotational ]]; then
   rot=$(cat "/sys/block/$DEV/queue/rotational")
   model=$(cat "/sys/block/$DEV/device/model" 2>/dev/null | xargs || true)
-  DISK_DESC="$DISK_DESC, $([[ $rot == 1 ]] && echo rotational || echo non-rotational)${model:+, $model}"
+  DISK_DESC="$DISK_DESC, $([[ $rot == 1 ]] && echo "rotational per kernel" || echo "non-rotational per kernel")${model:+, $model}"
 fi
 export ROOT OUT RAW REPS WORKLOADS SESSIONS DEPTH VALUE_SIZE DURATION WARMUP ZK_AVAILABLE ZKD_AVAILABLE ZK_WHY ZKD_WHY DISK_DESC
 export CPU_MODEL="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)"

@@ -179,8 +179,7 @@ impl Conn {
 
     /// Appends one request to the output buffer (sent by [`Conn::flush`]); returns its xid.
     pub fn queue(&mut self, op: OpCode, body: &impl Record) -> i32 {
-        let xid = self.next_xid;
-        self.next_xid = if self.next_xid == i32::MAX { 1 } else { self.next_xid + 1 };
+        let xid = self.next_xid();
         self.queue_with_xid(xid, op, body);
         xid
     }
@@ -206,7 +205,7 @@ impl Conn {
 
     pub fn next_xid(&mut self) -> i32 {
         let xid = self.next_xid;
-        self.next_xid += 1;
+        self.next_xid = if self.next_xid == i32::MAX { 1 } else { self.next_xid + 1 };
         xid
     }
 

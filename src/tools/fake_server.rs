@@ -182,7 +182,7 @@ async fn serve(s: TcpStream, sh: Arc<Shared>) {
                     }
                 }
                 let every = sh.cfg.error_every_nth_get;
-                if every > 0 && n % every == 0 {
+                if every > 0 && n.is_multiple_of(every) {
                     sh.stats.injected_errors.fetch_add(1, Ordering::Relaxed);
                     reply(h.xid, sh.cfg.error_code, None)
                 } else {

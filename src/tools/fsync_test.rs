@@ -645,7 +645,7 @@ mod tests {
         let mut off = 0;
         for _ in 0..100 {
             let at = next_offset(&mut off, 1000, 10_000, 4096);
-            assert!(at + 1000 <= 10_000 && at % 4096 == 0);
+            assert!(at + 1000 <= 10_000 && at.is_multiple_of(4096));
         }
     }
 

@@ -21,7 +21,7 @@ pub fn render(h: &Histogram<u64>, scaling: f64) -> String {
     let _ =
         write!(s, "{:>12} {:>14} {:>10} {:>14}\n\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
     let mut total: u64 = 0;
-    if h.len() > 0 {
+    if !h.is_empty() {
         for v in h.iter_quantiles(TICKS_PER_HALF_DISTANCE) {
             total += v.count_since_last_iteration();
             let value = v.value_iterated_to() as f64 / scaling;
@@ -33,7 +33,7 @@ pub fn render(h: &Histogram<u64>, scaling: f64) -> String {
             }
         }
     }
-    let (mean, sd, max) = if h.len() > 0 {
+    let (mean, sd, max) = if !h.is_empty() {
         (h.mean() / scaling, h.stdev() / scaling, h.highest_equivalent(h.max()) as f64 / scaling)
     } else {
         (0.0, 0.0, 0.0)

@@ -46,6 +46,12 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Latencies above this are clamped (and still counted).
 pub const LATENCY_MAX_US: u64 = 3_600_000_000;
 const SETUP_BATCH: usize = 512;
+/// Bytes of values queued at once by setup and verify.
+const SETUP_BATCH_BYTES: usize = 8 << 20;
+
+fn setup_batch(value_size: usize) -> usize {
+    (SETUP_BATCH_BYTES / value_size.max(1)).clamp(1, SETUP_BATCH)
+}
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -784,7 +790,7 @@ async fn setup(a: &BenchArgs) -> anyhow::Result<()> {
     // The root first, then the rest pipelined in batches.
     let mut rest = paths.split_off(1);
     for batch in std::iter::once(std::mem::take(&mut paths)).chain(std::iter::from_fn(|| {
-        (!rest.is_empty()).then(|| rest.drain(..rest.len().min(SETUP_BATCH)).collect())
+        (!rest.is_empty()).then(|| rest.drain(..rest.len().min(setup_batch(a.value_size))).collect())
     })) {
         let mut xids = Vec::with_capacity(batch.len());
         for path in &batch {
@@ -815,7 +821,7 @@ async fn verify_all(ctx: &Ctx) -> anyhow::Result<(u64, u64, BTreeMap<String, u64
         .context("verify connection")?;
     let mut bad = BTreeMap::new();
     let mut checked = 0;
-    for chunk in written.chunks(SETUP_BATCH) {
+    for chunk in written.chunks(setup_batch(ctx.a.value_size)) {
         let xids: Vec<i32> = chunk
             .iter()
             .map(|(k, _)| {
