@@ -16,5 +16,6 @@ pub mod server;
 pub mod session;
 pub mod shard;
 pub mod snapshot;
+pub mod tools;
 pub mod tree;
 pub mod txnlog;

@@ -36,6 +36,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DumpCmd,
     },
+    /// Load generator speaking the ZooKeeper client protocol (.hgrm + plots).
+    Bench(zkd::tools::bench::BenchArgs),
+    /// What the txnlog writer would see on a disk: sync latency and throughput per method, and the
+    /// zoo.cfg settings recommended for it.
+    FsyncTest(zkd::tools::fsync_test::FsyncTestArgs),
+    /// jute.maxbuffer edge cases against a running server, optionally compared with another.
+    MaxbufferStress(zkd::tools::maxbuffer_stress::MaxbufferStressArgs),
     /// Delete old snapshots and logs, keeping the newest N snapshots and the logs they need
     /// (ZooKeeper's PurgeTxnLog).
     Purge {
@@ -126,6 +133,16 @@ fn serve(config: Option<PathBuf>, shards: Option<usize>, cores: Option<Vec<usize
     ExitCode::SUCCESS
 }
 
+fn tool(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zkd: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
@@ -134,6 +151,9 @@ fn main() -> ExitCode {
         Some(Cmd::Serve { config, shards, cores }) => serve(config, shards, cores),
         Some(Cmd::Txnlog { cmd: DumpCmd::Dump { file, json } }) => dump(false, &file, json),
         Some(Cmd::Snapshot { cmd: DumpCmd::Dump { file, json } }) => dump(true, &file, json),
+        Some(Cmd::Bench(a)) => tool(zkd::tools::bench::run(a)),
+        Some(Cmd::FsyncTest(a)) => tool(zkd::tools::fsync_test::run(a)),
+        Some(Cmd::MaxbufferStress(a)) => tool(zkd::tools::maxbuffer_stress::run(a)),
         Some(Cmd::Purge { data_dir, data_log_dir, count }) => {
             let log_dir = data_log_dir.unwrap_or_else(|| data_dir.clone());
             match zkd::db::purge(&data_dir, &log_dir, count) {
