@@ -305,3 +305,33 @@ fn enospc_rejects_the_group_refuses_until_resume_and_leaves_no_hole() {
     let all: Vec<i64> = files.iter().flat_map(|f| f.1.clone()).collect();
     assert_eq!(all, (1..=z + 1).collect::<Vec<_>>(), "no hole, no duplicate");
 }
+
+#[test]
+fn a_full_file_rolls_to_the_preallocated_next_file_without_gaps() {
+    for path in [WritePath::Pwrite, WritePath::Mmap] {
+        let d = tempfile::tempdir().unwrap();
+        let (h, dur) = start(d.path(), LogOptions { write_path: path, ..small() });
+        // Groups well under a file (a group larger than a whole file grows it inline instead).
+        for z in 1..=3000 {
+            h.append(vec![txn(z)]).unwrap();
+            if z % 50 == 0 {
+                dur.wait_for(z);
+            }
+        }
+        h.shutdown();
+        let files = read_all(d.path());
+        let names: Vec<&String> = files.iter().map(|f| &f.0).collect();
+        assert!(files.len() > 2, "{path:?}: 3000 txns of ~100 B need several 64 KiB files: {names:?}");
+        let mut all = Vec::new();
+        for (name, zs) in &files {
+            assert_eq!(name, &format!("log.{:x}", zs[0]), "a file is named by its first zxid");
+            // Every file is exactly one preallocation (the spare), never grown inline.
+            assert_eq!(std::fs::metadata(d.path().join(name)).unwrap().len(), 64 * 1024, "{name}");
+            all.extend_from_slice(zs);
+        }
+        assert_eq!(all, (1..=3000).collect::<Vec<_>>(), "{path:?}: every zxid once, in order");
+        // The prepared spare is not a log file to any reader.
+        assert!(d.path().join(zkd::txnlog::writer::SPARE_NAME).exists());
+        assert!(!zkd::txnlog::writer::SPARE_NAME.starts_with("log."));
+    }
+}

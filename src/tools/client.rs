@@ -8,8 +8,8 @@
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -18,6 +18,8 @@ use crate::proto::{ConnectRequest, ConnectResponse, OpCode, ReplyHeader, Request
 
 /// Replies buffered between the socket reader task and the session; the reader waits when full.
 pub const EVENT_QUEUE_MAX: usize = 4096;
+/// Socket read buffer of the reply reader.
+const READ_BUFFER_BYTES: usize = 64 << 10;
 /// The default client-side bound on a reply frame (ZooKeeper's jute.maxbuffer default is 1 MiB - 1;
 /// the tools accept more so that they can observe what a server sends).
 pub const REPLY_FRAME_MAX_BYTES: usize = 64 << 20;
@@ -69,7 +71,7 @@ impl Drop for Conn {
     }
 }
 
-async fn read_frame(rd: &mut OwnedReadHalf, max: usize) -> Result<Vec<u8>, String> {
+async fn read_frame<R: AsyncReadExt + Unpin>(rd: &mut R, max: usize) -> Result<Vec<u8>, String> {
     let mut len = [0u8; 4];
     rd.read_exact(&mut len).await.map_err(|e| format!("reading length: {e}"))?;
     let len = i32::from_be_bytes(len);
@@ -140,6 +142,9 @@ impl Conn {
             return Err(hs(format!("session refused (negotiated timeout {} ms)", resp.time_out)));
         }
         let (tx, rx) = mpsc::channel(EVENT_QUEUE_MAX);
+        // Buffered: one read syscall serves every reply that arrived together (a pipelined session
+        // gets many), so the load generator is not the bottleneck it measures.
+        let mut rd = BufReader::with_capacity(READ_BUFFER_BYTES, rd);
         let reader = tokio::spawn(async move {
             loop {
                 let ev = match read_frame(&mut rd, reply_frame_max_bytes).await {
@@ -226,6 +231,11 @@ impl Conn {
     /// The next reply or the close; cancel-safe. None after the close was already delivered.
     pub async fn recv(&mut self) -> Option<Event> {
         self.rx.recv().await
+    }
+
+    /// A reply or close that already arrived, without waiting.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        self.rx.try_recv().ok()
     }
 
     /// Waits for the reply with `xid`, skipping pings and notifications; other replies are returned

@@ -5,10 +5,14 @@
 //! ran), writes it with one write, and makes it durable with ONE sync; only then does it call
 //! `on_durable(last_zxid)`. N appends therefore cost at most N syncs and usually far fewer.
 //!
-//! Files grow in `pre_alloc_size_bytes` steps by writing real zeros (zero-filled preallocation
-//! then pwrite + fdatasync measured fastest on this platform; fallocate alone was slower, and a
-//! sparse file as ZooKeeper makes it needs block allocation and metadata on every sync). Readers
-//! stop at the zeros (an entry of length 0 is ZooKeeper's EOF).
+//! Files are `pre_alloc_size_bytes` of real zeros (zero-filled preallocation then pwrite +
+//! fdatasync measured fastest on this platform; fallocate alone was slower, and a sparse file as
+//! ZooKeeper makes it needs block allocation and metadata on every sync). Readers stop at the
+//! zeros (an entry of length 0 is ZooKeeper's EOF). Zeroing 64 MiB and syncing it costs ~100 ms,
+//! so it never happens on the write path: a helper thread prepares the NEXT file (`SPARE_NAME`,
+//! zero-filled and synced) while the current one fills, and a full file rolls to it (a log may
+//! be split into any number of files; ZooKeeper reads them in zxid order). Only when no spare
+//! could be made (e.g. the disk is nearly full) does the writer zero-fill inline.
 //!
 //! Failure policy:
 //! - A failed fsync/fdatasync/msync, or a failed write other than ENOSPC, is FATAL: the writer
@@ -56,9 +60,9 @@ pub enum WritePath {
 ///   one txn per group:  pwrite+fdatasync fsync p50 ~170 us, append->durable p50 ~200 us, ~4000 txn/s;
 ///                       mmap+msync       fsync p50 ~220 us, append->durable p50 ~270 us, ~3300 txn/s
 ///   bursts of 64:       pwrite ~78k txn/s, mmap ~66k txn/s.
-/// pwrite is faster and also keeps page faults and SIGBUS hazards off the log thread. Its one
-/// outlier (~26 ms max) is the first sync after a 64 MiB zero preallocation, which flushes the
-/// zeros; msync only flushes the written range, so mmap's max was lower.
+/// pwrite is faster and also keeps page faults and SIGBUS hazards off the log thread. (Its one
+/// outlier, the first sync after an inline 64 MiB zero preallocation, is gone now that the next
+/// file is prepared off the write path.)
 pub const DEFAULT_WRITE_PATH: WritePath = WritePath::Pwrite;
 
 #[derive(Debug, Clone)]
@@ -97,6 +101,46 @@ impl Default for LogOptions {
             pin_to_core: None,
         }
     }
+}
+
+/// The preallocated next log file, renamed to `log.<zxid>` when it is taken. The name does not
+/// start with `log.`, so neither zkd's nor ZooKeeper's recovery ever reads it.
+pub const SPARE_NAME: &str = ".zkd-next-log";
+
+/// Spares are only prepared while the disk has this many times `pre_alloc_size_bytes` free, so
+/// the spare never takes the space the current log needs.
+const SPARE_FREE_SPACE_FACTOR: u64 = 4;
+
+/// Creates `path` as `size` bytes of zeros, synced. Removes it again on failure.
+fn prepare_spare(path: &Path, size: u64) -> io::Result<File> {
+    let res = (|| {
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
+        let zeros = vec![0u8; (1 << 20).min(size as usize)];
+        let mut at = 0;
+        while at < size {
+            let n = zeros.len().min((size - at) as usize);
+            file.write_all_at(&zeros[..n], at)?;
+            at += n as u64;
+        }
+        file.sync_data()?;
+        Ok(file)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    res
+}
+
+/// Free bytes on the filesystem holding `dir` (None if unknown).
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is a valid NUL-terminated path and st a properly sized out-parameter.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 /// What the writer reports through `on_error`.
@@ -199,11 +243,14 @@ impl LogWriter {
                 last_durable_zxid: None,
                 unsynced_bytes: 0,
                 no_space: false,
+                spare: None,
                 stats: st,
                 on_durable,
                 on_error,
             };
+            w.start_spare();
             w.run(rx);
+            w.discard_spare();
         })?;
         Ok(LogHandle { tx, join: Some(join), stats, queue_max_batches })
     }
@@ -283,6 +330,8 @@ struct Worker {
     last_durable_zxid: Option<i64>,
     unsynced_bytes: u64,
     no_space: bool,
+    /// The next file, being prepared (or ready) on a helper thread.
+    spare: Option<JoinHandle<io::Result<File>>>,
     stats: Arc<Mutex<LogStats>>,
     on_durable: OnDurable,
     on_error: OnError,
@@ -427,6 +476,47 @@ impl Worker {
         Ok(())
     }
 
+    /// Starts preparing the next file unless one is under way or the disk is too full for it.
+    fn start_spare(&mut self) {
+        if self.spare.is_some() {
+            return;
+        }
+        let size = self.opts.pre_alloc_size_bytes;
+        if free_bytes(&self.dir).is_some_and(|free| free < size.saturating_mul(SPARE_FREE_SPACE_FACTOR)) {
+            return;
+        }
+        let path = self.dir.join(SPARE_NAME);
+        let spawned = std::thread::Builder::new()
+            .name(format!("{}-prealloc", self.opts.thread_name))
+            .spawn(move || prepare_spare(&path, size));
+        match spawned {
+            Ok(h) => self.spare = Some(h),
+            Err(e) => tracing::warn!("cannot start the log preallocation thread: {e}"),
+        }
+    }
+
+    /// Takes the prepared spare (waiting for it if it is still being written).
+    fn take_spare(&mut self) -> Option<File> {
+        let h = self.spare.take()?;
+        match h.join() {
+            Ok(Ok(f)) => Some(f),
+            Ok(Err(e)) => {
+                tracing::warn!(
+                    dir = %self.dir.display(),
+                    "could not preallocate the next transaction log ({e}); zero-filling inline"
+                );
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn discard_spare(&mut self) {
+        if let Some(h) = self.spare.take() {
+            let _ = h.join();
+        }
+    }
+
     fn open_new(&mut self, first_zxid: i64) -> Result<(), Failed> {
         let path = self.dir.join(log_file_name(first_zxid));
         let fatal = |op, path: &Path, source| {
@@ -434,10 +524,35 @@ impl Worker {
         };
         // A file of this name can only hold txns >= first_zxid, which recovery did not accept
         // (or it would not be our next zxid): replacing it is safe.
-        let file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).map_err(
-                |e| if is_enospc(&e) { Failed::NoSpace(e, path.clone()) } else { fatal("create", &path, e) },
-            )?;
+        let spare = self.take_spare().and_then(|f| {
+            let len = f.metadata().ok()?.len();
+            match std::fs::rename(self.dir.join(SPARE_NAME), &path) {
+                Ok(()) => Some((f, len)),
+                Err(e) => {
+                    tracing::warn!("cannot take the preallocated log file: {e}");
+                    None
+                }
+            }
+        });
+        let (file, size_bytes) = match spare {
+            Some(x) => x,
+            None => {
+                let f = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&path)
+                    .map_err(|e| {
+                        if is_enospc(&e) {
+                            Failed::NoSpace(e, path.clone())
+                        } else {
+                            fatal("create", &path, e)
+                        }
+                    })?;
+                (f, 0)
+            }
+        };
         let hdr = FileHeader::txnlog().to_bytes();
         file.write_all_at(&hdr, 0).map_err(|e| {
             if is_enospc(&e) {
@@ -455,10 +570,27 @@ impl Worker {
             file,
             map: None,
             pos_bytes: FILE_HEADER_LEN_BYTES as u64,
-            size_bytes: FILE_HEADER_LEN_BYTES as u64,
+            size_bytes: size_bytes.max(FILE_HEADER_LEN_BYTES as u64),
             dirty_from_bytes: 0,
         });
         self.stats.lock().files_created += 1;
+        if size_bytes > 0 && self.opts.write_path == WritePath::Mmap {
+            self.map_current()?;
+        }
+        // The header's sync rides on the first group's sync.
+        self.start_spare();
+        Ok(())
+    }
+
+    fn map_current(&mut self) -> Result<(), Failed> {
+        let f = self.current.as_mut().expect("open file");
+        f.map = None;
+        // SAFETY: the mapping covers exactly the file's preallocated length; only this thread
+        // writes the file while the log is active, and nobody truncates it under us.
+        let map = unsafe { MmapMut::map_mut(&f.file) }.map_err(|e| {
+            Failed::Fatal(LogWriteError::Fatal { op: "mmap", path: f.path.clone(), source: e })
+        })?;
+        f.map = Some(map);
         Ok(())
     }
 
@@ -492,23 +624,27 @@ impl Worker {
         }
         f.size_bytes = new_size;
         if use_map {
-            f.map = None;
-            // SAFETY: the mapping covers exactly the file's preallocated length; only this thread
-            // writes the file while the log is active, and nobody truncates it under us.
-            let map = unsafe { MmapMut::map_mut(&f.file) }.map_err(|e| {
-                Failed::Fatal(LogWriteError::Fatal { op: "mmap", path: f.path.clone(), source: e })
-            })?;
-            f.map = Some(map);
+            self.map_current()?;
         }
         Ok(())
     }
 
     fn write_buf(&mut self) -> Result<(), Failed> {
         let Some(first_zxid) = self.buf_first_zxid else { return Ok(()) };
+        let len = self.buf.len() as u64;
+        // A full file rolls to the prepared spare rather than growing inline (the group starts
+        // at `first_zxid`, so it can open the next file). Everything before it is synced
+        // (each group syncs), or sync is off.
+        let full = self.current.as_ref().is_some_and(|f| f.pos_bytes + len + 4096 >= f.size_bytes);
+        let fits_fresh = len + FILE_HEADER_LEN_BYTES as u64 + 4096 < self.opts.pre_alloc_size_bytes;
+        if full && fits_fresh && self.spare.is_some() {
+            let f = self.current.take().expect("checked");
+            debug_assert!(!self.opts.force_sync || f.dirty_from_bytes == f.pos_bytes, "rolled unsynced data");
+            tracing::debug!(file = %f.path.display(), bytes = f.pos_bytes, "log file full, rolling to the preallocated next file");
+        }
         if self.current.is_none() {
             self.open_new(first_zxid)?;
         }
-        let len = self.buf.len() as u64;
         let start = self.current.as_ref().expect("open").pos_bytes;
         self.ensure_capacity(start + len)?;
         let f = self.current.as_mut().expect("open");

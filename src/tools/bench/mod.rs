@@ -570,28 +570,37 @@ async fn run_conn(
         } else {
             wake = wake.min(ctx.drain_end);
         }
-        tokio::select! {
-            ev = conn.recv() => match ev {
-                Some(Event::Reply(r)) => {
-                    if r.xid == crate::proto::xid::PING || r.xid == crate::proto::xid::NOTIFICATION {
-                        continue;
-                    }
-                    match pending.remove(&r.xid) {
-                        None => st.error(ctx, r.at, "UnmatchedXid"),
-                        Some(p) => {
-                            st.completed(ctx, p.start, r.at, r.err);
-                            if r.err == 0 {
-                                g.on_ok(ctx, st, p.kind, &r);
+        // Handle every reply that is already here before refilling, so one write carries many
+        // requests (the client must cost less than the servers it measures).
+        let first = match conn.try_recv() {
+            Some(ev) => Some(ev),
+            None => tokio::select! {
+                ev = conn.recv() => Some(ev.unwrap_or(Event::Closed("closed".into()))),
+                _ = sleep_until(wake) => None,
+            },
+        };
+        let mut next = first;
+        while let Some(ev) = next {
+            match ev {
+                Event::Reply(r) => {
+                    if r.xid != crate::proto::xid::PING && r.xid != crate::proto::xid::NOTIFICATION {
+                        match pending.remove(&r.xid) {
+                            None => st.error(ctx, r.at, "UnmatchedXid"),
+                            Some(p) => {
+                                st.completed(ctx, p.start, r.at, r.err);
+                                if r.err == 0 {
+                                    g.on_ok(ctx, st, p.kind, &r);
+                                }
                             }
                         }
                     }
                 }
-                Some(Event::Closed(_)) | None => {
+                Event::Closed(_) => {
                     lose_all(&mut pending, st);
                     return Ended::Lost;
                 }
-            },
-            _ = sleep_until(wake) => {}
+            }
+            next = conn.try_recv();
         }
     }
 }
