@@ -420,24 +420,27 @@ impl Prep {
         zxid: i64,
         now_ms: i64,
     ) -> (TxnHeader, TxnBody) {
-        let mut es: std::collections::BTreeSet<String> = tree.ephemerals(session).into_iter().collect();
+        // ZooKeeper iterates a clone of the session's HashSet with pending changes applied; the
+        // order decides paths2Delete and so the order of the deletions' watch events.
+        let mut es = tree.ephemerals_set(session);
         for (_, path, owner) in &self.order {
             match owner {
                 None => {
                     es.remove(path);
                 }
                 Some(o) if *o == session => {
-                    es.insert(path.clone());
+                    es.insert(path);
                 }
                 _ => {}
             }
         }
+        let es: Vec<String> = es.ordered().into_iter().map(str::to_owned).collect();
         for p in &es {
             self.add(zxid, p, None);
         }
         let hdr =
             TxnHeader { client_id: session, cxid, zxid, time: now_ms, txn_type: OpCode::CloseSession as i32 };
-        (hdr, TxnBody::CloseSession(CloseSessionTxn { paths2_delete: es.into_iter().collect() }))
+        (hdr, TxnBody::CloseSession(CloseSessionTxn { paths2_delete: es }))
     }
 
     /// The container manager's deleteContainer (session 0): only an empty container or TTL node.

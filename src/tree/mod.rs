@@ -13,6 +13,7 @@
 //! shows `2 × stored − numChildren`; container and TTL nodes show ephemeralOwner 0.
 
 pub mod acl_cache;
+pub mod java_order;
 pub mod quota;
 
 use std::collections::{BTreeSet, HashMap};
@@ -26,6 +27,7 @@ use crate::proto::{
     Acl, CreateTxn, ErrorCode, EventType, OpCode, Stat, StatPersisted, TxnBody, TxnHeader, WatcherType,
 };
 use acl_cache::AclCache;
+use java_order::JavaHashSet;
 use quota::{StatsTrack, LIMIT_NODE, QUOTA_ROOT, STAT_NODE};
 
 const STRIPES: usize = 256;
@@ -92,7 +94,37 @@ struct Node {
     data: Option<Arc<[u8]>>,
     acl: i64,
     stat: StatPersisted,
-    children: BTreeSet<Box<str>>,
+    children: Children,
+}
+
+/// A node's child names, iterated in ZooKeeper's order (`new HashSet<String>(8)`, see
+/// `java_order`). Leaves (most nodes) pay one pointer.
+#[derive(Default)]
+struct Children(Option<Box<JavaHashSet>>);
+
+impl Children {
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |s| s.len())
+    }
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.0.as_ref().is_some_and(|s| s.contains(name))
+    }
+    fn insert(&mut self, name: &str) -> bool {
+        self.0.get_or_insert_with(|| Box::new(JavaHashSet::with_capacity_log2(3))).insert(name)
+    }
+    fn remove(&mut self, name: &str) -> bool {
+        self.0.as_mut().is_some_and(|s| s.remove(name))
+    }
+    /// Names in ZooKeeper's iteration order.
+    fn ordered(&self) -> Vec<String> {
+        self.0.as_ref().map_or_else(Vec::new, |s| s.ordered().into_iter().map(str::to_owned).collect())
+    }
+    fn iter_unordered(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().flat_map(|s| s.iter_unordered())
+    }
 }
 
 impl Node {
@@ -204,7 +236,9 @@ pub fn end_observe() -> Option<i64> {
 pub struct DataTree {
     stripes: Box<[Stripe]>,
     acls: RwLock<AclCache>,
-    ephemerals: Mutex<HashMap<i64, BTreeSet<String>>>,
+    /// Per session, in ZooKeeper's order (`new HashSet<String>()`; an emptied set is kept, as
+    /// ZooKeeper keeps it, so its capacity stays).
+    ephemerals: Mutex<HashMap<i64, JavaHashSet>>,
     containers: Mutex<BTreeSet<String>>,
     ttls: Mutex<BTreeSet<String>>,
     /// Paths with a `zookeeper_limits` node.
@@ -281,12 +315,12 @@ impl DataTree {
 
     fn raw_insert(&self, path: &str, data: Option<Arc<[u8]>>, acl: i64, stat: StatPersisted) {
         let size = path.len() as i64 + data.as_ref().map_or(0, |d| d.len() as i64);
-        let node = Node { data, acl, stat, children: BTreeSet::new() };
+        let node = Node { data, acl, stat, children: Children::default() };
         self.stripes[stripe_of(path)].nodes.write().insert(path.into(), node);
         if path != "/" {
             let parent = parent_of(path);
             if let Some(p) = self.stripes[stripe_of(parent)].nodes.write().get_mut(parent) {
-                p.children.insert(child_name(path).into());
+                p.children.insert(child_name(path));
             }
         }
         self.node_count.fetch_add(1, Ordering::Relaxed);
@@ -361,7 +395,7 @@ impl DataTree {
             let mut ws = self.stripes[stripe_of(path)].watches.lock();
             self.add_watch(&mut ws.child, path, w, Mode::Standard);
         }
-        Ok((n.children.iter().map(|c| c.to_string()).collect(), n.stat()))
+        Ok((n.children.ordered(), n.stat()))
     }
 
     pub fn get_acl(&self, path: &str) -> Result<(Vec<Acl>, Stat), ErrorCode> {
@@ -383,7 +417,7 @@ impl DataTree {
         while let Some(p) = stack.pop() {
             let nodes = self.read(&p);
             let n = nodes.get(p.as_str()).ok_or(ErrorCode::NoNode)?;
-            for c in &n.children {
+            for c in n.children.iter_unordered() {
                 count += 1;
                 stack.push(if p == "/" { format!("/{c}") } else { format!("{p}/{c}") });
             }
@@ -391,8 +425,18 @@ impl DataTree {
         Ok(count as i32)
     }
 
+    /// The session's ephemeral paths as ZooKeeper's `getEphemerals` returns them (a clone of
+    /// its HashSet, in the clone's iteration order).
     pub fn ephemerals(&self, session: i64) -> Vec<String> {
-        self.ephemerals.lock().get(&session).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+        self.ephemerals_set(session).ordered().into_iter().map(str::to_owned).collect()
+    }
+
+    /// The clone itself, for closeSession's prep, which adds and removes pending changes to it.
+    pub fn ephemerals_set(&self, session: i64) -> JavaHashSet {
+        self.ephemerals
+            .lock()
+            .get(&session)
+            .map_or_else(|| JavaHashSet::with_capacity_log2(4), JavaHashSet::java_clone)
     }
 
     pub fn ephemerals_count(&self) -> usize {
@@ -830,7 +874,7 @@ impl DataTree {
                 p.stat.cversion = pcv;
                 p.stat.pzxid = zxid;
             }
-            p.children.insert(name.into());
+            p.children.insert(name);
         }
         let acl = self.acls.write().intern(&t.acl);
         let stat = StatPersisted {
@@ -846,7 +890,7 @@ impl DataTree {
         };
         let data: Option<Arc<[u8]>> = t.data.as_deref().map(Arc::from);
         let bytes = data.as_ref().map_or(0, |d| d.len() as i64);
-        let node = Node { data, acl, stat, children: BTreeSet::new() };
+        let node = Node { data, acl, stat, children: Children::default() };
         let out = node.stat();
         debug_assert!(!l.map(path).contains_key(path), "{path} existed though its parent did not list it");
         l.map(path).insert(path.into(), node);
@@ -860,7 +904,11 @@ impl DataTree {
                 self.ttls.lock().insert(path.to_owned());
             }
             EphemeralType::Normal => {
-                self.ephemerals.lock().entry(owner).or_default().insert(path.to_owned());
+                self.ephemerals
+                    .lock()
+                    .entry(owner)
+                    .or_insert_with(|| JavaHashSet::with_capacity_log2(4))
+                    .insert(path);
             }
             EphemeralType::Void => {}
         }
@@ -928,9 +976,6 @@ impl DataTree {
                 let mut e = self.ephemerals.lock();
                 if let Some(s) = e.get_mut(&node.stat.ephemeral_owner) {
                     s.remove(path);
-                    if s.is_empty() {
-                        e.remove(&node.stat.ephemeral_owner);
-                    }
                 }
             }
             EphemeralType::Void => {}
@@ -1042,12 +1087,7 @@ impl DataTree {
 
     /// Reads a node that may sit in a stripe this txn did not lock.
     fn read_node_info(&self, l: &mut Locked<'_>, path: &str) -> Option<(i64, Vec<String>)> {
-        let f = |n: &Node| {
-            (
-                n.data.as_ref().map_or(0, |d| d.len() as i64),
-                n.children.iter().map(|c| c.to_string()).collect(),
-            )
-        };
+        let f = |n: &Node| (n.data.as_ref().map_or(0, |d| d.len() as i64), n.children.ordered());
         let i = stripe_of(path);
         if l.idx.binary_search(&i).is_ok() {
             l.get(path).map(|n| f(n))
@@ -1111,12 +1151,7 @@ impl DataTree {
             let (data, acl, stat, children) = {
                 let nodes = self.read(&p);
                 let Some(n) = nodes.get(p.as_str()) else { continue };
-                (
-                    n.data.clone(),
-                    n.acl,
-                    n.stat.clone(),
-                    n.children.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
-                )
+                (n.data.clone(), n.acl, n.stat.clone(), n.children.ordered())
             };
             let stored = if p == "/" { "" } else { p.as_str() };
             f(stored, data.as_deref(), acl, &stat);
@@ -1165,7 +1200,11 @@ impl DataTree {
                 self.ttls.lock().insert(path.to_owned());
             }
             EphemeralType::Normal => {
-                self.ephemerals.lock().entry(owner).or_default().insert(path.to_owned());
+                self.ephemerals
+                    .lock()
+                    .entry(owner)
+                    .or_insert_with(|| JavaHashSet::with_capacity_log2(4))
+                    .insert(path);
             }
             EphemeralType::Void => {}
         }

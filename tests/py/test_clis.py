@@ -459,8 +459,6 @@ def test_cli_mt_commands(server):
     match_lines(actual, expected, java_dates=False)
 
 
-@pytest.mark.xfail(os.environ.get("ZKD_TARGET", "zkd") == "zkd", strict=True,
-                   reason="known gap: zkd returns children sorted, ZooKeeper 3.8 in Java HashSet order")
 def test_cli_mt_ls_children_order(server):
     # ZooKeeper lists children in its DataNode's HashSet iteration order, not sorted; cli_mt
     # prints them as received.
