@@ -13,6 +13,7 @@
 //! Not reproduced: treeified bins (9+ names in one bucket of a 64+ table) and the resize a 9-name
 //! bucket forces in a smaller table; both need colliding `String.hashCode`s in one directory.
 
+use compact_str::CompactString;
 use std::collections::HashMap;
 
 /// Java `String.hashCode()`.
@@ -36,7 +37,7 @@ const MAX_CAP_LOG2: u8 = 30;
 #[derive(Debug, Clone)]
 pub struct JavaHashSet {
     /// Element → insertion sequence number.
-    map: HashMap<Box<str>, u32, ahash::RandomState>,
+    map: HashMap<CompactString, u32, ahash::RandomState>,
     /// log2 of the Java table capacity.
     cap_log2: u8,
     next_seq: u32,
@@ -71,7 +72,7 @@ impl JavaHashSet {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.map.insert(s.into(), seq);
+        self.map.insert(CompactString::from(s), seq);
         // HashMap.putVal: `if (++size > threshold) resize()`, threshold = 3/4 of the capacity.
         while self.cap_log2 < MAX_CAP_LOG2 && self.map.len() > (3usize << self.cap_log2) / 4 {
             self.cap_log2 += 1;
@@ -116,7 +117,7 @@ impl JavaHashSet {
 
     /// Keeps relative order, compacting sequence numbers (after 2^32 insertions).
     fn renumber(&mut self) {
-        let mut v: Vec<(u32, Box<str>)> = self.map.drain().map(|(k, s)| (s, k)).collect();
+        let mut v: Vec<(u32, CompactString)> = self.map.drain().map(|(k, s)| (s, k)).collect();
         v.sort_unstable_by_key(|(s, _)| *s);
         for (i, (_, k)) in v.into_iter().enumerate() {
             self.map.insert(k, i as u32);

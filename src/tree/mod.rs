@@ -154,7 +154,7 @@ impl Node {
 type WatchList = SmallVec<[(WatcherId, Mode); 2]>;
 /// Nodes are boxed: a table slot is then 24 bytes, not ~110, which matters because hash tables
 /// run between 44% and 87% full (measured: -30% RSS per znode at 1M).
-type NodeMap = HashMap<Box<str>, Box<Node>, ahash::RandomState>;
+type NodeMap = HashMap<compact_str::CompactString, Box<Node>, ahash::RandomState>;
 /// A node's data as readers get it (shared, never copied on read).
 pub type Data = Option<Arc<[u8]>>;
 
