@@ -148,8 +148,17 @@ fn decode_multi(r: &mut Reader<'_>) -> Result<Vec<MultiOp>> {
             return Err(JuteError::BadValue { what: "multi op count", value: ops.len() as i64 });
         }
         let op = match OpCode::from_i32(h.op_type) {
-            Some(op @ (OpCode::Create | OpCode::Create2 | OpCode::CreateContainer)) => {
-                MultiOp::Create(op, CreateRequest::decode(r)?)
+            Some(OpCode::Create | OpCode::Create2 | OpCode::CreateContainer) => {
+                // ZooKeeper's MultiOperationRecord rebuilds these with Op.create(path, data, acl,
+                // flags): the opcode then follows the flags (createContainer for a container,
+                // create otherwise), so a create2 inside a multi answers like a plain create.
+                let req = CreateRequest::decode(r)?;
+                let op = if crate::proto::types::CreateMode::from_flag(req.flags) == Some(crate::proto::types::CreateMode::Container) {
+                    OpCode::CreateContainer
+                } else {
+                    OpCode::Create
+                };
+                MultiOp::Create(op, req)
             }
             Some(OpCode::CreateTtl) => MultiOp::CreateTtl(CreateTtlRequest::decode(r)?),
             Some(OpCode::Delete) => MultiOp::Delete(DeleteRequest::decode(r)?),
