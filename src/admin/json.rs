@@ -220,6 +220,14 @@ fn limits_obj(ops: &OpsState) -> J {
     ]))
 }
 
+fn client_response_obj(m: &crate::metrics::Totals) -> J {
+    J::Obj(obj(vec![
+        ("last_buffer_size", m.resp_last.into()),
+        ("min_buffer_size", m.resp_min.into()),
+        ("max_buffer_size", m.resp_max.into()),
+    ]))
+}
+
 fn server_stats_obj(ops: &OpsState) -> J {
     let m = ops.metrics.snapshot();
     let data = words::dir_size(&ops.cfg.data_dir) as i64;
@@ -228,6 +236,7 @@ fn server_stats_obj(ops: &OpsState) -> J {
         ("packets_sent", m.packets_sent.into()),
         ("packets_received", m.packets_received.into()),
         ("fsync_threshold_exceed_count", J::Int(0)),
+        ("client_response_stats", client_response_obj(&m)),
         ("data_dir_size", data.into()),
         ("log_dir_size", log.into()),
         ("provider_null", false.into()),
@@ -336,6 +345,7 @@ pub fn run(ops: &OpsState, name: &str, query: &str) -> J {
             ("version", VERSION_LINE.into()),
             ("read_only", false.into()),
             ("server_stats", server_stats_obj(ops)),
+            ("client_response", client_response_obj(&ops.metrics.snapshot())),
             ("node_count", J::Int(ops.tree.node_count() as i64)),
         ]),
         "set_trace_mask" => match query_get(query, "traceMask").and_then(|v| v.parse::<i64>().ok()) {
@@ -355,6 +365,7 @@ pub fn run(ops: &OpsState, name: &str, query: &str) -> J {
                 ("version", VERSION_LINE.into()),
                 ("read_only", false.into()),
                 ("server_stats", server_stats_obj(ops)),
+                ("client_response", client_response_obj(&ops.metrics.snapshot())),
                 ("node_count", J::Int(ops.tree.node_count() as i64)),
                 ("connections", J::Arr(conns)),
                 ("secure_connections", J::Arr(vec![])),

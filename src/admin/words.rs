@@ -395,8 +395,10 @@ pub fn monitor(ops: &OpsState) -> Vec<(String, String)> {
     kv("znode_count", ops.tree.node_count().to_string());
     kv("global_sessions", sessions.count.to_string());
     kv("non_mtls_remote_conn_count", "0".into());
+    kv("last_client_response_size", m.resp_last.to_string());
     kv("packets_sent", m.packets_sent.to_string());
     kv("packets_received", m.packets_received.to_string());
+    kv("max_client_response_size", m.resp_max.to_string());
     kv("connection_drop_probability", "0.0".into());
     kv("watch_count", ops.tree.watch_count().to_string());
     kv("auth_failed_count", m.auth_failed.to_string());
@@ -408,6 +410,7 @@ pub fn monitor(ops: &OpsState) -> Vec<(String, String)> {
     kv("uptime", ops.uptime_ms().to_string());
     kv("max_latency", m.latency_max_ms.to_string());
     kv("outstanding_tls_handshake", "0".into());
+    kv("min_client_response_size", m.resp_min.to_string());
     kv("non_mtls_local_conn_count", "0".into());
     kv("large_requests_rejected", m.frames_rejected.to_string());
     kv("connection_rejected", m.rejected_max_cnxns.to_string());

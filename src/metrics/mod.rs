@@ -50,11 +50,25 @@ pub struct LatencyCells {
     pub max_us: u64,
     pub sum_us: u64,
     pub count: u64,
+    /// Reply sizes in bytes (ZooKeeper's `BufferStats`: -1 until the first reply).
+    pub resp_last: i64,
+    pub resp_min: i64,
+    pub resp_max: i64,
 }
 
 impl LatencyCells {
     fn new() -> Self {
-        LatencyCells { read_us: hist(), update_us: hist(), min_us: u64::MAX, max_us: 0, sum_us: 0, count: 0 }
+        LatencyCells {
+            read_us: hist(),
+            update_us: hist(),
+            min_us: u64::MAX,
+            max_us: 0,
+            sum_us: 0,
+            count: 0,
+            resp_last: -1,
+            resp_min: -1,
+            resp_max: -1,
+        }
     }
     fn reset(&mut self) {
         *self = LatencyCells::new();
@@ -139,8 +153,18 @@ impl ShardProbe {
     /// Records an answered request's latency; `update` for writes (ZooKeeper's `updatelatency`),
     /// else a read (`readlatency`).
     pub fn record_latency_us(&self, us: u64, update: bool) {
+        self.record_reply(us, update, None);
+    }
+    /// `record_latency_us` plus the reply's size in bytes (without the length prefix).
+    pub fn record_reply(&self, us: u64, update: bool, bytes: Option<usize>) {
         let us = us.clamp(1, LATENCY_MAX_US);
         let mut l = self.latency.lock();
+        if let Some(b) = bytes {
+            let b = b as i64;
+            l.resp_last = b;
+            l.resp_min = if l.resp_min < 0 { b } else { l.resp_min.min(b) };
+            l.resp_max = l.resp_max.max(b);
+        }
         let h = if update { &mut l.update_us } else { &mut l.read_us };
         let _ = h.record(us);
         l.min_us = l.min_us.min(us);
@@ -173,6 +197,10 @@ pub struct Totals {
     pub latency_max_ms: u64,
     pub latency_p50_us: u64,
     pub latency_p99_us: u64,
+    /// Client reply sizes (bytes): last, min, max; -1 before any reply.
+    pub resp_last: i64,
+    pub resp_min: i64,
+    pub resp_max: i64,
 }
 
 /// One shard's view, for per-shard gauges.
@@ -268,6 +296,7 @@ impl Metrics {
         let mut t = Totals::default();
         let mut h = hist();
         let (mut min, mut max, mut sum, mut count) = (u64::MAX, 0u64, 0u64, 0u64);
+        (t.resp_last, t.resp_min, t.resp_max) = (-1, -1, -1);
         for s in &self.shards {
             t.connections += s.connections();
             t.outstanding += s.outstanding();
@@ -279,6 +308,11 @@ impl Metrics {
             max = max.max(l.max_us);
             sum += l.sum_us;
             count += l.count;
+            if l.resp_last >= 0 {
+                t.resp_last = l.resp_last;
+                t.resp_min = if t.resp_min < 0 { l.resp_min } else { t.resp_min.min(l.resp_min) };
+                t.resp_max = t.resp_max.max(l.resp_max);
+            }
         }
         t.packets_received = self.counter(Counter::PacketsReceived);
         t.packets_sent = self.counter(Counter::PacketsSent);

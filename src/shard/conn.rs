@@ -401,7 +401,7 @@ impl Conn {
         probe.answered(opcode, xid, zxid, (us / 1000) as i64, crate::admin::wall_ms());
         self.probe.outstanding_add(-1);
         self.probe.packets_sent(1);
-        self.probe.record_latency_us(us, is_update(opcode));
+        self.probe.record_reply(us, is_update(opcode), Some(packet.len().saturating_sub(4)));
     }
 
     fn on_packet(&self, shard: &Rc<Shard>, body: Vec<u8>) -> Result<(), String> {
