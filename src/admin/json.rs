@@ -145,6 +145,7 @@ pub const COMMANDS: &[(&str, &[&str])] = &[
     ("watch_summary", &["wchs"]),
     ("watches", &["wchc"]),
     ("watches_by_path", &["wchp"]),
+    ("zabstate", &[]),
     ("zkd_limits", &[]),
     ("zkd_log_level", &[]),
 ];
@@ -346,7 +347,7 @@ pub fn run(ops: &OpsState, name: &str, query: &str) -> J {
             ("read_only", false.into()),
             ("server_stats", server_stats_obj(ops)),
             ("client_response", client_response_obj(&ops.metrics.snapshot())),
-            ("node_count", J::Int(ops.tree.node_count() as i64)),
+            ("node_count", J::Int(ops.zk_node_count() as i64)),
         ]),
         "set_trace_mask" => match query_get(query, "traceMask").and_then(|v| v.parse::<i64>().ok()) {
             Some(m) => obj(vec![("tracemask", J::Int(m))]),
@@ -366,7 +367,7 @@ pub fn run(ops: &OpsState, name: &str, query: &str) -> J {
                 ("read_only", false.into()),
                 ("server_stats", server_stats_obj(ops)),
                 ("client_response", client_response_obj(&ops.metrics.snapshot())),
-                ("node_count", J::Int(ops.tree.node_count() as i64)),
+                ("node_count", J::Int(ops.zk_node_count() as i64)),
                 ("connections", J::Arr(conns)),
                 ("secure_connections", J::Arr(vec![])),
             ])
@@ -401,6 +402,7 @@ pub fn run(ops: &OpsState, name: &str, query: &str) -> J {
                 .collect();
             vec![("path_to_session_ids".into(), J::Obj(m))]
         }
+        "zabstate" => obj(vec![("voting", false.into()), ("zabstate", "".into())]),
         "zkd_limits" => match limits_obj(ops) {
             J::Obj(v) => v,
             _ => vec![],

@@ -234,6 +234,11 @@ impl OpsState {
         }
         rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
     }
+    /// ZooKeeper's node count: its `DataTree.nodes` holds the root twice (as "" and "/"), and
+    /// every monitoring surface reports that map's size.
+    pub fn zk_node_count(&self) -> usize {
+        self.tree.node_count() + 1
+    }
     pub fn uptime_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }

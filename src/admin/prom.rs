@@ -58,7 +58,7 @@ pub fn render(ops: &OpsState) -> String {
     gauge(&mut o, "num_alive_connections", m.connections as f64);
     gauge(&mut o, "outstanding_requests", m.outstanding.max(0) as f64);
     gauge(&mut o, "uptime", ops.uptime_ms() as f64);
-    gauge(&mut o, "znode_count", ops.tree.node_count() as f64);
+    gauge(&mut o, "znode_count", ops.zk_node_count() as f64);
     gauge(&mut o, "watch_count", ops.tree.watch_count() as f64);
     gauge(&mut o, "ephemerals_count", ops.tree.ephemerals_count() as f64);
     gauge(&mut o, "approximate_data_size", ops.tree.approximate_data_size() as f64);

@@ -223,7 +223,7 @@ fn server_stats(ops: &OpsState, s: &mut String) {
     let _ = writeln!(s, "Outstanding: {}", m.outstanding.max(0));
     let _ = writeln!(s, "Zxid: 0x{:x}", ops.tree.last_processed_zxid());
     let _ = writeln!(s, "Mode: standalone");
-    let _ = writeln!(s, "Node count: {}", ops.tree.node_count());
+    let _ = writeln!(s, "Node count: {}", ops.zk_node_count());
 }
 
 /// Data watches grouped by session (`wchc`) or by path (`wchp`), sorted.
@@ -392,7 +392,7 @@ pub fn monitor(ops: &OpsState) -> Vec<(String, String)> {
     kv("num_alive_connections", m.connections.to_string());
     kv("avg_latency", jdouble(m.latency_avg_ms));
     kv("outstanding_requests", m.outstanding.max(0).to_string());
-    kv("znode_count", ops.tree.node_count().to_string());
+    kv("znode_count", ops.zk_node_count().to_string());
     kv("global_sessions", sessions.count.to_string());
     kv("non_mtls_remote_conn_count", "0".into());
     kv("last_client_response_size", m.resp_last.to_string());

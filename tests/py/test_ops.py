@@ -282,7 +282,9 @@ def test_prometheus_metrics_parse_with_zookeeper_names():
                      "max_file_descriptor_count", "global_sessions", "uptime"):
             assert fams[name].type == "gauge", name
         value = lambda n: fams[n].samples[0].value
-        assert value("znode_count") == 4 + 3 + 20  # /, /zookeeper{,/quota,/config}, /a, /a/b, /e1, /p*
+        # /, /zookeeper{,/quota,/config}, /a, /a/b, /e1, /p*, and the root counted twice as
+        # ZooKeeper counts it.
+        assert value("znode_count") == 1 + 4 + 3 + 20
         assert value("num_alive_connections") == 2
         assert value("global_sessions") == 2
         for name in ("readlatency", "updatelatency"):
@@ -333,7 +335,7 @@ def test_zktop_reads_zkd():
         screen = re.sub(r"\s+", " ", screen)
         assert "Unavailable" not in screen, screen
         # zktop counts the clients `stat` lists: two sessions and its own stat connection.
-        assert "nodecount:7" in screen and "sessions:3" in screen, screen
+        assert "nodecount:8" in screen and "sessions:3" in screen, screen
         # The server row: id, host, port, mode S(tandalone).
         assert re.search(r"127\.0\.0\.1 %d S " % s.port, screen), screen
     finally:
@@ -380,10 +382,11 @@ def test_max_client_cnxns_from_one_ip(kind):
         assert other.recv(4) == b"imok"
         other.close()
         time.sleep(0.3)
-        log = read_log(s)
-        lines = [l for l in log.splitlines() if "Too many connections from /127.0.0.1 - max is 60" in l]
-        assert lines, log[-3000:]
         if kind == "zkd":
+            # ZooKeeper's sentence (NIOServerCnxnFactory); the Debian oracle's classpath binds
+            # slf4j-nop, so only zkd's log can be read here.
+            log = read_log(s)
+            lines = [l for l in log.splitlines() if "Too many connections from /127.0.0.1 - max is 60" in l]
             assert len(lines) == 1, "one line per IP per interval, not one per refusal: %s" % lines
             m = parse_mntr(four_letter_from("127.0.0.2", s.port, "mntr"))
             assert m["zk_connection_rejected"] == "3"
