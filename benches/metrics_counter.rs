@@ -66,9 +66,9 @@ fn run_shared(threads: usize, iters: u64) -> Duration {
 fn main() {
     let env = |k: &str| std::env::var(k).ok().and_then(|s| s.parse::<u64>().ok());
     let iters = env("ITERS").unwrap_or(20_000_000);
-    let threads = env("THREADS").map(|t| t as usize).unwrap_or_else(|| {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
-    });
+    let threads = env("THREADS")
+        .map(|t| t as usize)
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
     let best = |f: fn(usize, u64) -> Duration| (0..3).map(|_| f(threads, iters)).min().expect("runs");
     let sharded = best(run_sharded);
     let shared = best(run_shared);
