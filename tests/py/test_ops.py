@@ -11,6 +11,7 @@ import re
 import select
 import shutil
 import socket
+import tempfile
 import time
 import urllib.request
 
@@ -244,7 +245,7 @@ def test_admin_server_disabled_and_log_level_at_runtime():
 
 
 def test_rolling_log_file():
-    logdir = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".logs-%d" % os.getpid())
+    logdir = os.path.join(tempfile.mkdtemp(prefix="zkd-logs-"), "logs")
     s = Server("zkd", {"zkd.log.dir": logdir, "zkd.log.rotation": "daily", "zkd.log.maxFiles": "2"})
     try:
         deadline = time.time() + 5
@@ -258,7 +259,7 @@ def test_rolling_log_file():
         assert all(f.endswith(".log") for f in files)
     finally:
         s.stop()
-        shutil.rmtree(logdir, ignore_errors=True)
+        shutil.rmtree(os.path.dirname(logdir), ignore_errors=True)
 
 
 def test_prometheus_metrics_parse_with_zookeeper_names():
@@ -317,7 +318,8 @@ def test_zktop_reads_zkd():
             os.execvp("zktop", ["zktop", "--servers", "127.0.0.1:%d" % s.port])
         out = b""
         deadline = time.time() + 5
-        while time.time() < deadline and b"nodecount:" not in out:
+        row = re.compile(rb"127\.0\.0\.1\W+%d\W+S\W" % s.port)
+        while time.time() < deadline and not (b"nodecount:" in out and row.search(out)):
             r, _, _ = select.select([fd], [], [], 0.2)
             if r:
                 try:
