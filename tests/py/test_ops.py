@@ -18,7 +18,21 @@ import urllib.request
 import pytest
 from kazoo.client import KazooClient
 
-from conftest import Server, four_letter, free_port
+from conftest import Server, four_letter
+
+def side_port():
+    """A free port below the kernel's ephemeral range, so it never equals a client port that
+    conftest's free_port() (bind to port 0) picks afterwards."""
+    import random
+    while True:
+        p = random.randint(20000, 29999)
+        with socket.socket() as t:
+            try:
+                t.bind(("0.0.0.0", p))
+                return p
+            except OSError:
+                continue
+
 
 WORDS = ["conf", "cons", "crst", "dump", "envi", "ruok", "srst", "srvr", "stat",
          "wchs", "wchc", "wchp", "mntr", "isro", "dirs"]
@@ -83,7 +97,7 @@ def pair():
     try:
         for kind in ("zkd", "oracle"):
             servers.append(Server(kind, {"admin.enableServer": "true",
-                                         "admin.serverPort": str(free_port()),
+                                         "admin.serverPort": str(side_port()),
                                          "maxClientCnxns": "60"}))
         clients = [workload(s.port) for s in servers]
         time.sleep(0.5)
@@ -161,6 +175,12 @@ def test_every_word_has_the_oracle_shape(pair):
 def test_whitelist_replies_like_zookeeper():
     servers = [Server(k, {"4lw.commands.whitelist": "ruok, mntr"}) for k in ("zkd", "oracle")]
     try:
+        # `ruok` answers before ZooKeeper serves; wait until it does.
+        for s in servers:
+            deadline = time.time() + 20
+            while "not currently serving" in four_letter(s.port, "srvr"):
+                assert time.time() < deadline
+                time.sleep(0.2)
         for w in ("stat", "cons", "wchc", "envi"):
             a, b = (four_letter(s.port, w) for s in servers)
             assert a == b == "%s is not executed because it is not in the whitelist.\n" % w
@@ -215,14 +235,14 @@ def test_admin_server_commands_have_the_oracle_shape(pair):
 
 
 def test_admin_server_disabled_and_log_level_at_runtime():
-    port = free_port()
+    port = side_port()
     s = Server("zkd", {"admin.enableServer": "false", "admin.serverPort": str(port)})
     try:
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
     finally:
         s.stop()
-    port = free_port()
+    port = side_port()
     s = Server("zkd", {"admin.enableServer": "true", "admin.serverPort": str(port)})
     try:
         _, t = http_get(port, "/commands/zkd_log_level")
@@ -264,7 +284,7 @@ def test_rolling_log_file():
 
 def test_prometheus_metrics_parse_with_zookeeper_names():
     from prometheus_client.parser import text_string_to_metric_families
-    mport = free_port()
+    mport = side_port()
     s = Server("zkd", {
         "metricsProvider.className": "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider",
         "metricsProvider.httpPort": str(mport)})
@@ -441,7 +461,7 @@ def test_max_client_cnxns_across_ips():
 
 
 def test_churn_storm_is_detected_and_logged_once():
-    aport = free_port()
+    aport = side_port()
     s = Server("zkd", {"zkd.limits.churnThresholdPerSecond": "50", "zkd.limits.logIntervalMs": "60000",
                        "admin.enableServer": "true", "admin.serverPort": str(aport)})
     try:
