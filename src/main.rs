@@ -86,28 +86,38 @@ fn dump(snapshot: bool, file: &std::path::Path, json: bool) -> ExitCode {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ZKD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+fn init_logging(opts: &zkd::admin::logging::LogOptions) -> Option<zkd::admin::logging::LogGuard> {
+    match zkd::admin::logging::init(opts) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            eprintln!("zkd: cannot set up logging: {e}");
+            None
+        }
+    }
 }
 
 fn serve(config: Option<PathBuf>, shards: Option<usize>, cores: Option<Vec<usize>>) -> ExitCode {
-    let cfg = match &config {
-        None => zkd::config::Config::embedded_default(),
+    let (cfg, warnings) = match &config {
+        None => (zkd::config::Config::embedded_default(), Vec::new()),
         Some(p) => match zkd::config::Config::from_file(p) {
-            Ok((cfg, warnings)) => {
-                for w in warnings {
-                    tracing::warn!("{}: {w}", p.display());
-                }
-                cfg
-            }
+            Ok(x) => x,
             Err(e) => {
                 eprintln!("zkd: invalid configuration {}: {e}", p.display());
                 return ExitCode::from(2);
             }
         },
     };
+    let log_opts = match zkd::admin::logging::LogOptions::from_zkd_keys(&cfg.zkd) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("zkd: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let _log_guard = init_logging(&log_opts);
+    for w in warnings {
+        tracing::warn!("{}: {w}", config.as_deref().unwrap_or(std::path::Path::new("zoo.cfg")).display());
+    }
     let handle = match zkd::server::start(&cfg, zkd::server::RunOptions { shards, cores, in_memory: false }) {
         Ok(h) => h,
         Err(e) => {
@@ -145,7 +155,10 @@ fn tool(r: anyhow::Result<()>) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let _log_guard = match &cli.cmd {
+        None | Some(Cmd::Serve { .. }) => None, // serve sets logging up from zoo.cfg
+        Some(_) => init_logging(&zkd::admin::logging::LogOptions::default()),
+    };
     match cli.cmd {
         None => serve(None, None, None),
         Some(Cmd::Serve { config, shards, cores }) => serve(config, shards, cores),

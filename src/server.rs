@@ -93,6 +93,11 @@ pub struct ServerHandle {
     pub addr: SocketAddr,
     pub metrics: Arc<Metrics>,
     pub tree: Arc<DataTree>,
+    pub ops: Arc<crate::admin::OpsState>,
+    /// Where the AdminServer and the Prometheus endpoint listen, when enabled and bound.
+    pub admin_addr: Option<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
+    http: Vec<crate::admin::http::HttpServer>,
     stop: Arc<AtomicBool>,
     shards: Vec<JoinHandle<()>>,
     sequencer: Option<JoinHandle<()>>,
@@ -108,6 +113,10 @@ impl ServerHandle {
         }
         for s in self.shards.drain(..) {
             let _ = s.join();
+        }
+        self.ops.stop_worker();
+        for h in self.http.drain(..) {
+            h.stop();
         }
     }
 }
@@ -261,7 +270,16 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
 
     let mut links = Vec::new();
     let mut inits = Vec::new();
-    let limits = Arc::new(ConnLimits::default());
+    let limits = Arc::new(ConnLimits::new(limits_config(cfg)?));
+    let ops = crate::admin::OpsState::new(
+        cfg,
+        settings.clone(),
+        tree.clone(),
+        metrics.clone(),
+        limits.clone(),
+        seq_tx.clone(),
+    );
+    ops.start_worker().map_err(|e| StartError::Other(format!("spawn the ops thread: {e}")))?;
     for (i, l) in listeners.into_iter().enumerate() {
         let (tx, rx) = unbounded();
         let (bell, bell_rx) = Doorbell::new().map_err(|e| StartError::Other(format!("socketpair: {e}")))?;
@@ -280,6 +298,7 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
             stop: stop.clone(),
             probe: metrics.shard(i),
             metrics: metrics.clone(),
+            ops: ops.clone(),
         });
     }
 
@@ -351,7 +370,105 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         }
     }
     tracing::info!("zkd serving clients on {bound}");
-    Ok(ServerHandle { to_seq: seq_tx, addr: bound, metrics, tree, stop, shards, sequencer: Some(sequencer) })
+    let (http, admin_addr, metrics_addr) = start_http(cfg, &ops);
+    Ok(ServerHandle {
+        to_seq: seq_tx,
+        addr: bound,
+        metrics,
+        tree,
+        ops,
+        admin_addr,
+        metrics_addr,
+        http,
+        stop,
+        shards,
+        sequencer: Some(sequencer),
+    })
+}
+
+/// `maxClientCnxns` and zkd's `zkd.limits.*` keys.
+fn limits_config(cfg: &Config) -> Result<crate::admin::limits::LimitsConfig, StartError> {
+    let mut l = crate::admin::limits::LimitsConfig { max_cnxns: cfg.max_client_cnxns, ..Default::default() };
+    let num = |key: &str, default: u64| -> Result<u64, StartError> {
+        match cfg.zkd.get(key) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| StartError::Other(format!("{key}={v:?}: expected a number"))),
+        }
+    };
+    l.log_interval_ms = num("zkd.limits.logIntervalMs", l.log_interval_ms)?;
+    l.churn_threshold_per_s = num("zkd.limits.churnThresholdPerSecond", l.churn_threshold_per_s)?;
+    l.max_ips = num("zkd.limits.maxTrackedIps", l.max_ips as u64)?.max(1) as usize;
+    Ok(l)
+}
+
+/// The AdminServer (`admin.*`) and the Prometheus endpoint (`metricsProvider.*`). As in
+/// ZooKeeper, a port that cannot be bound is logged and the server runs on without it.
+fn start_http(
+    cfg: &Config,
+    ops: &Arc<crate::admin::OpsState>,
+) -> (Vec<crate::admin::http::HttpServer>, Option<SocketAddr>, Option<SocketAddr>) {
+    use crate::admin::http::{Handler, HttpServer, Response};
+    let mut servers = Vec::new();
+    let (mut admin_addr, mut metrics_addr) = (None, None);
+    if cfg.admin_enable_server {
+        let base = cfg.admin_command_url.trim_end_matches('/').to_string();
+        let o = ops.clone();
+        let h: Handler = Arc::new(move |path: &str, query: &str| {
+            let path = path.trim_end_matches('/');
+            if path == base {
+                return Response::ok("text/html", crate::admin::json::index_html(&base));
+            }
+            match path.strip_prefix(&base).and_then(|p| p.strip_prefix('/')) {
+                Some(name) if !name.is_empty() && !name.contains('/') => {
+                    let v = crate::admin::json::run(&o, name, query);
+                    Response::ok("application/json", crate::admin::json::pretty(&v))
+                }
+                _ => Response::not_found(),
+            }
+        });
+        match format!("{}:{}", cfg.admin_server_address, cfg.admin_server_port).parse::<SocketAddr>() {
+            Ok(addr) => match HttpServer::start("zkd-admin", addr, h) {
+                Ok(s) => {
+                    tracing::info!("AdminServer on http://{}{}", s.addr, cfg.admin_command_url);
+                    admin_addr = Some(s.addr);
+                    servers.push(s);
+                }
+                Err(e) => tracing::error!("Problem starting AdminServer on {addr}: {e} (set admin.serverPort, or admin.enableServer=false)"),
+            },
+            Err(_) => tracing::error!("admin.serverAddress {:?} is not an IP address; AdminServer not started", cfg.admin_server_address),
+        }
+    }
+    if cfg.metrics_provider_class_name.as_deref() == Some(crate::admin::prom::PROVIDER_CLASS) {
+        let o = ops.clone();
+        let h: Handler = Arc::new(move |path: &str, _q: &str| match path {
+            "/metrics" | "/" => {
+                Response::ok("text/plain; version=0.0.4; charset=utf-8", crate::admin::prom::render(&o))
+            }
+            _ => Response::not_found(),
+        });
+        match format!("{}:{}", cfg.metrics_http_host, cfg.metrics_http_port).parse::<SocketAddr>() {
+            Ok(addr) => match HttpServer::start("zkd-prometheus", addr, h) {
+                Ok(s) => {
+                    tracing::info!("Prometheus metrics on http://{}/metrics", s.addr);
+                    metrics_addr = Some(s.addr);
+                    servers.push(s);
+                }
+                Err(e) => tracing::error!(
+                    "cannot serve Prometheus metrics on {addr}: {e} (set metricsProvider.httpPort)"
+                ),
+            },
+            Err(_) => tracing::error!(
+                "metricsProvider.httpHost {:?} is not an IP address; Prometheus endpoint not started",
+                cfg.metrics_http_host
+            ),
+        }
+    } else if let Some(other) = &cfg.metrics_provider_class_name {
+        tracing::warn!(
+            "metricsProvider.className={other} is not supported; zkd serves {}",
+            crate::admin::prom::PROVIDER_CLASS
+        );
+    }
+    (servers, admin_addr, metrics_addr)
 }
 
 /// Turns glommio's start-up errors into a cause and a fix.

@@ -16,7 +16,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
-python3 -c 'import kazoo, pytest' 2>/dev/null || python3 -m pip install -q kazoo pytest
+python3 -c 'import kazoo, pytest, prometheus_client' 2>/dev/null || python3 -m pip install -q kazoo pytest prometheus_client
+# zktop (a real 4lw consumer) is optional: tests/py/test_ops.py skips its test without it.
+command -v zktop >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq zktop >/dev/null 2>&1 || echo "zktop not installable; its test will be skipped"; }
 
 echo "== building"
 cargo build --release --bins

@@ -1,52 +1,302 @@
-//! The operations surface: four-letter words on the client port (AdminServer and Prometheus
-//! come with the operations issue).
+//! The operations surface: four-letter words on the client port, the AdminServer (JSON over
+//! HTTP), Prometheus `/metrics`, per-IP limits and churn, logging control.
+//!
+//! Nothing here runs on a shard's event loop for more than a registry insert: a four-letter word
+//! is handed to the `zkd-ops` thread, which gathers what it needs from shared structures (per-shard
+//! connection registries, the tree's watch tables, the metrics cells — each behind short locks) and
+//! from the sequencer (sessions, by message), then hands the text back. The AdminServer and
+//! Prometheus threads call the same gatherers.
 
-use std::fmt::Write;
+pub mod http;
+pub mod json;
+pub mod limits;
+pub mod logging;
+pub mod prom;
+pub mod words;
 
-use crate::shard::Shard;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::sequencer::ToSequencer;
+use crate::server::Settings;
+use crate::tree::DataTree;
+pub use limits::ConnLimits;
 
 /// The version string monitoring tools parse: ZooKeeper's form, with zkd's own version.
 pub const VERSION_LINE: &str =
     concat!("3.8.0-zkd-", env!("CARGO_PKG_VERSION"), ", built on 1970-01-01 00:00 UTC");
 
-fn allowed(shard: &Shard, word: &str) -> bool {
-    match &shard.settings.four_letter_whitelist {
-        None => true,
-        Some(list) => list.iter().any(|w| w == word),
+/// Milliseconds since the Unix epoch.
+pub fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// One connection's statistics, readable from any thread. Written by the owning shard only
+/// (relaxed atomics on the connection's own memory: no sharing between connections).
+pub struct ConnStats {
+    pub id: u64,
+    pub shard: u16,
+    pub peer: SocketAddr,
+    pub session: AtomicI64,
+    pub timeout_ms: AtomicI64,
+    pub established_ms: AtomicI64,
+    pub received: AtomicU64,
+    pub sent: AtomicU64,
+    pub outstanding: AtomicI64,
+    /// Opcode of the last answered request; `i64::MIN` before any ("NA").
+    pub last_op: AtomicI64,
+    pub last_cxid: AtomicI64,
+    pub last_zxid: AtomicI64,
+    pub last_resp_ms: AtomicI64,
+    pub last_lat_ms: AtomicI64,
+    pub min_lat_ms: AtomicI64,
+    pub max_lat_ms: AtomicI64,
+    pub sum_lat_ms: AtomicI64,
+    pub count_lat: AtomicI64,
+    pub last_activity_ms: AtomicI64,
+    /// Not reading its socket (a four-letter word, or back-pressure): ZooKeeper's interest ops 0.
+    pub not_reading: AtomicBool,
+}
+
+impl ConnStats {
+    pub fn new(id: u64, shard: u16, peer: SocketAddr) -> Self {
+        let s = ConnStats {
+            id,
+            shard,
+            peer,
+            session: AtomicI64::new(0),
+            timeout_ms: AtomicI64::new(0),
+            established_ms: AtomicI64::new(0),
+            received: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            outstanding: AtomicI64::new(0),
+            last_op: AtomicI64::new(0),
+            last_cxid: AtomicI64::new(0),
+            last_zxid: AtomicI64::new(0),
+            last_resp_ms: AtomicI64::new(0),
+            last_lat_ms: AtomicI64::new(0),
+            min_lat_ms: AtomicI64::new(0),
+            max_lat_ms: AtomicI64::new(0),
+            sum_lat_ms: AtomicI64::new(0),
+            count_lat: AtomicI64::new(0),
+            last_activity_ms: AtomicI64::new(wall_ms()),
+            not_reading: AtomicBool::new(false),
+        };
+        s.reset();
+        s
+    }
+
+    /// `crst`: ZooKeeper's `ServerCnxn.resetStats`.
+    pub fn reset(&self) {
+        let r = Ordering::Relaxed;
+        self.received.store(0, r);
+        self.sent.store(0, r);
+        self.last_op.store(i64::MIN, r);
+        self.last_cxid.store(-1, r);
+        self.last_zxid.store(-1, r);
+        self.last_resp_ms.store(0, r);
+        self.last_lat_ms.store(0, r);
+        self.min_lat_ms.store(i64::MAX, r);
+        self.max_lat_ms.store(0, r);
+        self.sum_lat_ms.store(0, r);
+        self.count_lat.store(0, r);
+    }
+
+    pub fn packet_received(&self) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+        self.last_activity_ms.store(wall_ms(), Ordering::Relaxed);
+    }
+
+    /// A request was answered: its opcode, xid, the reply's zxid and its latency.
+    pub fn answered(&self, opcode: i32, xid: i32, zxid: i64, lat_ms: i64, now_ms: i64) {
+        let r = Ordering::Relaxed;
+        self.sent.fetch_add(1, r);
+        self.last_op.store(opcode as i64, r);
+        self.last_cxid.store(xid as i64, r);
+        self.last_zxid.store(zxid, r);
+        self.last_resp_ms.store(now_ms, r);
+        self.last_lat_ms.store(lat_ms, r);
+        self.min_lat_ms.fetch_min(lat_ms, r);
+        self.max_lat_ms.fetch_max(lat_ms, r);
+        self.sum_lat_ms.fetch_add(lat_ms, r);
+        self.count_lat.fetch_add(1, r);
+    }
+
+    pub fn min_lat(&self) -> i64 {
+        let m = self.min_lat_ms.load(Ordering::Relaxed);
+        if m == i64::MAX {
+            0
+        } else {
+            m
+        }
+    }
+    pub fn avg_lat(&self) -> i64 {
+        let c = self.count_lat.load(Ordering::Relaxed);
+        if c == 0 {
+            0
+        } else {
+            self.sum_lat_ms.load(Ordering::Relaxed) / c
+        }
     }
 }
 
-/// Answers a four-letter word; the connection is closed after the text is sent.
-pub fn four_letter(shard: &Shard, w: &[u8; 4]) -> String {
-    let word = String::from_utf8_lossy(w).into_owned();
-    if !allowed(shard, &word) {
-        return format!("{word} is not executed because it is not in the whitelist.\n");
+/// Session tracker contents, as the sequencer reports them for `dump`.
+#[derive(Debug, Clone, Default)]
+pub struct SessionsDump {
+    /// Expiry bucket (epoch ms) → session ids, ascending.
+    pub buckets: Vec<(i64, Vec<i64>)>,
+    pub count: usize,
+}
+
+/// A four-letter word to answer on the ops thread.
+struct Job {
+    word: String,
+    reply: Sender<String>,
+}
+
+/// Everything the operations surface reads. Shared by shards, the ops thread and the HTTP threads.
+pub struct OpsState {
+    pub cfg: Config,
+    pub settings: Arc<Settings>,
+    pub tree: Arc<DataTree>,
+    pub metrics: Arc<Metrics>,
+    pub limits: Arc<ConnLimits>,
+    to_seq: Sender<ToSequencer>,
+    /// Per shard: its live connections.
+    conns: Vec<Mutex<HashMap<u64, Arc<ConnStats>>>>,
+    pub started: Instant,
+    pub global_outstanding_limit: i64,
+    jobs: Mutex<Option<Sender<Job>>>,
+}
+
+impl OpsState {
+    pub fn new(
+        cfg: &Config,
+        settings: Arc<Settings>,
+        tree: Arc<DataTree>,
+        metrics: Arc<Metrics>,
+        limits: Arc<ConnLimits>,
+        to_seq: Sender<ToSequencer>,
+    ) -> Arc<Self> {
+        let shards = metrics.shard_count();
+        Arc::new(OpsState {
+            cfg: cfg.clone(),
+            global_outstanding_limit: settings.max_outstanding as i64,
+            settings,
+            tree,
+            metrics,
+            limits,
+            to_seq,
+            conns: (0..shards).map(|_| Mutex::new(HashMap::new())).collect(),
+            started: Instant::now(),
+            jobs: Mutex::new(None),
+        })
     }
-    let m = shard.metrics.snapshot();
-    match word.as_str() {
-        "ruok" => "imok".into(),
-        "srvr" | "stat" => {
-            let mut s = String::new();
-            let _ = writeln!(s, "Zookeeper version: {VERSION_LINE}");
-            if word == "stat" {
-                let _ = writeln!(s, "Clients:");
-                let _ = writeln!(s);
-            }
-            let _ = writeln!(
-                s,
-                "Latency min/avg/max: {}/{:?}/{}",
-                m.latency_min_ms, m.latency_avg_ms, m.latency_max_ms
-            );
-            let _ = writeln!(s, "Received: {}", m.packets_received);
-            let _ = writeln!(s, "Sent: {}", m.packets_sent);
-            let _ = writeln!(s, "Connections: {}", m.connections);
-            let _ = writeln!(s, "Outstanding: {}", m.outstanding);
-            let _ = writeln!(s, "Zxid: 0x{:x}", shard.tree.last_processed_zxid());
-            let _ = writeln!(s, "Mode: standalone");
-            let _ = writeln!(s, "Node count: {}", shard.tree.node_count());
-            s
+
+    pub fn register(&self, c: Arc<ConnStats>) {
+        self.conns[c.shard as usize].lock().insert(c.id, c);
+    }
+    pub fn unregister(&self, shard: u16, id: u64) {
+        self.conns[shard as usize].lock().remove(&id);
+    }
+    /// Every live connection, ordered by shard then id (each shard's lock held only to clone).
+    pub fn connections(&self) -> Vec<Arc<ConnStats>> {
+        let mut v = Vec::new();
+        for s in &self.conns {
+            let g = s.lock();
+            let mut part: Vec<Arc<ConnStats>> = g.values().cloned().collect();
+            drop(g);
+            part.sort_by_key(|c| c.id);
+            v.extend(part);
         }
-        "isro" => "rw".into(),
-        _ => format!("{word} is not executed because it is not in the whitelist.\n"),
+        v
+    }
+    /// The session of a watcher, if its connection is still there.
+    pub fn session_of(&self, shard: u16, conn: u64) -> Option<i64> {
+        let g = self.conns.get(shard as usize)?.lock();
+        g.get(&conn).map(|c| c.session.load(Ordering::Relaxed))
+    }
+    pub fn sessions(&self) -> SessionsDump {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if self.to_seq.send(ToSequencer::DumpSessions { reply: tx }).is_err() {
+            return SessionsDump::default();
+        }
+        rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
+    }
+    /// ZooKeeper's node count: its `DataTree.nodes` holds the root twice (as "" and "/"), and
+    /// every monitoring surface reports that map's size.
+    pub fn zk_node_count(&self) -> usize {
+        self.tree.node_count() + 1
+    }
+    pub fn uptime_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+    /// True while outstanding requests exceed `globalOutstandingLimit` (checks the shard's own
+    /// share first: only a shard holding more than its share sums everyone's cells).
+    pub fn over_outstanding_limit(&self, own: i64) -> bool {
+        let limit = self.global_outstanding_limit;
+        if limit <= 0 {
+            return false;
+        }
+        let share = (limit / self.conns.len().max(1) as i64).max(1);
+        own > share && self.metrics.outstanding_total() > limit
+    }
+
+    /// Starts the thread that answers four-letter words.
+    pub fn start_worker(self: &Arc<Self>) -> std::io::Result<()> {
+        let (tx, rx): (Sender<Job>, Receiver<Job>) = crossbeam_channel::bounded(1024);
+        let me = self.clone();
+        std::thread::Builder::new().name("zkd-ops".into()).spawn(move || {
+            while let Ok(job) = rx.recv() {
+                let text = words::run(&me, &job.word);
+                let _ = job.reply.send(text);
+            }
+        })?;
+        *self.jobs.lock() = Some(tx);
+        Ok(())
+    }
+    pub fn stop_worker(&self) {
+        self.jobs.lock().take();
+    }
+
+    /// Answers a four-letter word from a shard without blocking its event loop: the text is
+    /// built on the ops thread; the calling task polls for it.
+    pub async fn four_letter(&self, w: &[u8; 4]) -> String {
+        let word = String::from_utf8_lossy(w).into_owned();
+        if !words::allowed(&self.settings, &word) {
+            return words::not_whitelisted(&word);
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let sent = match &*self.jobs.lock() {
+            Some(j) => j.try_send(Job { word: word.clone(), reply: tx }).is_ok(),
+            None => false,
+        };
+        if !sent {
+            // No worker (shutting down) or a flood of words: answer cheap ones here.
+            return words::run_local(self, &word);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match rx.try_recv() {
+                Ok(t) => return t,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return String::new(),
+                Err(crossbeam_channel::TryRecvError::Empty) => {}
+            }
+            if Instant::now() > deadline {
+                return String::new();
+            }
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
     }
 }

@@ -232,6 +232,12 @@ impl<L: Links> Sequencer<L> {
                 self.failed = Some(reason);
             }
             ToSequencer::LogNoSpace { last_durable_zxid } => self.on_no_space(last_durable_zxid, now_ms, out),
+            ToSequencer::DumpSessions { reply } => {
+                let _ = reply.send(crate::admin::SessionsDump {
+                    buckets: self.sessions.buckets(),
+                    count: self.sessions.len(),
+                });
+            }
             ToSequencer::Shutdown => {}
         }
     }

@@ -51,6 +51,10 @@ pub enum ToSequencer {
     LogNoSpace {
         last_durable_zxid: i64,
     },
+    /// The session tracker's buckets, for `dump` (operations surface; answered at once).
+    DumpSessions {
+        reply: crossbeam_channel::Sender<crate::admin::SessionsDump>,
+    },
     Shutdown,
 }
 

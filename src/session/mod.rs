@@ -187,6 +187,18 @@ impl SessionTracker {
     }
 
     /// Sessions with their timeouts, for snapshots and `dump`.
+    /// Expiry buckets (deadline ms) with their session ids, both ascending (for `dump`).
+    pub fn buckets(&self) -> Vec<(i64, Vec<i64>)> {
+        self.buckets
+            .iter()
+            .map(|(t, ids)| {
+                let mut v: Vec<i64> = ids.iter().copied().collect();
+                v.sort_unstable();
+                (*t, v)
+            })
+            .collect()
+    }
+
     pub fn sessions(&self) -> impl Iterator<Item = &Session> {
         self.sessions.values()
     }

@@ -58,6 +58,16 @@ pub struct Conn {
     pub packets_sent: Cell<u64>,
     /// Paths this connection set watches on, so closing it removes them without a tree scan.
     pub watched: RefCell<std::collections::HashSet<String>>,
+    /// Statistics other threads read (cons, stat, wchc, admin).
+    pub stats: Arc<crate::admin::ConnStats>,
+    /// Arrival time, opcode and xid of each queued request, in queue order (latency, cons).
+    pending: RefCell<VecDeque<(std::time::Instant, i32, i32)>>,
+    probe: Arc<crate::metrics::ShardProbe>,
+}
+
+/// ZooKeeper's `updatelatency` covers requests that change state (txns); the rest are reads.
+fn is_update(opcode: i32) -> bool {
+    matches!(opcode, 1 | 2 | 5 | 7 | 9 | 13 | 14 | 15 | 16 | 19 | 20 | 21 | -11)
 }
 
 /// Largest reply backlog a connection may hold before the shard stops reading from it.
@@ -69,9 +79,10 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
         Err(_) => return,
     };
     let max = shard.settings.max_client_cnxns;
-    if !shard.limits.try_acquire(peer.ip(), max) {
+    let admission = shard.limits.admit(peer.ip());
+    crate::admin::limits::log_admission(peer.ip(), &admission, max);
+    if !admission.admitted {
         shard.probe.conn_rejected_max_cnxns();
-        tracing::warn!("Too many connections from /{} - max is {}", peer.ip(), max);
         return; // dropping the stream closes it
     }
     let _ = stream.set_nodelay(true);
@@ -95,8 +106,12 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
         packets_received: Cell::new(0),
         packets_sent: Cell::new(0),
         watched: RefCell::new(std::collections::HashSet::new()),
+        stats: Arc::new(crate::admin::ConnStats::new(id, shard.id, peer)),
+        pending: RefCell::new(VecDeque::new()),
+        probe: shard.probe.clone(),
     });
     shard.conns.borrow_mut().insert(id, conn.clone());
+    shard.ops.register(conn.stats.clone());
     shard.probe.conn_opened();
 
     let (mut rd, mut wr) = futures_lite::io::split(stream);
@@ -137,6 +152,7 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
     glommio::spawn_local(async move {
         let mut fb = FrameBuf::new();
         let mut first = true;
+        let mut four_letter = false;
         let max = s.settings.jute_max_buffer;
         'read: while !c.closed.get() {
             if c.out.borrow().len() > OUT_MAX_BYTES {
@@ -144,6 +160,17 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
                 glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
                 continue;
             }
+            // globalOutstandingLimit: stop reading while too many requests are in flight.
+            if s.ops.over_outstanding_limit(s.probe.outstanding()) {
+                s.probe.set_backpressured(true);
+                c.stats.not_reading.store(true, std::sync::atomic::Ordering::Relaxed);
+                glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+                continue;
+            }
+            if s.probe.backpressured() {
+                s.probe.set_backpressured(false);
+            }
+            c.stats.not_reading.store(false, std::sync::atomic::Ordering::Relaxed);
             let spare = fb.spare(16 * 1024);
             let spare_len = spare.len();
             let n = match rd.read(spare).await {
@@ -153,12 +180,17 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
                 }
                 Ok(n) => n,
             };
+            s.probe.add(crate::metrics::Counter::BytesReceived, n as u64);
             fb.filled(spare_len, n);
             loop {
                 match fb.next_frame(max, &mut first) {
                     Ok(None) => break,
                     Ok(Some(Frame::FourLetter(w))) => {
-                        let text = crate::admin::four_letter(&s, &w);
+                        four_letter = true;
+                        c.stats.packet_received();
+                        c.stats.not_reading.store(true, std::sync::atomic::Ordering::Relaxed);
+                        s.probe.add(crate::metrics::Counter::FourLetterWords, 1);
+                        let text = s.ops.four_letter(&w).await;
                         c.out.borrow_mut().extend_from_slice(text.as_bytes());
                         c.close_after_flush.set(true);
                         let _ = c.wake_writer.try_send(());
@@ -166,6 +198,7 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
                     }
                     Ok(Some(Frame::Packet(body))) => {
                         c.packets_received.set(c.packets_received.get() + 1);
+                        c.stats.packet_received();
                         s.probe.packet_received();
                         if let Err(why) = c.on_packet(&s, body) {
                             tracing::info!("closing connection from {}: {why}", c.peer);
@@ -174,11 +207,19 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
                     }
                     Err(e) => {
                         s.probe.frame_rejected();
-                        tracing::warn!(
-                            "Closing connection from client {}: {e} (session 0x{:x})",
-                            c.peer,
-                            c.session.get()
-                        );
+                        // One line per IP per interval, however many frames it sends.
+                        if let Some(more) = s.limits.maxbuffer_rejected(c.peer.ip()) {
+                            tracing::warn!(
+                                "Closing connection from client {}: {e} (session 0x{:x}){}",
+                                c.peer,
+                                c.session.get(),
+                                if more > 0 {
+                                    format!("; {more} more from this IP since the last message")
+                                } else {
+                                    String::new()
+                                }
+                            );
+                        }
                         break 'read;
                     }
                 }
@@ -188,7 +229,14 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
         s.conns.borrow_mut().remove(&c.id);
         let watched = std::mem::take(&mut *c.watched.borrow_mut());
         s.tree.remove_watcher(WatcherId { shard: s.id, conn: c.id }, watched.iter().map(String::as_str));
-        s.limits.release(c.peer.ip());
+        s.ops.unregister(s.id, c.id);
+        s.limits.release(c.peer.ip(), c.session.get() != 0 || four_letter);
+        if c.session.get() == 0 && !four_letter {
+            s.probe.add(crate::metrics::Counter::ConnsClosedWithoutSession, 1);
+        }
+        // Requests that will never be answered are no longer outstanding.
+        let unanswered = c.pending.borrow().len() as i64;
+        s.probe.outstanding_add(-unanswered);
         s.probe.conn_closed();
         if c.session.get() != 0 {
             let _ =
@@ -227,6 +275,8 @@ impl Conn {
     fn push_out(&self, packet: &[u8]) {
         self.out.borrow_mut().extend_from_slice(packet);
         self.packets_sent.set(self.packets_sent.get() + 1);
+        self.stats.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.probe.packets_sent(1);
         let _ = self.wake_writer.try_send(());
     }
 
@@ -249,6 +299,10 @@ impl Conn {
         }
         self.session.set(session);
         self.timeout_ms.set(timeout_ms);
+        let r = std::sync::atomic::Ordering::Relaxed;
+        self.stats.session.store(session, r);
+        self.stats.timeout_ms.store(timeout_ms as i64, r);
+        self.stats.established_ms.store(crate::admin::wall_ms(), r);
         self.phase.set(Phase::Connected);
         tracing::debug!("session 0x{session:x} established for {} (timeout {timeout_ms} ms)", self.peer);
         let early = std::mem::take(&mut *self.early.borrow_mut());
@@ -321,6 +375,7 @@ impl Conn {
             if let Some(Slot::Done(p)) = q.pop_front() {
                 self.out.borrow_mut().extend_from_slice(&p);
                 self.packets_sent.set(self.packets_sent.get() + 1);
+                self.answered(&p);
                 sent = true;
             }
         }
@@ -331,6 +386,22 @@ impl Conn {
         if self.close_after_flush.get() {
             let _ = self.wake_writer.try_send(());
         }
+    }
+
+    /// Accounting for one reply leaving the queue: latency, outstanding, per-connection stats.
+    fn answered(&self, packet: &[u8]) {
+        let Some((t0, opcode, xid)) = self.pending.borrow_mut().pop_front() else {
+            debug_assert!(false, "a reply without a pending request on {}", self.peer);
+            return;
+        };
+        let us = t0.elapsed().as_micros() as u64;
+        let zxid = packet.get(8..16).map_or(-1, |b| i64::from_be_bytes(b.try_into().unwrap_or([0xff; 8])));
+        let probe = &self.stats;
+        probe.outstanding.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        probe.answered(opcode, xid, zxid, (us / 1000) as i64, crate::admin::wall_ms());
+        self.probe.outstanding_add(-1);
+        self.probe.packets_sent(1);
+        self.probe.record_reply(us, is_update(opcode), Some(packet.len().saturating_sub(4)));
     }
 
     fn on_packet(&self, shard: &Rc<Shard>, body: Vec<u8>) -> Result<(), String> {
@@ -357,6 +428,9 @@ impl Conn {
     fn dispatch(&self, shard: &Shard, body: Vec<u8>) -> Result<(), String> {
         let mut r = Reader::new(&body);
         let hdr = RequestHeader::decode(&mut r).map_err(|e| format!("bad request header: {e}"))?;
+        self.pending.borrow_mut().push_back((std::time::Instant::now(), hdr.op_type, hdr.xid));
+        self.stats.outstanding.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        shard.probe.outstanding_add(1);
         let session = self.session.get();
         shard.touch(session);
         let zxid = shard.tree.last_processed_zxid();
@@ -385,6 +459,7 @@ impl Conn {
                 if ok {
                     self.enqueue_done(reply(hdr.xid, 0, ErrorCode::Ok));
                 } else {
+                    shard.probe.add(crate::metrics::Counter::AuthFailed, 1);
                     self.enqueue_done(reply(hdr.xid, 0, ErrorCode::AuthFailed));
                     self.close_after_flush.set(true);
                     self.flush_done();

@@ -15,7 +15,6 @@ pub mod reads;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +23,6 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use futures_lite::AsyncReadExt;
-use parking_lot::Mutex;
 
 use crate::metrics::{Metrics, ShardProbe};
 use crate::sequencer::{ToSequencer, ToShard};
@@ -33,33 +31,8 @@ use crate::tree::DataTree;
 use conn::Conn;
 use doorbell::Doorbell;
 
-/// Connections per client IP across all shards (`maxClientCnxns`).
-#[derive(Default)]
-pub struct ConnLimits {
-    per_ip: Mutex<HashMap<IpAddr, u32>>,
-}
-
-impl ConnLimits {
-    /// Counts a new connection from `ip`; false if it would exceed `max` (0 = unlimited).
-    pub fn try_acquire(&self, ip: IpAddr, max: u32) -> bool {
-        let mut m = self.per_ip.lock();
-        let n = m.entry(ip).or_insert(0);
-        if max > 0 && *n >= max {
-            return false;
-        }
-        *n += 1;
-        true
-    }
-    pub fn release(&self, ip: IpAddr) {
-        let mut m = self.per_ip.lock();
-        if let Some(n) = m.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&ip);
-            }
-        }
-    }
-}
+/// Connections per client IP across all shards (`maxClientCnxns`), refusals and churn.
+pub use crate::admin::ConnLimits;
 
 /// Everything a shard thread is handed at start (all `Send`).
 pub struct ShardInit {
@@ -75,6 +48,7 @@ pub struct ShardInit {
     pub stop: Arc<AtomicBool>,
     pub probe: Arc<ShardProbe>,
     pub metrics: Arc<Metrics>,
+    pub ops: Arc<crate::admin::OpsState>,
 }
 
 /// The shard's state inside its executor (single-threaded: `Rc`/`RefCell`).
@@ -88,6 +62,7 @@ pub struct Shard {
     pub stop: Arc<AtomicBool>,
     pub probe: Arc<ShardProbe>,
     pub metrics: Arc<Metrics>,
+    pub ops: Arc<crate::admin::OpsState>,
     conns: RefCell<HashMap<u64, Rc<Conn>>>,
     next_conn: Cell<u64>,
     touched: RefCell<Vec<i64>>,
@@ -262,6 +237,7 @@ pub async fn run(init: ShardInit) {
         stop: init.stop,
         probe: init.probe,
         metrics: init.metrics,
+        ops: init.ops,
         conns: RefCell::new(HashMap::new()),
         next_conn: Cell::new(1),
         touched: RefCell::new(Vec::new()),

@@ -441,6 +441,14 @@ impl DataTree {
             .map_or_else(|| JavaHashSet::with_capacity_log2(4), JavaHashSet::java_clone)
     }
 
+    /// Every session's ephemeral paths, sessions ascending (for `dump`).
+    pub fn ephemerals_by_session(&self) -> Vec<(i64, Vec<String>)> {
+        let mut v: Vec<(i64, Vec<String>)> =
+            self.ephemerals.lock().iter().map(|(s, p)| (*s, p.java_clone().ordered().into_iter().map(str::to_owned).collect())).collect();
+        v.sort_unstable_by_key(|(s, _)| *s);
+        v
+    }
+
     pub fn ephemerals_count(&self) -> usize {
         self.ephemerals.lock().values().map(|s| s.len()).sum()
     }
@@ -459,6 +467,18 @@ impl DataTree {
     }
 
     // ---------------------------------------------------------------- watches
+
+    /// Every data watch as (path, watchers), taking one stripe's watch lock at a time (the
+    /// `wchc`/`wchp`/`wchs` words; ZooKeeper reports its data-watch table there). Persistent
+    /// watches are in this table too.
+    pub fn data_watches(&self) -> Vec<(String, Vec<WatcherId>)> {
+        let mut out = Vec::new();
+        for st in self.stripes.iter() {
+            let ws = st.watches.lock();
+            out.extend(ws.data.iter().map(|(p, l)| (p.to_string(), l.iter().map(|(w, _)| *w).collect())));
+        }
+        out
+    }
 
     pub fn add_persistent_watch(&self, path: &str, recursive: bool, w: WatcherId) {
         let _nodes = self.read(path);

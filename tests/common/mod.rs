@@ -26,7 +26,7 @@ impl Drop for Server {
 pub fn start(shards: usize, extra: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let cfg = format!(
-        "tickTime=200\ndataDir={}\nclientPort=0\nclientPortAddress=127.0.0.1\nmaxClientCnxns=0\n4lw.commands.whitelist=*\n{extra}\n",
+        "tickTime=200\ndataDir={}\nclientPort=0\nclientPortAddress=127.0.0.1\nmaxClientCnxns=0\n4lw.commands.whitelist=*\nadmin.enableServer=false\n{extra}\n",
         dir.path().display()
     );
     let (cfg, _) = zkd::config::Config::parse_str(&cfg, dir.path()).unwrap();

@@ -1,0 +1,190 @@
+//! Prometheus text exposition (`/metrics` on `metricsProvider.httpPort`), with the names
+//! ZooKeeper 3.8's PrometheusMetricsProvider uses (gauges and counters without prefix; `readlatency`
+//! and `updatelatency` summaries in milliseconds with quantiles 0.5/0.9/0.99), then zkd's own
+//! (`zkd_`), including per-shard gauges labelled by shard.
+
+use std::fmt::Write;
+
+use hdrhistogram::Histogram;
+
+use super::words::{fd_counts, jdouble};
+use super::OpsState;
+
+/// The className that turns the provider on.
+pub const PROVIDER_CLASS: &str = "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider";
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn gauge(out: &mut String, name: &str, v: f64) {
+    family(out, name, "gauge", name);
+    let _ = writeln!(out, "{name} {}", jdouble(v));
+}
+
+fn counter(out: &mut String, name: &str, help: &str, v: u64) {
+    family(out, name, "counter", help);
+    let _ = writeln!(out, "{name} {}", jdouble(v as f64));
+}
+
+fn label_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// A summary from a microsecond histogram, reported in `unit_div` units.
+fn summary(out: &mut String, name: &str, help: &str, h: &Histogram<u64>, quantiles: &[f64], unit_div: f64) {
+    family(out, name, "summary", help);
+    for q in quantiles {
+        let v = if h.is_empty() { 0.0 } else { h.value_at_quantile(*q) as f64 / unit_div };
+        let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {}", jdouble(v));
+    }
+    let sum: u64 = h.iter_recorded().map(|x| x.value_iterated_to() * x.count_at_value()).sum();
+    let _ = writeln!(out, "{name}_count {}", jdouble(h.len() as f64));
+    let _ = writeln!(out, "{name}_sum {}", jdouble(sum as f64 / unit_div));
+}
+
+pub fn render(ops: &OpsState) -> String {
+    let mut o = String::with_capacity(8192);
+    let m = ops.metrics.snapshot();
+    let (open_fds, max_fds) = fd_counts();
+    let sessions = ops.sessions();
+    // ZooKeeper's gauges (ZooKeeperServer.registerMetrics).
+    gauge(&mut o, "avg_latency", m.latency_avg_ms);
+    gauge(&mut o, "max_latency", m.latency_max_ms as f64);
+    gauge(&mut o, "min_latency", m.latency_min_ms as f64);
+    gauge(&mut o, "packets_received", m.packets_received as f64);
+    gauge(&mut o, "packets_sent", m.packets_sent as f64);
+    gauge(&mut o, "num_alive_connections", m.connections as f64);
+    gauge(&mut o, "outstanding_requests", m.outstanding.max(0) as f64);
+    gauge(&mut o, "uptime", ops.uptime_ms() as f64);
+    gauge(&mut o, "znode_count", ops.zk_node_count() as f64);
+    gauge(&mut o, "watch_count", ops.tree.watch_count() as f64);
+    gauge(&mut o, "ephemerals_count", ops.tree.ephemerals_count() as f64);
+    gauge(&mut o, "approximate_data_size", ops.tree.approximate_data_size() as f64);
+    gauge(&mut o, "global_sessions", sessions.count as f64);
+    gauge(&mut o, "local_sessions", 0.0);
+    gauge(&mut o, "open_file_descriptor_count", open_fds as f64);
+    gauge(&mut o, "max_file_descriptor_count", max_fds as f64);
+    gauge(&mut o, "connection_drop_probability", 0.0);
+    gauge(&mut o, "outstanding_tls_handshake", 0.0);
+    gauge(&mut o, "auth_failed_count", m.auth_failed as f64);
+    gauge(&mut o, "non_mtls_remote_conn_count", 0.0);
+    gauge(&mut o, "non_mtls_local_conn_count", 0.0);
+    // ZooKeeper's counters (ServerMetrics) that zkd measures.
+    counter(&mut o, "connection_rejected", "connection_rejected", m.rejected_max_cnxns);
+    counter(&mut o, "large_requests_rejected", "large_requests_rejected", m.frames_rejected);
+    counter(&mut o, "bytes_received_count", "bytes_received_count", m.bytes_received);
+    // ZooKeeper's latency summaries (ms).
+    let lat = ops.metrics.latency();
+    summary(&mut o, "readlatency", "readlatency", &lat.read_us, &[0.5, 0.9, 0.99], 1000.0);
+    summary(&mut o, "updatelatency", "updatelatency", &lat.update_us, &[0.5, 0.9, 0.99], 1000.0);
+
+    // zkd's own.
+    let mut all = lat.read_us.clone();
+    let _ = all.add(&lat.update_us);
+    summary(
+        &mut o,
+        "zkd_request_latency_seconds",
+        "Request latency from frame received to reply queued",
+        &all,
+        &[0.5, 0.9, 0.99, 0.999],
+        1e6,
+    );
+    let shards = ops.metrics.per_shard();
+    family(&mut o, "zkd_shard_connections", "gauge", "Open client connections per shard");
+    for (i, s) in shards.iter().enumerate() {
+        let _ = writeln!(o, "zkd_shard_connections{{shard=\"{i}\"}} {}", s.connections);
+    }
+    family(
+        &mut o,
+        "zkd_shard_outstanding_requests",
+        "gauge",
+        "Requests received and not yet answered, per shard",
+    );
+    for (i, s) in shards.iter().enumerate() {
+        let _ = writeln!(o, "zkd_shard_outstanding_requests{{shard=\"{i}\"}} {}", s.outstanding.max(0));
+    }
+    family(
+        &mut o,
+        "zkd_shard_backpressured",
+        "gauge",
+        "1 while the shard stopped reading sockets (globalOutstandingLimit)",
+    );
+    for (i, s) in shards.iter().enumerate() {
+        let _ = writeln!(o, "zkd_shard_backpressured{{shard=\"{i}\"}} {}", s.backpressured as u8);
+    }
+    family(&mut o, "zkd_shard_requests_total", "counter", "Requests answered per shard");
+    for (i, s) in shards.iter().enumerate() {
+        let _ = writeln!(o, "zkd_shard_requests_total{{shard=\"{i}\"}} {}", s.requests);
+    }
+    gauge(&mut o, "zkd_global_outstanding_limit", ops.global_outstanding_limit as f64);
+    counter(
+        &mut o,
+        "zkd_backpressure_pauses_total",
+        "Times a shard stopped reading because of globalOutstandingLimit",
+        m.backpressure_pauses,
+    );
+    counter(&mut o, "zkd_connections_accepted_total", "Client connections accepted", m.conns_accepted);
+    counter(
+        &mut o,
+        "zkd_connections_refused_total",
+        "Connections refused by maxClientCnxns",
+        m.rejected_max_cnxns,
+    );
+    counter(
+        &mut o,
+        "zkd_connections_closed_without_session_total",
+        "Connections closed before a session was established",
+        m.conns_closed_without_session,
+    );
+    counter(&mut o, "zkd_four_letter_words_total", "Four-letter words answered", m.four_letter_words);
+    let off = ops.limits.offenders(20);
+    family(&mut o, "zkd_ip_refused_total", "counter", "maxClientCnxns refusals by client IP (top offenders)");
+    for r in &off {
+        let _ = writeln!(
+            o,
+            "zkd_ip_refused_total{{ip=\"{}\"}} {}",
+            label_escape(&r.ip.to_string()),
+            r.entry.refused
+        );
+    }
+    family(
+        &mut o,
+        "zkd_ip_maxbuffer_rejected_total",
+        "counter",
+        "jute.maxbuffer rejects by client IP (top offenders)",
+    );
+    for r in &off {
+        let _ = writeln!(
+            o,
+            "zkd_ip_maxbuffer_rejected_total{{ip=\"{}\"}} {}",
+            label_escape(&r.ip.to_string()),
+            r.entry.maxbuffer_rejects
+        );
+    }
+    family(
+        &mut o,
+        "zkd_ip_closed_without_session_total",
+        "counter",
+        "Connections closed without a session by client IP (top offenders)",
+    );
+    for r in &off {
+        let _ = writeln!(
+            o,
+            "zkd_ip_closed_without_session_total{{ip=\"{}\"}} {}",
+            label_escape(&r.ip.to_string()),
+            r.entry.closed_without_session
+        );
+    }
+    family(&mut o, "zkd_ip_connects_per_second", "gauge", "Connects per second by client IP (top offenders)");
+    for r in &off {
+        let _ = writeln!(
+            o,
+            "zkd_ip_connects_per_second{{ip=\"{}\"}} {}",
+            label_escape(&r.ip.to_string()),
+            r.entry.rate_per_s
+        );
+    }
+    o
+}
