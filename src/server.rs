@@ -311,6 +311,7 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         extended_types_enabled: cfg.extended_types_enabled,
         super_digest: settings.super_digest.clone(),
         skip_acl: settings.skip_acl,
+        enforce_quota: cfg.enforce_quota,
         snap_count: cfg.snap_count.max(2),
         snap_size_limit_bytes: cfg.snap_size_limit_kb.saturating_mul(1024),
     };

@@ -54,6 +54,9 @@ pub struct Config {
     pub container_max_per_minute: u32,
     pub super_digest: Option<String>,
     pub skip_acl: bool,
+    /// `zookeeper.enforceQuota` (zoo.cfg `enforceQuota`): quota hard limits fail writes with
+    /// QuotaExceeded.
+    pub enforce_quota: bool,
     pub snap_count: u64,
     pub snap_size_limit_kb: u64,
     pub pre_alloc_size_kb: u64,
@@ -111,6 +114,7 @@ impl Config {
             container_max_per_minute: 10_000,
             super_digest: None,
             skip_acl: false,
+            enforce_quota: false,
             snap_count: 100_000,
             snap_size_limit_kb: 4_194_304,
             pre_alloc_size_kb: 65_536,
@@ -205,6 +209,7 @@ impl Config {
                 "znode.container.maxPerMinute" => c.container_max_per_minute = num(key, v)?,
                 "DigestAuthenticationProvider.superDigest" => c.super_digest = Some(v.to_owned()),
                 "skipACL" => c.skip_acl = v == "yes" || v == "true",
+                "enforceQuota" => c.enforce_quota = boolean(key, v)?,
                 "snapCount" => c.snap_count = num(key, v)?,
                 "snapSizeLimitInKb" => c.snap_size_limit_kb = num(key, v)?,
                 "preAllocSize" => c.pre_alloc_size_kb = num(key, v)?,
@@ -262,8 +267,6 @@ impl Config {
                 | "multiAddress.enabled"
                 | "jute.maxbuffer.extrasize"
                 | "watchManagerName"
-                | "quota.enforce"
-                | "enforceQuota"
                 | "admin.portUnification"
                 | "request.throttler.maxRequests"
                 | "metricsProvider.summaryMode"

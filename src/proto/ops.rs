@@ -153,7 +153,9 @@ fn decode_multi(r: &mut Reader<'_>) -> Result<Vec<MultiOp>> {
                 // flags): the opcode then follows the flags (createContainer for a container,
                 // create otherwise), so a create2 inside a multi answers like a plain create.
                 let req = CreateRequest::decode(r)?;
-                let op = if crate::proto::types::CreateMode::from_flag(req.flags) == Some(crate::proto::types::CreateMode::Container) {
+                let op = if crate::proto::types::CreateMode::from_flag(req.flags)
+                    == Some(crate::proto::types::CreateMode::Container)
+                {
                     OpCode::CreateContainer
                 } else {
                     OpCode::Create

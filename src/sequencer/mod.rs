@@ -39,6 +39,7 @@ pub struct SequencerConfig {
     pub extended_types_enabled: bool,
     pub super_digest: Option<String>,
     pub skip_acl: bool,
+    pub enforce_quota: bool,
     /// `snapCount`: a snapshot after about this many txns (randomised, see `next_snapshot_at`).
     pub snap_count: u64,
     /// `snapSizeLimitInKb` in bytes: a snapshot once this much was logged since the last one.
@@ -150,11 +151,16 @@ impl<L: Links> Sequencer<L> {
     ) -> Self {
         let epoch = Zxid(last_zxid).epoch();
         let cfg_snap_count = cfg.snap_count;
+        let cfg_enforce_quota = cfg.enforce_quota;
         Sequencer {
             next_container_check_ms: now_ms + cfg.container_check_interval_ms,
             cfg,
             tree,
-            prep: Prep::new(),
+            prep: {
+                let mut p = Prep::new();
+                p.enforce_quota = cfg_enforce_quota;
+                p
+            },
             sessions,
             owners: HashMap::default(),
             links,
@@ -366,6 +372,18 @@ impl<L: Links> Sequencer<L> {
             self.log(hdr, body, Waiter::Connect { from, session, timeout_ms }, out);
         } else {
             let session = req.session_id;
+            // ZooKeeper closes the session's current connection before it checks the password
+            // (processConnectRequest → closeSession(CLIENT_RECONNECT)): even a wrong password
+            // disconnects the owner, who can then reconnect with the right one.
+            if req.passwd[..] != session_password(session)[..] {
+                if let Some(old) = self.owners.remove(&session) {
+                    self.send(
+                        out,
+                        old.shard,
+                        ToShard::Close { conn: old.conn, reason: "client reconnect (wrong password)" },
+                    );
+                }
+            }
             let valid = self.sessions.is_valid(session) && req.passwd[..] == session_password(session)[..];
             if valid {
                 self.sessions.touch(session, now_ms);

@@ -199,13 +199,14 @@ fn run(shard: &Shard, conn: &Conn, req: &Request) -> ReadResult {
             let recursive = match AddWatchMode::from_i32(r.mode) {
                 Some(AddWatchMode::Persistent) => false,
                 Some(AddWatchMode::PersistentRecursive) => true,
-                None => return Err(ErrorCode::BadArguments),
+                // ZooKeeper 3.8: AddWatchMode.fromValue throws, surfacing as MarshallingError.
+                None => return Err(ErrorCode::MarshallingError),
             };
             tree.add_persistent_watch(&r.path, recursive, w);
             Ok(enc(&ErrorResponse { err: 0 }))
         }
         Request::CheckWatches(r) => {
-            let ty = WatcherType::from_i32(r.watcher_type).ok_or(ErrorCode::BadArguments)?;
+            let ty = watcher_type_3_8(r.watcher_type)?;
             if tree.check_watches(&r.path, ty, w) {
                 Ok(None)
             } else {
@@ -213,7 +214,7 @@ fn run(shard: &Shard, conn: &Conn, req: &Request) -> ReadResult {
             }
         }
         Request::RemoveWatches(r) => {
-            let ty = WatcherType::from_i32(r.watcher_type).ok_or(ErrorCode::BadArguments)?;
+            let ty = watcher_type_3_8(r.watcher_type)?;
             if tree.remove_watches(&r.path, ty, w) {
                 Ok(None)
             } else {
@@ -266,5 +267,15 @@ pub fn execute(shard: &Shard, conn: &Conn, xid: i32, opcode: i32, req: Request) 
     match result {
         Ok(body) => framed_raw(&ReplyHeader { xid, zxid, err: 0 }, body.as_deref().unwrap_or(&[])),
         Err(e) => framed_raw(&ReplyHeader { xid, zxid, err: e as i32 }, &[]),
+    }
+}
+
+/// checkWatches/removeWatches accept Children, Data and Any only: ZooKeeper 3.8's server-side
+/// `WatcherType.fromInt` rejects Persistent (4) and PersistentRecursive (5) like any unknown
+/// value, and the client sees MarshallingError (a persistent watch is removed with Any).
+fn watcher_type_3_8(v: i32) -> Result<WatcherType, ErrorCode> {
+    match WatcherType::from_i32(v) {
+        Some(t @ (WatcherType::Children | WatcherType::Data | WatcherType::Any)) => Ok(t),
+        _ => Err(ErrorCode::MarshallingError),
     }
 }

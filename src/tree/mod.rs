@@ -443,8 +443,12 @@ impl DataTree {
 
     /// Every session's ephemeral paths, sessions ascending (for `dump`).
     pub fn ephemerals_by_session(&self) -> Vec<(i64, Vec<String>)> {
-        let mut v: Vec<(i64, Vec<String>)> =
-            self.ephemerals.lock().iter().map(|(s, p)| (*s, p.java_clone().ordered().into_iter().map(str::to_owned).collect())).collect();
+        let mut v: Vec<(i64, Vec<String>)> = self
+            .ephemerals
+            .lock()
+            .iter()
+            .map(|(s, p)| (*s, p.java_clone().ordered().into_iter().map(str::to_owned).collect()))
+            .collect();
         v.sort_unstable_by_key(|(s, _)| *s);
         v
     }
