@@ -257,3 +257,90 @@ async fn super_digest_passes_every_acl() {
     );
     admin.delete("/locked", None).await.unwrap();
 }
+
+/// A TCP proxy in front of the server whose connections can be cut and whose door can be held
+/// shut, so a client is away while others change what it watches.
+struct Proxy {
+    addr: String,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Default::default();
+        let (o, cs) = (open.clone(), conns.clone());
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = l.accept().await {
+                if !o.load(Ordering::SeqCst) {
+                    continue; // dropped: the client retries
+                }
+                let target = target.clone();
+                cs.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut s) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut c, &mut s).await;
+                    }
+                }));
+            }
+        });
+        Proxy { addr, open, conns }
+    }
+    fn cut_and_hold(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for h in self.conns.lock().unwrap().drain(..) {
+            h.abort();
+        }
+    }
+    fn reopen(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_are_set_again_after_a_reconnect() {
+    // The client re-registers its watches with setWatches (relative to the last zxid it saw) on
+    // the new connection; changes made while it was away fire them at once.
+    let s = start("");
+    let writer = client(&s).await;
+    let proxy = Proxy::start(s.addr.clone()).await;
+    let watched =
+        zk::Client::connector().session_timeout(Duration::from_secs(10)).connect(&proxy.addr).await.unwrap();
+    writer.create("/sw", b"", open()).await.unwrap();
+    writer.create("/sw/data", b"v0", open()).await.unwrap();
+    writer.create("/sw/gone", b"", open()).await.unwrap();
+    let (_, _, w_data) = watched.get_and_watch_data("/sw/data").await.unwrap();
+    let (_, w_gone) = watched.check_and_watch_stat("/sw/gone").await.unwrap();
+    let (_, w_missing) = watched.check_and_watch_stat("/sw/new").await.unwrap();
+    let (_, _, w_children) = watched.get_and_watch_children("/sw").await.unwrap();
+    let session = watched.session().id();
+
+    proxy.cut_and_hold();
+    let mut states = watched.state_watcher();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while states.state() != zk::SessionState::Disconnected {
+            states.changed().await;
+        }
+    })
+    .await
+    .expect("the client noticed the cut");
+    writer.set_data("/sw/data", b"v1", None).await.unwrap();
+    writer.delete("/sw/gone", None).await.unwrap();
+    writer.create("/sw/new", b"", open()).await.unwrap();
+    proxy.reopen();
+
+    let within = |w: zk::OneshotWatcher| tokio::time::timeout(Duration::from_secs(15), w.changed());
+    let e = within(w_data).await.expect("data watch fired after reconnect");
+    assert_eq!((e.event_type, e.path.as_str()), (zk::EventType::NodeDataChanged, "/sw/data"));
+    let e = within(w_gone).await.expect("exists watch fired");
+    assert_eq!((e.event_type, e.path.as_str()), (zk::EventType::NodeDeleted, "/sw/gone"));
+    let e = within(w_missing).await.expect("exists watch on a missing node fired");
+    assert_eq!((e.event_type, e.path.as_str()), (zk::EventType::NodeCreated, "/sw/new"));
+    let e = within(w_children).await.expect("child watch fired");
+    assert_eq!((e.event_type, e.path.as_str()), (zk::EventType::NodeChildrenChanged, "/sw"));
+    assert_eq!(watched.session().id(), session, "same session after the reconnect");
+    assert_eq!(watched.get_data("/sw/data").await.unwrap().0, b"v1");
+}

@@ -204,3 +204,4 @@ def test_embedded_default_serves_on_2181_with_data_in_zkd_data():
         proc.terminate()
         proc.wait(20)
 
+
