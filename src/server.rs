@@ -165,15 +165,39 @@ pub fn settings_from(cfg: &Config) -> Result<Settings, StartError> {
     })
 }
 
+/// How long start-up waits for a client port that is in use to be released.
+const PORT_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Starts a server; returns once every shard is listening.
 pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError> {
     let settings = Arc::new(settings_from(cfg)?);
     let addr = settings.client_addr;
     // Probe without SO_REUSEPORT first: otherwise a second zkd would silently share the port.
-    match listener(addr, false) {
-        Ok(l) => drop(l),
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(StartError::PortInUse { addr }),
-        Err(e) => return Err(StartError::Listen { addr, source: e }),
+    // A process killed with -9 releases the sockets its io_uring rings held a moment AFTER it
+    // was reaped (the kernel tears rings down asynchronously), so a supervisor's immediate
+    // restart can find the port still taken: wait for that, briefly, before calling it in use.
+    let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
+    let mut said = false;
+    loop {
+        match listener(addr, false) {
+            Ok(l) => {
+                drop(l);
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StartError::PortInUse { addr });
+                }
+                if !said {
+                    tracing::info!(
+                        "{addr} is still in use; waiting up to {PORT_RELEASE_WAIT:?} for it to be released"
+                    );
+                    said = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(StartError::Listen { addr, source: e }),
+        }
     }
     let available: Vec<usize> = match &opts.cores {
         Some(c) => c.clone(),
