@@ -122,7 +122,9 @@ fn serve(config: Option<PathBuf>, shards: Option<usize>, cores: Option<Vec<usize
         Ok(h) => h,
         Err(e) => {
             eprintln!("zkd: cannot start: {e}");
-            return ExitCode::from(1);
+            // 2: the data directory must be looked at by a person (as for a bad config).
+            let code = if matches!(e, zkd::server::StartError::Load(_)) { 2 } else { 1 };
+            return ExitCode::from(code);
         }
     };
     let mut signals = match signal_hook::iterator::Signals::new([

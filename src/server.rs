@@ -47,6 +47,10 @@ pub enum StartError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("shard {shard} could not start its io_uring executor: {reason}")]
     Executor { shard: u16, reason: String },
+    /// Recovery refused the data directory (continuing would lose acknowledged data, or the
+    /// files are not a database zkd can read). The process exits with code 2.
+    #[error("cannot load the database: {0}")]
+    Load(String),
     #[error("{0}")]
     Other(String),
 }
@@ -234,7 +238,7 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
             max_txn_bytes,
             cfg.snapshot_trust_empty,
         )
-        .map_err(|e| StartError::Other(format!("cannot load the database: {e}")))?;
+        .map_err(|e| StartError::Load(e.to_string()))?;
         for (id, timeout) in &loaded.sessions {
             // Sessions get a full timeout from now to reconnect, as in ZooKeeper.
             sessions.add(*id, *timeout, now);
