@@ -315,18 +315,23 @@ impl DataTree {
         t
     }
 
-    fn raw_insert(&self, path: &str, data: Option<Arc<[u8]>>, acl: i64, stat: StatPersisted) {
+    /// Inserts a node under an existing parent; false (nothing inserted) if the parent is missing.
+    fn raw_insert(&self, path: &str, data: Option<Arc<[u8]>>, acl: i64, stat: StatPersisted) -> bool {
+        if path != "/" {
+            let parent = parent_of(path);
+            match self.stripes[stripe_of(parent)].nodes.write().get_mut(parent) {
+                Some(p) => {
+                    p.children.insert(child_name(path));
+                }
+                None => return false,
+            }
+        }
         let size = path.len() as i64 + data.as_ref().map_or(0, |d| d.len() as i64);
         let node = Node { data, acl, stat, children: Children::default() };
         self.stripes[stripe_of(path)].nodes.write().insert(path.into(), Box::new(node));
-        if path != "/" {
-            let parent = parent_of(path);
-            if let Some(p) = self.stripes[stripe_of(parent)].nodes.write().get_mut(parent) {
-                p.children.insert(child_name(path));
-            }
-        }
         self.node_count.fetch_add(1, Ordering::Relaxed);
         self.data_size.fetch_add(size, Ordering::Relaxed);
+        true
     }
 
     fn read(&self, path: &str) -> RwLockReadGuard<'_, NodeMap> {
@@ -1212,12 +1217,11 @@ impl DataTree {
             n.stat = stat;
             return Ok(());
         }
+        let owner = stat.ephemeral_owner;
         let parent = parent_of(path);
-        if self.read(parent).get(parent).is_none() {
+        if !self.raw_insert(path, data.map(Arc::from), acl, stat) {
             return Err(format!("node {path} appears before its parent"));
         }
-        let owner = stat.ephemeral_owner;
-        self.raw_insert(path, data.map(Arc::from), acl, stat);
         match ephemeral_type(owner) {
             EphemeralType::Container => {
                 self.containers.lock().insert(path.to_owned());
