@@ -36,7 +36,12 @@ fn secs() -> f64 {
 
 fn raw_fdatasync() {
     let d = dir();
-    let f = std::fs::OpenOptions::new().create(true).write(true).open(d.path().join("raw")).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(d.path().join("raw"))
+        .unwrap();
     f.write_all_at(&vec![0u8; 64 << 20], 0).unwrap();
     f.sync_all().unwrap();
     let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
