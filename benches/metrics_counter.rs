@@ -13,6 +13,15 @@ use std::time::{Duration, Instant};
 
 use zkd::metrics::{Counter, Metrics};
 
+/// One thread per core: contention on a shared line only shows when the writers truly run at once.
+fn pin(i: usize) {
+    if let Some(ids) = core_affinity::get_core_ids() {
+        if !ids.is_empty() {
+            core_affinity::set_for_current(ids[i % ids.len()]);
+        }
+    }
+}
+
 fn run_sharded(threads: usize, iters: u64) -> Duration {
     let m = Arc::new(Metrics::new(threads));
     let barrier = Arc::new(Barrier::new(threads + 1));
@@ -21,6 +30,7 @@ fn run_sharded(threads: usize, iters: u64) -> Duration {
             let p = m.shard(i);
             let barrier = Arc::clone(&barrier);
             thread::spawn(move || {
+                pin(i);
                 barrier.wait();
                 for _ in 0..iters {
                     black_box(&p).add(black_box(Counter::PacketsReceived), 1);
@@ -42,10 +52,11 @@ fn run_shared(threads: usize, iters: u64) -> Duration {
     let counter = Arc::new(AtomicU64::new(0));
     let barrier = Arc::new(Barrier::new(threads + 1));
     let handles: Vec<_> = (0..threads)
-        .map(|_| {
+        .map(|i| {
             let c = Arc::clone(&counter);
             let barrier = Arc::clone(&barrier);
             thread::spawn(move || {
+                pin(i);
                 barrier.wait();
                 for _ in 0..iters {
                     black_box(&c).fetch_add(1, Relaxed);
