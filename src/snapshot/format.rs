@@ -85,7 +85,7 @@ pub struct ZxidDigest {
 }
 
 /// Everything in a snapshot except the nodes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SnapshotMeta {
     pub header: FileHeader,
     pub sessions: Vec<(i64, i32)>,
@@ -94,7 +94,7 @@ pub struct SnapshotMeta {
     pub digest: Option<ZxidDigest>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Snapshot {
     pub meta: SnapshotMeta,
     pub nodes: Vec<SnapshotNode>,

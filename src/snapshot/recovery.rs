@@ -53,7 +53,7 @@ pub fn list_snapshots(dir: &Path) -> io::Result<Vec<(i64, PathBuf)>> {
 
 /// `SnapStream.isValidCheckedStream`: an uncompressed snapshot is at least 10 bytes and ends
 /// with the seal's "/" string (int 1, '/'). Compressed ones are only checked by reading them.
-fn quick_check(path: &Path, c: Compression) -> Result<(), String> {
+pub fn quick_check(path: &Path, c: Compression) -> Result<(), String> {
     if c != Compression::None {
         return Ok(());
     }

@@ -53,6 +53,12 @@ impl AclCache {
         }
     }
 
+    pub fn add_usage_n(&mut self, id: i64, n: u64) {
+        if let Some(e) = self.by_id.get_mut(&id) {
+            e.1 += n;
+        }
+    }
+
     pub fn remove_usage(&mut self, id: i64) {
         if id == OPEN_ACL_UNSAFE_ID {
             return;

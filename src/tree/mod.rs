@@ -1198,6 +1198,13 @@ impl DataTree {
     pub fn acl_cache_import(&self, entries: &[(i64, Vec<Acl>)]) {
         self.acls.write().import(entries);
     }
+    /// Usage counts gathered while loading nodes before the ACL cache was known.
+    pub fn acl_add_usages(&self, uses: &HashMap<i64, u64>) {
+        let mut a = self.acls.write();
+        for (&id, &n) in uses {
+            a.add_usage_n(id, n);
+        }
+    }
 
     /// Inserts a node read from a snapshot (root as "" or "/"). The parent must be loaded first.
     pub fn insert_loaded_node(

@@ -39,7 +39,7 @@ pub const LOG_FILE_PREFIX: &str = "log";
 pub const SNAPSHOT_FILE_PREFIX: &str = "snapshot";
 
 /// `org.apache.zookeeper.server.persistence.FileHeader`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FileHeader {
     pub magic: i32,
     pub version: i32,

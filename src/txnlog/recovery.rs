@@ -33,12 +33,17 @@ pub struct RecoveryOptions {
     pub trust_empty_snapshot: bool,
     /// Carry out truncations/removals (false: only report them).
     pub apply: bool,
+    /// The snapshot (zxid, file) the caller already loaded and validated itself (streaming it
+    /// into a tree while parsing): recovery then only plans the logs after it, and the returned
+    /// `LoadedSnapshot` carries no nodes.
+    pub loaded_snapshot: Option<(i64, PathBuf)>,
 }
 
 impl Default for RecoveryOptions {
     fn default() -> Self {
         RecoveryOptions {
             max_txn_bytes: super::format::DEFAULT_MAX_TXN_BYTES,
+            loaded_snapshot: None,
             trust_empty_snapshot: false,
             apply: true,
         }
@@ -229,7 +234,14 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RecoveryError + '_ {
 
 /// Recovers from `snap_dir` and `log_dir` (the `version-2` directories; often the same).
 pub fn recover(snap_dir: &Path, log_dir: &Path, opts: &RecoveryOptions) -> Result<Recovered, RecoveryError> {
-    let choice = newest_valid_snapshot(snap_dir, opts.max_txn_bytes).map_err(io_err(snap_dir))?;
+    let choice = match &opts.loaded_snapshot {
+        Some((zxid, path)) => crate::snapshot::recovery::SnapshotChoice {
+            loaded: Some(LoadedSnapshot { path: path.clone(), zxid: *zxid, snapshot: Default::default() }),
+            skipped: Vec::new(),
+            found: 1,
+        },
+        None => newest_valid_snapshot(snap_dir, opts.max_txn_bytes).map_err(io_err(snap_dir))?,
+    };
     let mut warnings: Vec<String> =
         choice.skipped.iter().map(|(p, r)| format!("skipped snapshot {}: {r}", p.display())).collect();
     let logs = list_logs(log_dir).map_err(io_err(log_dir))?;
