@@ -6,13 +6,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::{Links, Outbox, Sequencer, ToSequencer, ToShard};
-use crate::proto::LoggedTxn;
 use crate::shard::doorbell::Doorbell;
 
 /// Where logged txns go. The real one is `txnlog`'s group-committing writer; it reports
 /// durability back as `ToSequencer::Durable`.
 pub trait LogSink: Send {
-    fn append(&mut self, txns: Vec<LoggedTxn>);
+    fn append(&mut self, txns: Vec<crate::txnlog::SharedTxn>);
     /// Start a new log file (after a snapshot).
     fn roll(&mut self) {}
     /// Accept appends again after a full disk.
@@ -27,10 +26,10 @@ pub struct DurableLog {
 }
 
 impl LogSink for DurableLog {
-    fn append(&mut self, mut txns: Vec<LoggedTxn>) {
+    fn append(&mut self, mut txns: Vec<crate::txnlog::SharedTxn>) {
         let Some(h) = &self.handle else { return };
         loop {
-            match h.append(txns) {
+            match h.append_shared(txns) {
                 Ok(()) => return,
                 // The writer's queue is full: wait here. Blocking the sequencer is the
                 // back-pressure that reaches the shards through their outstanding limits.
@@ -68,7 +67,7 @@ pub struct MemoryLog {
 }
 
 impl LogSink for MemoryLog {
-    fn append(&mut self, txns: Vec<LoggedTxn>) {
+    fn append(&mut self, txns: Vec<crate::txnlog::SharedTxn>) {
         if let Some(last) = txns.last() {
             let _ = self.to_seq.send(ToSequencer::Durable { zxid: last.hdr.zxid });
         }

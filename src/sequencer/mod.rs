@@ -49,7 +49,7 @@ pub struct SequencerConfig {
 /// What the sequencer asks its driver to do after a step.
 #[derive(Default)]
 pub struct Outbox {
-    pub to_log: Vec<LoggedTxn>,
+    pub to_log: Vec<crate::txnlog::SharedTxn>,
     /// Shards that were sent something (their doorbells should ring).
     pub touched_shards: u64,
     /// Roll the log and snapshot the tree as of this zxid with these sessions.
@@ -70,7 +70,7 @@ enum Waiter {
 
 struct Pending {
     /// None for a sync barrier (no txn, answered when everything before it is applied).
-    txn: Option<LoggedTxn>,
+    txn: Option<crate::txnlog::SharedTxn>,
     waiter: Waiter,
 }
 
@@ -98,6 +98,8 @@ pub struct Sequencer<L: Links> {
     /// This server's randomised snapshot threshold (ZooKeeper: snapCount/2 + rand(snapCount/2),
     /// so that ensemble members do not all snapshot at once).
     snapshot_threshold: u64,
+    /// Reused encode buffer (txn sizes for snapSizeLimitInKb).
+    scratch: Writer,
 }
 
 /// Delivers watch events straight into the watcher's shard channel, while the tree still holds
@@ -173,6 +175,7 @@ impl<L: Links> Sequencer<L> {
             txns_since_snapshot: 0,
             bytes_since_snapshot: 0,
             snapshot_threshold: Self::roll_threshold(cfg_snap_count, now_ms),
+            scratch: Writer::new(),
         }
     }
 
@@ -321,9 +324,12 @@ impl<L: Links> Sequencer<L> {
     }
 
     fn log(&mut self, hdr: TxnHeader, body: TxnBody, waiter: Waiter, out: &mut Outbox) {
-        let txn = LoggedTxn { hdr, body, digest: None };
+        let txn = Arc::new(LoggedTxn { hdr, body, digest: None });
         self.txns_since_snapshot += 1;
-        self.bytes_since_snapshot += 64 + txn.body.to_bytes().len() as u64;
+        // Encoded into a reused buffer only to count its bytes (snapSizeLimitInKb).
+        self.scratch.buf.clear();
+        txn.body.encode(&mut self.scratch);
+        self.bytes_since_snapshot += 64 + self.scratch.buf.len() as u64;
         out.to_log.push(txn.clone());
         self.pending.push_back(Pending { txn: Some(txn), waiter });
     }

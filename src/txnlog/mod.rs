@@ -10,4 +10,4 @@ pub mod recovery;
 pub mod writer;
 
 pub use format::{FileHeader, LogEntry, LogReader, Stop};
-pub use writer::{AppendError, LogHandle, LogOptions, LogStats, LogWriteError, LogWriter, WritePath};
+pub use writer::{AppendError, LogHandle, LogOptions, LogStats, LogWriteError, LogWriter, SharedTxn, WritePath};

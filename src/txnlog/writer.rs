@@ -171,9 +171,9 @@ pub enum LogWriteError {
 #[derive(Debug, Error)]
 pub enum AppendError {
     #[error("transaction log queue is full ({0} batches)")]
-    Full(usize, Vec<LoggedTxn>),
+    Full(usize, Vec<SharedTxn>),
     #[error("transaction log writer has stopped")]
-    Stopped(Vec<LoggedTxn>),
+    Stopped(Vec<SharedTxn>),
 }
 
 /// Counters and the fsync latency histogram (microseconds).
@@ -198,8 +198,12 @@ impl LogStats {
     }
 }
 
+/// A txn shared between the sequencer (which applies it once durable) and the writer (which
+/// encodes it): no copy of its path and data per write.
+pub type SharedTxn = Arc<LoggedTxn>;
+
 enum Cmd {
-    Append(Vec<LoggedTxn>),
+    Append(Vec<SharedTxn>),
     Roll,
     Resume,
     Shutdown,
@@ -269,6 +273,10 @@ impl LogWriter {
 impl LogHandle {
     /// Queues a batch (zxids ascending, continuing the previous batch). Never blocks.
     pub fn append(&self, txns: Vec<LoggedTxn>) -> Result<(), AppendError> {
+        self.append_shared(txns.into_iter().map(Arc::new).collect())
+    }
+    /// As `append`, for txns the caller keeps too.
+    pub fn append_shared(&self, txns: Vec<SharedTxn>) -> Result<(), AppendError> {
         if txns.is_empty() {
             return Ok(());
         }
@@ -425,7 +433,7 @@ impl Worker {
     }
 
     /// Encodes a batch into the group buffer, rolling first if the size limit says so.
-    fn stage(&mut self, txns: Vec<LoggedTxn>) -> Result<(), Failed> {
+    fn stage(&mut self, txns: Vec<SharedTxn>) -> Result<(), Failed> {
         if self.no_space {
             let (first, last) = (txns[0].hdr.zxid, txns[txns.len() - 1].hdr.zxid);
             let path = self.current.as_ref().map(|f| f.path.clone()).unwrap_or_else(|| self.dir.clone());
