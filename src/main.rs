@@ -25,6 +25,10 @@ enum Cmd {
         /// CPU ids to use, e.g. 0,1,2 (default: every CPU this process may run on).
         #[arg(long, value_delimiter = ',')]
         cores: Option<Vec<usize>>,
+        /// Run the write sequencer on a thread of its own even on a small machine (by default, on
+        /// 1-3 cores it runs on the executor of the shard that shares its core).
+        #[arg(long)]
+        dedicated_sequencer: bool,
     },
     /// Transaction log tools.
     Txnlog {
@@ -96,7 +100,12 @@ fn init_logging(opts: &zkd::admin::logging::LogOptions) -> Option<zkd::admin::lo
     }
 }
 
-fn serve(config: Option<PathBuf>, shards: Option<usize>, cores: Option<Vec<usize>>) -> ExitCode {
+fn serve(
+    config: Option<PathBuf>,
+    shards: Option<usize>,
+    cores: Option<Vec<usize>>,
+    dedicated_sequencer: bool,
+) -> ExitCode {
     let (cfg, warnings) = match &config {
         None => (zkd::config::Config::embedded_default(), Vec::new()),
         Some(p) => match zkd::config::Config::from_file(p) {
@@ -118,7 +127,10 @@ fn serve(config: Option<PathBuf>, shards: Option<usize>, cores: Option<Vec<usize
     for w in warnings {
         tracing::warn!("{}: {w}", config.as_deref().unwrap_or(std::path::Path::new("zoo.cfg")).display());
     }
-    let handle = match zkd::server::start(&cfg, zkd::server::RunOptions { shards, cores, in_memory: false }) {
+    let handle = match zkd::server::start(
+        &cfg,
+        zkd::server::RunOptions { shards, cores, in_memory: false, dedicated_sequencer },
+    ) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("zkd: cannot start: {e}");
@@ -162,8 +174,10 @@ fn main() -> ExitCode {
         Some(_) => init_logging(&zkd::admin::logging::LogOptions::default()),
     };
     match cli.cmd {
-        None => serve(None, None, None),
-        Some(Cmd::Serve { config, shards, cores }) => serve(config, shards, cores),
+        None => serve(None, None, None, false),
+        Some(Cmd::Serve { config, shards, cores, dedicated_sequencer }) => {
+            serve(config, shards, cores, dedicated_sequencer)
+        }
         Some(Cmd::Txnlog { cmd: DumpCmd::Dump { file, json } }) => dump(false, &file, json),
         Some(Cmd::Snapshot { cmd: DumpCmd::Dump { file, json } }) => dump(true, &file, json),
         Some(Cmd::Bench(a)) => tool(zkd::tools::bench::run(a)),

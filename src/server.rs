@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{unbounded, Sender};
+use crossbeam_channel::unbounded;
 use thiserror::Error;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::sequencer::driver::{self, LogSink, MemoryLog, ShardLink, ShardLinks};
+use crate::sequencer::driver::{self, LogSink, MemoryLog, SeqHost, SeqTx, ShardLink, ShardLinks};
 use crate::sequencer::{Sequencer, SequencerConfig, ToSequencer};
 use crate::session::SessionTracker;
 use crate::shard::doorbell::Doorbell;
@@ -55,13 +55,18 @@ pub enum StartError {
     Other(String),
 }
 
-/// Which cores run what. Small machines share: on 1–3 cores the sequencer and the log writer run
-/// on the last core alongside a shard; from 4 cores on they get cores of their own.
+/// Which cores run what. Small machines share: on 1–3 cores the sequencer runs ON the executor of
+/// the shard that owns the last core (`sequencer_host`: no thread hand-off between that shard and
+/// the sequencer, and no context switch per round on a core they would share anyway) and the log
+/// writer's thread is pinned there too; from 4 cores on the sequencer and the log writer get
+/// cores (and threads) of their own.
 #[derive(Debug, Clone)]
 pub struct Topology {
     pub shard_cores: Vec<usize>,
     pub sequencer_core: Option<usize>,
     pub log_core: Option<usize>,
+    /// The shard whose executor runs the sequencer; None: a dedicated thread.
+    pub sequencer_host: Option<usize>,
 }
 
 impl Topology {
@@ -71,6 +76,7 @@ impl Topology {
                 shard_cores: vec![usize::MAX; shards.unwrap_or(1).max(1)],
                 sequencer_core: None,
                 log_core: None,
+                sequencer_host: Some(0),
             };
         }
         let n = available.len();
@@ -80,8 +86,9 @@ impl Topology {
             (available[n - 1], available[n - 1], available)
         };
         let count = shards.unwrap_or(shard_pool.len()).max(1);
-        let shard_cores = (0..count).map(|i| shard_pool[i % shard_pool.len()]).collect();
-        Topology { shard_cores, sequencer_core: Some(seq), log_core: Some(log) }
+        let shard_cores: Vec<usize> = (0..count).map(|i| shard_pool[i % shard_pool.len()]).collect();
+        let sequencer_host = if n >= 4 { None } else { shard_cores.iter().rposition(|&c| c == seq) };
+        Topology { shard_cores, sequencer_core: Some(seq), log_core: Some(log), sequencer_host }
     }
 }
 
@@ -90,10 +97,12 @@ pub struct RunOptions {
     pub cores: Option<Vec<usize>>,
     /// Keep the tree in memory only (tests and benchmarks of the request path).
     pub in_memory: bool,
+    /// Run the sequencer on its own thread even where the topology would host it on a shard.
+    pub dedicated_sequencer: bool,
 }
 
 pub struct ServerHandle {
-    pub to_seq: Sender<ToSequencer>,
+    pub to_seq: SeqTx,
     pub addr: SocketAddr,
     pub metrics: Arc<Metrics>,
     pub tree: Arc<DataTree>,
@@ -207,12 +216,19 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         Some(c) => c.clone(),
         None => core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect(),
     };
-    let topo = Topology::plan(&available, opts.shards);
+    let mut topo = Topology::plan(&available, opts.shards);
+    if opts.dedicated_sequencer {
+        topo.sequencer_host = None;
+    }
     tracing::info!(
-        "topology: {} shard(s) on cores {:?}, sequencer on {:?}, log writer on {:?}",
+        "topology: {} shard(s) on cores {:?}, sequencer on {:?} ({}), log writer on {:?}",
         topo.shard_cores.len(),
         topo.shard_cores,
         topo.sequencer_core,
+        match topo.sequencer_host {
+            Some(h) => format!("hosted by shard {h}"),
+            None => "own thread".to_string(),
+        },
         topo.log_core
     );
     let mut listeners = Vec::new();
@@ -224,7 +240,16 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
 
     let metrics = Arc::new(Metrics::new(topo.shard_cores.len()));
     let now = driver::now_ms();
-    let (seq_tx, seq_rx) = unbounded();
+    let (seq_chan, seq_rx) = unbounded();
+    // Every shard's inbox and doorbell exist before anything can send to the sequencer, so that
+    // a hosted sequencer's senders (other shards, the log writer, the ops thread) ring its host.
+    let mut shard_chans = Vec::new();
+    for _ in &topo.shard_cores {
+        let (tx, rx) = unbounded();
+        let (bell, bell_rx) = Doorbell::new().map_err(|e| StartError::Other(format!("socketpair: {e}")))?;
+        shard_chans.push((tx, rx, Arc::new(bell), bell_rx));
+    }
+    let seq_tx = SeqTx::new(seq_chan, topo.sequencer_host.map(|h| shard_chans[h].2.clone()));
     let mut sessions = SessionTracker::new(settings.server_id, settings.tick_ms, now);
     let (tree, log, snapshotter): (Arc<DataTree>, Box<dyn LogSink>, Option<crate::db::Snapshotter>) = if opts
         .in_memory
@@ -308,15 +333,13 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         seq_tx.clone(),
     );
     ops.start_worker().map_err(|e| StartError::Other(format!("spawn the ops thread: {e}")))?;
-    for (i, l) in listeners.into_iter().enumerate() {
-        let (tx, rx) = unbounded();
-        let (bell, bell_rx) = Doorbell::new().map_err(|e| StartError::Other(format!("socketpair: {e}")))?;
-        let bell = Arc::new(bell);
+    for (i, (l, (tx, rx, bell, bell_rx))) in listeners.into_iter().zip(shard_chans).enumerate() {
         links.push(ShardLink { tx, bell: bell.clone() });
         inits.push(ShardInit {
             id: i as u16,
             tree: tree.clone(),
             to_seq: seq_tx.clone(),
+            seq_host: None,
             inbox: rx,
             bell,
             bell_rx,
@@ -347,13 +370,23 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
     let seq = Sequencer::new(seq_cfg, tree.clone(), sessions, ShardLinks(links), last_zxid, now);
     let seq_core = topo.sequencer_core;
     let tick = Duration::from_millis((settings.tick_ms / 2).clamp(10, 500) as u64);
-    let sequencer = std::thread::Builder::new()
-        .name("zkd-sequencer".into())
-        .spawn(move || {
-            pin(seq_core);
-            driver::run(seq, seq_rx, log, snapshotter, tick);
-        })
-        .map_err(|e| StartError::Other(format!("spawn sequencer: {e}")))?;
+    let mut host = SeqHost::new(seq, seq_rx, log, snapshotter, tick);
+    let sequencer = match topo.sequencer_host {
+        Some(h) => {
+            host.set_host_shard(h as u16);
+            inits[h].seq_host = Some(host);
+            None
+        }
+        None => Some(
+            std::thread::Builder::new()
+                .name("zkd-sequencer".into())
+                .spawn(move || {
+                    pin(seq_core);
+                    driver::run(host);
+                })
+                .map_err(|e| StartError::Other(format!("spawn sequencer: {e}")))?,
+        ),
+    };
 
     let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<u16, StartError>>(inits.len());
     let mut shards = Vec::new();
@@ -411,7 +444,7 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         http,
         stop,
         shards,
-        sequencer: Some(sequencer),
+        sequencer,
     })
 }
 
@@ -522,13 +555,18 @@ mod tests {
     fn topology_shares_on_small_machines_and_spreads_on_big_ones() {
         let t = Topology::plan(&[0], None);
         assert_eq!((t.shard_cores, t.sequencer_core, t.log_core), (vec![0], Some(0), Some(0)));
+        assert_eq!(t.sequencer_host, Some(0), "one core: the only shard hosts the sequencer");
         let t = Topology::plan(&[0, 1], None);
         assert_eq!((t.shard_cores, t.sequencer_core), (vec![0, 1], Some(1)));
+        assert_eq!(t.sequencer_host, Some(1), "the shard on the sequencer's core hosts it");
         let cores: Vec<usize> = (0..64).collect();
         let t = Topology::plan(&cores, None);
         assert_eq!(t.shard_cores.len(), 62);
         assert_eq!((t.sequencer_core, t.log_core), (Some(63), Some(62)));
+        assert_eq!(t.sequencer_host, None, "big machines: a core and thread of its own");
         let t = Topology::plan(&[0, 1], Some(1));
         assert_eq!(t.shard_cores, vec![0]);
+        assert_eq!(t.sequencer_host, None, "no shard on the sequencer's core");
+        assert_eq!(Topology::plan(&[], Some(3)).sequencer_host, Some(0));
     }
 }

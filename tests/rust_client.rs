@@ -20,15 +20,23 @@ impl Drop for Server {
 }
 
 fn start(extra: &str) -> Server {
+    start_with(extra, false)
+}
+
+/// `dedicated_sequencer`: the sequencer on its own thread (the layout for >= 4 cores) instead of
+/// hosted on a shard's executor (the layout on this 2-core machine); both must behave the same.
+fn start_with(extra: &str, dedicated_sequencer: bool) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let cfg = format!(
         "tickTime=200\ndataDir={}\nclientPort=0\nclientPortAddress=127.0.0.1\nmaxClientCnxns=0\n{extra}\n",
         dir.path().display()
     );
     let (cfg, _) = zkd::config::Config::parse_str(&cfg, dir.path()).unwrap();
-    let handle =
-        zkd::server::start(&cfg, zkd::server::RunOptions { shards: Some(2), cores: None, in_memory: true })
-            .unwrap();
+    let handle = zkd::server::start(
+        &cfg,
+        zkd::server::RunOptions { shards: Some(2), cores: None, in_memory: true, dedicated_sequencer },
+    )
+    .unwrap();
     let addr = format!("127.0.0.1:{}", handle.addr.port());
     Server { handle: Some(handle), addr, _dir: dir }
 }
@@ -44,7 +52,15 @@ async fn client(s: &Server) -> zk::Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crud_and_stat_fields() {
-    let s = start("");
+    crud_and_stat_fields_on(start("")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crud_and_stat_fields_with_a_dedicated_sequencer_thread() {
+    crud_and_stat_fields_on(start_with("", true)).await;
+}
+
+async fn crud_and_stat_fields_on(s: Server) {
     let c = client(&s).await;
     let (st, _) = c.create("/a", b"hello", open()).await.unwrap();
     assert_eq!((st.version, st.cversion, st.aversion, st.data_length, st.num_children), (0, 0, 0, 5, 0));

@@ -172,7 +172,7 @@ pub struct OpsState {
     pub tree: Arc<DataTree>,
     pub metrics: Arc<Metrics>,
     pub limits: Arc<ConnLimits>,
-    to_seq: Sender<ToSequencer>,
+    to_seq: crate::sequencer::driver::SeqTx,
     /// Per shard: its live connections.
     conns: Vec<Mutex<HashMap<u64, Arc<ConnStats>>>>,
     pub started: Instant,
@@ -187,7 +187,7 @@ impl OpsState {
         tree: Arc<DataTree>,
         metrics: Arc<Metrics>,
         limits: Arc<ConnLimits>,
-        to_seq: Sender<ToSequencer>,
+        to_seq: crate::sequencer::driver::SeqTx,
     ) -> Arc<Self> {
         let shards = metrics.shard_count();
         Arc::new(OpsState {

@@ -22,7 +22,7 @@ pub trait LogSink: Send {
 /// The real log: `txnlog`'s group-committing writer thread.
 pub struct DurableLog {
     pub handle: Option<crate::txnlog::writer::LogHandle>,
-    pub to_seq: Sender<ToSequencer>,
+    pub to_seq: SeqTx,
 }
 
 impl LogSink for DurableLog {
@@ -46,7 +46,8 @@ impl LogSink for DurableLog {
     }
     fn roll(&mut self) {
         if let Some(h) = &self.handle {
-            let _ = h.roll();
+            // Never waits on the next file's zero-fill; see `txnlog::writer`.
+            let _ = h.roll_soon();
         }
     }
     fn resume(&mut self) {
@@ -63,7 +64,7 @@ impl LogSink for DurableLog {
 
 /// Keeps nothing: every txn is "durable" at once. Only for `forceSync`-less in-memory tests.
 pub struct MemoryLog {
-    pub to_seq: Sender<ToSequencer>,
+    pub to_seq: SeqTx,
 }
 
 impl LogSink for MemoryLog {
@@ -106,66 +107,174 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Runs until `Shutdown`. `tick` is how often expiry and container checks run.
-pub fn run(
-    mut seq: Sequencer<ShardLinks>,
+/// The sequencer has stopped (shutdown or a failed log); the message was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SequencerStopped;
+
+/// Where `ToSequencer` messages go: the channel, plus the doorbell of the shard that hosts the
+/// sequencer when it runs on a shard's executor (see `SeqHost`), so a parked host wakes up.
+#[derive(Clone)]
+pub struct SeqTx {
+    tx: Sender<ToSequencer>,
+    bell: Option<Arc<Doorbell>>,
+}
+
+impl SeqTx {
+    pub fn new(tx: Sender<ToSequencer>, bell: Option<Arc<Doorbell>>) -> Self {
+        SeqTx { tx, bell }
+    }
+    pub fn send(&self, m: ToSequencer) -> Result<(), SequencerStopped> {
+        self.tx.send(m).map_err(|_| SequencerStopped)?;
+        if let Some(b) = &self.bell {
+            b.ring();
+        }
+        Ok(())
+    }
+    /// Sends without ringing: for the host shard itself, which runs the sequencer next anyway.
+    pub fn send_local(&self, m: ToSequencer) -> Result<(), SequencerStopped> {
+        self.tx.send(m).map_err(|_| SequencerStopped)
+    }
+}
+
+/// The sequencer with its inbox, its log and its timers: one `pump` is one round (everything
+/// queued now → one log append). A plain thread runs it with `run`; on small machines a shard's
+/// executor hosts it instead (no thread hand-off between shard and sequencer, see `server`).
+pub struct SeqHost {
+    seq: Sequencer<ShardLinks>,
     rx: Receiver<ToSequencer>,
-    mut log: Box<dyn LogSink>,
+    log: Box<dyn LogSink>,
     snapshotter: Option<crate::db::Snapshotter>,
     tick: Duration,
-) {
-    let mut next_tick = Instant::now() + tick;
-    let mut batch = Vec::with_capacity(1024);
-    loop {
-        let wait = next_tick.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(wait) {
-            Ok(m) => batch.push(m),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+    next_tick: Instant,
+    batch: Vec<ToSequencer>,
+    /// The hosting shard, whose doorbell `pump` does not ring (it drains its inbox right after).
+    host_shard: Option<u16>,
+    stopped: bool,
+}
+
+impl SeqHost {
+    pub fn new(
+        seq: Sequencer<ShardLinks>,
+        rx: Receiver<ToSequencer>,
+        log: Box<dyn LogSink>,
+        snapshotter: Option<crate::db::Snapshotter>,
+        tick: Duration,
+    ) -> Self {
+        SeqHost {
+            seq,
+            rx,
+            log,
+            snapshotter,
+            tick,
+            next_tick: Instant::now() + tick,
+            batch: Vec::with_capacity(1024),
+            host_shard: None,
+            stopped: false,
+        }
+    }
+
+    pub fn set_host_shard(&mut self, shard: u16) {
+        self.host_shard = Some(shard);
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// One round over everything queued now (never blocks, except on a full log queue, which is
+    /// the back-pressure). `None` once the sequencer has shut down, else whether it did anything.
+    pub fn pump(&mut self) -> Option<bool> {
+        if self.stopped {
+            return None;
         }
         // Take everything that is already queued: one log append (one group) per round.
-        while batch.len() < 4096 {
-            match rx.try_recv() {
-                Ok(m) => batch.push(m),
+        while self.batch.len() < 4096 {
+            match self.rx.try_recv() {
+                Ok(m) => self.batch.push(m),
                 Err(_) => break,
             }
+        }
+        let tick_due = Instant::now() >= self.next_tick;
+        if self.batch.is_empty() && !tick_due {
+            return Some(false);
         }
         let now = now_ms();
         let mut out = Outbox::default();
         let mut stop = false;
-        for m in batch.drain(..) {
+        for m in self.batch.drain(..) {
             if matches!(m, ToSequencer::Shutdown) {
                 stop = true;
             }
-            seq.step(m, now, &mut out);
+            self.seq.step(m, now, &mut out);
         }
-        if Instant::now() >= next_tick {
-            seq.tick(now, &mut out);
-            next_tick = Instant::now() + tick;
+        if tick_due {
+            self.seq.tick(now, &mut out);
+            self.next_tick = Instant::now() + self.tick;
         }
         if !out.to_log.is_empty() {
-            log.append(std::mem::take(&mut out.to_log));
+            self.log.append(std::mem::take(&mut out.to_log));
         }
         if out.resume_log {
-            log.resume();
+            self.log.resume();
         }
         if let Some((zxid, sessions)) = out.snapshot.take() {
-            if let Some(s) = &snapshotter {
-                // Roll first, as ZooKeeper does: the new log starts after this point, and the
-                // fuzzy snapshot is replayed from zxid + 1 on recovery.
-                log.roll();
-                s.start(seq.tree.clone(), zxid, sessions);
+            if let Some(s) = &self.snapshotter {
+                // Roll first, as ZooKeeper does (the new log starts at or after this point; the
+                // fuzzy snapshot is replayed from zxid + 1 on recovery, from whichever file
+                // holds it).
+                self.log.roll();
+                s.start(self.seq.tree.clone(), zxid, sessions);
             }
         }
-        seq.links.ring(out.touched_shards);
+        let own = self.host_shard.map_or(0, |h| 1u64 << (h % 64));
+        self.seq.links.ring(out.touched_shards & !own);
         if stop {
-            break;
+            self.finish();
+            return None;
+        }
+        Some(true)
+    }
+
+    /// Time until the next tick is due.
+    pub fn until_tick(&self) -> Duration {
+        self.next_tick.saturating_duration_since(Instant::now())
+    }
+
+    /// Blocks for the next message or tick (the dedicated-thread driver). False when every
+    /// sender is gone.
+    fn wait(&mut self) -> bool {
+        match self.rx.recv_timeout(self.until_tick()) {
+            Ok(m) => {
+                self.batch.push(m);
+                true
+            }
+            Err(RecvTimeoutError::Timeout) => true,
+            Err(RecvTimeoutError::Disconnected) => false,
         }
     }
-    log.shutdown();
-    for (i, l) in seq.links.0.iter().enumerate() {
-        let _ = l.tx.send(ToShard::Shutdown);
-        l.bell.ring();
-        tracing::debug!("sequencer: told shard {i} to stop");
+
+    fn finish(&mut self) {
+        self.stopped = true;
+        self.log.shutdown();
+        for (i, l) in self.seq.links.0.iter().enumerate() {
+            let _ = l.tx.send(ToShard::Shutdown);
+            if Some(i as u16) != self.host_shard {
+                l.bell.ring();
+            }
+            tracing::debug!("sequencer: told shard {i} to stop");
+        }
+    }
+}
+
+/// Runs on a dedicated thread until `Shutdown`.
+pub fn run(mut host: SeqHost) {
+    loop {
+        if !host.wait() {
+            host.finish();
+            return;
+        }
+        if host.pump().is_none() {
+            return;
+        }
     }
 }

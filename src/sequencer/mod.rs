@@ -1,4 +1,5 @@
-//! The write sequencer: prep → log → apply, on the quorum core.
+//! The write sequencer: prep → log → apply, on the quorum core (its own thread from 4 cores up;
+//! below that, hosted on the executor of the shard that shares the quorum core — see `driver`).
 //!
 //! One instance per server; the only writer of the data tree. Requests arrive from shards in
 //! per-connection order; each becomes a txn with the next zxid (epoch in the high half, so ZAB can
@@ -7,7 +8,7 @@
 //! logged but not yet applied (`request::Prep` keeps that overlay), so writes pipeline.
 //!
 //! `Sequencer::step` is a state machine: messages and time in; sends to shards and log appends out
-//! (through `Links` and `Outbox`). The thread around it (`run`) only moves messages.
+//! (through `Links` and `Outbox`). The driver around it (`driver::SeqHost`) only moves messages.
 
 pub mod driver;
 pub mod msg;

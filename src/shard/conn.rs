@@ -239,8 +239,7 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
         s.probe.outstanding_add(-unanswered);
         s.probe.conn_closed();
         if c.session.get() != 0 {
-            let _ =
-                s.to_seq.send(ToSequencer::Disconnected { from: c.conn_ref(s.id), session: c.session.get() });
+            s.to_sequencer(ToSequencer::Disconnected { from: c.conn_ref(s.id), session: c.session.get() });
         } else {
             tracing::debug!(
                 "Closed socket connection for client {} (no session established for client)",
@@ -409,7 +408,7 @@ impl Conn {
             Phase::AwaitConnect => {
                 let req = decode_connect(&body).map_err(|e| format!("bad connect request: {e}"))?;
                 self.phase.set(Phase::Connecting);
-                let _ = shard.to_seq.send(ToSequencer::Connect {
+                shard.to_sequencer(ToSequencer::Connect {
                     from: self.conn_ref(shard.id),
                     peer: self.peer,
                     req,
@@ -469,7 +468,7 @@ impl Conn {
             r if r.is_write() => {
                 self.queue.borrow_mut().push_back(Slot::Write { xid: hdr.xid });
                 let auth = self.auth.borrow().clone();
-                let _ = shard.to_seq.send(ToSequencer::Write {
+                shard.to_sequencer(ToSequencer::Write {
                     from: self.conn_ref(shard.id),
                     session,
                     xid: hdr.xid,

@@ -21,10 +21,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use futures_lite::AsyncReadExt;
 
 use crate::metrics::{Metrics, ShardProbe};
+use crate::sequencer::driver::{SeqHost, SeqTx};
 use crate::sequencer::{ToSequencer, ToShard};
 use crate::server::Settings;
 use crate::tree::DataTree;
@@ -38,7 +39,9 @@ pub use crate::admin::ConnLimits;
 pub struct ShardInit {
     pub id: u16,
     pub tree: Arc<DataTree>,
-    pub to_seq: Sender<ToSequencer>,
+    pub to_seq: SeqTx,
+    /// The sequencer, when this shard's executor hosts it (small machines; see `server`).
+    pub seq_host: Option<SeqHost>,
     pub inbox: Receiver<ToShard>,
     pub bell: Arc<Doorbell>,
     pub bell_rx: StdUnixStream,
@@ -55,7 +58,13 @@ pub struct ShardInit {
 pub struct Shard {
     pub id: u16,
     pub tree: Arc<DataTree>,
-    pub to_seq: Sender<ToSequencer>,
+    to_seq: SeqTx,
+    /// The hosted sequencer: run by `pump` and by the sequencer task, which this shard's own
+    /// connections wake (`seq_kick`) after queueing to it — batched per executor turn, with no
+    /// syscall and no thread hand-off.
+    seq_host: Option<RefCell<SeqHost>>,
+    seq_kick: glommio::sync::Semaphore,
+    seq_kicked: Cell<bool>,
     inbox: Receiver<ToShard>,
     pub settings: Arc<Settings>,
     pub limits: Arc<ConnLimits>,
@@ -94,7 +103,29 @@ impl Shard {
         t.sort_unstable();
         t.dedup();
         let sessions = std::mem::take(&mut *t);
-        let _ = self.to_seq.send(ToSequencer::Touch { sessions });
+        drop(t);
+        self.to_sequencer(ToSequencer::Touch { sessions });
+    }
+
+    /// Queues a message for the sequencer: a hosted one runs at the end of this executor turn,
+    /// a remote one is woken through its host's doorbell or its thread's channel.
+    pub fn to_sequencer(&self, m: ToSequencer) {
+        if self.seq_host.is_some() {
+            let _ = self.to_seq.send_local(m);
+            if !self.seq_kicked.replace(true) {
+                self.seq_kick.signal(1);
+            }
+        } else {
+            let _ = self.to_seq.send(m);
+        }
+    }
+
+    /// Runs the hosted sequencer's round, if any. `None` once it has shut down; otherwise
+    /// whether it did anything.
+    fn pump_sequencer(&self) -> Option<bool> {
+        let Some(h) = &self.seq_host else { return Some(false) };
+        self.seq_kicked.set(false);
+        h.borrow_mut().pump()
     }
 
     /// The next inbox message, unless it is a watch event for a txn newer than `limit` (that
@@ -140,12 +171,14 @@ impl Shard {
     /// delivers events up to that zxid, then the reply, then the rest.
     pub fn pump(&self) -> bool {
         loop {
+            // A hosted sequencer's stop reaches this shard as `ToShard::Shutdown`, drained next.
+            let sequenced = self.pump_sequencer().unwrap_or(false);
             let any = match self.drain(i64::MAX) {
                 Ok(a) => a,
                 Err(()) => return false,
             };
             let dirty: Vec<u64> = std::mem::take(&mut *self.dirty.borrow_mut());
-            if dirty.is_empty() && !any {
+            if dirty.is_empty() && !any && !sequenced {
                 return true;
             }
             let mut seen = i64::MAX;
@@ -231,6 +264,9 @@ pub async fn run(init: ShardInit) {
         id: init.id,
         tree: init.tree,
         to_seq: init.to_seq,
+        seq_host: init.seq_host.map(RefCell::new),
+        seq_kick: glommio::sync::Semaphore::new(0),
+        seq_kicked: Cell::new(false),
         inbox: init.inbox,
         settings: init.settings,
         limits: init.limits,
@@ -257,6 +293,18 @@ pub async fn run(init: ShardInit) {
     .detach();
 
     // Accept loop.
+    if shard.seq_host.is_some() {
+        let s = shard.clone();
+        glommio::spawn_local(async move {
+            while s.seq_kick.acquire(1).await.is_ok() {
+                if !s.pump() {
+                    break;
+                }
+            }
+        })
+        .detach();
+    }
+
     let s = shard.clone();
     glommio::spawn_local(async move {
         loop {

@@ -32,7 +32,12 @@ pub fn start(shards: usize, extra: &str) -> Server {
     let (cfg, _) = zkd::config::Config::parse_str(&cfg, dir.path()).unwrap();
     let handle = zkd::server::start(
         &cfg,
-        zkd::server::RunOptions { shards: Some(shards), cores: None, in_memory: true },
+        zkd::server::RunOptions {
+            shards: Some(shards),
+            cores: None,
+            in_memory: true,
+            dedicated_sequencer: false,
+        },
     )
     .unwrap();
     let port = handle.addr.port();
