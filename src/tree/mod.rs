@@ -310,8 +310,12 @@ impl Locked<'_> {
             if path != "/" {
                 let parent = parent_of(path);
                 let m = self.map(parent);
-                let p = m.get(parent).expect("a node's parent exists");
-                m.child_list_mut(p).replace(n, new);
+                // No parent only for an orphan a corrupt log left (see `NodeMap::remove`).
+                if let Some(l) = m.get(parent).filter(|p| p.has_children_list()) {
+                    if let Some(l) = m.children.get_mut(&l.addr()) {
+                        l.replace(n, new);
+                    }
+                }
             }
         }
         new

@@ -410,8 +410,9 @@ impl ChildList {
     }
 
     /// Points the entry of a reallocated child at its new allocation (if it is listed here).
+    /// `old` is already freed: only its address is compared; the position is read from `new`.
     pub fn replace(&mut self, old: NodePtr, new: NodePtr) {
-        let i = old.index() as usize;
+        let i = new.index() as usize;
         if self.nodes.get(i) == Some(&old) {
             self.nodes[i] = new;
         }
