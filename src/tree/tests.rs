@@ -287,8 +287,11 @@ fn set_data(t: &DataTree, zxid: i64, path: &str, data: Option<Vec<u8>>, sink: &m
     t.apply(&hdr(zxid, OpCode::SetData), &body, sink)
 }
 
-/// Every node's (path, data, Stat, children in order), via the snapshot walk.
-fn dump(t: &DataTree) -> Vec<(String, Option<Vec<u8>>, Stat, Vec<String>)> {
+/// A node's path, data, Stat and children in order.
+type Dumped = (String, Option<Vec<u8>>, Stat, Vec<String>);
+
+/// Every node, via the snapshot walk.
+fn dump(t: &DataTree) -> Vec<Dumped> {
     let mut paths = Vec::new();
     t.for_each_node(|p, _, _, _| paths.push(if p.is_empty() { "/".to_owned() } else { p.to_owned() }));
     paths
