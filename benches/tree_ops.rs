@@ -1,5 +1,5 @@
 //! Tree operations without the network: getData from 1 and 2 threads (reads take no global lock,
-//! so they should scale with threads), and setData through `apply` (the sequencer's path).
+//! so they should scale with threads), copied out or written into a reused buffer under the lock, and setData through `apply` (the sequencer's path).
 //! `cargo bench --bench tree_ops`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,7 +42,15 @@ fn build() -> DataTree {
     tree
 }
 
-fn reads(tree: &Arc<DataTree>, threads: usize) -> f64 {
+/// How a read takes the data: a copy of its own, or encoded into a reused reply buffer under the
+/// lock (the server's path).
+#[derive(Clone, Copy)]
+enum Read {
+    Copy,
+    Into,
+}
+
+fn reads(tree: &Arc<DataTree>, threads: usize, how: Read) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let total = Arc::new(AtomicU64::new(0));
     let paths: Arc<Vec<String>> = Arc::new((0..KEYS).map(path).collect());
@@ -53,11 +61,25 @@ fn reads(tree: &Arc<DataTree>, threads: usize) -> f64 {
                 let _ = core_affinity::set_for_current(core_affinity::CoreId { id: t });
                 let mut n = 0u64;
                 let mut i = t * 7919;
+                let mut buf = Vec::with_capacity(256);
                 while !stop.load(Ordering::Relaxed) {
                     for _ in 0..1024 {
                         i = (i + 7919) % KEYS;
-                        let (d, _) = tree.get_data(&paths[i], None).unwrap();
-                        std::hint::black_box(d);
+                        match how {
+                            Read::Copy => {
+                                let (d, _) = tree.get_data(&paths[i], None).unwrap();
+                                std::hint::black_box(d);
+                            }
+                            Read::Into => {
+                                buf.clear();
+                                tree.get_data_with(&paths[i], None, |d, st| {
+                                    buf.extend_from_slice(d.unwrap_or(&[]));
+                                    std::hint::black_box(st);
+                                })
+                                .unwrap();
+                                std::hint::black_box(&buf);
+                            }
+                        }
                     }
                     n += 1024;
                 }
@@ -76,9 +98,14 @@ fn reads(tree: &Arc<DataTree>, threads: usize) -> f64 {
 
 fn main() {
     let tree = Arc::new(build());
-    let one = reads(&tree, 1);
-    let two = reads(&tree, 2);
-    println!("getData, {KEYS} keys of 100 B: 1 thread {one:.0}/s, 2 threads {two:.0}/s ({:.2}x)", two / one);
+    for (how, name) in [(Read::Copy, "copied out"), (Read::Into, "into a reply buffer")] {
+        let one = reads(&tree, 1, how);
+        let two = reads(&tree, 2, how);
+        println!(
+            "getData ({name}), {KEYS} keys of 100 B: 1 thread {one:.0}/s, 2 threads {two:.0}/s ({:.2}x)",
+            two / one
+        );
+    }
 
     let n = 200_000;
     let t0 = Instant::now();

@@ -25,11 +25,17 @@ fn acl_ok(shard: &Shard, conn: &Conn, tree: &DataTree, path: &str, perm: i32) ->
     check_acl(&acl, perm, &conn.auth.borrow(), None)
 }
 
-fn get_data(shard: &Shard, conn: &Conn, path: &str, watch: bool) -> Result<GetDataResponse, ErrorCode> {
+/// The encoded `GetDataResponse`, written under the node's stripe lock straight from the tree
+/// (the data is copied once, into the reply).
+fn get_data(shard: &Shard, conn: &Conn, path: &str, watch: bool) -> Result<Vec<u8>, ErrorCode> {
     let tree = &shard.tree;
     acl_ok(shard, conn, tree, path, perms::READ)?;
-    let (data, stat) = tree.get_data(path, watch.then(|| conn.watcher(shard.id)))?;
-    Ok(GetDataResponse { data: data.map(|d| d.to_vec()), stat })
+    tree.get_data_with(path, watch.then(|| conn.watcher(shard.id)), |data, stat| {
+        let mut w = Writer::with_capacity(4 + data.map_or(0, <[u8]>::len) + 68);
+        w.opt_buffer(data);
+        stat.encode(&mut w);
+        w.into_inner()
+    })
 }
 
 fn get_children(
@@ -92,7 +98,7 @@ fn run(shard: &Shard, conn: &Conn, req: &Request) -> ReadResult {
                 None => Err(ErrorCode::NoNode),
             }
         }
-        Request::GetData(r) => Ok(enc(&get_data(shard, conn, &r.path, r.watch)?)),
+        Request::GetData(r) => Ok(Some(get_data(shard, conn, &r.path, r.watch)?)),
         Request::GetChildren(r) => {
             let (children, _) = get_children(shard, conn, &r.path, r.watch)?;
             Ok(enc(&GetChildrenResponse { children }))
@@ -149,7 +155,7 @@ fn run(shard: &Shard, conn: &Conn, req: &Request) -> ReadResult {
                         })
                     }
                     MultiReadOp::GetData(r) => {
-                        get_data(shard, conn, &r.path, r.watch).map(|d| (OpCode::GetData, d.to_bytes()))
+                        get_data(shard, conn, &r.path, r.watch).map(|d| (OpCode::GetData, d))
                     }
                 };
                 match res {

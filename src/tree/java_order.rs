@@ -26,13 +26,22 @@ pub fn java_string_hash(s: &str) -> i32 {
 }
 
 /// Java `HashMap.hash(key) & (cap - 1)`.
-fn bucket(s: &str, cap_log2: u8) -> u32 {
+pub fn bucket(s: &str, cap_log2: u8) -> u32 {
     let h = java_string_hash(s) as u32;
     (h ^ (h >> 16)) & ((1u32 << cap_log2) - 1)
 }
 
 /// Largest table Java allocates (`MAXIMUM_CAPACITY` = 2^30).
-const MAX_CAP_LOG2: u8 = 30;
+pub const MAX_CAP_LOG2: u8 = 30;
+
+/// The capacity after an insertion made the size `len` (HashMap.putVal: `if (++size >
+/// threshold) resize()`, threshold = 3/4 of the capacity).
+pub fn grown_cap_log2(mut cap_log2: u8, len: usize) -> u8 {
+    while cap_log2 < MAX_CAP_LOG2 && len > (3usize << cap_log2) / 4 {
+        cap_log2 += 1;
+    }
+    cap_log2
+}
 
 #[derive(Debug, Clone)]
 pub struct JavaHashSet {
@@ -73,10 +82,7 @@ impl JavaHashSet {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.map.insert(CompactString::from(s), seq);
-        // HashMap.putVal: `if (++size > threshold) resize()`, threshold = 3/4 of the capacity.
-        while self.cap_log2 < MAX_CAP_LOG2 && self.map.len() > (3usize << self.cap_log2) / 4 {
-            self.cap_log2 += 1;
-        }
+        self.cap_log2 = grown_cap_log2(self.cap_log2, self.map.len());
         true
     }
 

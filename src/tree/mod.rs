@@ -14,6 +14,7 @@
 
 pub mod acl_cache;
 pub mod java_order;
+mod node;
 pub mod quota;
 
 use std::collections::{BTreeSet, HashMap};
@@ -28,6 +29,7 @@ use crate::proto::{
 };
 use acl_cache::AclCache;
 use java_order::JavaHashSet;
+use node::{ChildList, NodePtr};
 use quota::{StatsTrack, LIMIT_NODE, QUOTA_ROOT, STAT_NODE};
 
 const STRIPES: usize = 256;
@@ -90,73 +92,98 @@ enum Mode {
     Recursive,
 }
 
-struct Node {
-    data: Option<Arc<[u8]>>,
-    acl: i64,
-    stat: StatPersisted,
-    children: Children,
-}
+type WatchList = SmallVec<[(WatcherId, Mode); 2]>;
+/// A node's data as readers get it: copied out under the stripe's read lock (one memcpy; the
+/// node and its data are one allocation, which a writer may replace once the lock is free).
+pub type Data = Option<Vec<u8>>;
 
-/// A node's child names, iterated in ZooKeeper's order (`new HashSet<String>(8)`, see
-/// `java_order`). Leaves (most nodes) pay one pointer.
+/// One stripe's nodes. The table holds 8-byte node pointers (the key is the path stored in the
+/// node), which matters because hash tables run between 44% and 87% full.
 #[derive(Default)]
-struct Children(Option<Box<JavaHashSet>>);
+struct NodeMap {
+    table: hashbrown::HashTable<NodePtr>,
+    /// The child lists of this stripe's nodes that have had a child, by node address.
+    children: HashMap<usize, ChildList, ahash::RandomState>,
+}
 
-impl Children {
-    fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |s| s.len())
+impl NodeMap {
+    fn get(&self, path: &str) -> Option<NodePtr> {
+        self.table.find(path_hash(path), |n| n.path() == path).copied()
     }
-    fn is_empty(&self) -> bool {
-        self.len() == 0
+
+    fn insert(&mut self, n: NodePtr) {
+        self.table.insert_unique(path_hash(n.path()), n, |m| path_hash(m.path()));
     }
-    fn contains(&self, name: &str) -> bool {
-        self.0.as_ref().is_some_and(|s| s.contains(name))
+
+    /// Takes a node out of the table (and its emptied child list); the caller frees it.
+    fn remove(&mut self, path: &str) -> Option<NodePtr> {
+        let n = match self.table.find_entry(path_hash(path), |n| n.path() == path) {
+            Ok(e) => e.remove().0,
+            Err(_) => return None,
+        };
+        if n.has_children_list() {
+            // Empty unless a corrupt log deletes a parent first: its children then stay in their
+            // tables, unlisted, as in ZooKeeper.
+            self.children.remove(&n.addr());
+        }
+        Some(n)
     }
-    fn insert(&mut self, name: &str) -> bool {
-        self.0.get_or_insert_with(|| Box::new(JavaHashSet::with_capacity_log2(3))).insert(name)
+
+    /// After `old` was reallocated as `new`: repoints the table slot and the child-list key.
+    fn repoint(&mut self, old: NodePtr, new: NodePtr) {
+        let path = new.path();
+        let slot =
+            self.table.find_mut(path_hash(path), |n| *n == old).expect("reallocated node is in its stripe");
+        *slot = new;
+        if new.has_children_list() {
+            if let Some(l) = self.children.remove(&old.addr()) {
+                self.children.insert(new.addr(), l);
+            }
+        }
     }
-    fn remove(&mut self, name: &str) -> bool {
-        self.0.as_mut().is_some_and(|s| s.remove(name))
+
+    fn children_of(&self, n: NodePtr) -> Option<&ChildList> {
+        if n.has_children_list() {
+            self.children.get(&n.addr())
+        } else {
+            None
+        }
     }
-    /// Names in ZooKeeper's iteration order.
-    fn ordered(&self) -> Vec<String> {
-        self.0.as_ref().map_or_else(Vec::new, |s| s.ordered().into_iter().map(str::to_owned).collect())
+
+    fn child_list_mut(&mut self, n: NodePtr) -> &mut ChildList {
+        n.set_has_children_list(true);
+        self.children.entry(n.addr()).or_default()
     }
-    fn iter_unordered(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().flat_map(|s| s.iter_unordered())
+
+    fn num_children(&self, n: NodePtr) -> usize {
+        self.children_of(n).map_or(0, ChildList::len)
+    }
+
+    fn stat(&self, n: NodePtr) -> Stat {
+        n.stat(self.num_children(n))
+    }
+
+    /// Child names in ZooKeeper's order.
+    fn ordered_names(&self, n: NodePtr) -> Vec<String> {
+        self.children_of(n)
+            .map_or_else(Vec::new, |l| l.ordered().iter().map(|c| c.name().to_owned()).collect())
+    }
+
+    /// Child paths in ZooKeeper's order.
+    fn ordered_paths(&self, n: NodePtr) -> Vec<String> {
+        self.children_of(n)
+            .map_or_else(Vec::new, |l| l.ordered().iter().map(|c| c.path().to_owned()).collect())
     }
 }
 
-impl Node {
-    fn stat(&self) -> Stat {
-        let n = self.children.len() as i32;
-        let s = &self.stat;
-        Stat {
-            czxid: s.czxid,
-            mzxid: s.mzxid,
-            ctime: s.ctime,
-            mtime: s.mtime,
-            version: s.version,
-            cversion: s.cversion.wrapping_mul(2).wrapping_sub(n),
-            aversion: s.aversion,
-            ephemeral_owner: if ephemeral_type(s.ephemeral_owner) == EphemeralType::Normal {
-                s.ephemeral_owner
-            } else {
-                0
-            },
-            data_length: self.data.as_ref().map_or(0, |d| d.len() as i32),
-            num_children: n,
-            pzxid: s.pzxid,
+impl Drop for NodeMap {
+    fn drop(&mut self) {
+        for n in self.table.drain() {
+            // SAFETY: each node is in exactly one table, and the tree is going away.
+            unsafe { n.free() };
         }
     }
 }
-
-type WatchList = SmallVec<[(WatcherId, Mode); 2]>;
-/// Nodes are boxed: a table slot is then 24 bytes, not ~110, which matters because hash tables
-/// run between 44% and 87% full (measured: -30% RSS per znode at 1M).
-type NodeMap = HashMap<compact_str::CompactString, Box<Node>, ahash::RandomState>;
-/// A node's data as readers get it (shared, never copied on read).
-pub type Data = Option<Arc<[u8]>>;
 
 #[derive(Default)]
 struct Watches {
@@ -210,10 +237,15 @@ fn child_name(path: &str) -> &str {
     &path[path.rfind('/').map_or(0, |i| i + 1)..]
 }
 
-fn stripe_of(path: &str) -> usize {
+fn path_hash(path: &str) -> u64 {
     static HASHER: std::sync::OnceLock<ahash::RandomState> = std::sync::OnceLock::new();
-    let h = HASHER.get_or_init(|| ahash::RandomState::with_seeds(1, 2, 3, 4)).hash_one(path);
-    (h as usize) & (STRIPES - 1)
+    HASHER.get_or_init(|| ahash::RandomState::with_seeds(1, 2, 3, 4)).hash_one(path)
+}
+
+/// The stripe takes hash bits 32..40: a stripe's table indexes by the low bits and tags by the
+/// top 7, which then vary within a stripe.
+fn stripe_of(path: &str) -> usize {
+    ((path_hash(path) >> 32) as usize) & (STRIPES - 1)
 }
 
 thread_local! {
@@ -264,8 +296,29 @@ impl Locked<'_> {
         let pos = self.idx.binary_search(&i).expect("txn touched a stripe it did not lock");
         &mut self.guards[pos]
     }
-    fn get(&mut self, path: &str) -> Option<&mut Node> {
-        self.map(path).get_mut(path).map(|b| &mut **b)
+    fn get(&mut self, path: &str) -> Option<NodePtr> {
+        self.map(path).get(path)
+    }
+
+    /// Replaces a node's data; repoints the table, the parent's child list and the child-list
+    /// key if the node had to be reallocated (its parent's stripe is locked: see `touched`).
+    fn set_node_data(&mut self, n: NodePtr, data: Option<&[u8]>) -> NodePtr {
+        let new = n.with_data(data);
+        if new != n {
+            let path = new.path();
+            self.map(path).repoint(n, new);
+            if path != "/" {
+                let parent = parent_of(path);
+                let m = self.map(parent);
+                // No parent only for an orphan a corrupt log left (see `NodeMap::remove`).
+                if let Some(l) = m.get(parent).filter(|p| p.has_children_list()) {
+                    if let Some(l) = m.children.get_mut(&l.addr()) {
+                        l.replace(n, new);
+                    }
+                }
+            }
+        }
+        new
     }
 }
 
@@ -291,7 +344,8 @@ impl DataTree {
             node_count: AtomicUsize::new(0),
             data_size: AtomicI64::new(0),
         };
-        t.raw_insert("/", None, acl_cache::OPEN_ACL_UNSAFE_ID, StatPersisted::default());
+        t.raw_insert("/", None, acl_cache::OPEN_ACL_UNSAFE_ID, &StatPersisted::default())
+            .expect("fresh tree");
         t
     }
 
@@ -300,38 +354,58 @@ impl DataTree {
     pub fn new() -> DataTree {
         let t = Self::new_empty();
         let st = StatPersisted::default();
-        t.raw_insert("/zookeeper", None, acl_cache::OPEN_ACL_UNSAFE_ID, st.clone());
-        t.raw_insert("/zookeeper/quota", None, acl_cache::OPEN_ACL_UNSAFE_ID, st.clone());
+        t.raw_insert("/zookeeper", None, acl_cache::OPEN_ACL_UNSAFE_ID, &st).expect("fresh tree");
+        t.raw_insert("/zookeeper/quota", None, acl_cache::OPEN_ACL_UNSAFE_ID, &st).expect("fresh tree");
         let read_only = t.acls.write().intern(&[Acl {
             perms: crate::proto::perms::READ,
             id: crate::proto::Id { scheme: "world".into(), id: "anyone".into() },
         }]);
-        t.raw_insert(
-            "/zookeeper/config",
-            Some(Arc::from(&b""[..])),
-            read_only,
-            StatPersisted { aversion: -1, ..st },
-        );
+        t.raw_insert("/zookeeper/config", Some(&b""[..]), read_only, &StatPersisted { aversion: -1, ..st })
+            .expect("fresh tree");
         t
     }
 
     /// Inserts a node under an existing parent; false (nothing inserted) if the parent is missing.
-    fn raw_insert(&self, path: &str, data: Option<Arc<[u8]>>, acl: i64, stat: StatPersisted) -> bool {
-        if path != "/" {
-            let parent = parent_of(path);
-            match self.stripes[stripe_of(parent)].nodes.write().get_mut(parent) {
-                Some(p) => {
-                    p.children.insert(child_name(path));
-                }
-                None => return false,
-            }
+    /// Inserts a node under an existing parent (building or loading the tree, before it serves).
+    fn raw_insert(
+        &self,
+        path: &str,
+        data: Option<&[u8]>,
+        acl: i64,
+        stat: &StatPersisted,
+    ) -> Result<(), String> {
+        if path.len() > node::MAX_PATH_LEN || data.is_some_and(|d| d.len() > node::MAX_DATA_LEN) {
+            return Err(format!("node {path} is too large"));
         }
-        let size = path.len() as i64 + data.as_ref().map_or(0, |d| d.len() as i64);
-        let node = Node { data, acl, stat, children: Children::default() };
-        self.stripes[stripe_of(path)].nodes.write().insert(path.into(), Box::new(node));
+        let (pi, ci) = (stripe_of(parent_of(path)), stripe_of(path));
+        // Lock in index order, as `apply` does.
+        let mut first = self.stripes[pi.min(ci)].nodes.write();
+        let mut second = (pi != ci).then(|| self.stripes[pi.max(ci)].nodes.write());
+        let (pmap, cmap) = match &mut second {
+            None => (None, &mut *first),
+            Some(s) if pi < ci => (Some(&mut *first), &mut **s),
+            Some(s) => (Some(&mut **s), &mut *first),
+        };
+        let parent = if path == "/" {
+            None
+        } else {
+            let pm: &NodeMap = match &pmap {
+                Some(m) => m,
+                None => cmap,
+            };
+            Some(pm.get(parent_of(path)).ok_or_else(|| format!("node {path} appears before its parent"))?)
+        };
+        if cmap.get(path).is_some() {
+            return Err(format!("node {path} appears twice"));
+        }
+        let node = NodePtr::new(path, data, acl, stat);
+        cmap.insert(node);
+        if let Some(p) = parent {
+            pmap.unwrap_or(cmap).child_list_mut(p).push(node);
+        }
         self.node_count.fetch_add(1, Ordering::Relaxed);
-        self.data_size.fetch_add(size, Ordering::Relaxed);
-        true
+        self.data_size.fetch_add(path.len() as i64 + data.map_or(0, |d| d.len() as i64), Ordering::Relaxed);
+        Ok(())
     }
 
     fn read(&self, path: &str) -> RwLockReadGuard<'_, NodeMap> {
@@ -379,7 +453,24 @@ impl DataTree {
             let mut ws = self.stripes[stripe_of(path)].watches.lock();
             self.add_watch(&mut ws.data, path, w, Mode::Standard);
         }
-        Ok((n.data.clone(), n.stat()))
+        Ok((n.data().map(<[u8]>::to_vec), nodes.stat(n)))
+    }
+
+    /// `get_data` handing the data to `f` under the stripe's read lock (no copy of its own:
+    /// `f` may encode straight into a reply buffer). `f` must not touch the tree.
+    pub fn get_data_with<R>(
+        &self,
+        path: &str,
+        watch: Option<WatcherId>,
+        f: impl FnOnce(Option<&[u8]>, Stat) -> R,
+    ) -> Result<R, ErrorCode> {
+        let nodes = self.read(path);
+        let n = nodes.get(path).ok_or(ErrorCode::NoNode)?;
+        if let Some(w) = watch {
+            let mut ws = self.stripes[stripe_of(path)].watches.lock();
+            self.add_watch(&mut ws.data, path, w, Mode::Standard);
+        }
+        Ok(f(n.data(), nodes.stat(n)))
     }
 
     pub fn exists(&self, path: &str, watch: Option<WatcherId>) -> Option<Stat> {
@@ -388,7 +479,7 @@ impl DataTree {
             let mut ws = self.stripes[stripe_of(path)].watches.lock();
             self.add_watch(&mut ws.data, path, w, Mode::Standard);
         }
-        nodes.get(path).map(|n| n.stat())
+        nodes.get(path).map(|n| nodes.stat(n))
     }
 
     pub fn get_children(
@@ -402,19 +493,23 @@ impl DataTree {
             let mut ws = self.stripes[stripe_of(path)].watches.lock();
             self.add_watch(&mut ws.child, path, w, Mode::Standard);
         }
-        Ok((n.children.ordered(), n.stat()))
+        Ok((nodes.ordered_names(n), nodes.stat(n)))
     }
 
     pub fn get_acl(&self, path: &str) -> Result<(Vec<Acl>, Stat), ErrorCode> {
         let nodes = self.read(path);
         let n = nodes.get(path).ok_or(ErrorCode::NoNode)?;
-        Ok(((*self.acls.read().get(n.acl)).clone(), n.stat()))
+        Ok(((*self.acls.read().get(n.acl())).clone(), nodes.stat(n)))
     }
 
     pub fn meta(&self, path: &str) -> Option<NodeMeta> {
         let nodes = self.read(path);
         let n = nodes.get(path)?;
-        Some(NodeMeta { stat: n.stat(), stored_cversion: n.stat.cversion, acl: self.acls.read().get(n.acl) })
+        Some(NodeMeta {
+            stat: nodes.stat(n),
+            stored_cversion: n.cversion(),
+            acl: self.acls.read().get(n.acl()),
+        })
     }
 
     /// ZooKeeper's `getAllChildrenNumber`: every descendant.
@@ -424,9 +519,9 @@ impl DataTree {
         while let Some(p) = stack.pop() {
             let nodes = self.read(&p);
             let n = nodes.get(p.as_str()).ok_or(ErrorCode::NoNode)?;
-            for c in n.children.iter_unordered() {
+            for c in nodes.children_of(n).into_iter().flat_map(ChildList::iter) {
                 count += 1;
-                stack.push(if p == "/" { format!("/{c}") } else { format!("{p}/{c}") });
+                stack.push(c.path().to_owned());
             }
         }
         Ok(count as i32)
@@ -586,7 +681,7 @@ impl DataTree {
             let nodes = self.read(p);
             match nodes.get(p.as_str()) {
                 None => sink.deliver(w, EventType::NodeDeleted, p, &no_acl),
-                Some(n) if n.stat.mzxid > relative_zxid => {
+                Some(n) if n.mzxid() > relative_zxid => {
                     sink.deliver(w, EventType::NodeDataChanged, p, &no_acl)
                 }
                 Some(_) => {
@@ -608,7 +703,7 @@ impl DataTree {
             let nodes = self.read(p);
             match nodes.get(p.as_str()) {
                 None => sink.deliver(w, EventType::NodeDeleted, p, &no_acl),
-                Some(n) if n.stat.pzxid > relative_zxid => {
+                Some(n) if n.pzxid() > relative_zxid => {
                     sink.deliver(w, EventType::NodeChildrenChanged, p, &no_acl)
                 }
                 Some(_) => {
@@ -713,7 +808,10 @@ impl DataTree {
                 out.push(parent_of(p).to_owned());
             }
             if let Some(q) = self.quota_prefix(p) {
-                out.push(quota::quota_node(&q, STAT_NODE));
+                let stat = quota::quota_node(&q, STAT_NODE);
+                // Its parent too: rewriting the stats may reallocate the node.
+                out.push(parent_of(&stat).to_owned());
+                out.push(stat);
             }
             // Creating a limits/stats node changes the quota bookkeeping of the quota'd path.
             if p.starts_with(QUOTA_ROOT) {
@@ -889,23 +987,22 @@ impl DataTree {
         let parent = parent_of(path);
         let name = child_name(path);
         let zxid = hdr.zxid;
-        let parent_acl_id;
-        {
-            let p = l.get(parent).ok_or(ErrorCode::NoNode)?;
-            if p.children.contains(name) {
-                return Err(ErrorCode::NodeExists);
-            }
-            parent_acl_id = p.acl;
-            let mut pcv = t.parent_c_version;
-            if pcv == -1 {
-                pcv = p.stat.cversion + 1;
-            }
-            // Replays over a fuzzy snapshot may see a parent that is already newer.
-            if pcv > p.stat.cversion {
-                p.stat.cversion = pcv;
-                p.stat.pzxid = zxid;
-            }
-            p.children.insert(name);
+        if path.len() > node::MAX_PATH_LEN || t.data.as_ref().is_some_and(|d| d.len() > node::MAX_DATA_LEN) {
+            return Err(ErrorCode::BadArguments);
+        }
+        let p = l.get(parent).ok_or(ErrorCode::NoNode)?;
+        // A node is in its parent's child list exactly when it is in its stripe's table.
+        if l.get(path).is_some() {
+            return Err(ErrorCode::NodeExists);
+        }
+        let parent_acl_id = p.acl();
+        let mut pcv = t.parent_c_version;
+        if pcv == -1 {
+            pcv = p.cversion() + 1;
+        }
+        // Replays over a fuzzy snapshot may see a parent that is already newer.
+        if pcv > p.cversion() {
+            p.set_child_change(pcv, zxid);
         }
         let acl = self.acls.write().intern(&t.acl);
         let stat = StatPersisted {
@@ -919,12 +1016,11 @@ impl DataTree {
             ephemeral_owner: owner,
             pzxid: zxid,
         };
-        let data: Option<Arc<[u8]>> = t.data.as_deref().map(Arc::from);
-        let bytes = data.as_ref().map_or(0, |d| d.len() as i64);
-        let node = Node { data, acl, stat, children: Children::default() };
-        let out = node.stat();
-        debug_assert!(!l.map(path).contains_key(path), "{path} existed though its parent did not list it");
-        l.map(path).insert(path.into(), Box::new(node));
+        let bytes = t.data.as_ref().map_or(0, |d| d.len() as i64);
+        let node = NodePtr::new(path, t.data.as_deref(), acl, &stat);
+        let out = node.stat(0);
+        l.map(path).insert(node);
+        l.map(parent).child_list_mut(p).push(node);
         self.node_count.fetch_add(1, Ordering::Relaxed);
         self.data_size.fetch_add(path.len() as i64 + bytes, Ordering::Relaxed);
         match ephemeral_type(owner) {
@@ -977,26 +1073,27 @@ impl DataTree {
             return Err(ErrorCode::BadArguments);
         }
         let parent = parent_of(path);
-        let parent_acl_id;
-        {
-            let p = l.get(parent).ok_or(ErrorCode::NoNode)?;
-            parent_acl_id = p.acl;
-            p.children.remove(child_name(path));
-            if zxid > p.stat.pzxid {
-                p.stat.pzxid = zxid;
-            }
+        // As ZooKeeper: the parent's pzxid moves even if the child is already gone (replay over a
+        // fuzzy snapshot).
+        let p = l.get(parent).ok_or(ErrorCode::NoNode)?;
+        let parent_acl_id = p.acl();
+        if zxid > p.pzxid() {
+            p.set_pzxid(zxid);
         }
         let node = l.map(path).remove(path).ok_or(ErrorCode::NoNode)?;
-        debug_assert!(node.children.is_empty(), "deleted {path} with children");
+        l.map(parent).child_list_mut(p).remove(node);
         let (node_acl, parent_acl) = {
             let a = self.acls.read();
-            (a.get(node.acl), a.get(parent_acl_id))
+            (a.get(node.acl()), a.get(parent_acl_id))
         };
-        self.acls.write().remove_usage(node.acl);
-        let bytes = node.data.as_ref().map_or(0, |d| d.len() as i64);
+        self.acls.write().remove_usage(node.acl());
+        let bytes = node.data_len() as i64;
+        let owner = node.owner();
+        // SAFETY: out of its table and its parent's list, under both stripes' write locks.
+        unsafe { node.free() };
         self.node_count.fetch_sub(1, Ordering::Relaxed);
         self.data_size.fetch_sub(path.len() as i64 + bytes, Ordering::Relaxed);
-        match ephemeral_type(node.stat.ephemeral_owner) {
+        match ephemeral_type(owner) {
             EphemeralType::Container => {
                 self.containers.lock().remove(path);
             }
@@ -1005,7 +1102,7 @@ impl DataTree {
             }
             EphemeralType::Normal => {
                 let mut e = self.ephemerals.lock();
-                if let Some(s) = e.get_mut(&node.stat.ephemeral_owner) {
+                if let Some(s) = e.get_mut(&owner) {
                     s.remove(path);
                 }
             }
@@ -1035,13 +1132,13 @@ impl DataTree {
     ) -> Result<Stat, ErrorCode> {
         let (old, new, stat, acl_id) = {
             let n = l.get(path).ok_or(ErrorCode::NoNode)?;
-            let old = n.data.as_ref().map_or(0, |d| d.len() as i64);
-            n.data = data.map(Arc::from);
-            n.stat.mtime = hdr.time;
-            n.stat.mzxid = hdr.zxid;
-            n.stat.version = version;
-            let new = n.data.as_ref().map_or(0, |d| d.len() as i64);
-            (old, new, n.stat(), n.acl)
+            if data.as_ref().is_some_and(|d| d.len() > node::MAX_DATA_LEN) {
+                return Err(ErrorCode::BadArguments);
+            }
+            let old = n.data_len() as i64;
+            let n = l.set_node_data(n, data.as_deref());
+            n.set_modified(hdr.zxid, hdr.time, version);
+            (old, n.data_len() as i64, l.map(path).stat(n), n.acl())
         };
         self.data_size.fetch_add(new - old, Ordering::Relaxed);
         if let Some(q) = self.quota_prefix(path) {
@@ -1061,10 +1158,9 @@ impl DataTree {
                 return Err(ErrorCode::NoNode);
             }
         };
-        let old = n.acl;
-        n.acl = new_id;
-        n.stat.aversion = version;
-        let st = n.stat();
+        let old = n.acl();
+        n.set_acl(new_id, version);
+        let st = l.map(path).stat(n);
         self.acls.write().remove_usage(old);
         Ok(st)
     }
@@ -1074,10 +1170,10 @@ impl DataTree {
         let stat_path = quota::quota_node(q, STAT_NODE);
         let limit_path = quota::quota_node(q, LIMIT_NODE);
         let Some(n) = l.get(&stat_path) else { return };
-        let mut st = StatsTrack::parse(n.data.as_deref().unwrap_or(&[]));
+        let mut st = StatsTrack::parse(n.data().unwrap_or(&[]));
         st.set("count", st.count() + count);
         st.set("bytes", st.bytes() + bytes);
-        n.data = Some(Arc::from(st.to_text().into_bytes()));
+        l.set_node_data(n, Some(st.to_text().as_bytes()));
         let (count_now, bytes_now) = (st.count(), st.bytes());
         // Soft limits only warn (hard limits are enforced in prep).
         if let Ok(limits) = self.read_other(l, &limit_path) {
@@ -1103,36 +1199,36 @@ impl DataTree {
             };
             count += 1;
             bytes += info.0;
-            for c in info.1 {
-                stack.push(if p == "/" { format!("/{c}") } else { format!("{p}/{c}") });
-            }
+            stack.extend(info.1);
         }
         let stat_path = quota::quota_node(q, STAT_NODE);
         if let Some(n) = l.get(&stat_path) {
-            let mut st = StatsTrack::parse(n.data.as_deref().unwrap_or(&[]));
+            let mut st = StatsTrack::parse(n.data().unwrap_or(&[]));
             st.set("count", count);
             st.set("bytes", bytes);
-            n.data = Some(Arc::from(st.to_text().into_bytes()));
+            l.set_node_data(n, Some(st.to_text().as_bytes()));
         }
     }
 
-    /// Reads a node that may sit in a stripe this txn did not lock.
+    /// Reads a node (data length, child paths) that may sit in a stripe this txn did not lock.
     fn read_node_info(&self, l: &mut Locked<'_>, path: &str) -> Option<(i64, Vec<String>)> {
-        let f = |n: &Node| (n.data.as_ref().map_or(0, |d| d.len() as i64), n.children.ordered());
+        let f = |m: &NodeMap, n: NodePtr| (n.data_len() as i64, m.ordered_paths(n));
         let i = stripe_of(path);
         if l.idx.binary_search(&i).is_ok() {
-            l.get(path).map(|n| f(n))
+            let m = l.map(path);
+            m.get(path).map(|n| f(m, n))
         } else {
-            self.stripes[i].nodes.read().get(path).map(|n| f(n))
+            let m = self.stripes[i].nodes.read();
+            m.get(path).map(|n| f(&m, n))
         }
     }
 
     fn read_other(&self, l: &mut Locked<'_>, path: &str) -> Result<Vec<u8>, ()> {
         let i = stripe_of(path);
         let data = if l.idx.binary_search(&i).is_ok() {
-            l.get(path).map(|n| n.data.as_deref().unwrap_or(&[]).to_vec())
+            l.get(path).map(|n| n.data().unwrap_or(&[]).to_vec())
         } else {
-            self.stripes[i].nodes.read().get(path).map(|n| n.data.as_deref().unwrap_or(&[]).to_vec())
+            self.stripes[i].nodes.read().get(path).map(|n| n.data().unwrap_or(&[]).to_vec())
         };
         data.ok_or(())
     }
@@ -1141,7 +1237,7 @@ impl DataTree {
     /// prep's QuotaExceeded check: (quota path, limits, stats).
     pub fn quota_for(&self, path: &str) -> Option<(String, StatsTrack, StatsTrack)> {
         let q = self.quota_prefix(path)?;
-        let read = |p: &str| self.read(p).get(p).map(|n| StatsTrack::parse(n.data.as_deref().unwrap_or(&[])));
+        let read = |p: &str| self.read(p).get(p).map(|n| StatsTrack::parse(n.data().unwrap_or(&[])));
         let limits = read(&quota::quota_node(&q, LIMIT_NODE))?;
         let stats = read(&quota::quota_node(&q, STAT_NODE)).unwrap_or_default();
         Some((q, limits, stats))
@@ -1153,17 +1249,19 @@ impl DataTree {
         let mut out = Vec::new();
         let containers: Vec<String> = self.containers.lock().iter().cloned().collect();
         for p in containers {
-            if let Some(n) = self.read(&p).get(p.as_str()) {
-                if n.children.is_empty() && n.stat.cversion > 0 {
+            let nodes = self.read(&p);
+            if let Some(n) = nodes.get(p.as_str()) {
+                if nodes.num_children(n) == 0 && n.cversion() > 0 {
                     out.push(p.clone());
                 }
             }
         }
         let ttls: Vec<String> = self.ttls.lock().iter().cloned().collect();
         for p in ttls {
-            if let Some(n) = self.read(&p).get(p.as_str()) {
-                if let EphemeralType::Ttl(ttl) = ephemeral_type(n.stat.ephemeral_owner) {
-                    if n.children.is_empty() && ttl != 0 && now_ms - n.stat.mtime > ttl {
+            let nodes = self.read(&p);
+            if let Some(n) = nodes.get(p.as_str()) {
+                if let EphemeralType::Ttl(ttl) = ephemeral_type(n.owner()) {
+                    if nodes.num_children(n) == 0 && ttl != 0 && now_ms - n.mtime() > ttl {
                         out.push(p.clone());
                     }
                 }
@@ -1178,17 +1276,21 @@ impl DataTree {
     /// whose path is written as ""). Fuzzy: each node is read under its own stripe lock.
     pub fn for_each_node(&self, mut f: impl FnMut(&str, Option<&[u8]>, i64, &StatPersisted)) {
         let mut stack = vec![String::from("/")];
+        // The data is copied out under the lock (a writer may replace the node once it is free)
+        // into one reused buffer.
+        let mut buf = Vec::new();
         while let Some(p) = stack.pop() {
-            let (data, acl, stat, children) = {
+            let (has_data, acl, stat) = {
                 let nodes = self.read(&p);
                 let Some(n) = nodes.get(p.as_str()) else { continue };
-                (n.data.clone(), n.acl, n.stat.clone(), n.children.ordered())
+                buf.clear();
+                buf.extend_from_slice(n.data().unwrap_or(&[]));
+                let children = nodes.ordered_paths(n);
+                stack.extend(children.into_iter().rev());
+                (n.data().is_some(), n.acl(), n.stat_persisted())
             };
             let stored = if p == "/" { "" } else { p.as_str() };
-            f(stored, data.as_deref(), acl, &stat);
-            for c in children.into_iter().rev() {
-                stack.push(if p == "/" { format!("/{c}") } else { format!("{p}/{c}") });
-            }
+            f(stored, has_data.then_some(&buf[..]), acl, &stat);
         }
     }
 
@@ -1217,18 +1319,24 @@ impl DataTree {
         let path = if path.is_empty() { "/" } else { path };
         self.acls.write().add_usage(acl);
         if path == "/" {
+            if stat.ephemeral_owner != 0 {
+                return Err("the root node has an ephemeral owner".into());
+            }
+            if data.as_ref().is_some_and(|d| d.len() > node::MAX_DATA_LEN) {
+                return Err("the root node's data is too large".into());
+            }
             let mut nodes = self.stripes[stripe_of("/")].nodes.write();
-            let n = nodes.get_mut("/").expect("root exists");
-            n.data = data.map(Arc::from);
-            n.acl = acl;
-            n.stat = stat;
+            let n = nodes.get("/").expect("root exists");
+            let m = n.with_data(data.as_deref());
+            m.set_stat(acl, &stat);
+            if m != n {
+                nodes.repoint(n, m);
+            }
             return Ok(());
         }
         let owner = stat.ephemeral_owner;
         let parent = parent_of(path);
-        if !self.raw_insert(path, data.map(Arc::from), acl, stat) {
-            return Err(format!("node {path} appears before its parent"));
-        }
+        self.raw_insert(path, data.as_deref(), acl, &stat)?;
         match ephemeral_type(owner) {
             EphemeralType::Container => {
                 self.containers.lock().insert(path.to_owned());

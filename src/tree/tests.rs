@@ -281,3 +281,174 @@ fn concurrent_readers_never_lose_a_watch() {
         }
     }
 }
+
+fn set_data(t: &DataTree, zxid: i64, path: &str, data: Option<Vec<u8>>, sink: &mut Rec) -> ApplyResult {
+    let body = TxnBody::SetData(SetDataTxn { path: path.into(), data, version: 1 });
+    t.apply(&hdr(zxid, OpCode::SetData), &body, sink)
+}
+
+/// A node's path, data, Stat and children in order.
+type Dumped = (String, Option<Vec<u8>>, Stat, Vec<String>);
+
+/// Every node, via the snapshot walk.
+fn dump(t: &DataTree) -> Vec<Dumped> {
+    let mut paths = Vec::new();
+    t.for_each_node(|p, _, _, _| paths.push(if p.is_empty() { "/".to_owned() } else { p.to_owned() }));
+    paths
+        .into_iter()
+        .map(|p| {
+            let (d, st) = t.get_data(&p, None).unwrap();
+            let (c, st2) = t.get_children(&p, None).unwrap();
+            assert_eq!(st, st2);
+            (p, d, st, c)
+        })
+        .collect()
+}
+
+#[test]
+fn data_of_another_length_moves_the_node_and_everything_follows() {
+    let t = DataTree::new();
+    let mut s = Rec::default();
+    create(&t, 1, "/p", -1, &mut s);
+    for (i, n) in ["a", "b", "c"].iter().enumerate() {
+        create(&t, 2 + i as i64, &format!("/p/{n}"), -1, &mut s);
+    }
+    create(&t, 5, "/p/b/x", -1, &mut s);
+    // Parent, middle child (which has a child) and root change size: each is reallocated.
+    set_data(&t, 6, "/p", Some(vec![1; 500]), &mut s);
+    set_data(&t, 7, "/p/b", None, &mut s);
+    set_data(&t, 8, "/", Some(vec![2; 3]), &mut s);
+    set_data(&t, 9, "/p/b", Some(vec![3; 1 << 20]), &mut s);
+    assert_eq!(t.get_children("/p", None).unwrap().0, vec!["a", "b", "c"]);
+    assert_eq!(t.get_children("/p/b", None).unwrap().0, vec!["x"]);
+    let (d, st) = t.get_data("/p/b", None).unwrap();
+    assert_eq!((d.map(|d| d.len()), st.num_children, st.version, st.mzxid), (Some(1 << 20), 1, 1, 9));
+    assert_eq!(t.get_data("/", None).unwrap().0, Some(vec![2; 3]));
+    assert!(t.approximate_data_size() > 1 << 20);
+    // Deleting through the moved nodes works and keeps the order of the rest.
+    assert_eq!(delete(&t, 10, "/p/b/x", &mut s).err, ErrorCode::Ok);
+    assert_eq!(delete(&t, 11, "/p/b", &mut s).err, ErrorCode::Ok);
+    assert_eq!(delete(&t, 12, "/p/a", &mut s).err, ErrorCode::Ok);
+    assert_eq!(t.get_children("/p", None).unwrap(), (vec!["c".to_owned()], t.exists("/p", None).unwrap()));
+    assert_eq!(t.exists("/p", None).unwrap().data_length, 500);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Random creates, deletes and resizing setData under one parent (and the parent itself):
+    /// children come back in Java's HashSet order, data intact, and a snapshot reload agrees.
+    #[test]
+    fn children_order_and_data_survive_reallocation(
+        ops in proptest::collection::vec((0u8..4, 0usize..40, 0usize..300), 1..250)
+    ) {
+        let t = DataTree::new();
+        let mut s = Rec::default();
+        create(&t, 1, "/p", -1, &mut s);
+        let mut model = java_order::JavaHashSet::with_capacity_log2(3);
+        let mut grandchild = std::collections::HashSet::new();
+        let mut data: HashMap<String, Option<Vec<u8>>> = HashMap::new();
+        let mut zxid = 1;
+        for (op, k, len) in ops {
+            zxid += 1;
+            let name = format!("c{k}");
+            let path = format!("/p/{name}");
+            let value = (len != 299).then(|| vec![len as u8; len]);
+            match op {
+                0 if !model.contains(&name) => {
+                    let body = TxnBody::Create(CreateTxn {
+                        path: path.clone(),
+                        data: value.clone(),
+                        acl: acl_cache::open_acl_unsafe(),
+                        parent_c_version: -1,
+                        ..Default::default()
+                    });
+                    proptest::prop_assert_eq!(t.apply(&hdr(zxid, OpCode::Create), &body, &mut s).err, ErrorCode::Ok);
+                    model.insert(&name);
+                    data.insert(path, value);
+                }
+                1 if model.contains(&name) => {
+                    if grandchild.remove(&name) {
+                        proptest::prop_assert_eq!(delete(&t, zxid, &format!("{path}/g"), &mut s).err, ErrorCode::Ok);
+                    }
+                    proptest::prop_assert_eq!(delete(&t, zxid, &path, &mut s).err, ErrorCode::Ok);
+                    model.remove(&name);
+                    data.remove(&path);
+                }
+                2 if model.contains(&name) => {
+                    proptest::prop_assert_eq!(set_data(&t, zxid, &path, value.clone(), &mut s).err, ErrorCode::Ok);
+                    data.insert(path, value);
+                }
+                3 if model.contains(&name) && !grandchild.contains(&name) => {
+                    proptest::prop_assert_eq!(create(&t, zxid, &format!("{path}/g"), -1, &mut s).err, ErrorCode::Ok);
+                    grandchild.insert(name);
+                }
+                _ => {
+                    proptest::prop_assert_eq!(set_data(&t, zxid, "/p", value.clone(), &mut s).err, ErrorCode::Ok);
+                }
+            }
+            let (children, st) = t.get_children("/p", None).unwrap();
+            proptest::prop_assert_eq!(&children, &model.ordered());
+            proptest::prop_assert_eq!(st.num_children as usize, model.len());
+        }
+        for (p, d) in &data {
+            proptest::prop_assert_eq!(&t.get_data(p, None).unwrap().0, d);
+        }
+        let mut nodes = Vec::new();
+        t.for_each_node(|p, d, acl, st| nodes.push((p.to_owned(), d.map(|d| d.to_vec()), acl, st.clone())));
+        let t2 = DataTree::new_empty();
+        t2.acl_cache_import(&t.acl_cache_export());
+        for (p, d, acl, st) in nodes {
+            t2.insert_loaded_node(&p, d, acl, st).unwrap();
+        }
+        t2.finish_load(zxid).unwrap();
+        // A reload refills each set in the saved order, as ZooKeeper's deserialization does
+        // (so the order can differ from before; `reloaded` is what Java would show).
+        let reloaded = |c: &[String]| {
+            let mut j = java_order::JavaHashSet::with_capacity_log2(3);
+            for n in c {
+                j.insert(n);
+            }
+            j.ordered().into_iter().map(str::to_owned).collect::<Vec<_>>()
+        };
+        let (mut before, mut after) = (dump(&t), dump(&t2));
+        before.sort_by(|a, b| a.0.cmp(&b.0));
+        after.sort_by(|a, b| a.0.cmp(&b.0));
+        proptest::prop_assert_eq!(before.len(), after.len());
+        for (b, a) in before.iter().zip(&after) {
+            proptest::prop_assert!(a.0 == b.0 && a.1 == b.1 && a.2 == b.2, "{} differs after reload", a.0);
+            proptest::prop_assert!(a.3 == reloaded(&b.3), "children of {} after reload", a.0);
+        }
+        proptest::prop_assert_eq!(t2.approximate_data_size(), t.approximate_data_size());
+    }
+}
+
+#[test]
+fn corrupt_snapshots_are_errors_not_panics() {
+    let t = DataTree::new_empty();
+    let st = StatPersisted::default();
+    assert!(t.insert_loaded_node("/a/b", None, -1, st.clone()).is_err(), "child before parent");
+    t.insert_loaded_node("/a", None, -1, st.clone()).unwrap();
+    assert!(t.insert_loaded_node("/a", None, -1, st.clone()).is_err(), "duplicate");
+    assert!(t.insert_loaded_node("", None, -1, StatPersisted { ephemeral_owner: 5, ..st }).is_err());
+    assert_eq!(t.node_count(), 2);
+}
+
+#[test]
+fn a_log_deleting_a_parent_first_leaves_orphans_as_zookeeper_does() {
+    let t = DataTree::new();
+    let mut s = Rec::default();
+    create(&t, 1, "/x", -1, &mut s);
+    create(&t, 2, "/x/y", -1, &mut s);
+    create(&t, 3, "/x/z", -1, &mut s);
+    assert_eq!(delete(&t, 4, "/x", &mut s).err, ErrorCode::Ok);
+    // The orphans are still reachable by path and can change and go, without the parent.
+    assert!(t.exists("/x/y", None).is_some());
+    assert_eq!(set_data(&t, 5, "/x/y", Some(vec![0; 100]), &mut s).err, ErrorCode::Ok);
+    create(&t, 6, "/x", -1, &mut s);
+    assert_eq!(t.get_children("/x", None).unwrap().0, Vec::<String>::new());
+    assert_eq!(set_data(&t, 7, "/x/z", Some(vec![0; 10]), &mut s).err, ErrorCode::Ok);
+    assert_eq!(delete(&t, 8, "/x/y", &mut s).err, ErrorCode::Ok);
+    assert_eq!(delete(&t, 9, "/x/z", &mut s).err, ErrorCode::Ok);
+    assert_eq!(t.exists("/x", None).unwrap().pzxid, 9);
+    assert_eq!(t.get_children("/x", None).unwrap().0, Vec::<String>::new());
+}
