@@ -235,6 +235,127 @@ pub fn end_observe() -> Option<i64> {
     })
 }
 
+/// A snapshot node to load, borrowed from the snapshot's bytes (see [`DataTree::load_batch`]).
+pub struct LoadNode<'a> {
+    /// As stored: the root is `""`.
+    pub path: &'a str,
+    pub data: Option<&'a [u8]>,
+    pub acl: i64,
+    pub stat: StatPersisted,
+}
+
+/// Where a node being loaded goes: its stripe and its parent's (see [`LoadShares::count`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadSlot {
+    node: u16,
+    parent: u16,
+}
+
+/// A path's parent (`"/"` for top-level nodes) and last name, with one backward scan (paths are
+/// short: a plain loop beats `rfind`'s vectorized search called three times per node).
+fn split_path(path: &str) -> (&str, &str) {
+    match path.as_bytes().iter().rposition(|&b| b == b'/') {
+        Some(0) => ("/", &path[1..]),
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => ("/", path),
+    }
+}
+
+/// Which builder of a parallel load owns which stripe ([`DataTree::load_batch`]), chosen to
+/// balance their work: inserting a node costs in its stripe, linking it as a child in its
+/// parent's (so 1M children of one node weigh on one stripe).
+#[derive(Debug, Clone)]
+pub struct LoadShares {
+    parts: usize,
+    owner: Vec<u8>,
+    weight: Vec<u64>,
+}
+
+impl LoadShares {
+    /// Relative costs, from a profile of loading 1M nodes (insert: key, boxed node, data
+    /// allocation and copy; link: one child-set insert).
+    const INSERT_COST: u64 = 3;
+    const LINK_COST: u64 = 2;
+
+    /// Every stripe to one builder.
+    pub fn single() -> Self {
+        LoadShares { parts: 1, owner: vec![0; STRIPES], weight: vec![0; STRIPES] }
+    }
+    /// No work counted yet.
+    pub fn new() -> Self {
+        Self::single()
+    }
+    /// Counts the work of one node (as stored: the root is `""`); its slot goes with it to
+    /// [`DataTree::load_batch`].
+    pub fn count(&mut self, path: &str) -> LoadSlot {
+        if path.is_empty() || path == "/" {
+            let node = stripe_of("/") as u16;
+            return LoadSlot { node, parent: node };
+        }
+        let slot = LoadSlot { node: stripe_of(path) as u16, parent: stripe_of(split_path(path).0) as u16 };
+        self.weight[slot.node as usize] += Self::INSERT_COST;
+        self.weight[slot.parent as usize] += Self::LINK_COST;
+        slot
+    }
+    /// Whether builder `part` has anything to do for the node in `slot`.
+    pub fn concerns(&self, part: usize, slot: LoadSlot) -> bool {
+        self.owner[slot.node as usize] as usize == part || self.owner[slot.parent as usize] as usize == part
+    }
+    /// Splits the stripes among `parts` builders: heaviest first, each to the lightest builder
+    /// so far (within 4/3 of the best split).
+    pub fn split(&mut self, parts: usize) {
+        assert!((1..=u8::MAX as usize).contains(&parts));
+        let mut order: Vec<usize> = (0..STRIPES).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(self.weight[i]));
+        let mut load = vec![0u64; parts];
+        for i in order {
+            let p = (0..parts).min_by_key(|&p| load[p]).expect("parts >= 1");
+            load[p] += self.weight[i];
+            self.owner[i] = p as u8;
+        }
+        self.parts = parts;
+    }
+    pub fn parts(&self) -> usize {
+        self.parts
+    }
+}
+
+impl Default for LoadShares {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What one builder of a load counted, added to the tree by [`DataTree::load_tally`].
+#[derive(Default, Debug)]
+pub struct LoadTally {
+    pub nodes: usize,
+    pub bytes: i64,
+    acl_uses: HashMap<i64, u64>,
+    /// The current run of nodes with one ACL (most snapshots use one or two ACLs in long runs).
+    run: Option<(i64, u64)>,
+}
+
+impl LoadTally {
+    fn use_acl(&mut self, id: i64) {
+        match &mut self.run {
+            Some((cur, n)) if *cur == id => *n += 1,
+            run => {
+                if let Some((cur, n)) = run.replace((id, 1)) {
+                    *self.acl_uses.entry(cur).or_default() += n;
+                }
+            }
+        }
+    }
+    pub fn merge(&mut self, o: LoadTally) {
+        self.nodes += o.nodes;
+        self.bytes += o.bytes;
+        for (id, n) in o.acl_uses.into_iter().chain(o.run) {
+            *self.acl_uses.entry(id).or_default() += n;
+        }
+    }
+}
+
 pub struct DataTree {
     stripes: Box<[Stripe]>,
     acls: RwLock<AclCache>,
@@ -1229,6 +1350,95 @@ impl DataTree {
         if !self.raw_insert(path, data.map(Arc::from), acl, stat) {
             return Err(format!("node {path} appears before its parent"));
         }
+        self.loaded_node_extras(path, parent, owner);
+        Ok(())
+    }
+
+    /// Loads snapshot nodes (preorder, root first as `""`) into a tree made by
+    /// [`DataTree::new_empty`], as builder `part` of those `shares` splits the stripes among.
+    /// Each builder is given, in stream order, the nodes that concern it ([`LoadShares::concerns`]):
+    /// it inserts those in its stripes and links as children those whose parent is in its
+    /// stripes. A parent is linked-to by the builder that inserted it, after inserting it, so the
+    /// builders never touch each other's stripes and no lock is contended. `slot` is what
+    /// [`LoadShares::count`] returned for the node. A node whose parent is not loaded yet is
+    /// refused (`DataTree.deserialize`) by the builder owning the parent's stripe. Ephemeral,
+    /// container, TTL and quota bookkeeping is [`DataTree::load_extras`]'s.
+    pub fn load_batch<'a>(
+        &self,
+        part: usize,
+        shares: &LoadShares,
+        nodes: impl IntoIterator<Item = (LoadNode<'a>, LoadSlot)>,
+        acc: &mut LoadTally,
+    ) -> Result<(), String> {
+        assert!(part < shares.parts, "part {part} of {}", shares.parts);
+        let mut guards: Vec<Option<RwLockWriteGuard<'_, NodeMap>>> = self
+            .stripes
+            .iter()
+            .zip(&shares.owner)
+            .map(|(s, &o)| (o as usize == part).then(|| s.nodes.write()))
+            .collect();
+        for (n, slot) in nodes {
+            let path = if n.path.is_empty() { "/" } else { n.path };
+            debug_assert_eq!(slot.node as usize, stripe_of(path), "slot of {path}");
+            if path == "/" {
+                if let Some(g) = guards[slot.node as usize].as_mut() {
+                    let root = g.get_mut("/").expect("a load starts from new_empty, which has the root");
+                    root.data = n.data.map(Arc::from);
+                    root.acl = n.acl;
+                    root.stat = n.stat;
+                    acc.use_acl(n.acl);
+                }
+                continue;
+            }
+            let (parent, name) = split_path(path);
+            debug_assert_eq!(slot.parent as usize, stripe_of(parent), "parent slot of {path}");
+            if let Some(g) = guards[slot.parent as usize].as_mut() {
+                match g.get_mut(parent) {
+                    Some(p) => {
+                        p.children.insert(name);
+                    }
+                    None => return Err(format!("node {path} appears before its parent")),
+                }
+            }
+            if let Some(g) = guards[slot.node as usize].as_mut() {
+                acc.use_acl(n.acl);
+                acc.nodes += 1;
+                acc.bytes += path.len() as i64 + n.data.map_or(0, |d| d.len() as i64);
+                let node = Node {
+                    data: n.data.map(Arc::from),
+                    acl: n.acl,
+                    stat: n.stat,
+                    children: Children::default(),
+                };
+                g.insert(path.into(), Box::new(node));
+            }
+        }
+        Ok(())
+    }
+
+    /// Ephemeral, container, TTL and quota bookkeeping of a loaded node (as stored: the root is
+    /// `""`), called in stream order: a session's ephemerals iterate in insertion order. Cheap
+    /// for the common node (no owner, not under the quota root).
+    pub fn load_extras(&self, path: &str, ephemeral_owner: i64) {
+        if path.is_empty() || path == "/" || (ephemeral_owner == 0 && !path.starts_with(QUOTA_ROOT)) {
+            return;
+        }
+        self.loaded_node_extras(path, split_path(path).0, ephemeral_owner);
+    }
+
+    /// Adds what builders counted (once every part is done).
+    pub fn load_tally(&self, t: &LoadTally) {
+        self.node_count.fetch_add(t.nodes, Ordering::Relaxed);
+        self.data_size.fetch_add(t.bytes, Ordering::Relaxed);
+        let mut uses = t.acl_uses.clone();
+        if let Some((id, n)) = t.run {
+            *uses.entry(id).or_default() += n;
+        }
+        self.acl_add_usages(&uses);
+    }
+
+    /// Ephemeral, container, TTL and quota bookkeeping of a loaded node.
+    fn loaded_node_extras(&self, path: &str, parent: &str, owner: i64) {
         match ephemeral_type(owner) {
             EphemeralType::Container => {
                 self.containers.lock().insert(path.to_owned());
@@ -1249,7 +1459,6 @@ impl DataTree {
             let quoted = &parent[QUOTA_ROOT.len()..];
             self.quota_paths.write().insert(if quoted.is_empty() { "/" } else { quoted }.to_owned());
         }
-        Ok(())
     }
 
     /// Ends a snapshot load: the tree is as of `zxid`.

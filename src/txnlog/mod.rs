@@ -10,4 +10,6 @@ pub mod recovery;
 pub mod writer;
 
 pub use format::{FileHeader, LogEntry, LogReader, Stop};
-pub use writer::{AppendError, LogHandle, LogOptions, LogStats, LogWriteError, LogWriter, SharedTxn, WritePath};
+pub use writer::{
+    AppendError, LogHandle, LogOptions, LogStats, LogWriteError, LogWriter, SharedTxn, WritePath,
+};
