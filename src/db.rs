@@ -117,6 +117,9 @@ fn stream_snapshot(path: &Path, zxid: i64, max_txn_bytes: usize) -> Result<Strea
 
 type Built = (DataTree, SnapshotMeta, LoadTally);
 
+/// The smallest node in a snapshot: path length and a 2-byte path, data length, ACL id, stat.
+const MIN_NODE_BYTES: usize = 4 + 2 + 4 + 8 + 60;
+
 fn build_mapped(f: &std::fs::File, max_txn_bytes: usize) -> Result<Built, String> {
     // SAFETY: snapshots are written under a `.tmp` name and renamed once complete, and nothing
     // writes them after; one truncated under the mapping by another process would fault, as it
@@ -129,7 +132,9 @@ fn build_mapped(f: &std::fs::File, max_txn_bytes: usize) -> Result<Built, String
     // the stripes are chosen knowing the whole tree's shape, and each builder then only visits
     // the nodes it inserts or links. The few nodes with ephemeral/container/TTL owners or under
     // the quota root get their bookkeeping here after, in stream order.
-    let mut spans = Vec::new();
+    // An upper bound (the smallest node takes 78 bytes): the vector never moves, and the pages
+    // beyond what is used are never touched.
+    let mut spans = Vec::with_capacity(bytes.len() / MIN_NODE_BYTES + 1);
     let mut extras = Vec::new();
     let mut shares = LoadShares::new();
     let meta = scan_snapshot(bytes, max_txn_bytes, |span, path| {

@@ -269,6 +269,8 @@ pub struct LoadShares {
     parts: usize,
     owner: Vec<u8>,
     weight: Vec<u64>,
+    /// Nodes counted per stripe.
+    nodes: Vec<u32>,
 }
 
 impl LoadShares {
@@ -279,7 +281,7 @@ impl LoadShares {
 
     /// Every stripe to one builder.
     pub fn single() -> Self {
-        LoadShares { parts: 1, owner: vec![0; STRIPES], weight: vec![0; STRIPES] }
+        LoadShares { parts: 1, owner: vec![0; STRIPES], weight: vec![0; STRIPES], nodes: vec![0; STRIPES] }
     }
     /// No work counted yet.
     pub fn new() -> Self {
@@ -294,6 +296,7 @@ impl LoadShares {
         }
         let slot = LoadSlot { node: stripe_of(path) as u16, parent: stripe_of(split_path(path).0) as u16 };
         self.weight[slot.node as usize] += Self::INSERT_COST;
+        self.nodes[slot.node as usize] = self.nodes[slot.node as usize].saturating_add(1);
         self.weight[slot.parent as usize] += Self::LINK_COST;
         slot
     }
@@ -1377,6 +1380,13 @@ impl DataTree {
             .zip(&shares.owner)
             .map(|(s, &o)| (o as usize == part).then(|| s.nodes.write()))
             .collect();
+        // Tables sized once for the nodes counted: no rehashing while loading.
+        for (g, &n) in guards.iter_mut().zip(&shares.nodes) {
+            if let Some(g) = g {
+                let more = (n as usize).saturating_sub(g.len());
+                g.reserve(more);
+            }
+        }
         for (n, slot) in nodes {
             let path = if n.path.is_empty() { "/" } else { n.path };
             debug_assert_eq!(slot.node as usize, stripe_of(path), "slot of {path}");
