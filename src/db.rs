@@ -3,13 +3,16 @@
 //! formats identical to ZooKeeper's so either server can start on the other's data directory.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::proto::{OpCode, TxnBody};
-use crate::snapshot::format::{write_snapshot_file, Compression, SnapshotNode};
-use crate::tree::{DataTree, WatchSink, WatcherId};
+use crate::snapshot::format::{
+    scan_snapshot, write_snapshot_file, Compression, NodeSpan, SnapshotMeta, SnapshotNode,
+};
+use crate::tree::quota::QUOTA_ROOT;
+use crate::tree::{DataTree, LoadNode, LoadShares, LoadTally, Preorder, WatchSink, WatcherId};
 use crate::txnlog::recovery::{recover, RecoveryOptions};
 
 /// ZooKeeper keeps its files in a `version-2` subdirectory of dataDir / dataLogDir.
@@ -57,17 +60,24 @@ struct Streamed {
     sessions: Vec<(i64, i32)>,
 }
 
-/// Nodes handed from the snapshot reader to the tree builder per message.
+/// Nodes handed from the snapshot reader to the tree builders per message.
 const LOAD_BATCH_NODES: usize = 4096;
 
-/// The newest valid snapshot, streamed into a tree while it is read: one thread parses and
-/// checks it, this one builds the tree (the two halves of start-up overlap on two cores). A
-/// snapshot that fails (truncated, bad checksum, orphan node) is skipped with one warning and
-/// the next older one is tried, as ZooKeeper's FileSnap does.
-fn stream_newest_snapshot(dir: &Path, max_txn_bytes: usize) -> Result<Option<Streamed>, LoadError> {
-    use crate::snapshot::recovery::{list_snapshots, MAX_SNAPSHOT_CANDIDATES};
+/// Threads building the tree from a mapped snapshot (see `DataTree::load_batch`). Two, for the
+/// two cores of the machines this is tuned on: the scan and the log planning are light next to
+/// the build.
+const BUILDERS: usize = 2;
+
+/// The newest valid snapshot, streamed into a tree while it is read (see [`stream_snapshot`]).
+/// A snapshot that fails (truncated, bad checksum, orphan node) is skipped with one warning and
+/// the next older one is tried, as ZooKeeper's FileSnap does. `list`: newest first.
+fn stream_newest_snapshot(
+    dir: &Path,
+    list: Vec<(i64, PathBuf)>,
+    max_txn_bytes: usize,
+) -> Result<Option<Streamed>, LoadError> {
+    use crate::snapshot::recovery::MAX_SNAPSHOT_CANDIDATES;
     use crate::txnlog::recovery::RecoveryError;
-    let list = list_snapshots(dir).map_err(|source| RecoveryError::Io { path: dir.to_owned(), source })?;
     let found = list.len();
     let mut skipped = Vec::new();
     for (zxid, path) in list.into_iter().take(MAX_SNAPSHOT_CANDIDATES) {
@@ -88,12 +98,140 @@ fn stream_newest_snapshot(dir: &Path, max_txn_bytes: usize) -> Result<Option<Str
     Ok(None)
 }
 
+/// Loads one snapshot into a new tree. An uncompressed one is mapped: this thread scans it
+/// (lengths, UTF-8, Adler32), then [`BUILDERS`] threads build the tree straight from the mapped
+/// bytes, each owning a share of the stripes. A compressed one is
+/// decompressed and parsed on a reader thread while this one builds.
 fn stream_snapshot(path: &Path, zxid: i64, max_txn_bytes: usize) -> Result<Streamed, String> {
-    use crate::snapshot::format::read_snapshot;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let c = Compression::from_file_name(&name);
     crate::snapshot::recovery::quick_check(path, c)?;
     let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let (tree, meta, tally) = match c {
+        Compression::None => build_mapped(&f, max_txn_bytes)?,
+        _ => build_streamed(f, c, max_txn_bytes)?,
+    };
+    tree.acl_cache_import(&meta.acl_cache);
+    tree.load_tally(&tally);
+    tree.finish_load(zxid)?;
+    Ok(Streamed { zxid, path: path.to_owned(), tree, sessions: meta.sessions })
+}
+
+type Built = (DataTree, SnapshotMeta, LoadTally);
+
+/// The smallest node in a snapshot: path length and a 2-byte path, data length, ACL id, stat.
+const MIN_NODE_BYTES: usize = 4 + 2 + 4 + 8 + 60;
+
+fn build_mapped(f: &std::fs::File, max_txn_bytes: usize) -> Result<Built, String> {
+    // SAFETY: snapshots are written under a `.tmp` name and renamed once complete, and nothing
+    // writes them after; one truncated under the mapping by another process would fault, as it
+    // would corrupt the database anyway.
+    let map = unsafe { memmap2::Mmap::map(f) }.map_err(|e| format!("cannot map: {e}"))?;
+    let _ = map.advise(memmap2::Advice::Sequential);
+    let bytes: &[u8] = &map;
+    // First the whole scan and its checks (~60 ms for 1M nodes, while the logs are planned on
+    // the other core): a bad snapshot is refused before any building, the builders' shares of
+    // the stripes are chosen knowing the whole tree's shape, and each builder then only visits
+    // the nodes it inserts or links. The few nodes with ephemeral/container/TTL owners or under
+    // the quota root get their bookkeeping here after, in stream order.
+    // An upper bound (the smallest node takes 78 bytes): the vector never moves, and the pages
+    // beyond what is used are never touched.
+    let mut spans = Vec::with_capacity(bytes.len() / MIN_NODE_BYTES + 1);
+    let mut extras = Vec::new();
+    let mut shares = LoadShares::new();
+    let mut order = Preorder::new();
+    let meta = scan_snapshot(bytes, max_txn_bytes, |span, path| {
+        let i = u32::try_from(spans.len()).map_err(|_| "more than 2^32 nodes".to_string())?;
+        let slot = shares.count(path);
+        let parent = order.parent(i, path);
+        if span.ephemeral_owner(bytes) != Some(0) || path.starts_with(QUOTA_ROOT) {
+            extras.push(spans.len());
+        }
+        spans.push((span, slot, parent));
+        Ok(())
+    })
+    .map_err(|e| e.to_string())?;
+    let decode = |sp: &NodeSpan| sp.node(bytes).ok_or("a scanned node does not decode".to_string());
+    if !order.holds() {
+        // Valid for ZooKeeper as long as parents come first; rare enough to load node by node.
+        tracing::info!("snapshot nodes are not in preorder: loading them on one thread");
+        let tree = DataTree::new_empty();
+        let mut tally = LoadTally::default();
+        for (sp, _, _) in &spans {
+            let (path, data, acl, stat) = decode(sp)?;
+            tree.load_node_counted(LoadNode { path, data, acl, stat }, &mut tally)?;
+        }
+        return Ok((tree, meta, tally));
+    }
+    shares.split(BUILDERS);
+    let tree = DataTree::new_empty();
+    let made: Vec<AtomicUsize> = (0..spans.len()).map(|_| AtomicUsize::new(0)).collect();
+    // Phase 1: each builder inserts the nodes of its stripes; phase 2 (after all are joined):
+    // each links the children of the nodes in its stripes, in stream order.
+    let inserted = on_builders(|part| {
+        let mut tally = LoadTally::default();
+        let mut bad = None;
+        let nodes = spans
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, slot, _))| shares.owns_node(part, *slot))
+            .map_while(|(i, (sp, slot, _))| match decode(sp) {
+                Ok((path, data, acl, stat)) => Some((i as u32, LoadNode { path, data, acl, stat }, *slot)),
+                Err(e) => {
+                    bad = Some(e);
+                    None
+                }
+            });
+        tree.load_insert(part, &shares, nodes, &made, &mut tally)?;
+        bad.map_or(Ok(tally), Err)
+    });
+    let mut tally = LoadTally::default();
+    for t in inserted {
+        tally.merge(t?);
+    }
+    let linked = on_builders(|part| {
+        let links = spans
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, slot, parent))| *parent != u32::MAX && shares.owns_parent(part, *slot))
+            .map(|(i, (_, slot, parent))| (i as u32, *parent, *slot));
+        tree.load_link(part, &shares, links, &made);
+        Ok(())
+    });
+    for l in linked {
+        l?;
+    }
+    for i in extras {
+        let (path, _, _, stat) = decode(&spans[i].0)?;
+        tree.load_extras(path, stat.ephemeral_owner);
+    }
+    Ok((tree, meta, tally))
+}
+
+/// Runs `build(part)` for every part of [`BUILDERS`], part 0 on this thread.
+fn on_builders<T: Send>(build: impl Fn(usize) -> Result<T, String> + Sync) -> Vec<Result<T, String>> {
+    std::thread::scope(|s| {
+        let build = &build;
+        let others: Vec<_> = (1..BUILDERS)
+            .map(|part| {
+                std::thread::Builder::new()
+                    .name(format!("zkd-load-{part}"))
+                    .spawn_scoped(s, move || build(part))
+            })
+            .collect();
+        let mut built = vec![build(0)];
+        for h in others {
+            built.push(match h {
+                Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                Err(e) => Err(format!("cannot start a tree builder: {e}")),
+            });
+        }
+        built
+    })
+}
+
+fn build_streamed(f: std::fs::File, c: Compression, max_txn_bytes: usize) -> Result<Built, String> {
+    use crate::snapshot::format::read_snapshot;
     let (tx, rx) = crossbeam_channel::bounded::<Vec<SnapshotNode>>(64);
     let reader = std::thread::Builder::new()
         .name("zkd-snapshot-read".into())
@@ -114,17 +252,15 @@ fn stream_snapshot(path: &Path, zxid: i64, max_txn_bytes: usize) -> Result<Strea
         })
         .map_err(|e| format!("cannot start the snapshot reader: {e}"))?;
     let tree = DataTree::new_empty();
-    // The ACL cache comes with the snapshot's metadata, at the end of the read: count uses now,
-    // import and apply the counts after.
-    let mut acl_uses: std::collections::HashMap<i64, u64> = Default::default();
+    let mut tally = LoadTally::default();
     let mut build_err = None;
     for batch in rx {
         if build_err.is_some() {
             continue; // drain, so the reader can finish
         }
         for n in batch {
-            *acl_uses.entry(n.acl_id).or_default() += 1;
-            if let Err(e) = tree.insert_loaded_node(&n.path, n.data, n.acl_id, n.stat) {
+            let node = LoadNode { path: &n.path, data: n.data.as_deref(), acl: n.acl_id, stat: n.stat };
+            if let Err(e) = tree.load_node_counted(node, &mut tally) {
                 build_err = Some(e);
                 break;
             }
@@ -135,31 +271,61 @@ fn stream_snapshot(path: &Path, zxid: i64, max_txn_bytes: usize) -> Result<Strea
     if let Some(e) = build_err {
         return Err(e);
     }
-    tree.acl_cache_import(&meta.acl_cache);
-    tree.acl_add_usages(&acl_uses);
-    tree.finish_load(zxid)?;
-    Ok(Streamed { zxid, path: path.to_owned(), tree, sessions: meta.sessions })
+    Ok((tree, meta, tally))
 }
 
-/// Recovers the tree and sessions from `data_dir` / `data_log_dir`.
+/// Recovers the tree and sessions from `data_dir` / `data_log_dir`: the newest valid snapshot
+/// streams into a tree while another thread reads, checks and plans the logs after it (the
+/// plan is redone if an older snapshot had to be used), then the plan's truncations are made
+/// and its txns replayed.
 pub fn load(
     data_dir: &Path,
     data_log_dir: &Path,
     max_txn_bytes: usize,
     trust_empty: bool,
 ) -> Result<Loaded, LoadError> {
+    use crate::txnlog::recovery::{apply_actions, RecoveryError};
     let started = Instant::now();
     let snap_dir = version_dir(data_dir);
     let log_dir = version_dir(data_log_dir);
-    let streamed = stream_newest_snapshot(&snap_dir, max_txn_bytes)?;
-    let snapshot_ms = started.elapsed().as_millis();
-    let opts = RecoveryOptions {
+    let list = crate::snapshot::recovery::list_snapshots(&snap_dir)
+        .map_err(|source| RecoveryError::Io { path: snap_dir.clone(), source })?;
+    let opts = |loaded_snapshot: Option<(i64, PathBuf)>| RecoveryOptions {
         max_txn_bytes,
         trust_empty_snapshot: trust_empty,
-        apply: true,
-        loaded_snapshot: streamed.as_ref().map(|s| (s.zxid, s.path.clone())),
+        // Nothing is changed on disk before the snapshot to start from is known.
+        apply: false,
+        loaded_snapshot,
     };
-    let rec = recover(&snap_dir, &log_dir, &opts)?;
+    let guess = list.first().cloned();
+    let (streamed, planned) = std::thread::scope(|s| {
+        let planner = std::thread::Builder::new().name("zkd-log-plan".into()).spawn_scoped(s, || {
+            let t = Instant::now();
+            (recover(&snap_dir, &log_dir, &opts(guess.clone())), t.elapsed().as_millis())
+        });
+        let streamed = stream_newest_snapshot(&snap_dir, list, max_txn_bytes);
+        let snapshot_ms = started.elapsed().as_millis();
+        let planned = match planner {
+            Ok(h) => Some(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+            Err(e) => {
+                tracing::warn!("cannot start the log planner thread ({e}): planning after the snapshot");
+                None
+            }
+        };
+        ((streamed, snapshot_ms), planned)
+    });
+    let (streamed, snapshot_ms) = streamed;
+    let streamed = streamed?;
+    let loaded = streamed.as_ref().map(|s| (s.zxid, s.path.clone()));
+    let (rec, logs_ms) = match planned {
+        Some((rec, ms)) if loaded.as_ref().map(|l| l.0) == guess.as_ref().map(|g| g.0) => (rec?, ms),
+        _ => {
+            // The newest snapshot was not usable: plan again after the one loaded.
+            let t = Instant::now();
+            (recover(&snap_dir, &log_dir, &opts(loaded))?, t.elapsed().as_millis())
+        }
+    };
+    apply_actions(&log_dir, &rec.actions)?;
     let read_ms = started.elapsed().as_millis();
     for w in &rec.warnings {
         tracing::warn!("recovery: {w}");
@@ -203,9 +369,9 @@ pub fn load(
     }
     let last_zxid = rec.last_zxid.max(tree.last_processed_zxid());
     tracing::info!(
-        "loaded database in {} ms (snapshot read into the tree {snapshot_ms} ms, logs read {} ms, replay {} ms): {} znodes, {} sessions, {} txns replayed, last zxid 0x{:x}",
+        "loaded database in {} ms (snapshot read into the tree {snapshot_ms} ms; logs read and checked {logs_ms} ms, alongside; {} ms more until replay; replay {} ms): {} znodes, {} sessions, {} txns replayed, last zxid 0x{:x}",
         started.elapsed().as_millis(),
-        read_ms - snapshot_ms,
+        read_ms.saturating_sub(snapshot_ms),
         started.elapsed().as_millis() - built_ms,
         tree.node_count(),
         sessions.len(),
@@ -323,6 +489,215 @@ pub fn start_autopurge(data_dir: PathBuf, data_log_dir: PathBuf, retain: usize, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::*;
+    use crate::tree::acl_cache::open_acl_unsafe;
+
+    /// Txns making a tree with what a load must carry over: one parent with many children,
+    /// nesting, null and empty data, two sessions' ephemerals, a container, a TTL node, a quota.
+    fn sample_txns() -> Vec<LoggedTxn> {
+        let acl = open_acl_unsafe();
+        let mut out = Vec::new();
+        let mut push = |client_id: i64, ty: OpCode, body: TxnBody| {
+            let zxid = out.len() as i64 + 1;
+            let hdr = TxnHeader { client_id, cxid: 1, zxid, time: zxid * 1000, txn_type: ty as i32 };
+            out.push(LoggedTxn { hdr, body, digest: None });
+        };
+        let create = |path: String, data: Option<&[u8]>, ephemeral: bool| {
+            TxnBody::Create(CreateTxn {
+                path,
+                data: data.map(<[u8]>::to_vec),
+                acl: acl.clone(),
+                ephemeral,
+                parent_c_version: -1,
+            })
+        };
+        push(1, OpCode::Create, create("/flat".into(), None, false));
+        for i in 0..700 {
+            push(1, OpCode::Create, create(format!("/flat/c{i}"), Some(b"v"), false));
+        }
+        for i in 0..40 {
+            push(1, OpCode::Create, create(format!("/d{i}"), Some(b""), false));
+            push(1, OpCode::Create, create(format!("/d{i}/e"), Some(b"x"), false));
+            push(1, OpCode::Create, create(format!("/d{i}/e/f{i}"), None, false));
+        }
+        for (s, n) in [(0x51, 30), (0x52, 25)] {
+            for i in 0..n {
+                push(s, OpCode::Create, create(format!("/d{i}/eph-{s:x}-{i}"), Some(b"e"), true));
+            }
+        }
+        let body = TxnBody::CreateContainer(CreateContainerTxn {
+            path: "/box".into(),
+            data: None,
+            acl: acl.clone(),
+            parent_c_version: -1,
+        });
+        push(1, OpCode::CreateContainer, body);
+        let body = TxnBody::CreateTtl(CreateTtlTxn {
+            path: "/ttl".into(),
+            data: Some(b"t".to_vec()),
+            acl: acl.clone(),
+            parent_c_version: -1,
+            ttl: 5,
+        });
+        push(1, OpCode::CreateTtl, body);
+        push(1, OpCode::Create, create("/zookeeper/quota/d1".into(), None, false));
+        push(
+            1,
+            OpCode::Create,
+            create("/zookeeper/quota/d1/zookeeper_limits".into(), Some(b"count=5,bytes=-1"), false),
+        );
+        push(
+            1,
+            OpCode::Create,
+            create("/zookeeper/quota/d1/zookeeper_stats".into(), Some(b"count=3,bytes=2"), false),
+        );
+        for i in 0..50 {
+            push(
+                1,
+                OpCode::SetData,
+                TxnBody::SetData(SetDataTxn {
+                    path: format!("/flat/c{i}"),
+                    data: Some(vec![b'w'; i]),
+                    version: -1,
+                }),
+            );
+            push(1, OpCode::Delete, TxnBody::Delete(DeleteTxn { path: format!("/flat/c{}", 600 + i) }));
+        }
+        out
+    }
+
+    fn tree_of(txns: &[LoggedTxn]) -> DataTree {
+        let t = DataTree::new();
+        for x in txns {
+            t.apply(&x.hdr, &x.body, &mut NoWatches);
+        }
+        t
+    }
+
+    /// Everything observable about a tree that a load rebuilds, children in ZooKeeper's order.
+    fn dump(t: &DataTree) -> String {
+        let mut out = String::new();
+        t.for_each_node(|p, d, acl, st| out.push_str(&format!("{p} {d:?} {acl} {st:?}\n")));
+        // A loaded tree's ephemerals iterate in snapshot order (as ZooKeeper's after a load),
+        // not creation order: compared as sets here, and in order between loads.
+        let mut eph = t.ephemerals_by_session();
+        eph.iter_mut().for_each(|(_, v)| v.sort());
+        out.push_str(&format!(
+            "{:?} {} {} {:?} {:?} {:?}",
+            eph,
+            t.node_count(),
+            t.approximate_data_size(),
+            t.acl_cache_export(),
+            t.quota_for("/d1/e"),
+            t.containers_and_ttls_to_delete(i64::MAX / 2, true),
+        ));
+        out
+    }
+
+    /// Equal dumps, or the first differing line.
+    fn same(got: &str, want: &str, what: &str) {
+        for (i, (g, w)) in got.lines().zip(want.lines()).enumerate() {
+            assert_eq!(g, w, "{what}: line {i}");
+        }
+        assert_eq!(got.lines().count(), want.lines().count(), "{what}");
+    }
+
+    #[test]
+    fn loading_a_snapshot_rebuilds_the_same_tree_mapped_or_compressed() {
+        let txns = sample_txns();
+        let tree = tree_of(&txns);
+        let last = txns.last().unwrap().hdr.zxid;
+        let mut ephemerals = Vec::new();
+        for c in [Compression::None, Compression::Gzip, Compression::Snappy] {
+            let d = tempfile::tempdir().unwrap();
+            write_snapshot(&tree, &version_dir(d.path()), last, &[(0x51, 4000)], c).unwrap();
+            let loaded = load(d.path(), d.path(), 1 << 20, false).unwrap();
+            same(&dump(&loaded.tree), &dump(&tree), &format!("{c:?}"));
+            assert_eq!((loaded.snapshot_zxid, loaded.last_zxid, loaded.txns_replayed), (last, last, 0));
+            assert_eq!(loaded.sessions, vec![(0x51, 4000)]);
+            ephemerals.push(loaded.tree.ephemerals_by_session());
+        }
+        assert!(
+            ephemerals.windows(2).all(|w| w[0] == w[1]),
+            "mapped and streamed loads differ: {ephemerals:?}"
+        );
+    }
+
+    #[test]
+    fn a_snapshot_with_an_orphan_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let v2 = version_dir(d.path());
+        let node =
+            |p: &str| SnapshotNode { path: p.into(), data: None, acl_id: -1, stat: Default::default() };
+        let nodes = ["", "/zookeeper", "/a", "/a/b", "/x/y", "/a/c"].map(node);
+        write_snapshot_file(&v2, 5, Compression::None, &[], &[], &nodes, None).unwrap();
+        let err = load(d.path(), d.path(), 1 << 20, false).err().expect("an orphan is refused").to_string();
+        assert!(err.contains("node /x/y appears before its parent"), "{err}");
+    }
+
+    /// Valid for ZooKeeper (every parent before its children) though not in preorder: loaded on
+    /// one thread, to the same tree; duplicates and late parents are refused on either path.
+    #[test]
+    fn snapshot_order_other_than_preorder_loads_and_bad_orders_are_refused() {
+        let node = |p: &str| SnapshotNode {
+            path: p.into(),
+            data: Some(p.as_bytes().to_vec()),
+            acl_id: -1,
+            stat: Default::default(),
+        };
+        let load_nodes = |paths: &[&str]| {
+            let d = tempfile::tempdir().unwrap();
+            let nodes: Vec<_> = paths.iter().map(|p| node(p)).collect();
+            write_snapshot_file(&version_dir(d.path()), 5, Compression::None, &[], &[], &nodes, None)
+                .unwrap();
+            load(d.path(), d.path(), 1 << 20, false).map_err(|e| e.to_string())
+        };
+        let pre = load_nodes(&["", "/zookeeper", "/a", "/a/x", "/a/x/q", "/b", "/b/y"]).unwrap();
+        let other = load_nodes(&["", "/zookeeper", "/a", "/b", "/a/x", "/b/y", "/a/x/q"]).unwrap();
+        for t in [&pre.tree, &other.tree] {
+            assert_eq!(t.node_count(), 7);
+            assert_eq!(t.get_children("/a", None).unwrap().0, vec!["x".to_string()]);
+            assert_eq!(t.get_children("/a/x", None).unwrap().0, vec!["q".to_string()]);
+            assert_eq!(t.get_children("/b", None).unwrap().0, vec!["y".to_string()]);
+            assert_eq!(t.get_data("/a/x/q", None).unwrap().0.as_deref(), Some(&b"/a/x/q"[..]));
+        }
+        let err = load_nodes(&["", "/zookeeper", "/a", "/a"]).err().expect("a duplicate is refused");
+        assert!(err.contains("node /a appears twice"), "{err}");
+        let err =
+            load_nodes(&["", "/zookeeper", "/b", "/a/x", "/a"]).err().expect("a late parent is refused");
+        assert!(err.contains("node /a/x appears before its parent"), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_newest_snapshot_falls_back_and_the_logs_are_planned_again() {
+        use crate::txnlog::format::{encode_txn_entry, log_file_name, FileHeader};
+        let txns = sample_txns();
+        let k = 300;
+        let d = tempfile::tempdir().unwrap();
+        let v2 = version_dir(d.path());
+        std::fs::create_dir_all(&v2).unwrap();
+        let mut log = Vec::new();
+        FileHeader::txnlog().encode(&mut log);
+        for t in &txns {
+            encode_txn_entry(t, &mut log);
+        }
+        log.resize(log.len() + 4096, 0); // preallocation
+        std::fs::write(v2.join(log_file_name(1)), &log).unwrap();
+        write_snapshot(&tree_of(&txns[..k]), &v2, k as i64, &[], Compression::None).unwrap();
+        let full = tree_of(&txns);
+        let last = txns.last().unwrap().hdr.zxid;
+        let newest = write_snapshot(&full, &v2, last, &[], Compression::None).unwrap();
+        // Same length, so the quick check passes: only the checksum catches it.
+        let mut b = std::fs::read(&newest).unwrap();
+        let mid = b.len() / 2;
+        b[mid] ^= 0x10;
+        std::fs::write(&newest, &b).unwrap();
+        let loaded = load(d.path(), d.path(), 1 << 20, false).unwrap();
+        assert_eq!(loaded.snapshot_zxid, k as i64);
+        assert_eq!(loaded.txns_replayed, txns.len() - k);
+        assert_eq!(loaded.last_zxid, last);
+        same(&dump(&loaded.tree), &dump(&full), "after fallback");
+    }
 
     #[test]
     fn purge_keeps_newest_snapshots_and_the_logs_they_need() {

@@ -357,6 +357,14 @@ impl NodePtr {
     pub fn addr(self) -> usize {
         self.h() as usize
     }
+
+    /// The node at `addr` (what `addr` returned).
+    ///
+    /// # Safety
+    /// `addr` came from `addr` of a node that is still live.
+    pub unsafe fn from_addr(addr: usize) -> NodePtr {
+        NodePtr(NonNull::new(addr as *mut Header).expect("a node address is not null"))
+    }
 }
 
 /// A node's children, iterated in ZooKeeper's order (`new HashSet<String>(8)`, see

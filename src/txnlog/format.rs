@@ -75,9 +75,7 @@ impl FileHeader {
 
 /// Adler32 as `java.util.zip.Adler32` computes it (the value is stored as a long, high bits 0).
 pub fn adler32(bytes: &[u8]) -> u32 {
-    let mut a = adler32::RollingAdler32::new();
-    a.update_buffer(bytes);
-    a.hash()
+    simd_adler32::adler32(&bytes)
 }
 
 /// `Util.makeLogName`: `log.` + `Long.toHexString(zxid)`.

@@ -126,14 +126,15 @@ fn has_valid_entry(buf: &[u8], max_txn_bytes: usize) -> Option<u64> {
 
 /// The pure decision over the selected log files' bytes (ascending). `snap_zxid`: txns up to it
 /// are already in the snapshot.
-pub fn plan_logs(
-    files: &[(PathBuf, Vec<u8>)],
+pub fn plan_logs<B: AsRef<[u8]>>(
+    files: &[(PathBuf, B)],
     snap_zxid: i64,
     max_txn_bytes: usize,
 ) -> Result<LogPlan, RecoveryError> {
     let mut plan = LogPlan::default();
     let mut prev: Option<i64> = None;
     for (i, (file, buf)) in files.iter().enumerate() {
+        let buf = buf.as_ref();
         let is_last = i + 1 == files.len();
         let mut r = match LogReader::new(buf, max_txn_bytes) {
             Ok(r) => r,
@@ -186,7 +187,8 @@ pub fn plan_logs(
                 .map(|o| format!("offset {o} of {}", file.display()));
                 let after_later = || {
                     files[i + 1..].iter().find_map(|(f, b)| {
-                        has_valid_entry(b, max_txn_bytes).map(|o| format!("offset {o} of {}", f.display()))
+                        has_valid_entry(b.as_ref(), max_txn_bytes)
+                            .map(|o| format!("offset {o} of {}", f.display()))
                     })
                 };
                 if let Some(next_valid) = after_here.or_else(after_later) {
@@ -232,6 +234,57 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RecoveryError + '_ {
     move |source| RecoveryError::Io { path: path.to_owned(), source }
 }
 
+/// Carries out the truncations and removals recovery decided (`RecoveryOptions::apply` does it
+/// within [`recover`]; a caller that planned with `apply: false` does it once it commits to the
+/// plan), then syncs the directory.
+pub fn apply_actions(log_dir: &Path, actions: &[LogAction]) -> Result<(), RecoveryError> {
+    for a in actions {
+        match a {
+            LogAction::Truncate { file, offset, .. } => {
+                let f = std::fs::OpenOptions::new().write(true).open(file).map_err(io_err(file))?;
+                f.set_len(*offset).and_then(|_| f.sync_all()).map_err(io_err(file))?;
+            }
+            LogAction::Remove { file, .. } => std::fs::remove_file(file).map_err(io_err(file))?,
+        }
+    }
+    if !actions.is_empty() {
+        std::fs::File::open(log_dir).and_then(|d| d.sync_all()).map_err(io_err(log_dir))?;
+    }
+    Ok(())
+}
+
+/// A log file's bytes, mapped: a log is preallocated (64 MiB of zeros by default) and the reader
+/// stops at the first zero entry, so the padding is never read, where reading the file would
+/// copy all of it. Empty files are not mapped.
+enum LogBytes {
+    Mapped(memmap2::Mmap),
+    Empty,
+}
+
+impl LogBytes {
+    fn open(p: &Path) -> io::Result<LogBytes> {
+        let f = std::fs::File::open(p)?;
+        if f.metadata()?.len() == 0 {
+            return Ok(LogBytes::Empty);
+        }
+        // SAFETY: the mapping is read while recovery owns the log directory (the server has not
+        // started its writer yet) and dropped before any truncation; a file truncated under it by
+        // another process would fault, as it would corrupt the database anyway.
+        let m = unsafe { memmap2::Mmap::map(&f) }?;
+        let _ = m.advise(memmap2::Advice::Sequential);
+        Ok(LogBytes::Mapped(m))
+    }
+}
+
+impl AsRef<[u8]> for LogBytes {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            LogBytes::Mapped(m) => m,
+            LogBytes::Empty => &[],
+        }
+    }
+}
+
 /// Recovers from `snap_dir` and `log_dir` (the `version-2` directories; often the same).
 pub fn recover(snap_dir: &Path, log_dir: &Path, opts: &RecoveryOptions) -> Result<Recovered, RecoveryError> {
     let choice = match &opts.loaded_snapshot {
@@ -252,7 +305,7 @@ pub fn recover(snap_dir: &Path, log_dir: &Path, opts: &RecoveryOptions) -> Resul
     let selected = select_log_files(logs, snap_zxid.unwrap_or(-1));
     let mut bufs = Vec::with_capacity(selected.len());
     for (_, p) in &selected {
-        bufs.push((p.clone(), std::fs::read(p).map_err(io_err(p))?));
+        bufs.push((p.clone(), LogBytes::open(p).map_err(io_err(p))?));
     }
     let plan = plan_logs(&bufs, snap_zxid.unwrap_or(-1), opts.max_txn_bytes)?;
     drop(bufs);
@@ -266,18 +319,7 @@ pub fn recover(snap_dir: &Path, log_dir: &Path, opts: &RecoveryOptions) -> Resul
         );
     }
     if opts.apply {
-        for a in &plan.actions {
-            match a {
-                LogAction::Truncate { file, offset, .. } => {
-                    let f = std::fs::OpenOptions::new().write(true).open(file).map_err(io_err(file))?;
-                    f.set_len(*offset).and_then(|_| f.sync_all()).map_err(io_err(file))?;
-                }
-                LogAction::Remove { file, .. } => std::fs::remove_file(file).map_err(io_err(file))?,
-            }
-        }
-        if !plan.actions.is_empty() {
-            std::fs::File::open(log_dir).and_then(|d| d.sync_all()).map_err(io_err(log_dir))?;
-        }
+        apply_actions(log_dir, &plan.actions)?;
     }
     warnings.extend(plan.warnings);
     let fresh = snap_zxid.is_none() && plan.last_logged_zxid.is_none();
