@@ -31,61 +31,64 @@ pub fn error_txn(session: i64, cxid: i32, zxid: i64, now_ms: i64, err: ErrorCode
     )
 }
 
-/// The reply (error code, body) for an applied write, as FinalRequestProcessor builds it.
-/// A failed single op has no body; a multi always answers 0 with per-op results.
-pub fn reply_body(opcode: i32, req: &Request, r: &ApplyResult) -> (i32, Vec<u8>) {
+/// The reply body for an applied write, as FinalRequestProcessor builds it, appended to `w`;
+/// returns the reply's error code. A failed single op has no body; a multi always answers 0
+/// with per-op results.
+pub fn encode_reply(opcode: i32, req: &Request, r: &ApplyResult, w: &mut Writer) -> i32 {
+    fn stat(o: &Option<Stat>) -> Stat {
+        o.clone().unwrap_or_default() // Stat is plain integers
+    }
+    fn path(o: &Option<String>) -> &str {
+        o.as_deref().unwrap_or("")
+    }
     if let Request::Multi(_) = req {
-        let mut w = Writer::new();
         for o in &r.multi {
             let ty = OpCode::from_i32(o.txn_type);
-            let stat = o.stat.clone().unwrap_or_default();
-            let path = o.path.clone().unwrap_or_default();
             match ty {
                 Some(OpCode::Error) => {
-                    MultiHeader { op_type: -1, done: false, err: o.err as i32 }.encode(&mut w);
-                    ErrorResponse { err: o.err as i32 }.encode(&mut w);
+                    MultiHeader { op_type: -1, done: false, err: o.err as i32 }.encode(w);
+                    ErrorResponse { err: o.err as i32 }.encode(w);
                 }
                 Some(OpCode::Create) => {
-                    MultiHeader { op_type: OpCode::Create as i32, done: false, err: 0 }.encode(&mut w);
-                    CreateResponse { path }.encode(&mut w);
+                    MultiHeader { op_type: OpCode::Create as i32, done: false, err: 0 }.encode(w);
+                    w.string(path(&o.path)); // CreateResponse
                 }
                 Some(OpCode::Create2 | OpCode::CreateTtl | OpCode::CreateContainer) => {
-                    MultiHeader { op_type: OpCode::Create2 as i32, done: false, err: 0 }.encode(&mut w);
-                    Create2Response { path, stat }.encode(&mut w);
+                    MultiHeader { op_type: OpCode::Create2 as i32, done: false, err: 0 }.encode(w);
+                    w.string(path(&o.path)); // Create2Response
+                    stat(&o.stat).encode(w);
                 }
                 Some(OpCode::Delete | OpCode::DeleteContainer) => {
-                    MultiHeader { op_type: OpCode::Delete as i32, done: false, err: 0 }.encode(&mut w);
+                    MultiHeader { op_type: OpCode::Delete as i32, done: false, err: 0 }.encode(w);
                 }
                 Some(OpCode::SetData) => {
-                    MultiHeader { op_type: OpCode::SetData as i32, done: false, err: 0 }.encode(&mut w);
-                    SetDataResponse { stat }.encode(&mut w);
+                    MultiHeader { op_type: OpCode::SetData as i32, done: false, err: 0 }.encode(w);
+                    stat(&o.stat).encode(w); // SetDataResponse
                 }
                 Some(OpCode::Check) => {
-                    MultiHeader { op_type: OpCode::Check as i32, done: false, err: 0 }.encode(&mut w);
+                    MultiHeader { op_type: OpCode::Check as i32, done: false, err: 0 }.encode(w);
                 }
                 _ => {
-                    MultiHeader { op_type: -1, done: false, err: ErrorCode::SystemError as i32 }
-                        .encode(&mut w);
-                    ErrorResponse { err: ErrorCode::SystemError as i32 }.encode(&mut w);
+                    MultiHeader { op_type: -1, done: false, err: ErrorCode::SystemError as i32 }.encode(w);
+                    ErrorResponse { err: ErrorCode::SystemError as i32 }.encode(w);
                 }
             }
         }
-        MULTI_END.encode(&mut w);
-        return (0, w.buf);
+        MULTI_END.encode(w);
+        return 0;
     }
     if r.err != ErrorCode::Ok {
-        return (r.err as i32, Vec::new());
+        return r.err as i32;
     }
-    let stat = r.stat.clone().unwrap_or_default();
-    let path = r.path.clone().unwrap_or_default();
-    let body = match OpCode::from_i32(opcode) {
-        Some(OpCode::Create) => CreateResponse { path }.to_bytes(),
+    match OpCode::from_i32(opcode) {
+        Some(OpCode::Create) => w.string(path(&r.path)), // CreateResponse
         Some(OpCode::Create2 | OpCode::CreateTtl | OpCode::CreateContainer) => {
-            Create2Response { path, stat }.to_bytes()
+            w.string(path(&r.path)); // Create2Response
+            stat(&r.stat).encode(w);
         }
-        Some(OpCode::SetData) => SetDataResponse { stat }.to_bytes(),
-        Some(OpCode::SetAcl) => SetAclResponse { stat }.to_bytes(),
-        _ => Vec::new(),
-    };
-    (0, body)
+        // SetDataResponse, SetACLResponse
+        Some(OpCode::SetData | OpCode::SetAcl) => stat(&r.stat).encode(w),
+        _ => {}
+    }
+    0
 }

@@ -122,6 +122,11 @@ impl<L: Links> WatchSink for SinkToShards<'_, L> {
     }
 }
 
+/// A write reply's frame: length, header (xid, zxid, err) and a Stat (plus a path for creates).
+const REPLY_CAPACITY: usize = 4 + 16 + 68 + 64;
+/// Where the error code sits in a framed reply (after the length, xid and zxid).
+const ERR_AT: usize = 4 + 4 + 8;
+
 pub fn framed<R: Record>(hdr: &ReplyHeader, body: Option<&R>) -> Vec<u8> {
     let mut w = Writer::with_capacity(64);
     w.i32(0);
@@ -552,22 +557,27 @@ impl<L: Links> Sequencer<L> {
         result: Option<&(i64, crate::tree::ApplyResult)>,
         out: &mut Outbox,
     ) {
-        let (zxid, err, body) = match result {
+        // Framed in one buffer: length and header first, the error code patched in once the
+        // body is encoded.
+        let mut w = Writer::with_capacity(REPLY_CAPACITY);
+        w.i32(0);
+        let zxid = result.map_or_else(|| self.tree.last_processed_zxid(), |(z, _)| *z);
+        ReplyHeader { xid, zxid, err: 0 }.encode(&mut w);
+        let err = match result {
+            // sync: answered with the path, at the last applied zxid.
             None => {
-                // sync: answered with the path, at the last applied zxid.
-                let body = match req {
-                    Request::Sync(s) => crate::proto::SyncResponse { path: s.path.clone() }.to_bytes(),
-                    _ => Vec::new(),
-                };
-                (self.tree.last_processed_zxid(), 0, body)
+                if let Request::Sync(s) = req {
+                    w.string(&s.path);
+                }
+                0
             }
-            Some((zxid, r)) => {
-                let (err, body) = request::reply_body(opcode, req, r);
-                (*zxid, err, body)
-            }
+            Some((_, r)) => request::encode_reply(opcode, req, r, &mut w),
         };
+        w.buf[ERR_AT..ERR_AT + 4].copy_from_slice(&err.to_be_bytes());
+        let len = (w.buf.len() - 4) as i32;
+        w.buf[..4].copy_from_slice(&len.to_be_bytes());
+        let packet = w.buf;
         let close = matches!(req, Request::CloseSession);
-        let packet = framed_raw(&ReplyHeader { xid, zxid, err }, &body);
         self.send(out, from.shard, ToShard::Reply { conn: from.conn, xid, packet, close });
     }
 }
