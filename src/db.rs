@@ -63,7 +63,7 @@ struct Streamed {
 /// Nodes handed from the snapshot reader to the tree builders per message.
 const LOAD_BATCH_NODES: usize = 4096;
 
-/// Threads building the tree from a mapped snapshot (see `DataTree::load_batch`). Two, for the
+/// Threads building the tree from a mapped snapshot (see `DataTree::load_insert`). Two, for the
 /// two cores of the machines this is tuned on: the scan and the log planning are light next to
 /// the build.
 const BUILDERS: usize = 2;

@@ -279,7 +279,7 @@ pub fn end_observe() -> Option<i64> {
     })
 }
 
-/// A snapshot node to load, borrowed from the snapshot's bytes (see [`DataTree::load_batch`]).
+/// A snapshot node to load, borrowed from the snapshot's bytes (see [`DataTree::load_insert`]).
 pub struct LoadNode<'a> {
     /// As stored: the root is `""`.
     pub path: &'a str,
@@ -354,69 +354,81 @@ fn split_path(path: &str) -> (&str, &str) {
     }
 }
 
-/// Which builder of a parallel load owns which stripe ([`DataTree::load_batch`]), chosen to
-/// balance their work: inserting a node costs in its stripe, linking it as a child in its
-/// parent's (so 1M children of one node weigh on one stripe).
+/// Which builder of a parallel load owns which stripe in each phase ([`DataTree::load_insert`],
+/// then [`DataTree::load_link`]), chosen to balance each phase: inserting a node works in its
+/// stripe, linking it as a child in its parent's (so 1M children of one node weigh on one).
 #[derive(Debug, Clone)]
 pub struct LoadShares {
     parts: usize,
-    owner: Vec<u8>,
-    weight: Vec<u64>,
+    /// Who inserts the nodes of each stripe (phase 1) and who links the children of each
+    /// stripe's nodes (phase 2). The phases run one after the other, so each is balanced on
+    /// its own: 1M children of one node make phase 2 one builder's work, not phase 1 too.
+    insert_owner: Vec<u8>,
+    link_owner: Vec<u8>,
+    insert_weight: Vec<u64>,
+    link_weight: Vec<u64>,
     /// Nodes counted per stripe.
     nodes: Vec<u32>,
 }
 
 impl LoadShares {
-    /// Relative costs, from a profile of loading 1M nodes (insert: key, boxed node, data
-    /// allocation and copy; link: one child-set insert).
-    const INSERT_COST: u64 = 3;
-    const LINK_COST: u64 = 2;
-
     /// Every stripe to one builder.
     pub fn single() -> Self {
-        LoadShares { parts: 1, owner: vec![0; STRIPES], weight: vec![0; STRIPES], nodes: vec![0; STRIPES] }
+        LoadShares {
+            parts: 1,
+            insert_owner: vec![0; STRIPES],
+            link_owner: vec![0; STRIPES],
+            insert_weight: vec![0; STRIPES],
+            link_weight: vec![0; STRIPES],
+            nodes: vec![0; STRIPES],
+        }
     }
     /// No work counted yet.
     pub fn new() -> Self {
         Self::single()
     }
     /// Counts the work of one node (as stored: the root is `""`); its slot goes with it to
-    /// [`DataTree::load_batch`].
+    /// [`DataTree::load_insert`] and [`DataTree::load_link`].
     pub fn count(&mut self, path: &str) -> LoadSlot {
         if path.is_empty() || path == "/" {
             let node = stripe_of("/") as u16;
             return LoadSlot { node, parent: node };
         }
         let slot = LoadSlot { node: stripe_of(path) as u16, parent: stripe_of(split_path(path).0) as u16 };
-        self.weight[slot.node as usize] += Self::INSERT_COST;
+        self.insert_weight[slot.node as usize] += 1;
         self.nodes[slot.node as usize] = self.nodes[slot.node as usize].saturating_add(1);
-        self.weight[slot.parent as usize] += Self::LINK_COST;
+        self.link_weight[slot.parent as usize] += 1;
         slot
     }
     /// Whether builder `part` inserts the node in `slot` ([`DataTree::load_insert`]).
     pub fn owns_node(&self, part: usize, slot: LoadSlot) -> bool {
-        self.owner[slot.node as usize] as usize == part
+        self.insert_owner[slot.node as usize] as usize == part
     }
     /// Whether builder `part` links the node in `slot` to its parent ([`DataTree::load_link`]).
     pub fn owns_parent(&self, part: usize, slot: LoadSlot) -> bool {
-        self.owner[slot.parent as usize] as usize == part
+        self.link_owner[slot.parent as usize] as usize == part
     }
-    /// Splits the stripes among `parts` builders: heaviest first, each to the lightest builder
-    /// so far (within 4/3 of the best split).
+    /// Splits the stripes among `parts` builders, for each phase: heaviest first, each to the
+    /// lightest builder so far (within 4/3 of the best split).
     pub fn split(&mut self, parts: usize) {
         assert!((1..=u8::MAX as usize).contains(&parts));
-        let mut order: Vec<usize> = (0..STRIPES).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(self.weight[i]));
-        let mut load = vec![0u64; parts];
-        for i in order {
-            let p = (0..parts).min_by_key(|&p| load[p]).expect("parts >= 1");
-            load[p] += self.weight[i];
-            self.owner[i] = p as u8;
-        }
+        greedy_split(&self.insert_weight, parts, &mut self.insert_owner);
+        greedy_split(&self.link_weight, parts, &mut self.link_owner);
         self.parts = parts;
     }
     pub fn parts(&self) -> usize {
         self.parts
+    }
+}
+
+fn greedy_split(weight: &[u64], parts: usize, owner: &mut [u8]) {
+    let mut order: Vec<usize> = (0..weight.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(weight[i]));
+    let mut load = vec![0u64; parts];
+    for i in order {
+        let p = (0..parts).min_by_key(|&p| load[p]).expect("parts >= 1");
+        load[p] += weight[i];
+        owner[i] = p as u8;
     }
 }
 
@@ -1559,7 +1571,7 @@ impl DataTree {
         made: &[AtomicUsize],
         acc: &mut LoadTally,
     ) -> Result<(), String> {
-        let mut guards = self.load_guards(part, shares);
+        let mut guards = self.load_guards(part, shares, &shares.insert_owner);
         // Tables sized once for the nodes counted: no rehashing while loading.
         for (g, &n) in guards.iter_mut().zip(&shares.nodes) {
             if let Some(g) = g {
@@ -1613,7 +1625,7 @@ impl DataTree {
         links: impl IntoIterator<Item = (u32, u32, LoadSlot)>,
         made: &[AtomicUsize],
     ) {
-        let mut guards = self.load_guards(part, shares);
+        let mut guards = self.load_guards(part, shares, &shares.link_owner);
         for (child, parent, slot) in links {
             let Some(g) = guards[slot.parent as usize].as_mut() else { continue };
             let (c, p) =
@@ -1629,13 +1641,14 @@ impl DataTree {
     }
 
     /// Write guards on the stripes `part` owns (None for the others).
-    fn load_guards(&self, part: usize, shares: &LoadShares) -> Vec<Option<RwLockWriteGuard<'_, NodeMap>>> {
+    fn load_guards(
+        &self,
+        part: usize,
+        shares: &LoadShares,
+        owner: &[u8],
+    ) -> Vec<Option<RwLockWriteGuard<'_, NodeMap>>> {
         assert!(part < shares.parts, "part {part} of {}", shares.parts);
-        self.stripes
-            .iter()
-            .zip(&shares.owner)
-            .map(|(s, &o)| (o as usize == part).then(|| s.nodes.write()))
-            .collect()
+        self.stripes.iter().zip(owner).map(|(s, &o)| (o as usize == part).then(|| s.nodes.write())).collect()
     }
 
     /// Ephemeral, container, TTL and quota bookkeeping of a loaded node (as stored: the root is
