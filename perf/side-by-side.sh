@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # perf/side-by-side.sh — Apache ZooKeeper 3.8 (Debian package) vs zkd, same workloads, same disk.
 #
-# Both servers run standalone with fsync on, data on the same filesystem, pinned to SERVER_CPU;
+# Both servers run standalone with fsync on, data on the same filesystem, pinned to SERVER_CPU
+# (the one not being measured is stopped with SIGSTOP meanwhile, so it cannot steal the core);
 # the load generator (`zkd bench`) is pinned to LOAD_CPU. For each repetition, each workload runs
 # against ZooKeeper then zkd (alternating), REPS times; the table shows medians and zkd/ZK ratios.
 # Writes perf/results/{zk,zkd}-WORKLOAD.hgrm (the median run), perf/results/WORKLOAD.svg (both
@@ -64,6 +65,7 @@ STARTED_PIDS=()
 cleanup() {
   for p in "${STARTED_PIDS[@]}"; do
     kill "$p" 2>/dev/null || true
+    kill -CONT "$p" 2>/dev/null || true # a stopped server acts on the TERM once continued
   done
   for p in "${STARTED_PIDS[@]}"; do
     wait "$p" 2>/dev/null || true
@@ -106,7 +108,8 @@ EOF
   "${PIN_SERVER[@]}" java -Xms512m -Xmx2g -Dzookeeper.admin.enableServer=false \
     -cp "/usr/share/java/*:/etc/zookeeper/conf" org.apache.zookeeper.server.ZooKeeperServerMain "$dir/zoo.cfg" \
     >"$dir/server.log" 2>&1 &
-  STARTED_PIDS+=($!)
+  ZK_PID=$!
+  STARTED_PIDS+=($ZK_PID)
   if wait_ready "127.0.0.1:$ZK_PORT" 40; then
     ZK_AVAILABLE=yes
   else
@@ -136,6 +139,7 @@ EOF
   fi
   "${PIN_SERVER[@]}" "$ZKD_BIN" serve --config "$dir/zoo.cfg" >"$dir/server.log" 2>&1 &
   local pid=$!
+  ZKD_PID=$pid
   STARTED_PIDS+=($pid)
   if wait_ready "127.0.0.1:$ZKD_PORT" 20; then
     ZKD_AVAILABLE=yes
@@ -163,10 +167,17 @@ for rep in $(seq 1 "$REPS"); do
       port=$ZK_PORT
       [[ $s == zkd ]] && port=$ZKD_PORT
       log "rep $rep/$REPS $w on $s"
+      # The other server shares the core: stopped while this one is measured, so its leftover
+      # work (a JVM's GC and JIT, a snapshot, a log spare) does not land in this run.
+      other=""
+      [[ $s == zkd && -n ${ZK_PID:-} ]] && other=$ZK_PID
+      [[ $s == zk && -n ${ZKD_PID:-} ]] && other=$ZKD_PID
+      [[ -n $other ]] && kill -STOP "$other" 2>/dev/null
       "${PIN_LOAD[@]}" "${BENCH_CMD[@]}" --servers "127.0.0.1:$port" --workload "$w" --sessions "$SESSIONS" \
         --depth "$DEPTH" --value-size "$VALUE_SIZE" --warmup "$WARMUP" --duration "$DURATION" --no-progress \
         --json --hgrm "$RAW/$s-$w-$rep.hgrm" >"$RAW/$s-$w-$rep.json" 2>"$RAW/$s-$w-$rep.txt" ||
         log "bench failed: $s $w rep $rep (see $RAW/$s-$w-$rep.txt)"
+      [[ -n $other ]] && kill -CONT "$other" 2>/dev/null
     done
   done
 done

@@ -91,7 +91,7 @@ section = f"""{BEGIN}
 Run {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by `perf/side-by-side.sh`.
 
 - Machine: {env['NPROC']} CPUs, {env['CPU_MODEL']}; kernel {env['KERNEL']}; data disk {env['DISK_DESC']}
-- Pinning (load generator / server): {env['PINNING']}
+- Pinning (load generator / server): {env['PINNING']}; the server not being measured is stopped (SIGSTOP) during the other's run
 - Apache ZooKeeper {env.get('ZK_VERSION') or '3.8'} (Debian package, standalone, forceSync=yes): {zk_note}
 - zkd (`zkd serve --config`, same zoo.cfg settings, same disk): {zkd_note}
 - Load: `zkd bench`, {env['SESSIONS']} sessions x {env['DEPTH']} outstanding, {env['VALUE_SIZE']}-byte values,
