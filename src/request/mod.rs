@@ -5,7 +5,7 @@ pub mod acl;
 pub mod prep;
 
 use crate::proto::jute::{Record, Writer};
-use crate::proto::ops::{Request, MULTI_END};
+use crate::proto::ops::MULTI_END;
 use crate::proto::*;
 use crate::tree::ApplyResult;
 
@@ -34,14 +34,14 @@ pub fn error_txn(session: i64, cxid: i32, zxid: i64, now_ms: i64, err: ErrorCode
 /// The reply body for an applied write, as FinalRequestProcessor builds it, appended to `w`;
 /// returns the reply's error code. A failed single op has no body; a multi always answers 0
 /// with per-op results.
-pub fn encode_reply(opcode: i32, req: &Request, r: &ApplyResult, w: &mut Writer) -> i32 {
+pub fn encode_reply(opcode: i32, multi: bool, r: &ApplyResult, w: &mut Writer) -> i32 {
     fn stat(o: &Option<Stat>) -> Stat {
         o.clone().unwrap_or_default() // Stat is plain integers
     }
     fn path(o: &Option<String>) -> &str {
         o.as_deref().unwrap_or("")
     }
-    if let Request::Multi(_) = req {
+    if multi {
         for o in &r.multi {
             let ty = OpCode::from_i32(o.txn_type);
             match ty {

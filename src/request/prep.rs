@@ -150,7 +150,7 @@ impl Prep {
         &mut self,
         tree: &DataTree,
         ctx: &WriteCtx<'_>,
-        req: &Request,
+        req: Request,
         zxid: i64,
         now_ms: i64,
     ) -> (TxnHeader, TxnBody) {
@@ -174,7 +174,7 @@ impl Prep {
         &mut self,
         tree: &DataTree,
         ctx: &WriteCtx<'_>,
-        ops: &[MultiOp],
+        ops: Vec<MultiOp>,
         zxid: i64,
         now_ms: i64,
     ) -> TxnBody {
@@ -190,16 +190,17 @@ impl Prep {
                 ));
                 continue;
             }
+            let opcode = op.opcode() as i32;
             let req = match op {
-                MultiOp::Create(o, r) => Request::Create(*o, r.clone()),
-                MultiOp::CreateTtl(r) => Request::CreateTtl(r.clone()),
-                MultiOp::Delete(r) => Request::Delete(r.clone()),
-                MultiOp::SetData(r) => Request::SetData(r.clone()),
-                MultiOp::Check(r) => Request::Check(r.clone()),
+                MultiOp::Create(o, r) => Request::Create(o, r),
+                MultiOp::CreateTtl(r) => Request::CreateTtl(r),
+                MultiOp::Delete(r) => Request::Delete(r),
+                MultiOp::SetData(r) => Request::SetData(r),
+                MultiOp::Check(r) => Request::Check(r),
             };
-            let sub = WriteCtx { opcode: op.opcode() as i32, ..*ctx };
-            match self.prep_one(tree, &sub, &req, zxid, now_ms) {
-                Ok(b) => out.push((op.opcode() as i32, b)),
+            let sub = WriteCtx { opcode, ..*ctx };
+            match self.prep_one(tree, &sub, req, zxid, now_ms) {
+                Ok(b) => out.push((opcode, b)),
                 Err(e) => {
                     failed = true;
                     out.push((OpCode::Error as i32, TxnBody::Error(ErrorTxn { err: e as i32 })));
@@ -223,20 +224,20 @@ impl Prep {
         &mut self,
         tree: &DataTree,
         ctx: &WriteCtx<'_>,
-        req: &Request,
+        req: Request,
         zxid: i64,
         now_ms: i64,
     ) -> Result<TxnBody, ErrorCode> {
         match req {
             Request::Create(op, r) => {
-                self.prep_create(tree, ctx, *op, &r.path, &r.data, &r.acl, r.flags, -1, zxid, now_ms)
+                self.prep_create(tree, ctx, op, r.path, r.data, &r.acl, r.flags, -1, zxid, now_ms)
             }
             Request::CreateTtl(r) => self.prep_create(
                 tree,
                 ctx,
                 OpCode::CreateTtl,
-                &r.path,
-                &r.data,
+                r.path,
+                r.data,
                 &r.acl,
                 r.flags,
                 r.ttl,
@@ -259,7 +260,7 @@ impl Prep {
                 p.child_count -= 1;
                 self.add(zxid, parent, Some(p));
                 self.add(zxid, path, None);
-                Ok(TxnBody::Delete(DeleteTxn { path: path.into() }))
+                Ok(TxnBody::Delete(DeleteTxn { path: r.path }))
             }
             Request::SetData(r) => {
                 validate_path(&r.path)?;
@@ -271,7 +272,7 @@ impl Prep {
                 n.version = version;
                 n.data_len = new_len;
                 self.add(zxid, &r.path, Some(n));
-                Ok(TxnBody::SetData(SetDataTxn { path: r.path.clone(), data: r.data.clone(), version }))
+                Ok(TxnBody::SetData(SetDataTxn { path: r.path, data: r.data, version }))
             }
             Request::SetAcl(r) => {
                 validate_path(&r.path)?;
@@ -282,14 +283,14 @@ impl Prep {
                 n.aversion = version;
                 n.acl = Arc::new(acl.clone());
                 self.add(zxid, &r.path, Some(n));
-                Ok(TxnBody::SetAcl(SetAclTxn { path: r.path.clone(), acl, version }))
+                Ok(TxnBody::SetAcl(SetAclTxn { path: r.path, acl, version }))
             }
             Request::Check(r) => {
                 validate_path(&r.path)?;
                 let n = self.record(tree, &r.path)?;
                 self.check(ctx, &n.acl, perms::READ)?;
                 let version = check_version(n.version, r.version)?;
-                Ok(TxnBody::Check(CheckVersionTxn { path: r.path.clone(), version }))
+                Ok(TxnBody::Check(CheckVersionTxn { path: r.path, version }))
             }
             _ => Err(ErrorCode::Unimplemented),
         }
@@ -301,8 +302,8 @@ impl Prep {
         tree: &DataTree,
         ctx: &WriteCtx<'_>,
         op: OpCode,
-        path: &str,
-        data: &Option<Vec<u8>>,
+        path: String,
+        data: Option<Vec<u8>>,
         acl: &[Acl],
         flags: i32,
         ttl: i64,
@@ -319,11 +320,11 @@ impl Prep {
             return Err(ErrorCode::BadArguments);
         }
         // validatePathForCreate
-        let parent = parent_path(path)?;
+        let parent = parent_path(&path)?;
         let acl = fixup_acl(acl, ctx.auth)?;
         let mut p = self.record(tree, parent)?;
         self.check(ctx, &p.acl, perms::CREATE)?;
-        let full = if mode.is_sequential() { format!("{path}{:010}", p.cversion) } else { path.to_owned() };
+        let full = if mode.is_sequential() { format!("{path}{:010}", p.cversion) } else { path.clone() };
         validate_path(&full)?;
         if self.record(tree, &full).is_ok() {
             return Err(ErrorCode::NodeExists);
@@ -334,28 +335,6 @@ impl Prep {
         let new_cversion = p.cversion + 1;
         let len = data.as_ref().map_or(0, |d| d.len() as i64);
         self.check_quota(tree, &full, len, 1)?;
-        let body = match op {
-            OpCode::CreateContainer => TxnBody::CreateContainer(CreateContainerTxn {
-                path: full.clone(),
-                data: data.clone(),
-                acl: acl.clone(),
-                parent_c_version: new_cversion,
-            }),
-            OpCode::CreateTtl => TxnBody::CreateTtl(CreateTtlTxn {
-                path: full.clone(),
-                data: data.clone(),
-                acl: acl.clone(),
-                parent_c_version: new_cversion,
-                ttl,
-            }),
-            _ => TxnBody::Create(CreateTxn {
-                path: full.clone(),
-                data: data.clone(),
-                acl: acl.clone(),
-                ephemeral: mode.is_ephemeral(),
-                parent_c_version: new_cversion,
-            }),
-        };
         let owner = if mode.is_container() {
             CONTAINER_OWNER
         } else if mode.is_ttl() {
@@ -379,9 +358,33 @@ impl Prep {
                 ephemeral_owner: owner,
                 child_count: 0,
                 data_len: len,
-                acl: Arc::new(acl),
+                acl: Arc::new(acl.clone()),
             }),
         );
+        // The request's path and data move into the txn (no copies).
+        let ephemeral = mode.is_ephemeral();
+        let body = match op {
+            OpCode::CreateContainer => TxnBody::CreateContainer(CreateContainerTxn {
+                path: full,
+                data,
+                acl,
+                parent_c_version: new_cversion,
+            }),
+            OpCode::CreateTtl => TxnBody::CreateTtl(CreateTtlTxn {
+                path: full,
+                data,
+                acl,
+                parent_c_version: new_cversion,
+                ttl,
+            }),
+            _ => TxnBody::Create(CreateTxn {
+                path: full,
+                data,
+                acl,
+                ephemeral,
+                parent_c_version: new_cversion,
+            }),
+        };
         Ok(body)
     }
 

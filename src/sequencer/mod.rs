@@ -60,9 +60,32 @@ pub struct Outbox {
 }
 
 /// Who is waiting on a pending txn (or sync barrier).
+/// What answering a client write needs to know of its request (the request's path, data and
+/// ACL move into the txn rather than being copied).
+enum ReplyTo {
+    Plain,
+    /// A multi answers with per-op results.
+    Multi,
+    /// A sync answers with its path.
+    Sync(String),
+    /// closeSession: the connection closes after the answer.
+    Close,
+}
+
+impl ReplyTo {
+    fn of(req: &Request) -> Self {
+        match req {
+            Request::Multi(_) => ReplyTo::Multi,
+            Request::Sync(s) => ReplyTo::Sync(s.path.clone()),
+            Request::CloseSession => ReplyTo::Close,
+            _ => ReplyTo::Plain,
+        }
+    }
+}
+
 enum Waiter {
     /// A client request: answer it after apply.
-    Client { from: ConnRef, xid: i32, opcode: i32, req: Request },
+    Client { from: ConnRef, xid: i32, opcode: i32, reply: ReplyTo },
     /// A new session's handshake.
     Connect { from: ConnRef, session: i64, timeout_ms: i32 },
     /// An expiry or container sweep: nobody to answer.
@@ -456,16 +479,18 @@ impl<L: Links> Sequencer<L> {
             return;
         }
         self.sessions.touch(session, now_ms);
-        if matches!(req, Request::Sync(_)) {
+        // What the answer needs of the request; the request itself moves into the txn.
+        let reply = ReplyTo::of(&req);
+        if matches!(reply, ReplyTo::Sync(_)) {
             if self.pending.is_empty() {
-                self.answer(from, xid, opcode, &req, None, out);
+                self.answer(from, xid, opcode, &reply, None, out);
             } else {
                 self.pending
-                    .push_back(Pending { txn: None, waiter: Waiter::Client { from, xid, opcode, req } });
+                    .push_back(Pending { txn: None, waiter: Waiter::Client { from, xid, opcode, reply } });
             }
             return;
         }
-        let (hdr, body) = if matches!(req, Request::CloseSession) {
+        let (hdr, body) = if matches!(reply, ReplyTo::Close) {
             self.prep_close(session, now_ms)
         } else if !self.sessions.is_valid(session) {
             let zxid = self.next_zxid();
@@ -481,9 +506,9 @@ impl<L: Links> Sequencer<L> {
                 skip_acl: self.cfg.skip_acl,
                 extended_types_enabled: self.cfg.extended_types_enabled,
             };
-            self.prep.prep(&self.tree, &ctx, &req, zxid, now_ms)
+            self.prep.prep(&self.tree, &ctx, req, zxid, now_ms)
         };
-        self.log(hdr, body, Waiter::Client { from, xid, opcode, req }, out);
+        self.log(hdr, body, Waiter::Client { from, xid, opcode, reply }, out);
     }
 
     /// Applies every pending txn the log made durable, in order, answering as it goes.
@@ -522,8 +547,8 @@ impl<L: Links> Sequencer<L> {
                 (t.hdr.zxid, r)
             });
             match p.waiter {
-                Waiter::Client { from, xid, opcode, req } => {
-                    self.answer(from, xid, opcode, &req, result.as_ref(), out)
+                Waiter::Client { from, xid, opcode, reply } => {
+                    self.answer(from, xid, opcode, &reply, result.as_ref(), out)
                 }
                 Waiter::Connect { from, session, timeout_ms } => {
                     let packet = connect_packet(session, timeout_ms);
@@ -553,7 +578,7 @@ impl<L: Links> Sequencer<L> {
         from: ConnRef,
         xid: i32,
         opcode: i32,
-        req: &Request,
+        reply: &ReplyTo,
         result: Option<&(i64, crate::tree::ApplyResult)>,
         out: &mut Outbox,
     ) {
@@ -566,18 +591,18 @@ impl<L: Links> Sequencer<L> {
         let err = match result {
             // sync: answered with the path, at the last applied zxid.
             None => {
-                if let Request::Sync(s) = req {
-                    w.string(&s.path);
+                if let ReplyTo::Sync(path) = reply {
+                    w.string(path);
                 }
                 0
             }
-            Some((_, r)) => request::encode_reply(opcode, req, r, &mut w),
+            Some((_, r)) => request::encode_reply(opcode, matches!(reply, ReplyTo::Multi), r, &mut w),
         };
         w.buf[ERR_AT..ERR_AT + 4].copy_from_slice(&err.to_be_bytes());
         let len = (w.buf.len() - 4) as i32;
         w.buf[..4].copy_from_slice(&len.to_be_bytes());
         let packet = w.buf;
-        let close = matches!(req, Request::CloseSession);
+        let close = matches!(reply, ReplyTo::Close);
         self.send(out, from.shard, ToShard::Reply { conn: from.conn, xid, packet, close });
     }
 }

@@ -37,13 +37,13 @@ fn pipelined_creates_see_each_other() {
     let tree = DataTree::new();
     let mut p = Prep::new();
     let c = ctx(OpCode::Create, &[]);
-    let (_, b) = p.prep(&tree, &c, &create("/a", 0), 1, 0);
+    let (_, b) = p.prep(&tree, &c, create("/a", 0), 1, 0);
     assert!(matches!(b, TxnBody::Create(_)));
-    let (_, b) = p.prep(&tree, &c, &create("/a/b", 0), 2, 0);
+    let (_, b) = p.prep(&tree, &c, create("/a/b", 0), 2, 0);
     assert!(matches!(b, TxnBody::Create(_)), "parent created by an unapplied txn");
-    let (h, b) = p.prep(&tree, &c, &create("/a", 0), 3, 0);
+    let (h, b) = p.prep(&tree, &c, create("/a", 0), 3, 0);
     assert_eq!((h.txn_type, err_of(&b)), (OpCode::Error as i32, Some(ErrorCode::NodeExists as i32)));
-    let (_, b) = p.prep(&tree, &c, &create("/a/s-", 2), 4, 0);
+    let (_, b) = p.prep(&tree, &c, create("/a/s-", 2), 4, 0);
     match b {
         TxnBody::Create(t) => assert_eq!((t.path.as_str(), t.parent_c_version), ("/a/s-0000000001", 2)),
         other => panic!("{other:?}"),
@@ -79,20 +79,19 @@ fn error_codes_in_zookeeper_order() {
         ),
     ];
     for (i, (req, want)) in cases.iter().enumerate() {
-        let (_, b) = p.prep(&tree, &c, req, 10 + i as i64, 0);
+        let (_, b) = p.prep(&tree, &c, req.clone(), 10 + i as i64, 0);
         assert_eq!(err_of(&b), Some(*want as i32), "case {i}: {req:?}");
     }
     // NotEmpty, and ephemeral parents.
     let mut s = NoSink;
     for (z, req) in [(100, create("/p", 0)), (101, create("/p/c", 0)), (102, create("/e", 1))] {
-        let (h, b) = p.prep(&tree, &c, &req, z, 0);
+        let (h, b) = p.prep(&tree, &c, req.clone(), z, 0);
         tree.apply(&h, &b, &mut s);
         p.applied(z);
     }
-    let (_, b) =
-        p.prep(&tree, &c, &Request::Delete(DeleteRequest { path: "/p".into(), version: -1 }), 103, 0);
+    let (_, b) = p.prep(&tree, &c, Request::Delete(DeleteRequest { path: "/p".into(), version: -1 }), 103, 0);
     assert_eq!(err_of(&b), Some(ErrorCode::NotEmpty as i32));
-    let (_, b) = p.prep(&tree, &c, &create("/e/x", 0), 104, 0);
+    let (_, b) = p.prep(&tree, &c, create("/e/x", 0), 104, 0);
     assert_eq!(err_of(&b), Some(ErrorCode::NoChildrenForEphemerals as i32));
 }
 
@@ -109,7 +108,7 @@ fn multi_failure_rolls_back_and_marks_ops() {
         MultiOp::Delete(DeleteRequest { path: "/nope".into(), version: -1 }),
         MultiOp::SetData(SetDataRequest { path: "/m".into(), data: None, version: -1 }),
     ];
-    let (h, b) = p.prep(&tree, &c, &Request::Multi(ops), 1, 0);
+    let (h, b) = p.prep(&tree, &c, Request::Multi(ops), 1, 0);
     assert_eq!(h.txn_type, OpCode::Multi as i32);
     match b {
         TxnBody::Multi(v) => {
@@ -124,7 +123,7 @@ fn multi_failure_rolls_back_and_marks_ops() {
     let (_, b) = p.prep(
         &tree,
         &ctx(OpCode::SetData, &[]),
-        &Request::SetData(SetDataRequest { path: "/m".into(), data: None, version: -1 }),
+        Request::SetData(SetDataRequest { path: "/m".into(), data: None, version: -1 }),
         2,
         0,
     );
@@ -145,11 +144,11 @@ fn ttl_and_acl_rules() {
             ttl,
         })
     };
-    assert_eq!(err_of(&p.prep(&tree, &c, &ttl(0, 5), 1, 0).1), Some(ErrorCode::BadArguments as i32));
-    assert_eq!(err_of(&p.prep(&tree, &c, &ttl(100, 0), 2, 0).1), Some(ErrorCode::BadArguments as i32));
-    assert!(matches!(p.prep(&tree, &c, &ttl(100, 5), 3, 0).1, TxnBody::CreateTtl(_)));
+    assert_eq!(err_of(&p.prep(&tree, &c, ttl(0, 5), 1, 0).1), Some(ErrorCode::BadArguments as i32));
+    assert_eq!(err_of(&p.prep(&tree, &c, ttl(100, 0), 2, 0).1), Some(ErrorCode::BadArguments as i32));
+    assert!(matches!(p.prep(&tree, &c, ttl(100, 5), 3, 0).1, TxnBody::CreateTtl(_)));
     c.extended_types_enabled = false;
-    assert_eq!(err_of(&p.prep(&tree, &c, &ttl(100, 6), 4, 0).1), Some(ErrorCode::Unimplemented as i32));
+    assert_eq!(err_of(&p.prep(&tree, &c, ttl(100, 6), 4, 0).1), Some(ErrorCode::Unimplemented as i32));
     // An ACL that only alice may change.
     let alice = Id { scheme: "digest".into(), id: super::super::acl::digest_id("alice:pw") };
     let req = Request::Create(
@@ -161,20 +160,20 @@ fn ttl_and_acl_rules() {
             flags: 0,
         },
     );
-    let (h, b) = p.prep(&tree, &ctx(OpCode::Create, &[]), &req, 5, 0);
+    let (h, b) = p.prep(&tree, &ctx(OpCode::Create, &[]), req.clone(), 5, 0);
     tree.apply(&h, &b, &mut NoSink);
     p.applied(5);
     let set = Request::SetData(SetDataRequest { path: "/private".into(), data: None, version: -1 });
     assert_eq!(
-        err_of(&p.prep(&tree, &ctx(OpCode::SetData, &[]), &set, 6, 0).1),
+        err_of(&p.prep(&tree, &ctx(OpCode::SetData, &[]), set.clone(), 6, 0).1),
         Some(ErrorCode::NoAuth as i32)
     );
     let auth = [alice];
     assert_eq!(
-        err_of(&p.prep(&tree, &ctx(OpCode::SetData, &auth), &set, 7, 0).1),
+        err_of(&p.prep(&tree, &ctx(OpCode::SetData, &auth), set.clone(), 7, 0).1),
         Some(ErrorCode::NoAuth as i32),
         "READ only"
     );
     let sup = [Id { scheme: "super".into(), id: String::new() }];
-    assert!(matches!(p.prep(&tree, &ctx(OpCode::SetData, &sup), &set, 8, 0).1, TxnBody::SetData(_)));
+    assert!(matches!(p.prep(&tree, &ctx(OpCode::SetData, &sup), set.clone(), 8, 0).1, TxnBody::SetData(_)));
 }
