@@ -17,6 +17,9 @@ use glommio::LocalExecutorBuilder;
 use zkd::proto::jute::{Reader, Record, Writer};
 use zkd::proto::{ConnectResponse, ReplyHeader, Stat};
 
+/// jute.maxbuffer's default: longer frames close the connection, as in ZooKeeper.
+const MAX_FRAME: i32 = 1_048_575;
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let port: u16 = args.next().and_then(|a| a.parse().ok()).unwrap_or(21950);
@@ -49,6 +52,7 @@ async fn serve(mut conn: TcpStream, data: &[u8]) -> std::io::Result<()> {
     let mut out = Writer::with_capacity(64 << 10);
     loop {
         if have == buf.len() {
+            // Only a frame longer than the buffer gets here (it is bounded below).
             buf.resize(buf.len() * 2, 0);
         }
         let n = conn.read(&mut buf[have..]).await?;
@@ -59,7 +63,12 @@ async fn serve(mut conn: TcpStream, data: &[u8]) -> std::io::Result<()> {
         let mut at = 0;
         out.buf.clear();
         while have - at >= 4 {
-            let len = i32::from_be_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
+            let len = i32::from_be_bytes(buf[at..at + 4].try_into().unwrap());
+            // As a server with the default jute.maxbuffer: a bad length closes the connection.
+            if !(0..=MAX_FRAME).contains(&len) {
+                return Ok(());
+            }
+            let len = len as usize;
             if have - at < 4 + len {
                 break;
             }

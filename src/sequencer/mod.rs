@@ -59,7 +59,6 @@ pub struct Outbox {
     pub resume_log: bool,
 }
 
-/// Who is waiting on a pending txn (or sync barrier).
 /// What answering a client write needs to know of its request (the request's path, data and
 /// ACL move into the txn rather than being copied).
 enum ReplyTo {
@@ -83,6 +82,7 @@ impl ReplyTo {
     }
 }
 
+/// Who is waiting on a pending txn (or sync barrier).
 enum Waiter {
     /// A client request: answer it after apply.
     Client { from: ConnRef, xid: i32, opcode: i32, reply: ReplyTo },
