@@ -251,10 +251,14 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
     }
     let seq_tx = SeqTx::new(seq_chan, topo.sequencer_host.map(|h| shard_chans[h].2.clone()));
     let mut sessions = SessionTracker::new(settings.server_id, settings.tick_ms, now);
-    let (tree, log, snapshotter): (Arc<DataTree>, Box<dyn LogSink>, Option<crate::db::Snapshotter>) = if opts
-        .in_memory
-    {
-        (Arc::new(DataTree::new()), Box::new(MemoryLog { to_seq: seq_tx.clone() }), None)
+    type LogStatsHandle = Option<Arc<parking_lot::Mutex<crate::txnlog::LogStats>>>;
+    let (tree, log, snapshotter, log_stats): (
+        Arc<DataTree>,
+        Box<dyn LogSink>,
+        Option<crate::db::Snapshotter>,
+        LogStatsHandle,
+    ) = if opts.in_memory {
+        (Arc::new(DataTree::new()), Box::new(MemoryLog { to_seq: seq_tx.clone() }), None, None)
     } else {
         let max_txn_bytes = settings.jute_max_buffer + 1024;
         let loaded = crate::db::load(
@@ -275,6 +279,7 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
             force_sync: cfg.force_sync,
             fsync_warning_threshold_ms: cfg.fsync_warning_threshold_ms,
             pin_to_core: topo.log_core,
+            write_path: log_write_path(cfg)?,
             ..Default::default()
         };
         let handle = crate::txnlog::writer::LogWriter::start(
@@ -313,10 +318,12 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
             &settings.data_dir,
             crate::snapshot::format::Compression::from_config(&cfg.snapshot_compression_method),
         );
+        let stats = handle.stats_handle();
         (
             Arc::new(loaded.tree),
             Box::new(crate::sequencer::driver::DurableLog { handle: Some(handle), to_seq: seq_tx.clone() }),
             Some(snapshotter),
+            Some(stats),
         )
     };
     let stop = Arc::new(AtomicBool::new(false));
@@ -331,6 +338,7 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         metrics.clone(),
         limits.clone(),
         seq_tx.clone(),
+        log_stats,
     );
     ops.start_worker().map_err(|e| StartError::Other(format!("spawn the ops thread: {e}")))?;
     for (i, (l, (tx, rx, bell, bell_rx))) in listeners.into_iter().zip(shard_chans).enumerate() {
@@ -446,6 +454,20 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         shards,
         sequencer,
     })
+}
+
+/// `zkd.txnlog.writePath`: direct (default), pwrite or mmap; see `txnlog::writer::WritePath`.
+fn log_write_path(cfg: &Config) -> Result<crate::txnlog::WritePath, StartError> {
+    use crate::txnlog::WritePath;
+    match cfg.zkd.get("zkd.txnlog.writePath").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None => Ok(crate::txnlog::writer::DEFAULT_WRITE_PATH),
+        Some("direct") => Ok(WritePath::Direct),
+        Some("pwrite") => Ok(WritePath::Pwrite),
+        Some("mmap") => Ok(WritePath::Mmap),
+        Some(v) => {
+            Err(StartError::Other(format!("zkd.txnlog.writePath={v:?}: expected direct, pwrite or mmap")))
+        }
+    }
 }
 
 /// `maxClientCnxns` and zkd's `zkd.limits.*` keys.

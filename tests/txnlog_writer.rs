@@ -84,8 +84,8 @@ fn read_all(dir: &std::path::Path) -> Vec<(String, Vec<i64>)> {
 }
 
 #[test]
-fn both_write_paths_round_trip_and_preallocate() {
-    for path in [WritePath::Pwrite, WritePath::Mmap] {
+fn every_write_path_round_trips_and_preallocates() {
+    for path in [WritePath::Pwrite, WritePath::Mmap, WritePath::Direct] {
         let d = tempfile::tempdir().unwrap();
         let (h, dur) = start(d.path(), LogOptions { write_path: path, ..small() });
         for z in 1..=300 {
@@ -218,39 +218,77 @@ fn slow_fsync_threshold_zero_still_works() {
     h.shutdown();
 }
 
-/// Unmounts the tmpfs on drop.
-struct Tmpfs(std::path::PathBuf);
-impl Drop for Tmpfs {
+/// Unmounts a test filesystem on drop.
+struct Mounted(std::path::PathBuf);
+impl Drop for Mounted {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount").arg(&self.0).status();
     }
 }
 
-#[test]
-fn enospc_rejects_the_group_refuses_until_resume_and_leaves_no_hole() {
-    let d = tempfile::tempdir().unwrap();
-    let ok = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-        .arg(d.path())
+fn run_ok(cmd: &str, args: &[&std::ffi::OsStr]) -> bool {
+    std::process::Command::new(cmd)
+        .args(args)
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
+        .is_ok_and(|s| s.success())
+}
+
+fn free_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+    st.f_bavail as u64 * st.f_frsize as u64
+}
+
+/// A 256 KiB tmpfs: the writer falls back from O_DIRECT to buffered pwrite there.
+#[test]
+fn enospc_on_tmpfs_rejects_the_group_refuses_until_resume_and_leaves_no_hole() {
+    let d = tempfile::tempdir().unwrap();
+    let o = std::ffi::OsStr::new;
+    if !run_ok("mount", &[o("-t"), o("tmpfs"), o("-o"), o("size=256k"), o("tmpfs"), d.path().as_os_str()]) {
         println!("SKIPPED: cannot mount a small tmpfs here (needs root) to provoke ENOSPC");
         return;
     }
-    let _guard = Tmpfs(d.path().to_owned());
+    let _guard = Mounted(d.path().to_owned());
+    enospc_case(d.path(), 128 * 1024);
+}
+
+/// A 4 MiB ext4 image on a loop device: O_DIRECT page writes, and the zeroing after ENOSPC.
+#[test]
+fn enospc_on_ext4_with_direct_writes_rejects_the_group_and_leaves_no_hole() {
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("fs.img");
+    let mnt = d.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    std::fs::File::create(&img).unwrap().set_len(4 << 20).unwrap();
+    let o = std::ffi::OsStr::new;
+    if !run_ok("mkfs.ext4", &[o("-q"), o("-F"), img.as_os_str()])
+        || !run_ok("mount", &[o("-o"), o("loop"), img.as_os_str(), mnt.as_os_str()])
+    {
+        println!("SKIPPED: cannot make and loop-mount an ext4 image here (needs root and mkfs.ext4)");
+        return;
+    }
+    let _guard = Mounted(mnt.clone());
+    // Leave ~96 KiB: a few 32 KiB preallocations, then ENOSPC.
+    let free = free_bytes(&mnt);
+    enospc_case(&mnt, free.saturating_sub(96 * 1024));
+}
+
+fn enospc_case(dir: &std::path::Path, filler_bytes: u64) {
     // A filler to delete later, freeing room.
-    let filler = d.path().join("filler");
-    std::fs::write(&filler, vec![1u8; 128 * 1024]).unwrap();
+    let filler = dir.join("filler");
+    std::fs::write(&filler, vec![1u8; filler_bytes as usize]).unwrap();
 
     let errors = Arc::new(Mutex::new(Vec::new()));
     let e2 = errors.clone();
     let dur = Arc::new(Durable::default());
     let d2 = dur.clone();
     let h = LogWriter::start(
-        d.path().to_owned(),
-        LogOptions { pre_alloc_size_bytes: 32 * 1024, ..Default::default() },
+        dir.to_owned(),
+        LogOptions { pre_alloc_size_bytes: 32 * 1024, write_path: WritePath::Direct, ..Default::default() },
         Box::new(move |z| {
             *d2.zxid.lock() = z;
             d2.cv.notify_all();
@@ -301,14 +339,14 @@ fn enospc_rejects_the_group_refuses_until_resume_and_leaves_no_hole() {
     h.append(vec![big(z), big(z + 1)]).unwrap();
     dur.wait_for(z + 1);
     h.shutdown();
-    let files = read_all(d.path());
+    let files = read_all(dir);
     let all: Vec<i64> = files.iter().flat_map(|f| f.1.clone()).collect();
     assert_eq!(all, (1..=z + 1).collect::<Vec<_>>(), "no hole, no duplicate");
 }
 
 #[test]
 fn a_full_file_rolls_to_the_preallocated_next_file_without_gaps() {
-    for path in [WritePath::Pwrite, WritePath::Mmap] {
+    for path in [WritePath::Pwrite, WritePath::Mmap, WritePath::Direct] {
         let d = tempfile::tempdir().unwrap();
         let (h, dur) = start(d.path(), LogOptions { write_path: path, ..small() });
         // Groups well under a file (a group larger than a whole file grows it inline instead).

@@ -178,6 +178,8 @@ pub struct OpsState {
     pub started: Instant,
     pub global_outstanding_limit: i64,
     jobs: Mutex<Option<Sender<Job>>>,
+    /// The log writer's counters and fsync histogram (None for an in-memory server).
+    pub log_stats: Option<Arc<Mutex<crate::txnlog::LogStats>>>,
 }
 
 impl OpsState {
@@ -188,6 +190,7 @@ impl OpsState {
         metrics: Arc<Metrics>,
         limits: Arc<ConnLimits>,
         to_seq: crate::sequencer::driver::SeqTx,
+        log_stats: Option<Arc<Mutex<crate::txnlog::LogStats>>>,
     ) -> Arc<Self> {
         let shards = metrics.shard_count();
         Arc::new(OpsState {
@@ -201,7 +204,13 @@ impl OpsState {
             conns: (0..shards).map(|_| Mutex::new(HashMap::new())).collect(),
             started: Instant::now(),
             jobs: Mutex::new(None),
+            log_stats,
         })
+    }
+
+    /// A copy of the log writer's statistics, if there is a log.
+    pub fn log_stats(&self) -> Option<crate::txnlog::LogStats> {
+        self.log_stats.as_ref().map(|s| s.lock().clone())
     }
 
     pub fn register(&self, c: Arc<ConnStats>) {

@@ -80,7 +80,38 @@ pub fn render(ops: &OpsState) -> String {
     summary(&mut o, "readlatency", "readlatency", &lat.read_us, &[0.5, 0.9, 0.99], 1000.0);
     summary(&mut o, "updatelatency", "updatelatency", &lat.update_us, &[0.5, 0.9, 0.99], 1000.0);
 
+    if let Some(ls) = ops.log_stats() {
+        summary(&mut o, "fsynctime", "fsynctime", &ls.fsync_us, &[0.5, 0.9, 0.99], 1000.0);
+        summary(
+            &mut o,
+            "sync_processor_batch_size",
+            "sync_processor_batch_size",
+            &ls.sync_batch_txns,
+            &[0.5, 0.9, 0.99],
+            1.0,
+        );
+    }
+
     // zkd's own.
+    if let Some(ls) = ops.log_stats() {
+        counter(&mut o, "zkd_log_syncs_total", "Syncs (fdatasync or msync) of the transaction log", ls.syncs);
+        counter(&mut o, "zkd_log_txns_written_total", "Txns written to the transaction log", ls.txns_written);
+        counter(
+            &mut o,
+            "zkd_log_bytes_written_total",
+            "Bytes written to the transaction log",
+            ls.bytes_written,
+        );
+        counter(&mut o, "zkd_log_files_created_total", "Transaction log files created", ls.files_created);
+        summary(
+            &mut o,
+            "zkd_log_fsync_seconds",
+            "Time one sync of the transaction log took",
+            &ls.fsync_us,
+            &[0.5, 0.9, 0.99, 0.999],
+            1e6,
+        );
+    }
     let mut all = lat.read_us.clone();
     let _ = all.add(&lat.update_us);
     summary(

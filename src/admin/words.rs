@@ -444,6 +444,38 @@ pub fn monitor(ops: &OpsState) -> Vec<(String, String)> {
             kv(&format!("{label}_{name}"), val.to_string());
         }
     }
+    // The log's fsync time (ZooKeeper's basic `fsynctime` summary, ms), then zkd's own detail.
+    if let Some(ls) = ops.log_stats() {
+        let h = &ls.fsync_us;
+        let n = h.len();
+        let avg = if n == 0 { 0.0 } else { crate::metrics::round4(h.mean() / 1000.0) };
+        let sum_us: u64 = h.iter_recorded().map(|x| x.value_iterated_to() * x.count_at_value()).sum();
+        kv("avg_fsynctime", jdouble(avg));
+        kv("min_fsynctime", if n == 0 { "0".into() } else { (h.min() / 1000).to_string() });
+        kv("max_fsynctime", (h.max() / 1000).to_string());
+        kv("cnt_fsynctime", n.to_string());
+        kv("sum_fsynctime", (sum_us / 1000).to_string());
+        let b = &ls.sync_batch_txns;
+        let bn = b.len();
+        kv(
+            "avg_sync_processor_batch_size",
+            jdouble(if bn == 0 { 0.0 } else { crate::metrics::round4(b.mean()) }),
+        );
+        kv("min_sync_processor_batch_size", if bn == 0 { "0".into() } else { b.min().to_string() });
+        kv("max_sync_processor_batch_size", b.max().to_string());
+        kv("cnt_sync_processor_batch_size", bn.to_string());
+        let bsum: u64 = b.iter_recorded().map(|x| x.value_iterated_to() * x.count_at_value()).sum();
+        kv("sum_sync_processor_batch_size", bsum.to_string());
+        kv("zkd_log_syncs", ls.syncs.to_string());
+        kv("zkd_log_txns_written", ls.txns_written.to_string());
+        kv("zkd_log_bytes_written", ls.bytes_written.to_string());
+        kv("zkd_log_files_created", ls.files_created.to_string());
+        for (q, label) in [(0.5, "p50"), (0.99, "p99"), (0.999, "p999")] {
+            let v = if n == 0 { 0 } else { h.value_at_quantile(q) };
+            kv(&format!("zkd_fsync_{label}_us"), v.to_string());
+        }
+        kv("zkd_fsync_max_us", h.max().to_string());
+    }
     // zkd's own.
     let shards = ops.metrics.per_shard();
     kv("zkd_shards", shards.len().to_string());

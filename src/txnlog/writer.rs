@@ -5,8 +5,8 @@
 //! ran), writes it with one write, and makes it durable with ONE sync; only then does it call
 //! `on_durable(last_zxid)`. N appends therefore cost at most N syncs and usually far fewer.
 //!
-//! Files are `pre_alloc_size_bytes` of real zeros (zero-filled preallocation then pwrite +
-//! fdatasync measured fastest on this platform; fallocate alone was slower, and a sparse file as
+//! Files are `pre_alloc_size_bytes` of real zeros (zero-filled preallocation then pwrite, or
+//! O_DIRECT page writes, + fdatasync measured fastest on this platform; fallocate alone was slower, and a sparse file as
 //! ZooKeeper makes it needs block allocation and metadata on every sync). Readers stop at the
 //! zeros (an entry of length 0 is ZooKeeper's EOF). Zeroing 64 MiB and syncing it costs ~100 ms,
 //! so it never happens on the write path: a helper thread prepares the NEXT file (`SPARE_NAME`,
@@ -67,17 +67,72 @@ pub enum WritePath {
     Pwrite,
     /// memcpy into a shared mapping of the preallocated file, then `msync(MS_SYNC)`.
     Mmap,
+    /// Whole 4 KiB pages written with `O_DIRECT` into the zero-filled preallocated file (the
+    /// last partial page is kept in memory and written again with the next group), then
+    /// `fdatasync`, which then has no page cache to write back and only flushes the device.
+    /// The spare is zero-filled with `O_DIRECT` too, so its 64 MiB never pass through the page
+    /// cache. Falls back to `Pwrite` where the filesystem refuses `O_DIRECT` (tmpfs).
+    Direct,
 }
 
-/// The default write path: pwrite. Measured with `benches/txnlog_append.rs` on this machine
-/// (2 vCPU VM, virtio disk, 100-byte setData txns), median of two runs:
+/// The unit of `O_DIRECT` writes: offsets, lengths and buffer addresses are multiples of it
+/// (4 KiB covers both 512-byte and 4 KiB logical block sizes).
+const PAGE: usize = 4096;
+
+/// One page-aligned page: a `Vec<Page>` is a page-aligned buffer for `O_DIRECT`.
+#[derive(Clone, Copy)]
+#[repr(C, align(4096))]
+struct Page([u8; PAGE]);
+
+const ZERO_PAGE: Page = Page([0; PAGE]);
+
+/// The bytes of `pages`, as one slice.
+fn page_bytes(pages: &mut [Page]) -> &mut [u8] {
+    // SAFETY: `Page` is a plain byte array with no padding (size == PAGE), so `len` pages are
+    // exactly `len * PAGE` initialised bytes, borrowed mutably for the slice's lifetime.
+    unsafe { std::slice::from_raw_parts_mut(pages.as_mut_ptr().cast::<u8>(), pages.len() * PAGE) }
+}
+
+fn round_up_page(n: u64) -> u64 {
+    n.div_ceil(PAGE as u64) * PAGE as u64
+}
+
+/// Opens (creating and truncating) a log file for writing, with `O_DIRECT` when `direct`.
+fn open_log_file(path: &Path, direct: bool) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = OpenOptions::new();
+    o.read(true).write(true).create(true).truncate(true);
+    if direct {
+        o.custom_flags(libc::O_DIRECT);
+    }
+    o.open(path)
+}
+
+/// Whether `O_DIRECT` page writes work in `dir` (tmpfs and some FUSE filesystems refuse them).
+fn direct_io_works(dir: &Path) -> bool {
+    let probe = dir.join(".zkd-direct-probe");
+    let ok = open_log_file(&probe, true)
+        .and_then(|f| {
+            let mut page = vec![ZERO_PAGE];
+            f.write_all_at(page_bytes(&mut page), 0)
+        })
+        .is_ok();
+    let _ = std::fs::remove_file(&probe);
+    ok
+}
+
+/// The default write path: O_DIRECT page writes, falling back to pwrite where the filesystem
+/// refuses them. Measured with `benches/txnlog_append.rs` on this machine (2 vCPU VM, virtio
+/// disk, 100-byte setData txns), median of two runs:
 ///   one txn per group:  pwrite+fdatasync fsync p50 ~170 us, append->durable p50 ~200 us, ~4000 txn/s;
 ///                       mmap+msync       fsync p50 ~220 us, append->durable p50 ~270 us, ~3300 txn/s
 ///   bursts of 64:       pwrite ~78k txn/s, mmap ~66k txn/s.
-/// pwrite is faster and also keeps page faults and SIGBUS hazards off the log thread. (Its one
-/// outlier, the first sync after an inline 64 MiB zero preallocation, is gone now that the next
-/// file is prepared off the write path.)
-pub const DEFAULT_WRITE_PATH: WritePath = WritePath::Pwrite;
+/// Direct against pwrite in the server (setData, 16 sessions x 8, one core; 2026-11-23): the
+/// same throughput within this machine's noise (4 alternating pairs: 167k vs 169k/s), fsync
+/// p50 65 us instead of 150-180 us (the data now moves in the write; the sync only flushes),
+/// and the spare's zero-fill takes 2.6% of the core instead of 4.2% (no page cache).
+/// pwrite and direct keep page faults and SIGBUS hazards off the log thread.
+pub const DEFAULT_WRITE_PATH: WritePath = WritePath::Direct;
 
 #[derive(Debug, Clone)]
 pub struct LogOptions {
@@ -150,21 +205,27 @@ pub(crate) fn lower_thread_priority() {
 }
 
 /// Creates `path` as `size` bytes of zeros, synced, paced unless `hurry` is set. Removes it
-/// again on failure.
-fn prepare_spare(path: &Path, size: u64, hurry: &AtomicBool) -> io::Result<File> {
+/// again on failure. With `direct`, the file is opened `O_DIRECT` (the log writer keeps that
+/// descriptor) and `size` must be a multiple of `PAGE`.
+fn prepare_spare(path: &Path, size: u64, hurry: &AtomicBool, direct: bool) -> io::Result<File> {
     use std::os::fd::AsRawFd;
+    debug_assert!(!direct || size.is_multiple_of(PAGE as u64), "O_DIRECT spare of {size} bytes");
     lower_thread_priority();
     let res = (|| {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
-        let zeros = vec![0u8; SPARE_STEP_BYTES.min(size as usize)];
+        let file = open_log_file(path, direct)?;
+        let mut pages = vec![ZERO_PAGE; SPARE_STEP_BYTES / PAGE];
+        let zeros = page_bytes(&mut pages);
+        let zeros = &zeros[..SPARE_STEP_BYTES.min(size as usize)];
         let mut at = 0;
         while at < size {
             let n = zeros.len().min((size - at) as usize);
             file.write_all_at(&zeros[..n], at)?;
-            // Start this step's writeback now, so the final sync has little left to flush.
-            // SAFETY: a valid fd and range; the call only schedules writeback.
-            unsafe {
-                libc::sync_file_range(file.as_raw_fd(), at as i64, n as i64, libc::SYNC_FILE_RANGE_WRITE);
+            if !direct {
+                // Start this step's writeback now, so the final sync has little left to flush.
+                // SAFETY: a valid fd and range; the call only schedules writeback.
+                unsafe {
+                    libc::sync_file_range(file.as_raw_fd(), at as i64, n as i64, libc::SYNC_FILE_RANGE_WRITE);
+                }
             }
             at += n as u64;
             if !hurry.load(Ordering::Relaxed) {
@@ -224,6 +285,8 @@ pub struct LogStats {
     pub bytes_written: u64,
     pub files_created: u64,
     pub fsync_us: Histogram<u64>,
+    /// Txns made durable by each sync (ZooKeeper's `sync_processor_batch_size`).
+    pub sync_batch_txns: Histogram<u64>,
 }
 
 impl LogStats {
@@ -234,6 +297,7 @@ impl LogStats {
             bytes_written: 0,
             files_created: 0,
             fsync_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds"),
+            sync_batch_txns: Histogram::new_with_bounds(1, 10_000_000, 2).expect("valid bounds"),
         }
     }
 }
@@ -285,17 +349,27 @@ impl LogWriter {
                     tracing::warn!(core = id, "could not pin the transaction log writer thread");
                 }
             }
+            let mut opts = opts;
+            if opts.write_path == WritePath::Direct && !direct_io_works(&dir) {
+                tracing::info!(
+                    dir = %dir.display(),
+                    "this filesystem refuses O_DIRECT: the transaction log uses buffered pwrite + fdatasync"
+                );
+                opts.write_path = WritePath::Pwrite;
+            }
             let mut w = Worker {
                 dir,
                 opts,
                 current: None,
                 buf: Vec::new(),
+                pages: Vec::new(),
                 buf_first_zxid: None,
                 buf_last_zxid: 0,
                 buf_txns: 0,
                 last_written_zxid: None,
                 last_durable_zxid: None,
                 unsynced_bytes: 0,
+                unsynced_txns: 0,
                 no_space: false,
                 spare: None,
                 last_file_bytes: None,
@@ -346,6 +420,10 @@ impl LogHandle {
         // Control commands wait for room: they are rare and must not be lost.
         self.tx.send(c).map_err(|_| AppendError::Stopped(Vec::new()))
     }
+    /// The live counters and fsync histogram (for the metrics endpoints).
+    pub fn stats_handle(&self) -> Arc<Mutex<LogStats>> {
+        self.stats.clone()
+    }
     /// A copy of the counters and the fsync histogram.
     pub fn stats(&self) -> LogStats {
         self.stats.lock().clone()
@@ -380,6 +458,9 @@ struct ActiveFile {
     size_bytes: u64,
     /// Start of the region written since the last sync.
     dirty_from_bytes: u64,
+    /// `WritePath::Direct`: the bytes of the last, partial page (from its start to `pos_bytes`),
+    /// written again in front of the next group.
+    tail: Vec<u8>,
 }
 
 struct Worker {
@@ -388,12 +469,16 @@ struct Worker {
     current: Option<ActiveFile>,
     /// Encoded entries of the group not yet written.
     buf: Vec<u8>,
+    /// `WritePath::Direct`: the page-aligned buffer a group is composed in.
+    pages: Vec<Page>,
     buf_first_zxid: Option<i64>,
     buf_last_zxid: i64,
     buf_txns: u64,
     last_written_zxid: Option<i64>,
     last_durable_zxid: Option<i64>,
     unsynced_bytes: u64,
+    /// Txns written since the last sync.
+    unsynced_txns: u64,
     no_space: bool,
     /// The next file, being prepared (or ready) on a helper thread.
     spare: Option<Spare>,
@@ -545,6 +630,7 @@ impl Worker {
                 self.sync()?;
             } else {
                 self.unsynced_bytes = 0;
+                self.unsynced_txns = 0;
                 if let Some(f) = &mut self.current {
                     f.dirty_from_bytes = f.pos_bytes;
                 }
@@ -563,9 +649,13 @@ impl Worker {
             return;
         }
         let max = self.opts.pre_alloc_size_bytes;
-        let size = self
+        let direct = self.opts.write_path == WritePath::Direct;
+        let mut size = self
             .last_file_bytes
             .map_or(max, |b| (b.saturating_mul(5) / 4).clamp(SPARE_MIN_BYTES.min(max), max));
+        if direct {
+            size = round_up_page(size);
+        }
         if free_bytes(&self.dir).is_some_and(|free| free < size.saturating_mul(SPARE_FREE_SPACE_FACTOR)) {
             return;
         }
@@ -574,7 +664,7 @@ impl Worker {
         let flag = hurry.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("{}-prealloc", self.opts.thread_name))
-            .spawn(move || prepare_spare(&path, size, &flag));
+            .spawn(move || prepare_spare(&path, size, &flag, direct));
         match spawned {
             Ok(join) => self.spare = Some(Spare { join, hurry }),
             Err(e) => tracing::warn!("cannot start the log preallocation thread: {e}"),
@@ -622,27 +712,33 @@ impl Worker {
                 }
             }
         });
-        let (file, size_bytes) = match spare {
+        let direct = self.opts.write_path == WritePath::Direct;
+        let (file, mut size_bytes) = match spare {
             Some(x) => x,
             None => {
-                let f = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .open(&path)
-                    .map_err(|e| {
-                        if is_enospc(&e) {
-                            Failed::NoSpace(e, path.clone())
-                        } else {
-                            fatal("create", &path, e)
-                        }
-                    })?;
+                let f = open_log_file(&path, direct).map_err(|e| {
+                    if is_enospc(&e) {
+                        Failed::NoSpace(e, path.clone())
+                    } else {
+                        fatal("create", &path, e)
+                    }
+                })?;
                 (f, 0)
             }
         };
         let hdr = FileHeader::txnlog().to_bytes();
-        file.write_all_at(&hdr, 0).map_err(|e| {
+        let res = if direct {
+            // The header's page, whole; the bytes after the header stay in `tail`.
+            self.pages.clear();
+            self.pages.push(ZERO_PAGE);
+            let page = page_bytes(&mut self.pages);
+            page[..hdr.len()].copy_from_slice(&hdr);
+            size_bytes = size_bytes.max(PAGE as u64);
+            file.write_all_at(page, 0)
+        } else {
+            file.write_all_at(&hdr, 0)
+        };
+        res.map_err(|e| {
             if is_enospc(&e) {
                 Failed::NoSpace(e, path.clone())
             } else {
@@ -660,6 +756,7 @@ impl Worker {
             pos_bytes: FILE_HEADER_LEN_BYTES as u64,
             size_bytes: size_bytes.max(FILE_HEADER_LEN_BYTES as u64),
             dirty_from_bytes: 0,
+            tail: if direct { hdr.to_vec() } else { Vec::new() },
         });
         self.stats.lock().files_created += 1;
         if size_bytes > 0 && self.opts.write_path == WritePath::Mmap {
@@ -685,14 +782,27 @@ impl Worker {
     /// Extends the file with zeros so that `end` plus 4 KiB fits (ZooKeeper pads when
     /// `position + 4096 >= currentSize`), in `pre_alloc_size_bytes` steps.
     fn ensure_capacity(&mut self, end: u64) -> Result<(), Failed> {
-        let step = self.opts.pre_alloc_size_bytes;
+        let direct = self.opts.write_path == WritePath::Direct;
+        // O_DIRECT extends in whole pages (and the file's size stays a multiple of PAGE).
+        let step = if direct {
+            round_up_page(self.opts.pre_alloc_size_bytes)
+        } else {
+            self.opts.pre_alloc_size_bytes
+        };
         let use_map = self.opts.write_path == WritePath::Mmap;
         let f = self.current.as_mut().expect("open file");
         if end + 4096 < f.size_bytes {
             return Ok(());
         }
+        debug_assert!(
+            !direct || f.size_bytes.is_multiple_of(PAGE as u64),
+            "O_DIRECT file of {} bytes",
+            f.size_bytes
+        );
         let new_size = (end + 4096).div_ceil(step) * step;
-        let zeros = vec![0u8; (1 << 20).min((new_size - f.size_bytes) as usize)];
+        let mut pages = vec![ZERO_PAGE; (1 << 20) / PAGE];
+        let zeros = page_bytes(&mut pages);
+        let zeros = &zeros[..(1 << 20).min((new_size - f.size_bytes) as usize)];
         let mut at = f.size_bytes;
         while at < new_size {
             let n = zeros.len().min((new_size - at) as usize);
@@ -736,19 +846,51 @@ impl Worker {
         }
         let start = self.current.as_ref().expect("open").pos_bytes;
         self.ensure_capacity(start + len)?;
+        let direct = self.opts.write_path == WritePath::Direct;
         let f = self.current.as_mut().expect("open");
         let res = match &mut f.map {
             Some(map) => {
                 map[start as usize..(start + len) as usize].copy_from_slice(&self.buf);
                 Ok(())
             }
+            None if direct => {
+                // [tail of the last page | the group | zeros to the page end], from the last
+                // page's start. The tail's bytes are already durable and rewritten unchanged,
+                // so a torn write of that page leaves them intact.
+                let page_start = start - f.tail.len() as u64;
+                debug_assert_eq!(page_start % PAGE as u64, 0, "tail does not end at pos");
+                let used = f.tail.len() + self.buf.len();
+                let n_pages = used.div_ceil(PAGE);
+                self.pages.clear();
+                self.pages.resize(n_pages, ZERO_PAGE);
+                let out = page_bytes(&mut self.pages);
+                out[..f.tail.len()].copy_from_slice(&f.tail);
+                out[f.tail.len()..used].copy_from_slice(&self.buf);
+                let res = f.file.write_all_at(out, page_start);
+                if res.is_ok() {
+                    f.tail.clear();
+                    f.tail.extend_from_slice(&out[used / PAGE * PAGE..used]);
+                }
+                res
+            }
             None => f.file.write_all_at(&self.buf, start),
         };
         if let Err(e) = res {
             if is_enospc(&e) {
                 // Leave nothing of the failed group behind: zero what may have landed.
-                let zeros = vec![0u8; len as usize];
-                f.file.write_all_at(&zeros, start).and_then(|_| f.file.sync_data()).map_err(|e2| {
+                let res = if direct {
+                    // The pages it covered, as they were: the old tail, then zeros.
+                    let page_start = start - f.tail.len() as u64;
+                    let n_pages = (f.tail.len() + len as usize).div_ceil(PAGE);
+                    self.pages.clear();
+                    self.pages.resize(n_pages, ZERO_PAGE);
+                    let out = page_bytes(&mut self.pages);
+                    out[..f.tail.len()].copy_from_slice(&f.tail);
+                    f.file.write_all_at(out, page_start)
+                } else {
+                    f.file.write_all_at(&vec![0u8; len as usize], start)
+                };
+                res.and_then(|_| f.file.sync_data()).map_err(|e2| {
                     Failed::Fatal(LogWriteError::Fatal {
                         op: "zero after ENOSPC",
                         path: f.path.clone(),
@@ -761,6 +903,7 @@ impl Worker {
         }
         f.pos_bytes = start + len;
         self.unsynced_bytes += len;
+        self.unsynced_txns += self.buf_txns;
         self.last_written_zxid = Some(self.buf_last_zxid);
         {
             let mut s = self.stats.lock();
@@ -801,9 +944,11 @@ impl Worker {
         }
         f.dirty_from_bytes = f.pos_bytes;
         self.unsynced_bytes = 0;
+        let txns = std::mem::take(&mut self.unsynced_txns);
         let mut s = self.stats.lock();
         s.syncs += 1;
         s.fsync_us.saturating_record(took.as_micros().max(1) as u64);
+        s.sync_batch_txns.saturating_record(txns.max(1));
         Ok(())
     }
 

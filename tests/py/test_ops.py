@@ -158,8 +158,15 @@ def test_every_word_has_the_oracle_shape(pair):
                       "zk_max_file_descriptor_count", "zk_avg_latency", "zk_min_latency", "zk_max_latency",
                       "zk_packets_received", "zk_packets_sent", "zk_num_alive_connections",
                       "zk_outstanding_requests", "zk_global_sessions", "zk_uptime",
-                      "zk_cnt_readlatency", "zk_p99_updatelatency"):
+                      "zk_cnt_readlatency", "zk_p99_updatelatency", "zk_avg_fsynctime",
+                      "zk_cnt_fsynctime", "zk_max_sync_processor_batch_size"):
                 assert k in ma and k in mb, k
+            # The writes above were logged: both servers synced at least once.
+            for m in (ma, mb):
+                assert int(m["zk_cnt_fsynctime"]) >= 1, m["zk_cnt_fsynctime"]
+                assert int(m["zk_max_sync_processor_batch_size"]) >= 1
+            assert int(ma["zkd_log_syncs"]) == int(ma["zk_cnt_fsynctime"])
+            assert int(ma["zkd_log_txns_written"]) >= int(ma["zk_sum_sync_processor_batch_size"]) >= 1
             # The same tree and watches: the same values where they do not depend on timing.
             for k in ("zk_server_state", "zk_znode_count", "zk_watch_count", "zk_ephemerals_count",
                       "zk_global_sessions", "zk_outstanding_requests"):
@@ -320,6 +327,14 @@ def test_prometheus_metrics_parse_with_zookeeper_names():
         assert sum(x.value for x in shards) == 2
         assert fams["zkd_backpressure_pauses"].type == "counter"
         assert fams["zkd_request_latency_seconds"].type == "summary"
+        # The log: ZooKeeper's fsynctime (ms) and batch size, zkd's counters and sync seconds.
+        for name in ("fsynctime", "sync_processor_batch_size", "zkd_log_fsync_seconds"):
+            f = fams[name]
+            assert f.type == "summary", name
+            count = [x.value for x in f.samples if x.name == name + "_count"][0]
+            assert count >= 1, name
+        assert fams["zkd_log_syncs"].type == "counter"
+        assert fams["zkd_log_txns_written"].samples[0].value >= 20
     finally:
         stop_all(clients)
         s.stop()
