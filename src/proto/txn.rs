@@ -27,7 +27,35 @@ pub enum TxnBody {
     Other(Vec<u8>),
 }
 
+/// Bytes of an `Acl` vector in jute: count, then perms and the id's two strings per entry.
+fn acl_len(acl: &[Acl]) -> usize {
+    4 + acl.iter().map(|a| 4 + 4 + a.id.scheme.len() + 4 + a.id.id.len()).sum::<usize>()
+}
+
 impl TxnBody {
+    /// The encoded length in bytes, computed without encoding for the bodies a client's writes
+    /// log most (create, setData, delete, error); the others are encoded to count.
+    pub fn encoded_len(&self) -> usize {
+        let data = |d: &Option<Vec<u8>>| 4 + d.as_ref().map_or(0, Vec::len);
+        let len = match self {
+            TxnBody::Create(t) => 4 + t.path.len() + data(&t.data) + acl_len(&t.acl) + 1 + 4,
+            TxnBody::SetData(t) => 4 + t.path.len() + data(&t.data) + 4,
+            TxnBody::Delete(t) => 4 + t.path.len(),
+            TxnBody::Error(_) => 4,
+            _ => {
+                let mut w = Writer::with_capacity(256);
+                self.encode(&mut w);
+                return w.buf.len();
+            }
+        };
+        debug_assert_eq!(len, {
+            let mut w = Writer::with_capacity(256);
+            self.encode(&mut w);
+            w.buf.len()
+        });
+        len
+    }
+
     pub fn encode(&self, w: &mut Writer) {
         match self {
             TxnBody::Create(t) => t.encode(w),
@@ -183,5 +211,34 @@ mod tests {
         let hdr = TxnHeader { txn_type: OpCode::CloseSession as i32, ..Default::default() };
         let t = LoggedTxn::from_bytes(&hdr.to_bytes()).unwrap();
         assert_eq!(t.body, TxnBody::CloseSession(CloseSessionTxn::default()));
+    }
+
+    #[test]
+    fn encoded_len_is_the_encoding_length() {
+        let acl = vec![
+            Acl { perms: 31, id: Id { scheme: "world".into(), id: "anyone".into() } },
+            Acl { perms: 1, id: Id { scheme: "digest".into(), id: "u:abc".into() } },
+        ];
+        let bodies = [
+            TxnBody::Create(CreateTxn {
+                path: "/a/b".into(),
+                data: Some(vec![7; 100]),
+                acl: acl.clone(),
+                ephemeral: true,
+                parent_c_version: 3,
+            }),
+            TxnBody::Create(CreateTxn { path: "/é".into(), data: None, acl: vec![], ..Default::default() }),
+            TxnBody::SetData(SetDataTxn { path: "/x".into(), data: Some(vec![]), version: 2 }),
+            TxnBody::SetData(SetDataTxn { path: "/x".into(), data: None, version: 2 }),
+            TxnBody::Delete(DeleteTxn { path: "/abc".into() }),
+            TxnBody::Error(ErrorTxn { err: -101 }),
+            TxnBody::SetAcl(SetAclTxn { path: "/q".into(), acl, version: 1 }),
+            TxnBody::CloseSession(CloseSessionTxn { paths2_delete: vec!["/e".into()] }),
+        ];
+        for b in bodies {
+            let mut w = Writer::new();
+            b.encode(&mut w);
+            assert_eq!(b.encoded_len(), w.buf.len(), "{b:?}");
+        }
     }
 }

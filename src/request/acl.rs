@@ -122,18 +122,39 @@ pub fn fixup_acl(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
                 out.push(Acl { perms: a.perms, id: i.clone() });
             }
         } else {
-            let valid = match id.scheme.as_str() {
-                "digest" => id.id.split(':').count() == 2,
-                "ip" => ip_acl_valid(&id.id),
-                _ => false,
-            };
-            if !valid {
+            if !explicit_id_valid(id) {
                 return Err(ErrorCode::InvalidAcl);
             }
             out.push(a.clone());
         }
     }
     Ok(out)
+}
+
+/// Whether an id other than world:anyone and auth is one ZooKeeper accepts in an ACL.
+fn explicit_id_valid(id: &Id) -> bool {
+    match id.scheme.as_str() {
+        "digest" => id.id.split(':').count() == 2,
+        "ip" => ip_acl_valid(&id.id),
+        _ => false,
+    }
+}
+
+/// `fixup_acl` for an ACL the caller owns: the common one (no duplicates, no `auth` id) comes
+/// back as it is, with no copy; the result is always what `fixup_acl` gives.
+pub fn fixup_acl_owned(acl: Vec<Acl>, ids: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
+    let as_is = acl.iter().enumerate().all(|(i, a)| a.id.scheme != "auth" && !acl[..i].contains(a));
+    if !as_is {
+        return fixup_acl(&acl, ids);
+    }
+    if acl.is_empty() {
+        return Err(ErrorCode::InvalidAcl);
+    }
+    let valid = |a: &Acl| (a.id.scheme == "world" && a.id.id == "anyone") || explicit_id_valid(&a.id);
+    if !acl.iter().all(valid) {
+        return Err(ErrorCode::InvalidAcl);
+    }
+    Ok(acl)
 }
 
 #[cfg(test)]

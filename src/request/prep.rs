@@ -12,7 +12,7 @@ use crate::tree::{
     ephemeral_type, parent_of, ttl_owner, DataTree, EphemeralType, CONTAINER_OWNER, MAX_TTL_MS,
 };
 
-use super::acl::{check_acl, fixup_acl};
+use super::acl::{check_acl, fixup_acl, fixup_acl_owned};
 use super::WriteCtx;
 
 /// ZooKeeper's `ChangeRecord`: what a path will look like once outstanding txns apply.
@@ -37,10 +37,13 @@ struct NodeState {
 
 #[derive(Default)]
 pub struct Prep {
-    /// Latest record per path.
-    latest: HashMap<String, Record, ahash::RandomState>,
+    /// Latest record per path. The path is shared with `order` (one allocation per record).
+    latest: HashMap<Arc<str>, Record, ahash::RandomState>,
     /// Every record in prep order: (zxid, path, ephemeral owner if it creates/keeps a node).
-    order: VecDeque<(i64, String, Option<i64>)>,
+    order: VecDeque<(i64, Arc<str>, Option<i64>)>,
+    /// The ACL of the last node prepped: clients mostly create with one ACL, so its overlay
+    /// record shares this instead of copying the list each time.
+    last_acl: Option<Arc<Vec<Acl>>>,
     pub enforce_quota: bool,
 }
 
@@ -51,24 +54,26 @@ fn bad(_: &str) -> ErrorCode {
 /// ZooKeeper's `PathUtils.validatePath` (Java chars: anything outside the BMP is a surrogate pair,
 /// which ZooKeeper rejects).
 pub fn validate_path(path: &str) -> Result<(), ErrorCode> {
-    let c: Vec<char> = path.chars().collect();
-    if c.first() != Some(&'/') {
+    // One pass over the chars with the two before and the one after (no copy: it runs on
+    // every create and setData).
+    let mut it = path.chars().peekable();
+    if it.next() != Some('/') {
         return Err(bad(path));
     }
-    if c.len() == 1 {
+    if it.peek().is_none() {
         return Ok(());
     }
-    if c[c.len() - 1] == '/' {
+    if path.ends_with('/') {
         return Err(bad(path));
     }
-    let mut last = '/';
-    for i in 1..c.len() {
-        let ch = c[i];
+    let (mut before_last, mut last) = ('\0', '/');
+    while let Some(ch) = it.next() {
+        let segment_ends = it.peek().is_none_or(|&n| n == '/');
         let u = ch as u32;
         let invalid = ch == '\0'
             || (ch == '/' && last == '/')
-            || (ch == '.' && last == '.' && c[i - 2] == '/' && (i + 1 == c.len() || c[i + 1] == '/'))
-            || (ch == '.' && c[i - 1] == '/' && (i + 1 == c.len() || c[i + 1] == '/'))
+            || (ch == '.' && last == '.' && before_last == '/' && segment_ends)
+            || (ch == '.' && last == '/' && segment_ends)
             || (0x01..=0x1f).contains(&u)
             || (0x7f..=0x9f).contains(&u)
             || (0xd800..=0xf8ff).contains(&u)
@@ -76,6 +81,7 @@ pub fn validate_path(path: &str) -> Result<(), ErrorCode> {
         if invalid {
             return Err(bad(path));
         }
+        before_last = last;
         last = ch;
     }
     Ok(())
@@ -117,8 +123,8 @@ impl Prep {
                 break;
             }
             let (z, path, _) = self.order.pop_front().unwrap();
-            if self.latest.get(&path).is_some_and(|r| r.zxid == z) {
-                self.latest.remove(&path);
+            if self.latest.get(&*path).is_some_and(|r| r.zxid == z) {
+                self.latest.remove(&*path);
             }
         }
     }
@@ -141,8 +147,21 @@ impl Prep {
 
     fn add(&mut self, zxid: i64, path: &str, node: Option<NodeState>) {
         let owner = node.as_ref().map(|n| n.ephemeral_owner);
-        self.order.push_back((zxid, path.to_owned(), owner));
-        self.latest.insert(path.to_owned(), Record { zxid, node });
+        let path: Arc<str> = Arc::from(path);
+        self.order.push_back((zxid, path.clone(), owner));
+        self.latest.insert(path, Record { zxid, node });
+    }
+
+    /// `acl` as a shared list: the last one again if it is equal.
+    fn shared_acl(&mut self, acl: &[Acl]) -> Arc<Vec<Acl>> {
+        match &self.last_acl {
+            Some(a) if a.as_slice() == acl => a.clone(),
+            _ => {
+                let a = Arc::new(acl.to_vec());
+                self.last_acl = Some(a.clone());
+                a
+            }
+        }
     }
 
     /// Preps a client write. The header's type becomes `Error` on failure.
@@ -230,7 +249,7 @@ impl Prep {
     ) -> Result<TxnBody, ErrorCode> {
         match req {
             Request::Create(op, r) => {
-                self.prep_create(tree, ctx, op, r.path, r.data, &r.acl, r.flags, -1, zxid, now_ms)
+                self.prep_create(tree, ctx, op, r.path, r.data, r.acl, r.flags, -1, zxid, now_ms)
             }
             Request::CreateTtl(r) => self.prep_create(
                 tree,
@@ -238,7 +257,7 @@ impl Prep {
                 OpCode::CreateTtl,
                 r.path,
                 r.data,
-                &r.acl,
+                r.acl,
                 r.flags,
                 r.ttl,
                 zxid,
@@ -304,7 +323,7 @@ impl Prep {
         op: OpCode,
         path: String,
         data: Option<Vec<u8>>,
-        acl: &[Acl],
+        acl: Vec<Acl>,
         flags: i32,
         ttl: i64,
         zxid: i64,
@@ -321,7 +340,8 @@ impl Prep {
         }
         // validatePathForCreate
         let parent = parent_path(&path)?;
-        let acl = fixup_acl(acl, ctx.auth)?;
+        let acl = fixup_acl_owned(acl, ctx.auth)?;
+        let shared_acl = self.shared_acl(&acl);
         let mut p = self.record(tree, parent)?;
         self.check(ctx, &p.acl, perms::CREATE)?;
         let full = if mode.is_sequential() { format!("{path}{:010}", p.cversion) } else { path.clone() };
@@ -358,7 +378,7 @@ impl Prep {
                 ephemeral_owner: owner,
                 child_count: 0,
                 data_len: len,
-                acl: Arc::new(acl.clone()),
+                acl: shared_acl,
             }),
         );
         // The request's path and data move into the txn (no copies).

@@ -122,8 +122,6 @@ pub struct Sequencer<L: Links> {
     /// This server's randomised snapshot threshold (ZooKeeper: snapCount/2 + rand(snapCount/2),
     /// so that ensemble members do not all snapshot at once).
     snapshot_threshold: u64,
-    /// Reused encode buffer (txn sizes for snapSizeLimitInKb).
-    scratch: Writer,
 }
 
 /// Delivers watch events straight into the watcher's shard channel, while the tree still holds
@@ -204,7 +202,6 @@ impl<L: Links> Sequencer<L> {
             txns_since_snapshot: 0,
             bytes_since_snapshot: 0,
             snapshot_threshold: Self::roll_threshold(cfg_snap_count, now_ms),
-            scratch: Writer::new(),
         }
     }
 
@@ -355,10 +352,8 @@ impl<L: Links> Sequencer<L> {
     fn log(&mut self, hdr: TxnHeader, body: TxnBody, waiter: Waiter, out: &mut Outbox) {
         let txn = Arc::new(LoggedTxn { hdr, body, digest: None });
         self.txns_since_snapshot += 1;
-        // Encoded into a reused buffer only to count its bytes (snapSizeLimitInKb).
-        self.scratch.buf.clear();
-        txn.body.encode(&mut self.scratch);
-        self.bytes_since_snapshot += 64 + self.scratch.buf.len() as u64;
+        // Its bytes count towards snapSizeLimitInKb.
+        self.bytes_since_snapshot += 64 + txn.body.encoded_len() as u64;
         out.to_log.push(txn.clone());
         self.pending.push_back(Pending { txn: Some(txn), waiter });
     }

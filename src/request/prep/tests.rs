@@ -177,3 +177,88 @@ fn ttl_and_acl_rules() {
     let sup = [Id { scheme: "super".into(), id: String::new() }];
     assert!(matches!(p.prep(&tree, &ctx(OpCode::SetData, &sup), set.clone(), 8, 0).1, TxnBody::SetData(_)));
 }
+
+/// The straightforward `validatePath` port (a Vec of chars, indexed as Java does), kept as the
+/// reference for the one-pass version.
+fn validate_path_reference(path: &str) -> Result<(), ErrorCode> {
+    let c: Vec<char> = path.chars().collect();
+    if c.first() != Some(&'/') {
+        return Err(ErrorCode::BadArguments);
+    }
+    if c.len() == 1 {
+        return Ok(());
+    }
+    if c[c.len() - 1] == '/' {
+        return Err(ErrorCode::BadArguments);
+    }
+    let mut last = '/';
+    for i in 1..c.len() {
+        let ch = c[i];
+        let u = ch as u32;
+        let invalid = ch == '\0'
+            || (ch == '/' && last == '/')
+            || (ch == '.' && last == '.' && c[i - 2] == '/' && (i + 1 == c.len() || c[i + 1] == '/'))
+            || (ch == '.' && c[i - 1] == '/' && (i + 1 == c.len() || c[i + 1] == '/'))
+            || (0x01..=0x1f).contains(&u)
+            || (0x7f..=0x9f).contains(&u)
+            || (0xd800..=0xf8ff).contains(&u)
+            || u >= 0xfff0;
+        if invalid {
+            return Err(ErrorCode::BadArguments);
+        }
+        last = ch;
+    }
+    Ok(())
+}
+
+#[test]
+fn validate_path_cases() {
+    for ok in ["/", "/a", "/a/b", "/..a", "/a..", "/.a", "/a/.b/c", "/a/...", "/zookeeper"] {
+        assert_eq!(validate_path(ok), Ok(()), "{ok}");
+    }
+    for bad in [
+        "",
+        "a",
+        "//",
+        "/a/",
+        "/a//b",
+        "/.",
+        "/..",
+        "/a/./b",
+        "/a/../b",
+        "/a/..",
+        "/a\0",
+        "/\u{1}",
+        "/\u{ffff}",
+    ] {
+        assert_eq!(validate_path(bad), Err(ErrorCode::BadArguments), "{bad:?}");
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn validate_path_matches_the_reference(path in "[/a.\\x00\\x01\\u{e000}é]{0,8}") {
+        proptest::prop_assert_eq!(validate_path(&path), validate_path_reference(&path), "{:?}", path);
+    }
+
+    #[test]
+    fn fixup_acl_owned_matches_fixup_acl(
+        picks in proptest::collection::vec(0usize..6, 0..5),
+        authed in proptest::bool::ANY,
+    ) {
+        let pool = [
+            Acl { perms: perms::ALL, id: Id { scheme: "world".into(), id: "anyone".into() } },
+            Acl { perms: perms::READ, id: Id { scheme: "world".into(), id: "anyone".into() } },
+            Acl { perms: perms::ALL, id: Id { scheme: "auth".into(), id: "".into() } },
+            Acl { perms: perms::ALL, id: Id { scheme: "digest".into(), id: "u:x".into() } },
+            Acl { perms: perms::ALL, id: Id { scheme: "ip".into(), id: "10.0.0.1".into() } },
+            Acl { perms: perms::ALL, id: Id { scheme: "world".into(), id: "nobody".into() } },
+        ];
+        let acl: Vec<Acl> = picks.iter().map(|&i| pool[i].clone()).collect();
+        let ids = if authed { vec![Id { scheme: "digest".into(), id: "u:x".into() }] } else { vec![] };
+        proptest::prop_assert_eq!(
+            crate::request::acl::fixup_acl_owned(acl.clone(), &ids),
+            fixup_acl(&acl, &ids)
+        );
+    }
+}
