@@ -1001,24 +1001,25 @@ impl DataTree {
         best.filter(|b| b.as_str() != "/zookeeper").cloned()
     }
 
-    /// Every path a txn may touch (for locking): targets, parents, quota stat nodes.
-    fn touched(&self, hdr: &TxnHeader, body: &TxnBody, out: &mut Vec<String>) {
-        let add = |p: &str, out: &mut Vec<String>| {
-            out.push(p.to_owned());
+    /// The stripes of every path a txn may touch (for locking): targets, parents, quota stat
+    /// nodes. Stripe numbers, not paths: no copy of a path on the write path.
+    fn touched(&self, hdr: &TxnHeader, body: &TxnBody, out: &mut SmallVec<[usize; 4]>) {
+        let add = |p: &str, out: &mut SmallVec<[usize; 4]>| {
+            out.push(stripe_of(p));
             if p != "/" {
-                out.push(parent_of(p).to_owned());
+                out.push(stripe_of(parent_of(p)));
             }
             if let Some(q) = self.quota_prefix(p) {
                 let stat = quota::quota_node(&q, STAT_NODE);
                 // Its parent too: rewriting the stats may reallocate the node.
-                out.push(parent_of(&stat).to_owned());
-                out.push(stat);
+                out.push(stripe_of(parent_of(&stat)));
+                out.push(stripe_of(&stat));
             }
             // Creating a limits/stats node changes the quota bookkeeping of the quota'd path.
             if p.starts_with(QUOTA_ROOT) {
                 let name = child_name(p);
                 if name == STAT_NODE || name == LIMIT_NODE {
-                    out.push(format!("{}/{STAT_NODE}", parent_of(p)));
+                    out.push(stripe_of(&format!("{}/{STAT_NODE}", parent_of(p))));
                 }
             }
         };
@@ -1052,9 +1053,8 @@ impl DataTree {
     /// Applies one logged txn, as ZooKeeper's `DataTree.processTxn`. Only the sequencer (and
     /// recovery) call this, one txn at a time.
     pub fn apply(&self, hdr: &TxnHeader, body: &TxnBody, sink: &mut dyn WatchSink) -> ApplyResult {
-        let mut paths = Vec::new();
-        self.touched(hdr, body, &mut paths);
-        let mut idx: SmallVec<[usize; 4]> = paths.iter().map(|p| stripe_of(p)).collect();
+        let mut idx = SmallVec::<[usize; 4]>::new();
+        self.touched(hdr, body, &mut idx);
         idx.sort_unstable();
         idx.dedup();
         let guards = idx.iter().map(|i| self.stripes[*i].nodes.write()).collect();
