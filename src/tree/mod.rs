@@ -231,6 +231,7 @@ pub struct OpOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApplyResult {
     pub err: ErrorCode,
+    /// The created node's path (creates only: the one reply that carries a path).
     pub path: Option<String>,
     pub stat: Option<Stat>,
     /// One per member of a multi.
@@ -1102,22 +1103,12 @@ impl DataTree {
                 };
                 self.create_node(l, &c, ttl_owner(t.ttl), hdr, sink)
             }
-            TxnBody::Delete(t) => {
-                r.path = Some(t.path.clone());
-                self.delete_node(l, &t.path, hdr.zxid, sink).map(|_| None)
-            }
+            TxnBody::Delete(t) => self.delete_node(l, &t.path, hdr.zxid, sink).map(|_| None),
             TxnBody::SetData(t) => {
-                r.path = Some(t.path.clone());
-                self.set_data(l, &t.path, t.data.clone(), t.version, hdr, sink).map(Some)
+                self.set_data(l, &t.path, t.data.as_deref(), t.version, hdr, sink).map(Some)
             }
-            TxnBody::SetAcl(t) => {
-                r.path = Some(t.path.clone());
-                self.set_acl(l, &t.path, &t.acl, t.version).map(Some)
-            }
-            TxnBody::Check(t) => {
-                r.path = Some(t.path.clone());
-                Ok(None)
-            }
+            TxnBody::SetAcl(t) => self.set_acl(l, &t.path, &t.acl, t.version).map(Some),
+            TxnBody::Check(_) => Ok(None),
             TxnBody::CloseSession(t) => {
                 let paths = if t.paths2_delete.is_empty() {
                     self.ephemerals(hdr.client_id)
@@ -1326,18 +1317,18 @@ impl DataTree {
         &self,
         l: &mut Locked<'_>,
         path: &str,
-        data: Option<Vec<u8>>,
+        data: Option<&[u8]>,
         version: i32,
         hdr: &TxnHeader,
         sink: &mut dyn WatchSink,
     ) -> Result<Stat, ErrorCode> {
         let (old, new, stat, acl_id) = {
             let n = l.get(path).ok_or(ErrorCode::NoNode)?;
-            if data.as_ref().is_some_and(|d| d.len() > node::MAX_DATA_LEN) {
+            if data.is_some_and(|d| d.len() > node::MAX_DATA_LEN) {
                 return Err(ErrorCode::BadArguments);
             }
             let old = n.data_len() as i64;
-            let n = l.set_node_data(n, data.as_deref());
+            let n = l.set_node_data(n, data);
             n.set_modified(hdr.zxid, hdr.time, version);
             (old, n.data_len() as i64, l.map(path).stat(n), n.acl())
         };
