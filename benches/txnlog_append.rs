@@ -70,7 +70,7 @@ fn run(path: WritePath, burst: i64, rounds: i64) {
 fn main() {
     let rounds: i64 = std::env::var("ZKD_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
     for _ in 0..2 {
-        for path in [WritePath::Pwrite, WritePath::Mmap] {
+        for path in [WritePath::Direct, WritePath::Pwrite, WritePath::Mmap] {
             run(path, 1, rounds);
             run(path, 64, rounds / 10);
         }
