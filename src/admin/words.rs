@@ -379,6 +379,19 @@ pub fn fd_counts() -> (u64, u64) {
 
 /// `mntr` as (key without `zk_`, value) pairs: ZooKeeper's keys that mean something for a
 /// standalone zkd, in the order 3.8 prints them, then zkd's own (`zkd_` prefix kept).
+/// ZooKeeper's basic summary in `mntr`: avg/min/max/cnt/sum of `name`, values divided by `div`
+/// (microseconds to ms: 1000).
+fn basic_summary(kv: &mut impl FnMut(&str, String), name: &str, h: &hdrhistogram::Histogram<u64>, div: u64) {
+    let n = h.len();
+    let avg = if n == 0 { 0.0 } else { crate::metrics::round4(h.mean() / div as f64) };
+    kv(&format!("avg_{name}"), jdouble(avg));
+    kv(&format!("min_{name}"), if n == 0 { "0".into() } else { (h.min() / div).to_string() });
+    kv(&format!("max_{name}"), (h.max() / div).to_string());
+    kv(&format!("cnt_{name}"), n.to_string());
+    let sum: u64 = h.iter_recorded().map(|x| x.value_iterated_to() * x.count_at_value()).sum();
+    kv(&format!("sum_{name}"), (sum / div).to_string());
+}
+
 pub fn monitor(ops: &OpsState) -> Vec<(String, String)> {
     let m = ops.metrics.snapshot();
     let (open_fds, max_fds) = fd_counts();
@@ -429,49 +442,23 @@ pub fn monitor(ops: &OpsState) -> Vec<(String, String)> {
     }
     let lat = ops.metrics.latency();
     for (name, h) in [("readlatency", &lat.read_us), ("updatelatency", &lat.update_us)] {
-        let ms = |us: u64| us / 1000;
-        let n = h.len();
-        let avg = if n == 0 { 0.0 } else { crate::metrics::round4(h.mean() / 1000.0) };
-        kv(&format!("avg_{name}"), jdouble(avg));
-        kv(&format!("min_{name}"), if n == 0 { "0".into() } else { ms(h.min()).to_string() });
-        kv(&format!("max_{name}"), ms(h.max()).to_string());
-        kv(&format!("cnt_{name}"), n.to_string());
-        let sum_ms: u64 =
-            h.iter_recorded().map(|x| x.value_iterated_to() * x.count_at_value()).sum::<u64>() / 1000;
-        kv(&format!("sum_{name}"), sum_ms.to_string());
+        basic_summary(&mut kv, name, h, 1000);
         for (q, label) in [(0.5, "p50"), (0.95, "p95"), (0.99, "p99"), (0.999, "p999")] {
-            let val = if n == 0 { 0 } else { ms(h.value_at_quantile(q)) };
+            let val = if h.is_empty() { 0 } else { h.value_at_quantile(q) / 1000 };
             kv(&format!("{label}_{name}"), val.to_string());
         }
     }
     // The log's fsync time (ZooKeeper's basic `fsynctime` summary, ms), then zkd's own detail.
     if let Some(ls) = ops.log_stats() {
         let h = &ls.fsync_us;
-        let n = h.len();
-        let avg = if n == 0 { 0.0 } else { crate::metrics::round4(h.mean() / 1000.0) };
-        let sum_us: u64 = h.iter_recorded().map(|x| x.value_iterated_to() * x.count_at_value()).sum();
-        kv("avg_fsynctime", jdouble(avg));
-        kv("min_fsynctime", if n == 0 { "0".into() } else { (h.min() / 1000).to_string() });
-        kv("max_fsynctime", (h.max() / 1000).to_string());
-        kv("cnt_fsynctime", n.to_string());
-        kv("sum_fsynctime", (sum_us / 1000).to_string());
-        let b = &ls.sync_batch_txns;
-        let bn = b.len();
-        kv(
-            "avg_sync_processor_batch_size",
-            jdouble(if bn == 0 { 0.0 } else { crate::metrics::round4(b.mean()) }),
-        );
-        kv("min_sync_processor_batch_size", if bn == 0 { "0".into() } else { b.min().to_string() });
-        kv("max_sync_processor_batch_size", b.max().to_string());
-        kv("cnt_sync_processor_batch_size", bn.to_string());
-        let bsum: u64 = b.iter_recorded().map(|x| x.value_iterated_to() * x.count_at_value()).sum();
-        kv("sum_sync_processor_batch_size", bsum.to_string());
+        basic_summary(&mut kv, "fsynctime", h, 1000);
+        basic_summary(&mut kv, "sync_processor_batch_size", &ls.sync_batch_txns, 1);
         kv("zkd_log_syncs", ls.syncs.to_string());
         kv("zkd_log_txns_written", ls.txns_written.to_string());
         kv("zkd_log_bytes_written", ls.bytes_written.to_string());
         kv("zkd_log_files_created", ls.files_created.to_string());
         for (q, label) in [(0.5, "p50"), (0.99, "p99"), (0.999, "p999")] {
-            let v = if n == 0 { 0 } else { h.value_at_quantile(q) };
+            let v = if h.is_empty() { 0 } else { h.value_at_quantile(q) };
             kv(&format!("zkd_fsync_{label}_us"), v.to_string());
         }
         kv("zkd_fsync_max_us", h.max().to_string());

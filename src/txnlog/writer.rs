@@ -93,6 +93,18 @@ fn page_bytes(pages: &mut [Page]) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(pages.as_mut_ptr().cast::<u8>(), pages.len() * PAGE) }
 }
 
+/// `pages` resized to hold `head`, then `body`, then zeros up to `len` rounded up to a page;
+/// returns those bytes (what one `O_DIRECT` write sends).
+fn compose_pages<'a>(pages: &'a mut Vec<Page>, head: &[u8], body: &[u8], len: usize) -> &'a mut [u8] {
+    debug_assert!(len >= head.len() + body.len());
+    pages.clear();
+    pages.resize(len.div_ceil(PAGE).max(1), ZERO_PAGE);
+    let out = page_bytes(pages);
+    out[..head.len()].copy_from_slice(head);
+    out[head.len()..head.len() + body.len()].copy_from_slice(body);
+    out
+}
+
 fn round_up_page(n: u64) -> u64 {
     n.div_ceil(PAGE as u64) * PAGE as u64
 }
@@ -729,10 +741,7 @@ impl Worker {
         let hdr = FileHeader::txnlog().to_bytes();
         let res = if direct {
             // The header's page, whole; the bytes after the header stay in `tail`.
-            self.pages.clear();
-            self.pages.push(ZERO_PAGE);
-            let page = page_bytes(&mut self.pages);
-            page[..hdr.len()].copy_from_slice(&hdr);
+            let page = compose_pages(&mut self.pages, &hdr, &[], PAGE);
             size_bytes = size_bytes.max(PAGE as u64);
             file.write_all_at(page, 0)
         } else {
@@ -860,12 +869,7 @@ impl Worker {
                 let page_start = start - f.tail.len() as u64;
                 debug_assert_eq!(page_start % PAGE as u64, 0, "tail does not end at pos");
                 let used = f.tail.len() + self.buf.len();
-                let n_pages = used.div_ceil(PAGE);
-                self.pages.clear();
-                self.pages.resize(n_pages, ZERO_PAGE);
-                let out = page_bytes(&mut self.pages);
-                out[..f.tail.len()].copy_from_slice(&f.tail);
-                out[f.tail.len()..used].copy_from_slice(&self.buf);
+                let out = compose_pages(&mut self.pages, &f.tail, &self.buf, used);
                 let res = f.file.write_all_at(out, page_start);
                 if res.is_ok() {
                     f.tail.clear();
@@ -881,11 +885,7 @@ impl Worker {
                 let res = if direct {
                     // The pages it covered, as they were: the old tail, then zeros.
                     let page_start = start - f.tail.len() as u64;
-                    let n_pages = (f.tail.len() + len as usize).div_ceil(PAGE);
-                    self.pages.clear();
-                    self.pages.resize(n_pages, ZERO_PAGE);
-                    let out = page_bytes(&mut self.pages);
-                    out[..f.tail.len()].copy_from_slice(&f.tail);
+                    let out = compose_pages(&mut self.pages, &f.tail, &[], f.tail.len() + len as usize);
                     f.file.write_all_at(out, page_start)
                 } else {
                     f.file.write_all_at(&vec![0u8; len as usize], start)
