@@ -93,8 +93,18 @@ impl FrameBuf {
         assert!(self.start + n <= self.end);
         self.start += n;
     }
-    /// The next complete frame body, if buffered. Errors on a bad length.
+    /// The next complete frame body, if buffered (a copy). Errors on a bad length.
     pub fn next_frame(&mut self, max: usize, first: &mut bool) -> Result<Option<Frame>, FrameError> {
+        Ok(self.next_span(max, first)?.map(|f| match f {
+            FrameSpan::FourLetter(w) => Frame::FourLetter(w),
+            FrameSpan::Packet(r) => Frame::Packet(self.buf[r].to_vec()),
+        }))
+    }
+
+    /// The next complete frame, consumed, its body left in place: read it with `body` before
+    /// the next `spare` (the hot path: no copy, no allocation per request). Errors on a bad
+    /// length.
+    pub fn next_span(&mut self, max: usize, first: &mut bool) -> Result<Option<FrameSpan>, FrameError> {
         let p = self.pending();
         if p.len() < 4 {
             return Ok(None);
@@ -103,19 +113,32 @@ impl FrameBuf {
         match word {
             FirstWord::FourLetter(w) => {
                 self.consume(4);
-                Ok(Some(Frame::FourLetter(w)))
+                Ok(Some(FrameSpan::FourLetter(w)))
             }
             FirstWord::Length(n) => {
                 if p.len() < 4 + n {
                     return Ok(None);
                 }
                 *first = false;
-                let body = p[4..4 + n].to_vec();
+                let at = self.start + 4;
                 self.consume(4 + n);
-                Ok(Some(Frame::Packet(body)))
+                Ok(Some(FrameSpan::Packet(at..at + n)))
             }
         }
     }
+
+    /// The bytes of a span `next_span` returned (valid until the next `spare`).
+    pub fn body(&self, r: std::ops::Range<usize>) -> &[u8] {
+        debug_assert!(r.end <= self.start, "a span of consumed bytes");
+        &self.buf[r]
+    }
+}
+
+/// A frame found in a `FrameBuf`, its body by position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameSpan {
+    FourLetter([u8; 4]),
+    Packet(std::ops::Range<usize>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::TcpStream;
 
 use super::Shard;
-use crate::proto::frame::{Frame, FrameBuf};
+use crate::proto::frame::{FrameBuf, FrameSpan};
 use crate::proto::jute::{Reader, Record};
 use crate::proto::ops::Request;
 use crate::proto::{
@@ -62,6 +62,9 @@ pub struct Conn {
     pub stats: Arc<crate::admin::ConnStats>,
     /// Arrival time, opcode and xid of each queued request, in queue order (latency, cons).
     pending: RefCell<VecDeque<(std::time::Instant, i32, i32)>>,
+    /// When the last socket read returned: the arrival time of every frame it held (one clock
+    /// read per read, not per request).
+    arrived: Cell<std::time::Instant>,
     probe: Arc<crate::metrics::ShardProbe>,
 }
 
@@ -108,6 +111,7 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
         watched: RefCell::new(std::collections::HashSet::new()),
         stats: Arc::new(crate::admin::ConnStats::new(id, shard.id, peer)),
         pending: RefCell::new(VecDeque::new()),
+        arrived: Cell::new(std::time::Instant::now()),
         probe: shard.probe.clone(),
     });
     shard.conns.borrow_mut().insert(id, conn.clone());
@@ -180,12 +184,13 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
                 }
                 Ok(n) => n,
             };
+            c.arrived.set(std::time::Instant::now());
             s.probe.add(crate::metrics::Counter::BytesReceived, n as u64);
             fb.filled(spare_len, n);
             loop {
-                match fb.next_frame(max, &mut first) {
+                match fb.next_span(max, &mut first) {
                     Ok(None) => break,
-                    Ok(Some(Frame::FourLetter(w))) => {
+                    Ok(Some(FrameSpan::FourLetter(w))) => {
                         four_letter = true;
                         c.stats.packet_received();
                         c.stats.not_reading.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -196,7 +201,8 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
                         let _ = c.wake_writer.try_send(());
                         break 'read;
                     }
-                    Ok(Some(Frame::Packet(body))) => {
+                    Ok(Some(FrameSpan::Packet(body))) => {
+                        let body = fb.body(body);
                         c.packets_received.set(c.packets_received.get() + 1);
                         c.stats.packet_received();
                         s.probe.packet_received();
@@ -306,7 +312,7 @@ impl Conn {
         tracing::debug!("session 0x{session:x} established for {} (timeout {timeout_ms} ms)", self.peer);
         let early = std::mem::take(&mut *self.early.borrow_mut());
         for body in early {
-            if let Err(why) = self.dispatch(shard, body) {
+            if let Err(why) = self.dispatch(shard, &body) {
                 tracing::info!("closing connection from {}: {why}", self.peer);
                 self.close();
                 return;
@@ -370,11 +376,14 @@ impl Conn {
     pub fn flush_done(&self) {
         let mut q = self.queue.borrow_mut();
         let mut sent = false;
+        // One clock read per flush (the replies leave together), not per reply.
+        let mut now = None;
         while let Some(Slot::Done(_)) = q.front() {
             if let Some(Slot::Done(p)) = q.pop_front() {
                 self.out.borrow_mut().extend_from_slice(&p);
                 self.packets_sent.set(self.packets_sent.get() + 1);
-                self.answered(&p);
+                let now = *now.get_or_insert_with(|| (std::time::Instant::now(), crate::admin::wall_ms()));
+                self.answered(&p, now);
                 sent = true;
             }
         }
@@ -388,25 +397,25 @@ impl Conn {
     }
 
     /// Accounting for one reply leaving the queue: latency, outstanding, per-connection stats.
-    fn answered(&self, packet: &[u8]) {
+    fn answered(&self, packet: &[u8], (now, wall_ms): (std::time::Instant, i64)) {
         let Some((t0, opcode, xid)) = self.pending.borrow_mut().pop_front() else {
             debug_assert!(false, "a reply without a pending request on {}", self.peer);
             return;
         };
-        let us = t0.elapsed().as_micros() as u64;
+        let us = now.saturating_duration_since(t0).as_micros() as u64;
         let zxid = packet.get(8..16).map_or(-1, |b| i64::from_be_bytes(b.try_into().unwrap_or([0xff; 8])));
         let probe = &self.stats;
         probe.outstanding.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        probe.answered(opcode, xid, zxid, (us / 1000) as i64, crate::admin::wall_ms());
+        probe.answered(opcode, xid, zxid, (us / 1000) as i64, wall_ms);
         self.probe.outstanding_add(-1);
         self.probe.packets_sent(1);
         self.probe.record_reply(us, is_update(opcode), Some(packet.len().saturating_sub(4)));
     }
 
-    fn on_packet(&self, shard: &Rc<Shard>, body: Vec<u8>) -> Result<(), String> {
+    fn on_packet(&self, shard: &Rc<Shard>, body: &[u8]) -> Result<(), String> {
         match self.phase.get() {
             Phase::AwaitConnect => {
-                let req = decode_connect(&body).map_err(|e| format!("bad connect request: {e}"))?;
+                let req = decode_connect(body).map_err(|e| format!("bad connect request: {e}"))?;
                 self.phase.set(Phase::Connecting);
                 shard.to_sequencer(ToSequencer::Connect {
                     from: self.conn_ref(shard.id),
@@ -416,7 +425,7 @@ impl Conn {
                 Ok(())
             }
             Phase::Connecting => {
-                self.early.borrow_mut().push(body);
+                self.early.borrow_mut().push(body.to_vec());
                 Ok(())
             }
             Phase::Connected => self.dispatch(shard, body),
@@ -424,10 +433,10 @@ impl Conn {
     }
 
     /// A request from an established session.
-    fn dispatch(&self, shard: &Shard, body: Vec<u8>) -> Result<(), String> {
-        let mut r = Reader::new(&body);
+    fn dispatch(&self, shard: &Shard, body: &[u8]) -> Result<(), String> {
+        let mut r = Reader::new(body);
         let hdr = RequestHeader::decode(&mut r).map_err(|e| format!("bad request header: {e}"))?;
-        self.pending.borrow_mut().push_back((std::time::Instant::now(), hdr.op_type, hdr.xid));
+        self.pending.borrow_mut().push_back((self.arrived.get(), hdr.op_type, hdr.xid));
         self.stats.outstanding.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         shard.probe.outstanding_add(1);
         let session = self.session.get();
