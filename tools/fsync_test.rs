@@ -118,6 +118,13 @@ pub struct Recommendation {
     pub reason: String,
 }
 
+impl Recommendation {
+    /// A `key=value` line for zoo.cfg (the rest are notes about the disk, with nothing to set).
+    pub fn is_setting(&self) -> bool {
+        self.setting.contains('=') && !self.setting.contains(' ')
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub dir: PathBuf,
@@ -463,10 +470,10 @@ pub fn recommend(r: &Report, groups: &[usize]) -> Vec<Recommendation> {
     if let (Some(fa), Some(z)) = (falloc, zero) {
         if fa.p99_us as f64 > 1.2 * z.p99_us as f64 {
             rec(
-                "log preallocation: zero-fill, not fallocate".into(),
+                "note: preallocation".into(),
                 format!(
                     "fallocate'd (unwritten) space syncs at p99 {} vs {} for zero-filled space: the first write \
-                     to each extent is a metadata change; fill preallocated log space with zeros",
+                     to each extent is a metadata change; zkd (and ZooKeeper) fill preallocated log space with zeros",
                     ms(fa.p99_us),
                     ms(z.p99_us)
                 ),
@@ -517,11 +524,11 @@ pub fn recommend(r: &Report, groups: &[usize]) -> Vec<Recommendation> {
         .max_by(|x, y| x.txns_per_s.total_cmp(&y.txns_per_s));
     if let (Some(z), Some(b)) = (zero, best) {
         rec(
-            "group commit (zookeeper.maxBatchSize / zkd group commit)".into(),
+            "note: group commit".into(),
             format!(
                 "one sync per group: {} txns per sync reach {:.0} txns/s ({:.1} MB/s, p99 {}) vs {:.0} txns/s at {} per \
-                 sync (x{:.1}); under load the log writer should sync once per batch of everything queued, \
-                 not once per txn",
+                 sync (x{:.1}); zkd's log writer syncs once per batch of everything queued, by itself \
+                 (no setting)",
                 b.group_txns,
                 b.txns_per_s,
                 b.mb_per_s,
@@ -549,9 +556,9 @@ pub fn recommend(r: &Report, groups: &[usize]) -> Vec<Recommendation> {
 
     if let (Some(d), Some(z)) = (r.cell(Method::ODsync, g1), zero) {
         rec(
-            "O_DSYNC".into(),
+            "note: O_DSYNC".into(),
             format!(
-                "O_DSYNC writes cost p99 {} vs {} for pwrite+fdatasync at {g1} txn(s) per sync (informational)",
+                "O_DSYNC writes cost p99 {} vs {} for pwrite+fdatasync at {g1} txn(s) per sync",
                 ms(d.p99_us),
                 ms(z.p99_us)
             ),
@@ -593,8 +600,15 @@ pub fn render(r: &Report) -> String {
         }
     }
     let _ = writeln!(o, "\nRecommended zoo.cfg settings for this disk");
-    for rec in &r.recommendations {
+    for rec in r.recommendations.iter().filter(|x| x.is_setting()) {
         let _ = writeln!(o, "  {}\n      {}", rec.setting, rec.reason);
+    }
+    let notes: Vec<&Recommendation> = r.recommendations.iter().filter(|x| !x.is_setting()).collect();
+    if !notes.is_empty() {
+        let _ = writeln!(o, "\nNotes (nothing to set)");
+        for rec in notes {
+            let _ = writeln!(o, "  {}\n      {}", rec.setting.trim_start_matches("note: "), rec.reason);
+        }
     }
     o
 }
@@ -640,6 +654,16 @@ mod tests {
         assert!(settings.iter().any(|s| s.starts_with("zkd.txnlog.writePath=")), "{settings:?}");
         assert!(!settings.iter().any(|s| s.starts_with("zkd.log.method")), "{settings:?}");
         assert!(settings.iter().any(|s| s.starts_with("preAllocSize=")), "{settings:?}");
+        // Every key it recommends is one zkd's zoo.cfg parser takes; the rest are marked notes.
+        let known = ["forceSync", "preAllocSize", "fsync.warningthresholdms", "zkd.txnlog.writePath"];
+        for rec in &r.recommendations {
+            if rec.is_setting() {
+                let key = rec.setting.split('=').next().unwrap();
+                assert!(known.contains(&key), "unknown key recommended: {}", rec.setting);
+            } else {
+                assert!(rec.setting.starts_with("note: "), "neither a setting nor a note: {}", rec.setting);
+            }
+        }
         // Scratch files are gone.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
