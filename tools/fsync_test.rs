@@ -118,10 +118,13 @@ pub struct Recommendation {
     pub reason: String,
 }
 
+/// Marks a recommendation that is a finding about the disk, with nothing to set.
+const NOTE: &str = "note: ";
+
 impl Recommendation {
-    /// A `key=value` line for zoo.cfg (the rest are notes about the disk, with nothing to set).
+    /// A `key=value` line for zoo.cfg (the rest are notes, marked with `NOTE`).
     pub fn is_setting(&self) -> bool {
-        self.setting.contains('=') && !self.setting.contains(' ')
+        !self.setting.starts_with(NOTE)
     }
 }
 
@@ -470,7 +473,7 @@ pub fn recommend(r: &Report, groups: &[usize]) -> Vec<Recommendation> {
     if let (Some(fa), Some(z)) = (falloc, zero) {
         if fa.p99_us as f64 > 1.2 * z.p99_us as f64 {
             rec(
-                "note: preallocation".into(),
+                format!("{NOTE}preallocation"),
                 format!(
                     "fallocate'd (unwritten) space syncs at p99 {} vs {} for zero-filled space: the first write \
                      to each extent is a metadata change; zkd (and ZooKeeper) fill preallocated log space with zeros",
@@ -484,22 +487,18 @@ pub fn recommend(r: &Report, groups: &[usize]) -> Vec<Recommendation> {
     // The log's write path (`zkd.txnlog.writePath`): direct, pwrite or mmap, compared at the
     // middle group size. Direct is the default and wins ties (within 20%): it keeps the log
     // and its preallocation out of the page cache, so a sync only flushes the device.
-    let direct = r.cells.iter().find(|c| c.method == Method::ODirect);
-    let direct_why = direct.and_then(|c| c.unavailable.clone());
-    let mut chosen: Option<&Cell> = None;
-    let mut paths: Vec<(&str, &Cell)> = Vec::new();
-    for (name, m) in
+    let direct_why = r.cells.iter().find(|c| c.method == Method::ODirect).and_then(|c| c.unavailable.clone());
+    let paths: Vec<(&str, &Cell)> =
         [("direct", Method::ODirect), ("pwrite", Method::PreallocZeroPwrite), ("mmap", Method::MmapMsync)]
-    {
-        if let Some(c) = r.cell(m, gmid) {
-            paths.push((name, c));
-        }
-    }
-    if let Some(&(best, bc)) = paths.iter().min_by_key(|(_, c)| c.p99_us) {
-        let choice = match paths.iter().find(|(n, _)| *n == "direct") {
-            Some((_, dc)) if dc.p99_us as f64 <= 1.2 * bc.p99_us as f64 => "direct",
-            _ => best,
-        };
+            .into_iter()
+            .filter_map(|(name, m)| r.cell(m, gmid).map(|c| (name, c)))
+            .collect();
+    let best = paths.iter().min_by_key(|(_, c)| c.p99_us).copied();
+    let chosen = match (paths.first(), best) {
+        (Some(&d @ ("direct", dc)), Some((_, bc))) if dc.p99_us as f64 <= 1.2 * bc.p99_us as f64 => Some(d),
+        _ => best,
+    };
+    if let Some((choice, _)) = chosen {
         let measured: Vec<String> = paths
             .iter()
             .map(|(n, c)| format!("{n} p99 {} ({:.0} txns/s)", ms(c.p99_us), c.txns_per_s))
@@ -512,9 +511,9 @@ pub fn recommend(r: &Report, groups: &[usize]) -> Vec<Recommendation> {
         } else if choice == "direct" {
             why.push_str("; direct is the default: it keeps the log out of the page cache, so a sync only flushes the device");
         }
-        chosen = paths.iter().find(|(n, _)| *n == choice).map(|(_, c)| *c);
         rec(format!("zkd.txnlog.writePath={choice}"), why);
     }
+    let chosen = chosen.map(|(_, c)| c);
 
     // Group commit.
     let best = r
@@ -524,7 +523,7 @@ pub fn recommend(r: &Report, groups: &[usize]) -> Vec<Recommendation> {
         .max_by(|x, y| x.txns_per_s.total_cmp(&y.txns_per_s));
     if let (Some(z), Some(b)) = (zero, best) {
         rec(
-            "note: group commit".into(),
+            format!("{NOTE}group commit"),
             format!(
                 "one sync per group: {} txns per sync reach {:.0} txns/s ({:.1} MB/s, p99 {}) vs {:.0} txns/s at {} per \
                  sync (x{:.1}); zkd's log writer syncs once per batch of everything queued, by itself \
@@ -556,7 +555,7 @@ pub fn recommend(r: &Report, groups: &[usize]) -> Vec<Recommendation> {
 
     if let (Some(d), Some(z)) = (r.cell(Method::ODsync, g1), zero) {
         rec(
-            "note: O_DSYNC".into(),
+            format!("{NOTE}O_DSYNC"),
             format!(
                 "O_DSYNC writes cost p99 {} vs {} for pwrite+fdatasync at {g1} txn(s) per sync",
                 ms(d.p99_us),
@@ -607,7 +606,7 @@ pub fn render(r: &Report) -> String {
     if !notes.is_empty() {
         let _ = writeln!(o, "\nNotes (nothing to set)");
         for rec in notes {
-            let _ = writeln!(o, "  {}\n      {}", rec.setting.trim_start_matches("note: "), rec.reason);
+            let _ = writeln!(o, "  {}\n      {}", &rec.setting[NOTE.len()..], rec.reason);
         }
     }
     o
@@ -658,10 +657,8 @@ mod tests {
         let known = ["forceSync", "preAllocSize", "fsync.warningthresholdms", "zkd.txnlog.writePath"];
         for rec in &r.recommendations {
             if rec.is_setting() {
-                let key = rec.setting.split('=').next().unwrap();
-                assert!(known.contains(&key), "unknown key recommended: {}", rec.setting);
-            } else {
-                assert!(rec.setting.starts_with("note: "), "neither a setting nor a note: {}", rec.setting);
+                let (key, value) = rec.setting.split_once('=').expect("key=value");
+                assert!(known.contains(&key) && !value.is_empty(), "not a zoo.cfg setting: {}", rec.setting);
             }
         }
         // Scratch files are gone.
