@@ -4,7 +4,8 @@
 # Both servers run standalone with fsync on, data on the same filesystem, pinned to SERVER_CPU
 # (the one not being measured is stopped with SIGSTOP meanwhile, so it cannot steal the core);
 # the load generator (`zkd bench`) is pinned to LOAD_CPU. For each repetition, each workload runs
-# against ZooKeeper then zkd (alternating), REPS times; the table shows medians and zkd/ZK ratios.
+# against ZooKeeper then zkd (alternating), REPS times; the table shows medians and zkd/ZK ratios,
+# the ratio of each back-to-back pair, and the CPU steal the host showed meanwhile.
 # Writes perf/results/{zk,zkd}-WORKLOAD.hgrm (the median run), perf/results/WORKLOAD.svg (both
 # on one chart) and updates the side-by-side section of perf/RESULTS.md.
 #
@@ -17,10 +18,12 @@
 #   DURATION [10] WARMUP [2] REPS [3] SESSIONS [16] DEPTH [8] VALUE_SIZE [100]
 #   DATA_DIR     where both servers keep data [perf/.data]  ZK_PORT [21910] ZKD_PORT [21911]
 #   LOAD_CPU [0] SERVER_CPU [1]
+#   OUT          hgrm/svg/raw results [perf/results]   RESULTS_MD  file whose section is rewritten [perf/RESULTS.md]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-OUT=$ROOT/perf/results
+OUT=${OUT:-$ROOT/perf/results}
+RESULTS_MD=${RESULTS_MD:-$ROOT/perf/RESULTS.md}
 RAW=$OUT/raw
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
@@ -171,7 +174,14 @@ SERVERS=()
 [[ $ZKD_AVAILABLE == yes ]] && SERVERS+=(zkd)
 log "measuring: ${SERVERS[*]}; workloads: $WORKLOADS; $REPS reps x (${WARMUP}+${DURATION}) s"
 
-rm -f "$RAW"/*.json "$RAW"/*.hgrm
+# Steal time (the hypervisor running someone else on our vCPUs) over a run, in percent: on a
+# shared host it is what makes one repetition differ from the next.
+cpu_ticks() { awk '/^cpu / {print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+steal_pct() { # "steal0 total0" "steal1 total1"
+  echo "$1 $2" | awk '{ d = $4 - $2; printf "%.1f\n", (d > 0 ? ($3 - $1) * 100 / d : 0) }'
+}
+
+rm -f "$RAW"/*.json "$RAW"/*.hgrm "$RAW"/*.steal
 for rep in $(seq 1 "$REPS"); do
   for w in $WORKLOADS; do
     for s in "${SERVERS[@]}"; do
@@ -185,10 +195,12 @@ for rep in $(seq 1 "$REPS"); do
       [[ $s == zk && -n ${ZKD_PID:-} ]] && other=$ZKD_PID
       [[ -n $other ]] && kill -STOP "$other" 2>/dev/null
       [[ $w == connect-storm ]] && wait_time_wait_drained
+      t0=$(cpu_ticks)
       "${PIN_LOAD[@]}" "${BENCH_CMD[@]}" --servers "127.0.0.1:$port" --workload "$w" --sessions "$SESSIONS" \
         --depth "$DEPTH" --value-size "$VALUE_SIZE" --warmup "$WARMUP" --duration "$DURATION" --no-progress \
         --json --hgrm "$RAW/$s-$w-$rep.hgrm" >"$RAW/$s-$w-$rep.json" 2>"$RAW/$s-$w-$rep.txt" ||
         log "bench failed: $s $w rep $rep (see $RAW/$s-$w-$rep.txt)"
+      steal_pct "$t0" "$(cpu_ticks)" >"$RAW/$s-$w-$rep.steal"
       [[ -n $other ]] && kill -CONT "$other" 2>/dev/null
     done
   done
@@ -202,7 +214,7 @@ if [[ -r /sys/block/$DEV/queue/rotational ]]; then
   model=$(cat "/sys/block/$DEV/device/model" 2>/dev/null | xargs || true)
   DISK_DESC="$DISK_DESC, $([[ $rot == 1 ]] && echo "rotational per kernel" || echo "non-rotational per kernel")${model:+, $model}"
 fi
-export ROOT OUT RAW REPS WORKLOADS SESSIONS DEPTH VALUE_SIZE DURATION WARMUP ZK_AVAILABLE ZKD_AVAILABLE ZK_WHY ZKD_WHY DISK_DESC
+export ROOT OUT RAW RESULTS_MD REPS WORKLOADS SESSIONS DEPTH VALUE_SIZE DURATION WARMUP ZK_AVAILABLE ZKD_AVAILABLE ZK_WHY ZKD_WHY DISK_DESC
 export CPU_MODEL="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)"
 export NPROC="$(nproc)" KERNEL="$(uname -r)" PINNING="${PIN_LOAD[*]:-none} / ${PIN_SERVER[*]:-none}"
 export ZK_VERSION="$(ls /usr/share/java/zookeeper-3*.jar 2>/dev/null | head -1 | sed 's#.*/zookeeper-##; s#\.jar##')"
@@ -218,4 +230,4 @@ for w in $WORKLOADS; do
   fi
   ((${#args[@]})) && { "${BENCH_CMD[@]}" "${args[@]}" --plot "$OUT/$w.svg" || log "plot failed for $w"; }
 done
-log "done: $OUT, perf/RESULTS.md"
+log "done: $OUT, $RESULTS_MD"

@@ -48,6 +48,7 @@ for w in WORKLOADS:
                 errors[k] = errors.get(k, 0) + v
         results[(s, w)] = {
             "runs": len(runs),
+            "by_rep": {rep: r["ops_per_s"] for rep, r in runs},
             "ops": med(runs, lambda r: r["ops_per_s"]),
             "p50": med(runs, lambda r: r["latency_us"]["p50"]) / 1000,
             "p99": med(runs, lambda r: r["latency_us"]["p99"]) / 1000,
@@ -61,19 +62,48 @@ def fmt_ratio(a, b):
     return f"{a / b:.2f}" if a is not None and b else "-"
 
 
+def paired(z, d):
+    """zkd/ZK per repetition (each pair ran back to back): on a host whose speed drifts within
+    minutes, the median of these is steadier than the ratio of the two medians."""
+    if not z or not d:
+        return "-"
+    ratios = [d["by_rep"][k] / z["by_rep"][k] for k in sorted(z["by_rep"]) if k in d["by_rep"] and z["by_rep"][k]]
+    if not ratios:
+        return "-"
+    return f"{statistics.median(ratios):.2f} ({' / '.join(f'{x:.1f}' for x in ratios)})"
+
+
 lines = []
-head = "| workload | ZK ops/s | zkd ops/s | zkd/ZK ops | ZK p50 ms | zkd p50 ms | ZK p99 ms | zkd p99 ms | zkd/ZK p99 | ZK p99.9 ms | zkd p99.9 ms |"
+head = "| workload | ZK ops/s | zkd ops/s | zkd/ZK ops | zkd/ZK per rep: median (each) | ZK p50 ms | zkd p50 ms | ZK p99 ms | zkd p99 ms | zkd/ZK p99 | ZK p99.9 ms | zkd p99.9 ms |"
 lines.append(head)
 lines.append("|" + "---|" * (head.count("|") - 1))
 for w in WORKLOADS:
     z, d = results.get(("zk", w)), results.get(("zkd", w))
     g = lambda r, k, f="{:.0f}": f.format(r[k]) if r else "-"
     lines.append(
-        f"| {w} | {g(z, 'ops')} | {g(d, 'ops')} | {fmt_ratio(d and d['ops'], z and z['ops'])} "
+        f"| {w} | {g(z, 'ops')} | {g(d, 'ops')} | {fmt_ratio(d and d['ops'], z and z['ops'])} | {paired(z, d)} "
         f"| {g(z, 'p50', '{:.3f}')} | {g(d, 'p50', '{:.3f}')} | {g(z, 'p99', '{:.3f}')} | {g(d, 'p99', '{:.3f}')} "
         f"| {fmt_ratio(d and d['p99'], z and z['p99'])} | {g(z, 'p999', '{:.3f}')} | {g(d, 'p999', '{:.3f}')} |"
     )
 table = "\n".join(lines)
+
+
+def steal_line():
+    vals = []
+    for w in WORKLOADS:
+        for s in SERVERS:
+            for rep in range(1, REPS + 1):
+                try:
+                    with open(f"{RAW}/{s}-{w}-{rep}.steal") as f:
+                        vals.append(float(f.read().strip()))
+                except (OSError, ValueError):
+                    pass
+    if not vals:
+        return None
+    return f"CPU steal during the runs (from /proc/stat): median {statistics.median(vals):.1f}%, max {max(vals):.1f}%"
+
+
+steal = steal_line()
 errs = []
 for (s, w), r in sorted(results.items()):
     if r["errors"]:
@@ -95,9 +125,10 @@ Run {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
 - Apache ZooKeeper {env.get('ZK_VERSION') or '3.8'} (Debian package, standalone, forceSync=yes): {zk_note}
 - zkd (`zkd serve --config`, same zoo.cfg settings, same disk): {zkd_note}
 - Load: `zkd bench`, {env['SESSIONS']} sessions x {env['DEPTH']} outstanding, {env['VALUE_SIZE']}-byte values,
-  closed loop, {env['WARMUP']} s warm-up + {env['DURATION']} s measured; medians of {REPS} alternating runs.
+  closed loop, {env['WARMUP']} s warm-up + {env['DURATION']} s measured; medians of {REPS} alternating runs
+  ("per rep": each repetition's zkd/ZK, the two measured back to back).
   connect-storm: each session connects, handshakes and closes in a loop (latency = handshake).
-- Latency: milliseconds, from request written to reply read, as the client sees it.
+- Latency: milliseconds, from request written to reply read, as the client sees it.{chr(10) + "- " + steal if steal else ""}
 - Files: `perf/results/{{zk,zkd}}-WORKLOAD.hgrm` (median run), `perf/results/WORKLOAD.svg`.
 
 {table}
@@ -106,7 +137,7 @@ if errs:
     section += "\nErrors (all runs):\n" + "\n".join(errs) + "\n"
 section += END + "\n"
 
-path = f"{ROOT}/perf/RESULTS.md"
+path = env.get("RESULTS_MD") or f"{ROOT}/perf/RESULTS.md"
 try:
     with open(path) as f:
         text = f.read()
