@@ -16,13 +16,21 @@ SERVERS = [s for s, ok in (("zk", env["ZK_AVAILABLE"]), ("zkd", env["ZKD_AVAILAB
 BEGIN, END = "<!-- side-by-side:begin -->", "<!-- side-by-side:end -->"
 
 
+steals = []  # percent, one per run that recorded it (side-by-side.sh writes RUN.steal)
+
+
 def load(server, w):
     runs = []
     for rep in range(1, REPS + 1):
-        p = f"{RAW}/{server}-{w}-{rep}.json"
+        p = f"{RAW}/{server}-{w}-{rep}"
         try:
-            with open(p) as f:
+            with open(p + ".json") as f:
                 runs.append((rep, json.load(f)))
+        except (OSError, ValueError):
+            pass
+        try:
+            with open(p + ".steal") as f:
+                steals.append(float(f.read().strip()))
         except (OSError, ValueError):
             pass
     return runs
@@ -87,23 +95,10 @@ for w in WORKLOADS:
     )
 table = "\n".join(lines)
 
-
-def steal_line():
-    vals = []
-    for w in WORKLOADS:
-        for s in SERVERS:
-            for rep in range(1, REPS + 1):
-                try:
-                    with open(f"{RAW}/{s}-{w}-{rep}.steal") as f:
-                        vals.append(float(f.read().strip()))
-                except (OSError, ValueError):
-                    pass
-    if not vals:
-        return None
-    return f"CPU steal during the runs (from /proc/stat): median {statistics.median(vals):.1f}%, max {max(vals):.1f}%"
-
-
-steal = steal_line()
+steal_item = ""
+if steals:
+    steal_item = (f"\n- CPU steal during the runs (from /proc/stat): median {statistics.median(steals):.1f}%, "
+                  f"max {max(steals):.1f}%")
 errs = []
 for (s, w), r in sorted(results.items()):
     if r["errors"]:
@@ -128,7 +123,7 @@ Run {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
   closed loop, {env['WARMUP']} s warm-up + {env['DURATION']} s measured; medians of {REPS} alternating runs
   ("per rep": each repetition's zkd/ZK, the two measured back to back).
   connect-storm: each session connects, handshakes and closes in a loop (latency = handshake).
-- Latency: milliseconds, from request written to reply read, as the client sees it.{chr(10) + "- " + steal if steal else ""}
+- Latency: milliseconds, from request written to reply read, as the client sees it.{steal_item}
 - Files: `perf/results/{{zk,zkd}}-WORKLOAD.hgrm` (median run), `perf/results/WORKLOAD.svg`.
 
 {table}
