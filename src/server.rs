@@ -239,7 +239,7 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
     let bound = listeners[0].local_addr().map_err(|e| StartError::Listen { addr, source: e })?;
 
     let metrics = Arc::new(Metrics::new(topo.shard_cores.len()));
-    let now = driver::now_ms();
+    let now = driver::now();
     let (seq_chan, seq_rx) = unbounded();
     // Every shard's inbox and doorbell exist before anything can send to the sequencer, so that
     // a hosted sequencer's senders (other shards, the log writer, the ops thread) ring its host.
@@ -250,7 +250,7 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         shard_chans.push((tx, rx, Arc::new(bell), bell_rx));
     }
     let seq_tx = SeqTx::new(seq_chan, topo.sequencer_host.map(|h| shard_chans[h].2.clone()));
-    let mut sessions = SessionTracker::new(settings.server_id, settings.tick_ms, now);
+    let mut sessions = SessionTracker::new(settings.server_id, settings.tick_ms, now.wall_ms);
     type LogStatsHandle = Option<Arc<parking_lot::Mutex<crate::txnlog::LogStats>>>;
     let (tree, log, snapshotter, log_stats): (
         Arc<DataTree>,
@@ -270,7 +270,7 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         .map_err(|e| StartError::Load(e.to_string()))?;
         for (id, timeout) in &loaded.sessions {
             // Sessions get a full timeout from now to reconnect, as in ZooKeeper.
-            sessions.add(*id, *timeout, now);
+            sessions.add(*id, *timeout, now.mono_ms);
         }
         let durable_tx = seq_tx.clone();
         let error_tx = seq_tx.clone();

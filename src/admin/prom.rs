@@ -156,6 +156,12 @@ pub fn render(ops: &OpsState) -> String {
         "Times a shard stopped reading because of globalOutstandingLimit",
         m.backpressure_pauses,
     );
+    counter(
+        &mut o,
+        "zkd_reads_ordered_behind_writes_total",
+        "Reads that waited for their own session's earlier writes and ran at their place in the apply order",
+        m.reads_ordered_behind_writes,
+    );
     counter(&mut o, "zkd_connections_accepted_total", "Client connections accepted", m.conns_accepted);
     counter(
         &mut o,

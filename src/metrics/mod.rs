@@ -34,9 +34,12 @@ pub enum Counter {
     AuthFailed,
     /// Times a shard stopped reading its sockets because of `globalOutstandingLimit`.
     BackpressurePauses,
+    /// Reads that arrived behind a write of their own session still in flight, and so ran on the
+    /// sequencer at their place in the apply order (pipelining sessions that mix reads and writes).
+    ReadsOrderedBehindWrites,
 }
 
-const COUNTERS: usize = 10;
+const COUNTERS: usize = 11;
 
 fn hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("valid histogram bounds")
@@ -189,6 +192,7 @@ pub struct Totals {
     pub four_letter_words: u64,
     pub auth_failed: u64,
     pub backpressure_pauses: u64,
+    pub reads_ordered_behind_writes: u64,
     pub backpressured_shards: u64,
     pub requests: u64,
     /// ZooKeeper's request latency (milliseconds): min/avg/max, avg rounded to 4 places.
@@ -324,6 +328,7 @@ impl Metrics {
         t.four_letter_words = self.counter(Counter::FourLetterWords);
         t.auth_failed = self.counter(Counter::AuthFailed);
         t.backpressure_pauses = self.counter(Counter::BackpressurePauses);
+        t.reads_ordered_behind_writes = self.counter(Counter::ReadsOrderedBehindWrites);
         t.requests = count;
         if count > 0 {
             t.latency_min_ms = min / 1000;

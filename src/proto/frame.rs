@@ -7,6 +7,9 @@
 
 use thiserror::Error;
 
+use super::jute::{Record, Writer};
+use super::ReplyHeader;
+
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum FrameError {
     #[error("frame length {len} is outside 0..={max} (jute.maxbuffer)")]
@@ -151,6 +154,37 @@ pub enum Frame {
 pub fn frame(body: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&(body.len() as i32).to_be_bytes());
     out.extend_from_slice(body);
+}
+
+/// A reply frame: length, header, then the record (if any).
+pub fn framed<R: Record>(hdr: &ReplyHeader, body: Option<&R>) -> Vec<u8> {
+    let mut w = Writer::with_capacity(64);
+    w.i32(0);
+    hdr.encode(&mut w);
+    if let Some(b) = body {
+        b.encode(&mut w);
+    }
+    let len = (w.buf.len() - 4) as i32;
+    w.buf[..4].copy_from_slice(&len.to_be_bytes());
+    w.buf
+}
+
+pub fn framed_raw(hdr: &ReplyHeader, body: &[u8]) -> Vec<u8> {
+    let mut w = Writer::with_capacity(16 + body.len() + 4);
+    w.i32((16 + body.len()) as i32);
+    hdr.encode(&mut w);
+    w.raw(body);
+    w.buf
+}
+
+/// A framed record without a reply header (the connect response).
+pub fn frame_record<R: Record>(r: &R) -> Vec<u8> {
+    let mut w = Writer::with_capacity(64);
+    w.i32(0);
+    r.encode(&mut w);
+    let len = (w.buf.len() - 4) as i32;
+    w.buf[..4].copy_from_slice(&len.to_be_bytes());
+    w.buf
 }
 
 #[cfg(test)]

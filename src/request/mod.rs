@@ -3,6 +3,7 @@
 
 pub mod acl;
 pub mod prep;
+pub mod read;
 
 use crate::proto::jute::{Record, Writer};
 use crate::proto::ops::MULTI_END;

@@ -100,11 +100,26 @@ impl ShardLinks {
     }
 }
 
-pub fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch: only for times the protocol carries (txn time, Stat).
+pub fn wall_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Milliseconds of CLOCK_MONOTONIC (as Java's `System.nanoTime`, which ZooKeeper's session
+/// expiry uses): never steps when the wall clock is set.
+pub fn mono_ms() -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec it is given; CLOCK_MONOTONIC always exists on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC) failed");
+    ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
+}
+
+pub fn now() -> super::Now {
+    super::Now { mono_ms: mono_ms(), wall_ms: wall_ms() }
 }
 
 /// The sequencer has stopped (shutdown or a failed log); the message was dropped.
@@ -198,7 +213,7 @@ impl SeqHost {
         if self.batch.is_empty() && !tick_due {
             return Some(false);
         }
-        let now = now_ms();
+        let now = now();
         let mut out = Outbox::default();
         let mut stop = false;
         for m in self.batch.drain(..) {

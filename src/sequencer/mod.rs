@@ -16,6 +16,7 @@ pub mod msg;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use crate::proto::frame::{frame_record, framed_raw};
 use crate::proto::jute::{Record, Writer};
 use crate::proto::ops::Request;
 use crate::proto::{ConnectResponse, EventType, LoggedTxn, OpCode, ReplyHeader, TxnBody, TxnHeader, Zxid};
@@ -27,6 +28,17 @@ pub use msg::{ConnRef, ToSequencer, ToShard};
 /// Where the sequencer's messages to shards go. Sends never block.
 pub trait Links {
     fn send(&self, shard: u16, msg: ToShard);
+}
+
+/// The time a step runs at. Timeouts (session expiry, retries, sweeps) use the monotonic clock,
+/// so a wall-clock step expires no session; wall time only goes where the protocol carries it
+/// (txn time, and from it Stat ctime/mtime and TTLs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Milliseconds of a monotonic clock (any origin; only differences matter).
+    pub mono_ms: i64,
+    /// Milliseconds since the Unix epoch.
+    pub wall_ms: i64,
 }
 
 /// Static settings the sequencer needs.
@@ -88,12 +100,15 @@ enum Waiter {
     Client { from: ConnRef, xid: i32, opcode: i32, reply: ReplyTo },
     /// A new session's handshake.
     Connect { from: ConnRef, session: i64, timeout_ms: i32 },
+    /// A read ordered behind its session's earlier writes: runs when it reaches the front.
+    Read { from: ConnRef, session: i64, xid: i32, req: Box<Request>, auth: Arc<Vec<crate::proto::Id>> },
     /// An expiry or container sweep: nobody to answer.
     Internal,
 }
 
 struct Pending {
-    /// None for a sync barrier (no txn, answered when everything before it is applied).
+    /// None for a sync barrier or an ordered read (no txn: answered when everything before it is
+    /// applied).
     txn: Option<crate::txnlog::SharedTxn>,
     waiter: Waiter,
 }
@@ -131,6 +146,9 @@ struct SinkToShards<'a, L: Links> {
     touched: &'a mut u64,
     /// The txn being applied: shards order events against reads by it.
     zxid: i64,
+    /// Whether the watcher's shard checks the znode's ACL before delivering (not for the
+    /// catch-up events of setWatches, which ZooKeeper delivers unconditionally).
+    filter: bool,
 }
 
 impl<L: Links> WatchSink for SinkToShards<'_, L> {
@@ -138,7 +156,13 @@ impl<L: Links> WatchSink for SinkToShards<'_, L> {
         *self.touched |= 1 << (w.shard % 64);
         self.links.send(
             w.shard,
-            ToShard::Watch { conn: w.conn, event, path: path.to_owned(), acl: acl.clone(), zxid: self.zxid },
+            ToShard::Watch {
+                conn: w.conn,
+                event,
+                path: path.to_owned(),
+                acl: self.filter.then(|| acl.clone()),
+                zxid: self.zxid,
+            },
         );
     }
 }
@@ -148,26 +172,6 @@ const REPLY_CAPACITY: usize = 4 + 16 + 68 + 64;
 /// Where the error code sits in a framed reply (after the length, xid and zxid).
 const ERR_AT: usize = 4 + 4 + 8;
 
-pub fn framed<R: Record>(hdr: &ReplyHeader, body: Option<&R>) -> Vec<u8> {
-    let mut w = Writer::with_capacity(64);
-    w.i32(0);
-    hdr.encode(&mut w);
-    if let Some(b) = body {
-        b.encode(&mut w);
-    }
-    let len = (w.buf.len() - 4) as i32;
-    w.buf[..4].copy_from_slice(&len.to_be_bytes());
-    w.buf
-}
-
-pub fn framed_raw(hdr: &ReplyHeader, body: &[u8]) -> Vec<u8> {
-    let mut w = Writer::with_capacity(16 + body.len() + 4);
-    w.i32((16 + body.len()) as i32);
-    hdr.encode(&mut w);
-    w.raw(body);
-    w.buf
-}
-
 impl<L: Links> Sequencer<L> {
     /// `last_zxid`: the tree's last applied zxid after recovery.
     pub fn new(
@@ -176,13 +180,13 @@ impl<L: Links> Sequencer<L> {
         sessions: SessionTracker,
         links: L,
         last_zxid: i64,
-        now_ms: i64,
+        now: Now,
     ) -> Self {
         let epoch = Zxid(last_zxid).epoch();
         let cfg_snap_count = cfg.snap_count;
         let cfg_enforce_quota = cfg.enforce_quota;
         Sequencer {
-            next_container_check_ms: now_ms + cfg.container_check_interval_ms,
+            next_container_check_ms: now.mono_ms + cfg.container_check_interval_ms,
             cfg,
             tree,
             prep: {
@@ -201,7 +205,7 @@ impl<L: Links> Sequencer<L> {
             no_space_retry_at_ms: None,
             txns_since_snapshot: 0,
             bytes_since_snapshot: 0,
-            snapshot_threshold: Self::roll_threshold(cfg_snap_count, now_ms),
+            snapshot_threshold: Self::roll_threshold(cfg_snap_count, now.wall_ms),
         }
     }
 
@@ -241,15 +245,24 @@ impl<L: Links> Sequencer<L> {
         t.clamp(self.cfg.min_session_timeout_ms, self.cfg.max_session_timeout_ms)
     }
 
-    pub fn step(&mut self, msg: ToSequencer, now_ms: i64, out: &mut Outbox) {
+    pub fn step(&mut self, msg: ToSequencer, now: Now, out: &mut Outbox) {
         match msg {
-            ToSequencer::Connect { from, peer, req } => self.on_connect(from, peer, req, now_ms, out),
+            ToSequencer::Connect { from, peer, req } => self.on_connect(from, peer, req, now, out),
             ToSequencer::Write { from, session, xid, opcode, req, auth } => {
-                self.on_write(from, session, xid, opcode, req, &auth, now_ms, out)
+                self.on_write(from, session, xid, opcode, req, &auth, now, out)
+            }
+            ToSequencer::Read { from, session, xid, req, auth } => {
+                let waiter = Waiter::Read { from, session, xid, req, auth };
+                if self.pending.is_empty() {
+                    // Everything before it is applied already: run it now.
+                    self.run_read(waiter, out);
+                } else {
+                    self.pending.push_back(Pending { txn: None, waiter });
+                }
             }
             ToSequencer::Touch { sessions } => {
                 for s in sessions {
-                    self.sessions.touch(s, now_ms);
+                    self.sessions.touch(s, now.mono_ms);
                 }
             }
             ToSequencer::Disconnected { from, session } => {
@@ -260,13 +273,13 @@ impl<L: Links> Sequencer<L> {
             ToSequencer::Durable { zxid } => {
                 assert!(zxid <= self.last_zxid, "log reported zxid {zxid:#x} beyond last issued");
                 self.durable_zxid = self.durable_zxid.max(zxid);
-                self.apply_durable(now_ms, out);
+                self.apply_durable(now, out);
             }
             ToSequencer::LogFailed { reason } => {
                 tracing::error!("transaction log failed: {reason}; refusing all writes");
                 self.failed = Some(reason);
             }
-            ToSequencer::LogNoSpace { last_durable_zxid } => self.on_no_space(last_durable_zxid, now_ms, out),
+            ToSequencer::LogNoSpace { last_durable_zxid } => self.on_no_space(last_durable_zxid, now, out),
             ToSequencer::DumpSessions { reply } => {
                 let _ = reply.send(crate::admin::SessionsDump {
                     buckets: self.sessions.buckets(),
@@ -280,9 +293,9 @@ impl<L: Links> Sequencer<L> {
     /// The disk filled up: everything up to `last_durable` is applied as usual; every txn after it
     /// was not logged, so its request fails and zxids are handed out again from there. Reads go
     /// on. Writes are refused for a second, then the log is asked to try again.
-    fn on_no_space(&mut self, last_durable: i64, now_ms: i64, out: &mut Outbox) {
+    fn on_no_space(&mut self, last_durable: i64, now: Now, out: &mut Outbox) {
         self.durable_zxid = self.durable_zxid.max(last_durable);
-        self.apply_durable(now_ms, out);
+        self.apply_durable(now, out);
         let failed: Vec<Pending> = self.pending.drain(..).collect();
         tracing::error!(
             "disk full: {} txn(s) after 0x{last_durable:x} were not logged and fail; reads continue, writes resume when space returns",
@@ -313,40 +326,43 @@ impl<L: Links> Sequencer<L> {
                         ToShard::Close { conn: from.conn, reason: "disk full: session not created" },
                     );
                 }
+                // Reads still answer, at the state the failed writes never changed.
+                w @ Waiter::Read { .. } => self.run_read(w, out),
                 Waiter::Internal => {}
             }
         }
-        self.no_space_retry_at_ms = Some(now_ms + 1000);
+        self.no_space_retry_at_ms = Some(now.mono_ms + 1000);
     }
 
     /// Periodic work: session expiry and the container/TTL sweep.
-    pub fn tick(&mut self, now_ms: i64, out: &mut Outbox) {
+    pub fn tick(&mut self, now: Now, out: &mut Outbox) {
         if let Some(at) = self.no_space_retry_at_ms {
-            if now_ms >= at {
+            if now.mono_ms >= at {
                 self.no_space_retry_at_ms = None;
                 out.resume_log = true;
             }
         }
-        for id in self.sessions.expire(now_ms) {
+        for id in self.sessions.expire(now.mono_ms) {
             let timeout = self.sessions.get(id).map(|s| s.timeout_ms).unwrap_or(0);
             tracing::info!("Expiring session 0x{id:x}, timeout of {timeout}ms exceeded");
-            let (hdr, body) = self.prep_close(id, now_ms);
+            let (hdr, body) = self.prep_close(id, now);
             self.log(hdr, body, Waiter::Internal, out);
         }
-        if self.cfg.container_check_interval_ms > 0 && now_ms >= self.next_container_check_ms {
-            self.next_container_check_ms = now_ms + self.cfg.container_check_interval_ms;
-            for path in self.tree.containers_and_ttls_to_delete(now_ms, self.cfg.extended_types_enabled) {
+        if self.cfg.container_check_interval_ms > 0 && now.mono_ms >= self.next_container_check_ms {
+            self.next_container_check_ms = now.mono_ms + self.cfg.container_check_interval_ms;
+            for path in self.tree.containers_and_ttls_to_delete(now.wall_ms, self.cfg.extended_types_enabled)
+            {
                 let zxid = self.next_zxid();
-                let (hdr, body) = self.prep.prep_delete_container(&self.tree, &path, zxid, now_ms);
+                let (hdr, body) = self.prep.prep_delete_container(&self.tree, &path, zxid, now.wall_ms);
                 self.log(hdr, body, Waiter::Internal, out);
             }
         }
     }
 
-    fn prep_close(&mut self, session: i64, now_ms: i64) -> (TxnHeader, TxnBody) {
+    fn prep_close(&mut self, session: i64, now: Now) -> (TxnHeader, TxnBody) {
         self.sessions.set_closing(session);
         let zxid = self.next_zxid();
-        self.prep.prep_close_session(&self.tree, session, 0, zxid, now_ms)
+        self.prep.prep_close_session(&self.tree, session, 0, zxid, now.wall_ms)
     }
 
     fn log(&mut self, hdr: TxnHeader, body: TxnBody, waiter: Waiter, out: &mut Outbox) {
@@ -363,7 +379,7 @@ impl<L: Links> Sequencer<L> {
         from: ConnRef,
         peer: std::net::SocketAddr,
         req: crate::proto::ConnectRequest,
-        now_ms: i64,
+        now: Now,
         out: &mut Outbox,
     ) {
         if req.last_zxid_seen > self.last_zxid {
@@ -393,11 +409,11 @@ impl<L: Links> Sequencer<L> {
                 client_id: session,
                 cxid: 0,
                 zxid,
-                time: now_ms,
+                time: now.wall_ms,
                 txn_type: OpCode::CreateSession as i32,
             };
             let body = TxnBody::CreateSession(crate::proto::CreateSessionTxn { time_out: timeout_ms });
-            self.sessions.add(session, timeout_ms, now_ms);
+            self.sessions.add(session, timeout_ms, now.mono_ms);
             self.owners.insert(session, from);
             self.log(hdr, body, Waiter::Connect { from, session, timeout_ms }, out);
         } else {
@@ -416,7 +432,7 @@ impl<L: Links> Sequencer<L> {
             }
             let valid = self.sessions.is_valid(session) && req.passwd[..] == session_password(session)[..];
             if valid {
-                self.sessions.touch(session, now_ms);
+                self.sessions.touch(session, now.mono_ms);
                 if let Some(old) = self.owners.insert(session, from) {
                     if old != from {
                         self.send(
@@ -461,7 +477,7 @@ impl<L: Links> Sequencer<L> {
         opcode: i32,
         req: Request,
         auth: &[crate::proto::Id],
-        now_ms: i64,
+        now: Now,
         out: &mut Outbox,
     ) {
         if self.failed.is_some() || self.no_space_retry_at_ms.is_some() {
@@ -473,7 +489,7 @@ impl<L: Links> Sequencer<L> {
             self.send(out, from.shard, ToShard::Reply { conn: from.conn, xid, packet, close: false });
             return;
         }
-        self.sessions.touch(session, now_ms);
+        self.sessions.touch(session, now.mono_ms);
         // What the answer needs of the request; the request itself moves into the txn.
         let reply = ReplyTo::of(&req);
         if matches!(reply, ReplyTo::Sync(_)) {
@@ -486,10 +502,10 @@ impl<L: Links> Sequencer<L> {
             return;
         }
         let (hdr, body) = if matches!(reply, ReplyTo::Close) {
-            self.prep_close(session, now_ms)
+            self.prep_close(session, now)
         } else if !self.sessions.is_valid(session) {
             let zxid = self.next_zxid();
-            request::error_txn(session, xid, zxid, now_ms, crate::proto::ErrorCode::SessionExpired)
+            request::error_txn(session, xid, zxid, now.wall_ms, crate::proto::ErrorCode::SessionExpired)
         } else {
             let zxid = self.next_zxid();
             let ctx = request::WriteCtx {
@@ -501,13 +517,13 @@ impl<L: Links> Sequencer<L> {
                 skip_acl: self.cfg.skip_acl,
                 extended_types_enabled: self.cfg.extended_types_enabled,
             };
-            self.prep.prep(&self.tree, &ctx, req, zxid, now_ms)
+            self.prep.prep(&self.tree, &ctx, req, zxid, now.wall_ms)
         };
         self.log(hdr, body, Waiter::Client { from, xid, opcode, reply }, out);
     }
 
     /// Applies every pending txn the log made durable, in order, answering as it goes.
-    fn apply_durable(&mut self, now_ms: i64, out: &mut Outbox) {
+    fn apply_durable(&mut self, now: Now, out: &mut Outbox) {
         while let Some(front) = self.pending.front() {
             let ready = match &front.txn {
                 Some(t) => t.hdr.zxid <= self.durable_zxid,
@@ -520,8 +536,12 @@ impl<L: Links> Sequencer<L> {
             let result = p.txn.as_ref().map(|t| {
                 let mut touched = out.touched_shards;
                 let r = {
-                    let mut sink =
-                        SinkToShards { links: &self.links, touched: &mut touched, zxid: t.hdr.zxid };
+                    let mut sink = SinkToShards {
+                        links: &self.links,
+                        touched: &mut touched,
+                        zxid: t.hdr.zxid,
+                        filter: true,
+                    };
                     self.tree.apply(&t.hdr, &t.body, &mut sink)
                 };
                 out.touched_shards = touched;
@@ -553,6 +573,7 @@ impl<L: Links> Sequencer<L> {
                         ToShard::Connected { conn: from.conn, session, timeout_ms, packet, close: false },
                     );
                 }
+                w @ Waiter::Read { .. } => self.run_read(w, out),
                 Waiter::Internal => {}
             }
         }
@@ -562,10 +583,32 @@ impl<L: Links> Sequencer<L> {
         {
             self.txns_since_snapshot = 0;
             self.bytes_since_snapshot = 0;
-            self.snapshot_threshold = Self::roll_threshold(self.cfg.snap_count, now_ms);
+            self.snapshot_threshold = Self::roll_threshold(self.cfg.snap_count, now.wall_ms);
             let sessions = self.sessions.sessions().map(|s| (s.id, s.timeout_ms)).collect();
             out.snapshot = Some((self.tree.last_processed_zxid(), sessions));
         }
+    }
+
+    /// Runs a read that was ordered behind its session's writes, against the tree as applied so
+    /// far, and answers it like a write (the shard holds its place in the session's replies).
+    fn run_read(&self, w: Waiter, out: &mut Outbox) {
+        let Waiter::Read { from, session, xid, req, auth } = w else {
+            unreachable!("run_read takes only reads")
+        };
+        let ctx = request::read::ReadCtx {
+            session,
+            auth: &auth,
+            watcher: WatcherId { shard: from.shard, conn: from.conn },
+            skip_acl: self.cfg.skip_acl,
+        };
+        let mut touched = out.touched_shards;
+        let packet = {
+            let zxid = self.tree.last_processed_zxid();
+            let mut sink = SinkToShards { links: &self.links, touched: &mut touched, zxid, filter: false };
+            request::read::execute(&self.tree, &ctx, xid, &req, &mut sink)
+        };
+        out.touched_shards = touched;
+        self.send(out, from.shard, ToShard::Reply { conn: from.conn, xid, packet, close: false });
     }
 
     fn answer(
@@ -613,12 +656,5 @@ fn connect_packet(session: i64, timeout_ms: i32) -> Vec<u8> {
     })
 }
 
-/// A framed record without a reply header (the connect response).
-pub fn frame_record<R: Record>(r: &R) -> Vec<u8> {
-    let mut w = Writer::with_capacity(64);
-    w.i32(0);
-    r.encode(&mut w);
-    let len = (w.buf.len() - 4) as i32;
-    w.buf[..4].copy_from_slice(&len.to_be_bytes());
-    w.buf
-}
+#[cfg(test)]
+mod tests;

@@ -30,6 +30,16 @@ pub enum ToSequencer {
         req: Request,
         auth: Arc<Vec<Id>>,
     },
+    /// A read that arrived behind a write of its session still in flight: it runs at its place
+    /// in the apply order (after the session's earlier writes, before its later ones) and is
+    /// answered with a `Reply` like a write.
+    Read {
+        from: ConnRef,
+        session: i64,
+        xid: i32,
+        req: Box<Request>,
+        auth: Arc<Vec<Id>>,
+    },
     /// Sessions that showed activity since the last batch (pings included).
     Touch {
         sessions: Vec<i64>,
@@ -60,7 +70,8 @@ pub enum ToSequencer {
 
 /// To a shard.
 pub enum ToShard {
-    /// The answer to the connection's oldest outstanding write: a whole framed packet.
+    /// The answer to the connection's oldest request handed to the sequencer (a write, or a read
+    /// ordered behind one): a whole framed packet.
     Reply {
         conn: u64,
         xid: i32,
@@ -76,12 +87,12 @@ pub enum ToShard {
         close: bool,
     },
     /// A watch fired for a watcher on this shard; delivered only if the connection may READ a
-    /// znode with this ACL.
+    /// znode with this ACL (`None`: unconditionally, as setWatches' catch-up events are).
     Watch {
         conn: u64,
         event: EventType,
         path: String,
-        acl: Arc<Vec<crate::proto::Acl>>,
+        acl: Option<Arc<Vec<crate::proto::Acl>>>,
         /// The txn that fired it.
         zxid: i64,
     },

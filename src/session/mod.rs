@@ -75,11 +75,12 @@ pub struct SessionTracker {
 }
 
 impl SessionTracker {
-    pub fn new(server_id: u8, tick_ms: i64, now_ms: i64) -> Self {
+    /// `wall_ms` seeds the session ids (as ZooKeeper does); every other time here is monotonic.
+    pub fn new(server_id: u8, tick_ms: i64, wall_ms: i64) -> Self {
         assert!(tick_ms > 0, "tickTime must be positive");
         SessionTracker {
             interval_ms: tick_ms,
-            next_id: initial_session_id(server_id, now_ms),
+            next_id: initial_session_id(server_id, wall_ms),
             sessions: HashMap::default(),
             buckets: BTreeMap::new(),
         }

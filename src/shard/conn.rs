@@ -12,6 +12,7 @@ use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::TcpStream;
 
 use super::Shard;
+use crate::proto::frame::{framed, framed_raw};
 use crate::proto::frame::{FrameBuf, FrameSpan};
 use crate::proto::jute::{Reader, Record};
 use crate::proto::ops::Request;
@@ -19,15 +20,14 @@ use crate::proto::{
     xid, ConnectRequest, ErrorCode, EventType, Id, KeeperState, OpCode, ReplyHeader, RequestHeader,
     WatcherEvent,
 };
-use crate::sequencer::{framed, framed_raw, ConnRef, ToSequencer};
+use crate::sequencer::{ConnRef, ToSequencer};
 use crate::tree::WatcherId;
 
 /// Reply-queue entries, in request order.
 pub enum Slot {
-    /// A write the sequencer has not answered yet.
-    Write { xid: i32 },
-    /// A read that arrived behind a pending write: runs when it reaches the front.
-    Read { xid: i32, opcode: i32, req: Request },
+    /// Handed to the sequencer, not answered yet: a write, or a read that arrived behind one of
+    /// the session's writes and so runs at its place in the apply order.
+    Sequenced { xid: i32 },
     /// An answer ready to go out once everything before it has.
     Done(Vec<u8>),
 }
@@ -320,56 +320,34 @@ impl Conn {
         }
     }
 
-    /// The sequencer answered this connection's oldest pending write.
-    pub fn complete_write(&self, xid: i32, packet: Vec<u8>, close: bool) {
+    /// The sequencer answered this connection's oldest request it holds. The sequencer answers a
+    /// connection's requests in the order they were handed over; a reply for any other xid would
+    /// break the session's order, so it costs the connection instead (the client reconnects).
+    pub fn complete_sequenced(&self, xid: i32, packet: Vec<u8>, close: bool) {
         let mut q = self.queue.borrow_mut();
-        let slot = q.iter_mut().find(|s| matches!(s, Slot::Write { .. }));
-        match slot {
-            Some(s) => {
-                if let Slot::Write { xid: want } = s {
-                    debug_assert_eq!(*want, xid, "write replies must come back in request order");
+        match q.iter_mut().find(|s| matches!(s, Slot::Sequenced { .. })) {
+            Some(s @ Slot::Sequenced { .. }) => {
+                let Slot::Sequenced { xid: want } = *s else { unreachable!() };
+                if want != xid {
+                    tracing::error!(
+                        "reply for xid {xid} while xid {want} is the oldest unanswered on {} (session 0x{:x}): closing the connection rather than answer out of order",
+                        self.peer,
+                        self.session.get()
+                    );
+                    drop(q);
+                    self.close();
+                    return;
                 }
                 *s = Slot::Done(packet);
             }
-            None => tracing::error!("reply for xid {xid} without a pending write on {}", self.peer),
+            _ => {
+                tracing::error!("reply for xid {xid} without a pending request on {}", self.peer);
+                return;
+            }
         }
         if close {
             self.close_after_flush.set(true);
         }
-    }
-
-    /// Runs reads that are no longer behind a pending write. Returns the lowest zxid they
-    /// observed, if any ran.
-    pub fn run_ready_reads(&self, shard: &Shard) -> Option<i64> {
-        let mut ran: Option<i64> = None;
-        let mut i = 0;
-        loop {
-            let req = {
-                let mut q = self.queue.borrow_mut();
-                if i >= q.len() {
-                    break;
-                }
-                match &q[i] {
-                    Slot::Write { .. } => break,
-                    Slot::Done(_) => {
-                        i += 1;
-                        continue;
-                    }
-                    Slot::Read { .. } => {}
-                }
-                match std::mem::replace(&mut q[i], Slot::Done(Vec::new())) {
-                    Slot::Read { xid, opcode, req } => (xid, opcode, req),
-                    _ => unreachable!(),
-                }
-            };
-            crate::tree::begin_observe();
-            let packet = super::reads::execute(shard, self, req.0, req.1, req.2);
-            let seen = crate::tree::end_observe().unwrap_or_else(|| shard.tree.last_processed_zxid());
-            self.queue.borrow_mut()[i] = Slot::Done(packet);
-            ran = Some(ran.map_or(seen, |r| r.min(seen)));
-            i += 1;
-        }
-        ran
     }
 
     /// Sends the answered prefix of the reply queue.
@@ -475,7 +453,7 @@ impl Conn {
                 }
             }
             r if r.is_write() => {
-                self.queue.borrow_mut().push_back(Slot::Write { xid: hdr.xid });
+                self.queue.borrow_mut().push_back(Slot::Sequenced { xid: hdr.xid });
                 let auth = self.auth.borrow().clone();
                 shard.to_sequencer(ToSequencer::Write {
                     from: self.conn_ref(shard.id),
@@ -496,15 +474,38 @@ impl Conn {
         self.flush_done();
     }
 
-    /// A read runs now unless a write of this session is still pending ahead of it.
+    /// A read runs now, on this shard, unless one of the session's writes is still in flight
+    /// ahead of it: then it goes to the sequencer, which runs it after that write is applied and
+    /// before any later write of the session (ZooKeeper's CommitProcessor keeps the same order).
+    /// Sessions that do not mix reads and writes never take that path.
     fn enqueue_read(&self, shard: &Shard, xid: i32, opcode: i32, req: Request) {
-        let blocked = self.queue.borrow().iter().any(|s| matches!(s, Slot::Write { .. }));
-        if blocked {
-            self.queue.borrow_mut().push_back(Slot::Read { xid, opcode, req });
+        crate::request::read::watch_paths(&req, &mut self.watched.borrow_mut());
+        let behind_write = self.queue.borrow().iter().any(|s| matches!(s, Slot::Sequenced { .. }));
+        if behind_write {
+            self.queue.borrow_mut().push_back(Slot::Sequenced { xid });
+            shard.probe.add(crate::metrics::Counter::ReadsOrderedBehindWrites, 1);
+            let auth = self.auth.borrow().clone();
+            shard.to_sequencer(ToSequencer::Read {
+                from: self.conn_ref(shard.id),
+                session: self.session.get(),
+                xid,
+                req: Box::new(req),
+                auth,
+            });
             return;
         }
+        let _ = opcode;
         crate::tree::begin_observe();
-        let packet = super::reads::execute(shard, self, xid, opcode, req);
+        let packet = {
+            let auth = self.auth.borrow();
+            let ctx = crate::request::read::ReadCtx {
+                session: self.session.get(),
+                auth: &auth,
+                watcher: self.watcher(shard.id),
+                skip_acl: shard.settings.skip_acl,
+            };
+            crate::request::read::execute(&shard.tree, &ctx, xid, &req, &mut LocalSink { conn: self })
+        };
         let seen = crate::tree::end_observe().unwrap_or_else(|| shard.tree.last_processed_zxid());
         // Events of changes this read saw are in the inbox already: they go first; events of
         // later changes (e.g. of a watch this read registered) go after the reply.
@@ -536,6 +537,24 @@ impl Conn {
             "ip" => true, // the ip id was added at accept time
             _ => false,
         }
+    }
+}
+
+/// Events a read fires at once for its own connection (setWatches catching up, delivered
+/// unconditionally as ZooKeeper does).
+struct LocalSink<'a> {
+    conn: &'a Conn,
+}
+
+impl crate::tree::WatchSink for LocalSink<'_> {
+    fn deliver(
+        &mut self,
+        _w: crate::tree::WatcherId,
+        event: EventType,
+        path: &str,
+        _acl: &Arc<Vec<crate::proto::Acl>>,
+    ) {
+        self.conn.send_event(event, path);
     }
 }
 

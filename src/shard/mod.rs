@@ -11,7 +11,6 @@
 
 pub mod conn;
 pub mod doorbell;
-pub mod reads;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -160,15 +159,17 @@ impl Shard {
         Ok(any)
     }
 
-    /// Handles every message in the inbox, then lets connections whose pending writes completed
-    /// run the reads queued behind them; repeats until quiet. Returns false on shutdown.
+    /// Handles every message in the inbox (replies land in their connection's queue), then sends
+    /// each touched connection's answered prefix; repeats until quiet. Returns false on shutdown.
     ///
     /// Ordering: the reply to a read must follow the events of every change that read saw
     /// (they are in the inbox already: the sequencer queues events before a change becomes
     /// visible), and must precede events of later changes — in particular those of a watch the
     /// read itself registered, which a client can only accept once it has the reply. Events carry
     /// their txn's zxid and a read records the last zxid applied when it ran, so the shard
-    /// delivers events up to that zxid, then the reply, then the rest.
+    /// delivers events up to that zxid, then the reply, then the rest. Replies from the sequencer
+    /// and events arrive in apply order through one channel, and an event first sends the answered
+    /// prefix of its connection, so the client sees them in apply order too.
     pub fn pump(&self) -> bool {
         loop {
             // A hosted sequencer's stop reaches this shard as `ToShard::Shutdown`, drained next.
@@ -180,17 +181,6 @@ impl Shard {
             let dirty: Vec<u64> = std::mem::take(&mut *self.dirty.borrow_mut());
             if dirty.is_empty() && !any && !sequenced {
                 return true;
-            }
-            let mut seen = i64::MAX;
-            for id in &dirty {
-                if let Some(c) = self.conn(*id) {
-                    if let Some(z) = c.run_ready_reads(self) {
-                        seen = seen.min(z);
-                    }
-                }
-            }
-            if seen != i64::MAX && self.drain(seen).is_err() {
-                return false;
             }
             for id in dirty {
                 if let Some(c) = self.conn(id) {
@@ -209,7 +199,7 @@ impl Shard {
         match m {
             ToShard::Reply { conn, xid, packet, close } => {
                 if let Some(c) = self.conn(conn) {
-                    c.complete_write(xid, packet, close);
+                    c.complete_sequenced(xid, packet, close);
                     self.dirty.borrow_mut().push(conn);
                 }
             }
@@ -222,14 +212,18 @@ impl Shard {
             ToShard::Watch { conn, event, path, acl, .. } => {
                 if let Some(c) = self.conn(conn) {
                     let allowed = self.settings.skip_acl
-                        || crate::request::acl::check_acl(
-                            &acl,
-                            crate::proto::perms::READ,
-                            &c.auth.borrow(),
-                            None,
-                        )
-                        .is_ok();
+                        || acl.as_ref().is_none_or(|acl| {
+                            crate::request::acl::check_acl(
+                                acl,
+                                crate::proto::perms::READ,
+                                &c.auth.borrow(),
+                                None,
+                            )
+                            .is_ok()
+                        });
                     if allowed {
+                        // Replies already answered were applied before this event's txn.
+                        c.flush_done();
                         c.send_event(event, &path);
                     } else {
                         tracing::trace!(

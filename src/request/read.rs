@@ -1,15 +1,25 @@
-//! Reads answered on the connection's own shard, against the shared tree, as ZooKeeper's
-//! FinalRequestProcessor answers them (ACL checks, error codes, reply zxid = last applied zxid).
+//! Reads, answered as ZooKeeper's FinalRequestProcessor answers them (ACL checks, error codes,
+//! reply zxid = last applied zxid). Pure: the tree and who is asking go in, the framed reply comes
+//! out, and events a read fires at once (setWatches) go to the sink. A shard runs a read against
+//! the shared tree when its session has nothing pending; the replica core runs it at its place in
+//! the apply order when the session has earlier writes in flight (see `replica`).
 
+use crate::proto::frame::framed_raw;
 use crate::proto::jute::{Record, Writer};
 use crate::proto::ops::{MultiReadOp, Request};
 use crate::proto::*;
 use crate::request::acl::check_acl;
-use crate::sequencer::framed_raw;
-use crate::tree::DataTree;
+use crate::tree::{DataTree, WatchSink, WatcherId};
 
-use super::conn::Conn;
-use super::Shard;
+/// Who is reading, with what rights.
+#[derive(Clone, Copy)]
+pub struct ReadCtx<'a> {
+    pub session: i64,
+    pub auth: &'a [Id],
+    /// The connection any watch the read sets belongs to.
+    pub watcher: WatcherId,
+    pub skip_acl: bool,
+}
 
 type ReadResult = Result<Option<Vec<u8>>, ErrorCode>;
 
@@ -17,20 +27,19 @@ fn enc<R: Record>(r: &R) -> Option<Vec<u8>> {
     Some(r.to_bytes())
 }
 
-fn acl_ok(shard: &Shard, conn: &Conn, tree: &DataTree, path: &str, perm: i32) -> Result<(), ErrorCode> {
-    if shard.settings.skip_acl {
+fn acl_ok(ctx: &ReadCtx, tree: &DataTree, path: &str, perm: i32) -> Result<(), ErrorCode> {
+    if ctx.skip_acl {
         return Ok(());
     }
     let (acl, _) = tree.get_acl(path)?;
-    check_acl(&acl, perm, &conn.auth.borrow(), None)
+    check_acl(&acl, perm, ctx.auth, None)
 }
 
 /// The encoded `GetDataResponse`, written under the node's stripe lock straight from the tree
 /// (the data is copied once, into the reply).
-fn get_data(shard: &Shard, conn: &Conn, path: &str, watch: bool) -> Result<Vec<u8>, ErrorCode> {
-    let tree = &shard.tree;
-    acl_ok(shard, conn, tree, path, perms::READ)?;
-    tree.get_data_with(path, watch.then(|| conn.watcher(shard.id)), |data, stat| {
+fn get_data(tree: &DataTree, ctx: &ReadCtx, path: &str, watch: bool) -> Result<Vec<u8>, ErrorCode> {
+    acl_ok(ctx, tree, path, perms::READ)?;
+    tree.get_data_with(path, watch.then_some(ctx.watcher), |data, stat| {
         let mut w = Writer::with_capacity(4 + data.map_or(0, <[u8]>::len) + 68);
         w.opt_buffer(data);
         stat.encode(&mut w);
@@ -39,19 +48,18 @@ fn get_data(shard: &Shard, conn: &Conn, path: &str, watch: bool) -> Result<Vec<u
 }
 
 fn get_children(
-    shard: &Shard,
-    conn: &Conn,
+    tree: &DataTree,
+    ctx: &ReadCtx,
     path: &str,
     watch: bool,
 ) -> Result<(Vec<String>, Stat), ErrorCode> {
-    let tree = &shard.tree;
-    acl_ok(shard, conn, tree, path, perms::READ)?;
-    tree.get_children(path, watch.then(|| conn.watcher(shard.id)))
+    acl_ok(ctx, tree, path, perms::READ)?;
+    tree.get_children(path, watch.then_some(ctx.watcher))
 }
 
-/// Remembers the paths a request may set watches on (for cleanup when the connection closes).
-fn note_watches(conn: &Conn, req: &Request) {
-    let mut w = conn.watched.borrow_mut();
+/// The paths a read may set watches on, so a closing connection can remove them without a
+/// tree scan.
+pub fn watch_paths(req: &Request, w: &mut std::collections::HashSet<String>) {
     match req {
         Request::Exists(r) if r.watch => drop(w.insert(r.path.clone())),
         Request::GetData(r) if r.watch => drop(w.insert(r.path.clone())),
@@ -83,10 +91,8 @@ fn note_watches(conn: &Conn, req: &Request) {
     }
 }
 
-fn run(shard: &Shard, conn: &Conn, req: &Request) -> ReadResult {
-    note_watches(conn, req);
-    let tree = &shard.tree;
-    let w = conn.watcher(shard.id);
+fn run(tree: &DataTree, ctx: &ReadCtx, req: &Request, sink: &mut dyn WatchSink) -> ReadResult {
+    let w = ctx.watcher;
     match req {
         Request::Ping => Ok(None),
         Request::Exists(r) => {
@@ -98,27 +104,27 @@ fn run(shard: &Shard, conn: &Conn, req: &Request) -> ReadResult {
                 None => Err(ErrorCode::NoNode),
             }
         }
-        Request::GetData(r) => Ok(Some(get_data(shard, conn, &r.path, r.watch)?)),
+        Request::GetData(r) => Ok(Some(get_data(tree, ctx, &r.path, r.watch)?)),
         Request::GetChildren(r) => {
-            let (children, _) = get_children(shard, conn, &r.path, r.watch)?;
+            let (children, _) = get_children(tree, ctx, &r.path, r.watch)?;
             Ok(enc(&GetChildrenResponse { children }))
         }
         Request::GetChildren2(r) => {
-            let (children, stat) = get_children(shard, conn, &r.path, r.watch)?;
+            let (children, stat) = get_children(tree, ctx, &r.path, r.watch)?;
             Ok(enc(&GetChildren2Response { children, stat }))
         }
         Request::GetAllChildrenNumber(r) => {
-            acl_ok(shard, conn, tree, &r.path, perms::READ)?;
+            acl_ok(ctx, tree, &r.path, perms::READ)?;
             Ok(enc(&GetAllChildrenNumberResponse { total_number: tree.all_children_number(&r.path)? }))
         }
         Request::GetAcl(r) => {
             let (acl, stat) = tree.get_acl(&r.path)?;
-            let auth = conn.auth.borrow();
-            if !shard.settings.skip_acl {
-                check_acl(&acl, perms::READ | perms::ADMIN, &auth, None)?;
+            let auth = ctx.auth;
+            if !ctx.skip_acl {
+                check_acl(&acl, perms::READ | perms::ADMIN, auth, None)?;
             }
             // Without ADMIN, digest ids are shown without their hash (ZOOKEEPER-1392).
-            let admin = shard.settings.skip_acl || check_acl(&acl, perms::ADMIN, &auth, None).is_ok();
+            let admin = ctx.skip_acl || check_acl(&acl, perms::ADMIN, auth, None).is_ok();
             let acl = if admin {
                 acl
             } else {
@@ -136,7 +142,7 @@ fn run(shard: &Shard, conn: &Conn, req: &Request) -> ReadResult {
             Ok(enc(&GetAclResponse { acl, stat }))
         }
         Request::GetEphemerals(r) => {
-            let all = tree.ephemerals(conn.session.get());
+            let all = tree.ephemerals(ctx.session);
             let prefix = r.prefix_path.trim();
             let ephemerals = if prefix.is_empty() || prefix == "/" {
                 all
@@ -150,12 +156,12 @@ fn run(shard: &Shard, conn: &Conn, req: &Request) -> ReadResult {
             for op in ops {
                 let res = match op {
                     MultiReadOp::GetChildren(r) => {
-                        get_children(shard, conn, &r.path, r.watch).map(|(children, _)| {
+                        get_children(tree, ctx, &r.path, r.watch).map(|(children, _)| {
                             (OpCode::GetChildren, GetChildrenResponse { children }.to_bytes())
                         })
                     }
                     MultiReadOp::GetData(r) => {
-                        get_data(shard, conn, &r.path, r.watch).map(|d| (OpCode::GetData, d))
+                        get_data(tree, ctx, &r.path, r.watch).map(|d| (OpCode::GetData, d))
                     }
                 };
                 match res {
@@ -174,7 +180,6 @@ fn run(shard: &Shard, conn: &Conn, req: &Request) -> ReadResult {
             Ok(Some(wr.buf))
         }
         Request::SetWatches(sw) => {
-            let mut sink = LocalSink { conn };
             tree.set_watches(
                 sw.relative_zxid,
                 &sw.data_watches,
@@ -183,12 +188,11 @@ fn run(shard: &Shard, conn: &Conn, req: &Request) -> ReadResult {
                 &[],
                 &[],
                 w,
-                &mut sink,
+                sink,
             );
             Ok(None)
         }
         Request::SetWatches2(sw) => {
-            let mut sink = LocalSink { conn };
             tree.set_watches(
                 sw.relative_zxid,
                 &sw.data_watches,
@@ -197,7 +201,7 @@ fn run(shard: &Shard, conn: &Conn, req: &Request) -> ReadResult {
                 &sw.persistent_watches,
                 &sw.persistent_recursive_watches,
                 w,
-                &mut sink,
+                sink,
             );
             Ok(None)
         }
@@ -228,9 +232,8 @@ fn run(shard: &Shard, conn: &Conn, req: &Request) -> ReadResult {
             }
         }
         Request::WhoAmI => {
-            let client_info = conn
+            let client_info = ctx
                 .auth
-                .borrow()
                 .iter()
                 .map(|id| ClientInfo {
                     auth_scheme: id.scheme.clone(),
@@ -246,30 +249,13 @@ fn run(shard: &Shard, conn: &Conn, req: &Request) -> ReadResult {
     }
 }
 
-/// Events a read produces for its own connection (setWatches firing at once, removeWatches).
-struct LocalSink<'a> {
-    conn: &'a Conn,
-}
-
-impl crate::tree::WatchSink for LocalSink<'_> {
-    fn deliver(
-        &mut self,
-        _w: crate::tree::WatcherId,
-        event: EventType,
-        path: &str,
-        _acl: &std::sync::Arc<Vec<Acl>>,
-    ) {
-        self.conn.send_event(event, path);
-    }
-}
-
-/// Runs one read and returns the framed reply.
-pub fn execute(shard: &Shard, conn: &Conn, xid: i32, opcode: i32, req: Request) -> Vec<u8> {
-    let result = run(shard, conn, &req);
-    let zxid = shard.tree.last_processed_zxid();
+/// Runs one read and returns the framed reply. Events the read fires at once (setWatches for
+/// changes the client missed) go to `sink` before the reply exists, so they precede it.
+pub fn execute(tree: &DataTree, ctx: &ReadCtx, xid: i32, req: &Request, sink: &mut dyn WatchSink) -> Vec<u8> {
+    let result = run(tree, ctx, req, sink);
+    let zxid = tree.last_processed_zxid();
     // Clients send pings and setWatches with their reserved xids; replies echo them.
     let xid = if matches!(req, Request::Ping) { xid::PING } else { xid };
-    let _ = opcode;
     match result {
         Ok(body) => framed_raw(&ReplyHeader { xid, zxid, err: 0 }, body.as_deref().unwrap_or(&[])),
         Err(e) => framed_raw(&ReplyHeader { xid, zxid, err: e as i32 }, &[]),
