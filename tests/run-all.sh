@@ -10,6 +10,9 @@ need_apt=()
 [ -x /usr/lib/zookeeper/bin/cli_mt ] || need_apt+=(zookeeper-bin)
 command -v java >/dev/null || need_apt+=(default-jre-headless)
 command -v nc >/dev/null || need_apt+=(netcat-openbsd)
+# tests/py/test_curator.py compiles tests/java/CuratorOrder.java (javac) against the Curator 5.4 jars.
+command -v javac >/dev/null || need_apt+=(default-jdk-headless)
+[ -f /usr/share/java/curator-recipes.jar ] || need_apt+=(libcurator-recipes-java)
 # mkfs.ext4: the full-disk test of O_DIRECT log writes runs on a loop-mounted ext4 image.
 command -v mkfs.ext4 >/dev/null || need_apt+=(e2fsprogs)
 if [ ${#need_apt[@]} -gt 0 ]; then
