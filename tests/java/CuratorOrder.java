@@ -542,20 +542,23 @@ public class CuratorOrder {
                 finalState.put(dir + "/c" + j, "c" + j + "-1");
             }
         }
-        boolean converged = waitFor(() -> {
-            Map<String, String> view = new HashMap<>();
-            cache.stream().forEach(d -> {
-                if (d.getPath().startsWith(dir + "/")) {
-                    view.put(d.getPath(), s(d.getData()));
-                }
-            });
-            return view.equals(finalState);
-        }, DEADLINE_MS);
+        // The cache's contents (updated first) and, replayed, its listener events (delivered after,
+        // on another thread) must both reach the final state.
+        boolean converged = waitFor(() -> storageView(cache, dir).equals(finalState), DEADLINE_MS);
         if (!converged) {
-            Map<String, String> view = new TreeMap<>();
-            cache.stream().forEach(d -> view.put(d.getPath(), s(d.getData())));
-            p.fail("cache did not converge within %d ms: %s, expected %s", DEADLINE_MS, view, new TreeMap<>(finalState));
+            p.fail("cache contents did not converge within %d ms: %s, expected %s", DEADLINE_MS,
+                   new TreeMap<>(storageView(cache, dir)), new TreeMap<>(finalState));
         }
+        converged = waitFor(() -> eventView(all).equals(finalState), DEADLINE_MS);
+        if (!converged) {
+            p.fail("cache events did not converge within %d ms: %s, expected %s", DEADLINE_MS,
+                   new TreeMap<>(eventView(all)), new TreeMap<>(finalState));
+        }
+        // Then one more create: the cache handles its client's callbacks on one thread and calls
+        // listeners in that order, so once this node's event is seen every earlier one has been.
+        String marker = dir + "/end";
+        c.create().forPath(marker, b("end"));
+        expectNext(p, q, lastQueued(q, marker), "NODE_CREATED " + marker + " end v0");
         // Per node of the burst: created first, versions increasing, data as written at that version,
         // nothing after a delete, the last event showing the final state.
         Map<String, List<Ev>> byPath = new TreeMap<>();
@@ -598,6 +601,49 @@ public class CuratorOrder {
         Ev e = q.poll(DEADLINE_MS, TimeUnit.MILLISECONDS);
         String got = e == null ? "(none within " + DEADLINE_MS + " ms)" : e.toString();
         p.check(want.equals(got), "cache event: got %s, expected %s", got, want);
+    }
+
+    /** Skips queued events until the first one for `path` (waiting with a deadline) and returns it. */
+    static Ev lastQueued(BlockingQueue<Ev> q, String path) throws InterruptedException {
+        long end = System.currentTimeMillis() + DEADLINE_MS;
+        while (true) {
+            long left = end - System.currentTimeMillis();
+            Ev e = left > 0 ? q.poll(left, TimeUnit.MILLISECONDS) : null;
+            if (e == null || path.equals(e.path)) {
+                return e;
+            }
+        }
+    }
+
+    static void expectNext(Part p, BlockingQueue<Ev> q, Ev e, String want) {
+        String got = e == null ? "(none within " + DEADLINE_MS + " ms)" : e.toString();
+        p.check(want.equals(got), "cache event: got %s, expected %s", got, want);
+    }
+
+    /** path -> data of the cache's current children of dir. */
+    static Map<String, String> storageView(CuratorCache cache, String dir) {
+        Map<String, String> view = new HashMap<>();
+        cache.stream().forEach(d -> {
+            if (d.getPath().startsWith(dir + "/")) {
+                view.put(d.getPath(), s(d.getData()));
+            }
+        });
+        return view;
+    }
+
+    /** path -> data after replaying the listener events recorded so far. */
+    static Map<String, String> eventView(List<Ev> all) {
+        Map<String, String> view = new HashMap<>();
+        synchronized (all) {
+            for (Ev e : all) {
+                if (e.type == CuratorCacheListener.Type.NODE_DELETED) {
+                    view.remove(e.path);
+                } else {
+                    view.put(e.path, e.data);
+                }
+            }
+        }
+        return view;
     }
 
     public static void main(String[] args) throws Exception {
