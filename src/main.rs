@@ -149,10 +149,25 @@ fn serve(
             return ExitCode::from(1);
         }
     };
+    // The server may also stop itself (its transaction log failed): that ends the wait too.
+    let fatal = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    {
+        let (fatal, rx, signals) = (fatal.clone(), handle.fatal.clone(), signals.handle());
+        std::thread::spawn(move || {
+            if let Ok(why) = rx.recv() {
+                *fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+                signals.close();
+            }
+        });
+    }
     if let Some(sig) = signals.forever().next() {
         tracing::info!("received signal {sig}, shutting down");
     }
     handle.shutdown();
+    if let Some(why) = fatal.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        eprintln!("zkd: stopped: {why}");
+        return ExitCode::from(1);
+    }
     tracing::info!("zkd stopped");
     ExitCode::SUCCESS
 }

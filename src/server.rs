@@ -114,6 +114,8 @@ pub struct ServerHandle {
     stop: Arc<AtomicBool>,
     shards: Vec<JoinHandle<()>>,
     sequencer: Option<JoinHandle<()>>,
+    /// Receives why, if the server stopped itself (its transaction log failed).
+    pub fatal: crossbeam_channel::Receiver<String>,
 }
 
 impl ServerHandle {
@@ -321,7 +323,7 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         let stats = handle.stats_handle();
         (
             Arc::new(loaded.tree),
-            Box::new(crate::sequencer::driver::DurableLog { handle: Some(handle), to_seq: seq_tx.clone() }),
+            Box::new(crate::sequencer::driver::DurableLog::new(handle, seq_tx.clone())),
             Some(snapshotter),
             Some(stats),
         )
@@ -379,6 +381,8 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
     let seq_core = topo.sequencer_core;
     let tick = Duration::from_millis((settings.tick_ms / 2).clamp(10, 500) as u64);
     let mut host = SeqHost::new(seq, seq_rx, log, snapshotter, tick);
+    let (fatal_tx, fatal_rx) = crossbeam_channel::bounded(1);
+    host.set_fatal_notify(fatal_tx);
     let sequencer = match topo.sequencer_host {
         Some(h) => {
             host.set_host_shard(h as u16);
@@ -453,6 +457,7 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         stop,
         shards,
         sequencer,
+        fatal: fatal_rx,
     })
 }
 

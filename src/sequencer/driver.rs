@@ -9,50 +9,107 @@ use super::{Links, Outbox, Sequencer, ToSequencer, ToShard};
 use crate::shard::doorbell::Doorbell;
 
 /// Where logged txns go. The real one is `txnlog`'s group-committing writer; it reports
-/// durability back as `ToSequencer::Durable`.
+/// durability back as `ToSequencer::Durable`. No method may block: on small machines a shard's
+/// executor runs the sequencer.
 pub trait LogSink: Send {
     fn append(&mut self, txns: Vec<crate::txnlog::SharedTxn>);
     /// Start a new log file (after a snapshot).
     fn roll(&mut self) {}
     /// Accept appends again after a full disk.
     fn resume(&mut self) {}
+    /// Hands over what a full queue held back; called every round.
+    fn retry(&mut self) {}
     fn shutdown(&mut self) {}
 }
 
+/// A command held back while the log writer's queue was full, in order.
+enum Held {
+    Append(Vec<crate::txnlog::SharedTxn>),
+    Roll,
+    Resume,
+}
+
 /// The real log: `txnlog`'s group-committing writer thread.
+///
+/// Its queue is bounded (`queue_max_batches`). When it is full, commands wait here, in order,
+/// and go out on a later round (every durability report is a round): the sequencer never waits.
+/// What waits here is bounded by the shards' `globalOutstandingLimit`, which stops them reading
+/// while that many requests are unanswered.
 pub struct DurableLog {
     pub handle: Option<crate::txnlog::writer::LogHandle>,
     pub to_seq: SeqTx,
+    held: std::collections::VecDeque<Held>,
+    /// Times the queue was found full (an episode starts a WARN line, rate-limited).
+    pub queue_full: u64,
+    last_warn: Option<Instant>,
+}
+
+impl DurableLog {
+    pub fn new(handle: crate::txnlog::writer::LogHandle, to_seq: SeqTx) -> Self {
+        DurableLog { handle: Some(handle), to_seq, held: Default::default(), queue_full: 0, last_warn: None }
+    }
+
+    fn stopped(&self) {
+        let _ = self.to_seq.send(ToSequencer::LogFailed { reason: "log writer stopped".into() });
+    }
+
+    fn held_back(&mut self) {
+        self.queue_full += 1;
+        let now = Instant::now();
+        if self.last_warn.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
+            self.last_warn = Some(now);
+            tracing::warn!(
+                "transaction log queue is full (the disk is slower than the writes): holding {} command(s) until it drains ({} time(s) so far)",
+                self.held.len(),
+                self.queue_full
+            );
+        }
+    }
 }
 
 impl LogSink for DurableLog {
-    fn append(&mut self, mut txns: Vec<crate::txnlog::SharedTxn>) {
-        let Some(h) = &self.handle else { return };
-        loop {
-            match h.append_shared(txns) {
-                Ok(()) => return,
-                // The writer's queue is full: wait here. Blocking the sequencer is the
-                // back-pressure that reaches the shards through their outstanding limits.
-                Err(crate::txnlog::writer::AppendError::Full(_, t)) => {
-                    txns = t;
-                    std::thread::sleep(Duration::from_micros(200));
-                }
-                Err(crate::txnlog::writer::AppendError::Stopped(_)) => {
-                    let _ = self.to_seq.send(ToSequencer::LogFailed { reason: "log writer stopped".into() });
-                    return;
-                }
-            }
-        }
+    fn append(&mut self, txns: Vec<crate::txnlog::SharedTxn>) {
+        self.held.push_back(Held::Append(txns));
+        self.retry();
     }
     fn roll(&mut self) {
-        if let Some(h) = &self.handle {
-            // Never waits on the next file's zero-fill; see `txnlog::writer`.
-            let _ = h.roll_soon();
-        }
+        // Never waits on the next file's zero-fill; see `txnlog::writer`.
+        self.held.push_back(Held::Roll);
+        self.retry();
     }
     fn resume(&mut self) {
-        if let Some(h) = &self.handle {
-            let _ = h.resume();
+        self.held.push_back(Held::Resume);
+        self.retry();
+    }
+    fn retry(&mut self) {
+        let Some(h) = &self.handle else {
+            self.held.clear();
+            return;
+        };
+        while let Some(cmd) = self.held.pop_front() {
+            let r = match cmd {
+                Held::Append(txns) => match h.append_shared(txns) {
+                    Err(crate::txnlog::writer::AppendError::Full(_, t)) => {
+                        self.held.push_front(Held::Append(t));
+                        self.held_back();
+                        return;
+                    }
+                    r => r,
+                },
+                // With one producer, room now means the send cannot wait.
+                c @ (Held::Roll | Held::Resume) if h.is_full() => {
+                    self.held.push_front(c);
+                    self.held_back();
+                    return;
+                }
+                Held::Roll => h.roll_soon(),
+                Held::Resume => h.resume(),
+            };
+            if r.is_err() {
+                self.held.clear();
+                self.stopped();
+                return;
+            }
         }
     }
     fn shutdown(&mut self) {
@@ -165,6 +222,8 @@ pub struct SeqHost {
     /// The hosting shard, whose doorbell `pump` does not ring (it drains its inbox right after).
     host_shard: Option<u16>,
     stopped: bool,
+    /// Told why, when the node must stop (the log failed); the process then exits non-zero.
+    on_fatal: Option<Sender<String>>,
 }
 
 impl SeqHost {
@@ -185,7 +244,12 @@ impl SeqHost {
             batch: Vec::with_capacity(1024),
             host_shard: None,
             stopped: false,
+            on_fatal: None,
         }
+    }
+
+    pub fn set_fatal_notify(&mut self, tx: Sender<String>) {
+        self.on_fatal = Some(tx);
     }
 
     pub fn set_host_shard(&mut self, shard: u16) {
@@ -213,6 +277,7 @@ impl SeqHost {
         if self.batch.is_empty() && !tick_due {
             return Some(false);
         }
+        self.log.retry();
         let now = now();
         let mut out = Outbox::default();
         let mut stop = false;
@@ -243,6 +308,14 @@ impl SeqHost {
         }
         let own = self.host_shard.map_or(0, |h| 1u64 << (h % 64));
         self.seq.links.ring(out.touched_shards & !own);
+        if let Some(why) = out.fatal.take() {
+            tracing::error!("{why}");
+            if let Some(tx) = &self.on_fatal {
+                let _ = tx.try_send(why);
+            }
+            self.finish();
+            return None;
+        }
         if stop {
             self.finish();
             return None;

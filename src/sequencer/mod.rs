@@ -12,6 +12,7 @@
 
 pub mod driver;
 pub mod msg;
+pub mod zxids;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use crate::proto::frame::{frame_record, framed_raw};
 use crate::proto::jute::{Record, Writer};
 use crate::proto::ops::Request;
-use crate::proto::{ConnectResponse, EventType, LoggedTxn, OpCode, ReplyHeader, TxnBody, TxnHeader, Zxid};
+use crate::proto::{ConnectResponse, EventType, LoggedTxn, OpCode, ReplyHeader, TxnBody, TxnHeader};
 use crate::request::{self, Prep};
 use crate::session::{session_password, SessionTracker};
 use crate::tree::{DataTree, WatchSink, WatcherId};
@@ -69,6 +70,8 @@ pub struct Outbox {
     pub snapshot: Option<(i64, Vec<(i64, i32)>)>,
     /// Ask the log to accept appends again after a full disk.
     pub resume_log: bool,
+    /// The node must stop (the log failed): nothing more is answered.
+    pub fatal: Option<String>,
 }
 
 /// What answering a client write needs to know of its request (the request's path, data and
@@ -102,6 +105,8 @@ enum Waiter {
     Connect { from: ConnRef, session: i64, timeout_ms: i32 },
     /// A read ordered behind its session's earlier writes: runs when it reaches the front.
     Read { from: ConnRef, session: i64, xid: i32, req: Box<Request>, auth: Arc<Vec<crate::proto::Id>> },
+    /// A write refused while the disk is full, answered SystemError at its turn.
+    Refused { from: ConnRef, xid: i32 },
     /// An expiry or container sweep: nobody to answer.
     Internal,
 }
@@ -121,14 +126,12 @@ pub struct Sequencer<L: Links> {
     /// The connection currently serving each session.
     owners: HashMap<i64, ConnRef, ahash::RandomState>,
     pub(crate) links: L,
-    epoch: u32,
-    /// Last zxid handed out.
-    last_zxid: i64,
+    zxids: zxids::Zxids,
     /// Last zxid the log reported durable.
     durable_zxid: i64,
     pending: VecDeque<Pending>,
     next_container_check_ms: i64,
-    /// The node stopped accepting writes (log failure).
+    /// The log failed: the node is stopping, and answers nothing more (see `LogFailed`).
     failed: Option<String>,
     /// The disk is full: writes are refused until this time, then the log is asked to resume.
     no_space_retry_at_ms: Option<i64>,
@@ -182,7 +185,6 @@ impl<L: Links> Sequencer<L> {
         last_zxid: i64,
         now: Now,
     ) -> Self {
-        let epoch = Zxid(last_zxid).epoch();
         let cfg_snap_count = cfg.snap_count;
         let cfg_enforce_quota = cfg.enforce_quota;
         Sequencer {
@@ -197,8 +199,7 @@ impl<L: Links> Sequencer<L> {
             sessions,
             owners: HashMap::default(),
             links,
-            epoch,
-            last_zxid,
+            zxids: zxids::Zxids::new(last_zxid),
             durable_zxid: last_zxid,
             pending: VecDeque::new(),
             failed: None,
@@ -218,7 +219,7 @@ impl<L: Links> Sequencer<L> {
         &self.sessions
     }
     pub fn last_zxid(&self) -> i64 {
-        self.last_zxid
+        self.zxids.last()
     }
     pub fn outstanding(&self) -> usize {
         self.pending.len()
@@ -230,15 +231,7 @@ impl<L: Links> Sequencer<L> {
     }
 
     fn next_zxid(&mut self) -> i64 {
-        let z = Zxid(self.last_zxid);
-        // ZooKeeper forces a new epoch (a re-election) before the counter wraps (ZOOKEEPER-1277);
-        // standalone, we open the next epoch ourselves.
-        let next =
-            if z.counter() == u32::MAX { Zxid::new(self.epoch + 1, 1) } else { Zxid(self.last_zxid + 1) };
-        self.epoch = next.epoch();
-        assert!(next.0 > self.last_zxid, "zxids must grow");
-        self.last_zxid = next.0;
-        next.0
+        self.zxids.issue()
     }
 
     fn clamp_timeout(&self, t: i32) -> i32 {
@@ -246,19 +239,21 @@ impl<L: Links> Sequencer<L> {
     }
 
     pub fn step(&mut self, msg: ToSequencer, now: Now, out: &mut Outbox) {
+        if self.failed.is_some() {
+            // Stopping: an answer now could overtake an earlier request that never gets one.
+            // Connections close; a client learns the fate of its unanswered writes on reconnect.
+            if let ToSequencer::DumpSessions { reply } = msg {
+                let _ = reply.send(crate::admin::SessionsDump { buckets: vec![], count: 0 });
+            }
+            return;
+        }
         match msg {
             ToSequencer::Connect { from, peer, req } => self.on_connect(from, peer, req, now, out),
             ToSequencer::Write { from, session, xid, opcode, req, auth } => {
                 self.on_write(from, session, xid, opcode, req, &auth, now, out)
             }
             ToSequencer::Read { from, session, xid, req, auth } => {
-                let waiter = Waiter::Read { from, session, xid, req, auth };
-                if self.pending.is_empty() {
-                    // Everything before it is applied already: run it now.
-                    self.run_read(waiter, out);
-                } else {
-                    self.pending.push_back(Pending { txn: None, waiter });
-                }
+                self.answer_in_turn(Waiter::Read { from, session, xid, req, auth }, out)
             }
             ToSequencer::Touch { sessions } => {
                 for s in sessions {
@@ -271,12 +266,19 @@ impl<L: Links> Sequencer<L> {
                 }
             }
             ToSequencer::Durable { zxid } => {
-                assert!(zxid <= self.last_zxid, "log reported zxid {zxid:#x} beyond last issued");
+                assert!(zxid <= self.zxids.last(), "log reported zxid {zxid:#x} beyond last issued");
                 self.durable_zxid = self.durable_zxid.max(zxid);
                 self.apply_durable(now, out);
             }
+            // Fail-stop, as ZooKeeper does when its log cannot be written: after a failed write or
+            // fsync the page cache may no longer match the disk, and a write we did not answer
+            // may or may not be durable, so none is answered "failed". Acknowledged writes are
+            // durable; recovery at the next start decides the rest.
             ToSequencer::LogFailed { reason } => {
-                tracing::error!("transaction log failed: {reason}; refusing all writes");
+                out.fatal = Some(format!(
+                    "transaction log failed: {reason}; stopping: {} unanswered request(s) get no reply (each may or may not be durable; every acknowledged write is)",
+                    self.pending.len()
+                ));
                 self.failed = Some(reason);
             }
             ToSequencer::LogNoSpace { last_durable_zxid } => self.on_no_space(last_durable_zxid, now, out),
@@ -302,21 +304,13 @@ impl<L: Links> Sequencer<L> {
             failed.iter().filter(|p| p.txn.is_some()).count()
         );
         self.prep.reset();
-        self.last_zxid = last_durable.max(self.tree.last_processed_zxid());
+        // Nothing after `last_durable` was logged, applied or answered: those zxids go back.
+        self.zxids.take_back_after(last_durable.max(self.tree.last_processed_zxid()));
         for p in failed {
             match p.waiter {
-                Waiter::Client { from, xid, .. } => {
-                    let hdr = ReplyHeader {
-                        xid,
-                        zxid: self.last_zxid,
-                        err: crate::proto::ErrorCode::SystemError as i32,
-                    };
-                    self.send(
-                        out,
-                        from.shard,
-                        ToShard::Reply { conn: from.conn, xid, packet: framed_raw(&hdr, &[]), close: false },
-                    );
-                }
+                // A sync (no txn) answers as usual: everything logged before it is applied.
+                w @ Waiter::Client { .. } if p.txn.is_none() => self.answer_now(w, out),
+                Waiter::Client { from, xid, .. } => self.answer_now(Waiter::Refused { from, xid }, out),
                 Waiter::Connect { from, session, .. } => {
                     self.sessions.remove(session);
                     self.owners.remove(&session);
@@ -327,7 +321,7 @@ impl<L: Links> Sequencer<L> {
                     );
                 }
                 // Reads still answer, at the state the failed writes never changed.
-                w @ Waiter::Read { .. } => self.run_read(w, out),
+                w @ (Waiter::Read { .. } | Waiter::Refused { .. }) => self.answer_now(w, out),
                 Waiter::Internal => {}
             }
         }
@@ -382,13 +376,13 @@ impl<L: Links> Sequencer<L> {
         now: Now,
         out: &mut Outbox,
     ) {
-        if req.last_zxid_seen > self.last_zxid {
+        if req.last_zxid_seen > self.zxids.last() {
             // The client saw a newer state than ours (it talked to another server); serving it
             // would let it go back in time. ZooKeeper closes such a connection without an answer.
             tracing::info!(
                 "Refusing session request for client {peer} as it has seen zxid 0x{:x} our last zxid is 0x{:x} client must try another server",
                 req.last_zxid_seen,
-                self.last_zxid
+                self.zxids.last()
             );
             self.send(
                 out,
@@ -399,10 +393,6 @@ impl<L: Links> Sequencer<L> {
         }
         let timeout_ms = self.clamp_timeout(req.time_out);
         if req.session_id == 0 {
-            if self.failed.is_some() {
-                self.send(out, from.shard, ToShard::Close { conn: from.conn, reason: "log failed" });
-                return;
-            }
             let session = self.sessions.next_session_id();
             let zxid = self.next_zxid();
             let hdr = TxnHeader {
@@ -480,25 +470,17 @@ impl<L: Links> Sequencer<L> {
         now: Now,
         out: &mut Outbox,
     ) {
-        if self.failed.is_some() || self.no_space_retry_at_ms.is_some() {
-            // Nothing can be made durable: refuse rather than acknowledge.
-            tracing::debug!("refusing write: {:?}", self.failed.as_deref().unwrap_or("disk full"));
-            let hdr =
-                ReplyHeader { xid, zxid: self.last_zxid, err: crate::proto::ErrorCode::SystemError as i32 };
-            let packet = framed_raw(&hdr, &[]);
-            self.send(out, from.shard, ToShard::Reply { conn: from.conn, xid, packet, close: false });
+        if self.no_space_retry_at_ms.is_some() {
+            // The disk is full: refuse rather than acknowledge, in the session's order.
+            tracing::debug!("refusing write: disk full");
+            self.answer_in_turn(Waiter::Refused { from, xid }, out);
             return;
         }
         self.sessions.touch(session, now.mono_ms);
         // What the answer needs of the request; the request itself moves into the txn.
         let reply = ReplyTo::of(&req);
         if matches!(reply, ReplyTo::Sync(_)) {
-            if self.pending.is_empty() {
-                self.answer(from, xid, opcode, &reply, None, out);
-            } else {
-                self.pending
-                    .push_back(Pending { txn: None, waiter: Waiter::Client { from, xid, opcode, reply } });
-            }
+            self.answer_in_turn(Waiter::Client { from, xid, opcode, reply }, out);
             return;
         }
         let (hdr, body) = if matches!(reply, ReplyTo::Close) {
@@ -546,6 +528,7 @@ impl<L: Links> Sequencer<L> {
                 };
                 out.touched_shards = touched;
                 self.prep.applied(t.hdr.zxid);
+                self.zxids.expose(t.hdr.zxid);
                 if t.hdr.txn_type == OpCode::CloseSession as i32 {
                     self.sessions.remove(t.hdr.client_id);
                     if let Some(owner) = self.owners.remove(&t.hdr.client_id) {
@@ -573,7 +556,7 @@ impl<L: Links> Sequencer<L> {
                         ToShard::Connected { conn: from.conn, session, timeout_ms, packet, close: false },
                     );
                 }
-                w @ Waiter::Read { .. } => self.run_read(w, out),
+                w @ (Waiter::Read { .. } | Waiter::Refused { .. }) => self.answer_now(w, out),
                 Waiter::Internal => {}
             }
         }
@@ -586,6 +569,29 @@ impl<L: Links> Sequencer<L> {
             self.snapshot_threshold = Self::roll_threshold(self.cfg.snap_count, now.wall_ms);
             let sessions = self.sessions.sessions().map(|s| (s.id, s.timeout_ms)).collect();
             out.snapshot = Some((self.tree.last_processed_zxid(), sessions));
+        }
+    }
+
+    /// Answers a request that needs no txn (a read ordered behind writes, a sync, a refusal)
+    /// after everything pending before it: at once if nothing is.
+    fn answer_in_turn(&mut self, w: Waiter, out: &mut Outbox) {
+        if self.pending.is_empty() {
+            self.answer_now(w, out);
+        } else {
+            self.pending.push_back(Pending { txn: None, waiter: w });
+        }
+    }
+
+    fn answer_now(&self, w: Waiter, out: &mut Outbox) {
+        match w {
+            Waiter::Client { from, xid, opcode, reply } => self.answer(from, xid, opcode, &reply, None, out),
+            Waiter::Refused { from, xid } => {
+                let err = crate::proto::ErrorCode::SystemError as i32;
+                let packet = framed_raw(&ReplyHeader { xid, zxid: self.zxids.last(), err }, &[]);
+                self.send(out, from.shard, ToShard::Reply { conn: from.conn, xid, packet, close: false });
+            }
+            Waiter::Read { .. } => self.run_read(w, out),
+            Waiter::Connect { .. } | Waiter::Internal => unreachable!("these wait for a txn"),
         }
     }
 

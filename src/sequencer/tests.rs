@@ -187,3 +187,64 @@ fn session_expiry_ignores_wall_clock_steps() {
     let closes: Vec<_> = w.out.to_log.iter().map(|t| (t.hdr.client_id, t.hdr.txn_type)).collect();
     assert_eq!(closes, [(s, OpCode::CloseSession as i32)]);
 }
+
+/// The log failed with writes in flight: the node stops. Nothing more is answered — not the
+/// writes in flight (each may or may not be durable), not later requests (an answer would
+/// overtake the unanswered ones) — and the driver is told to stop the process.
+#[test]
+fn a_failed_log_stops_the_node_without_answering_anything_more() {
+    let mut w = World::new();
+    let s = w.connect();
+    w.write(s, 1, OpCode::SetData, set("1"));
+    w.read(s, 2, get());
+    w.step(ToSequencer::LogFailed { reason: "EIO".into() }, T0);
+    let fatal = w.out.fatal.take().expect("the driver is told to stop");
+    assert!(fatal.contains("EIO") && fatal.contains("2 unanswered"), "{fatal}");
+    w.write(s, 3, OpCode::SetData, set("2"));
+    w.read(s, 4, get());
+    w.step(ToSequencer::Durable { zxid: 2 }, T0);
+    assert!(w.sent().is_empty(), "no answer after the log failed");
+    assert!(w.logged.iter().all(|&z| z <= 2), "nothing new is logged after the log failed");
+}
+
+/// The disk filled up under pipelined writes: what the log made durable is applied and
+/// answered, the rest fails with SystemError — all in request order, the read in between seeing
+/// exactly the durable write — and the zxids that were never logged are handed out again.
+#[test]
+fn a_full_disk_fails_the_unlogged_writes_in_order_and_reuses_only_their_zxids() {
+    let mut w = World::new();
+    let s = w.connect();
+    let acl = vec![crate::proto::Acl { perms: 31, id: Id { scheme: "world".into(), id: "anyone".into() } }];
+    w.write(
+        s,
+        1,
+        OpCode::Create,
+        Request::Create(
+            OpCode::Create,
+            CreateRequest { path: "/k".into(), data: Some(b"0".to_vec()), acl, flags: 0 },
+        ),
+    );
+    w.write(s, 2, OpCode::SetData, set("1"));
+    w.read(s, 3, get());
+    w.write(s, 4, OpCode::SetData, set("2"));
+    w.read(s, 5, get());
+    assert_eq!(w.logged, [2, 3, 4]);
+    w.logged.clear();
+    // The log made the create and the first setData (zxids 2, 3) durable, then hit ENOSPC.
+    w.step(ToSequencer::LogNoSpace { last_durable_zxid: 3 }, T0);
+    let replies: Vec<_> = w.sent().iter().map(|(_, m)| reply(m)).collect();
+    let got: Vec<(i32, i64, i32)> = replies.iter().map(|r| (r.0, r.1, r.2)).collect();
+    let sys = ErrorCode::SystemError as i32;
+    assert_eq!(got, [(1, 2, 0), (2, 3, 0), (3, 3, 0), (4, 3, sys), (5, 3, 0)]);
+    assert_eq!(data_of(&replies[2].3).0, "1");
+    assert_eq!(data_of(&replies[4].3).0, "1", "the failed setData(2) never took effect");
+    // Refused at once while the disk is full, still in order.
+    w.write(s, 6, OpCode::SetData, set("3"));
+    let got: Vec<_> = w.sent().iter().map(|(_, m)| reply(m)).map(|r| (r.0, r.2)).collect();
+    assert_eq!(got, [(6, sys)]);
+    // Space is back: zxid 4 (never logged, never seen) is handed out again.
+    w.seq.tick(Now { mono_ms: T0.mono_ms + 1_000, ..T0 }, &mut w.out);
+    assert!(w.out.resume_log);
+    w.write(s, 7, OpCode::SetData, set("4"));
+    assert_eq!(w.logged, [4]);
+}

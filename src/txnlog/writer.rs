@@ -428,6 +428,11 @@ impl LogHandle {
     pub fn resume(&self) -> Result<(), AppendError> {
         self.send_ctl(Cmd::Resume)
     }
+    /// Whether the queue has no room: a caller that must not block (the sequencer) then holds
+    /// its next command back. With one producer, "not full" means the next send cannot wait.
+    pub fn is_full(&self) -> bool {
+        self.tx.is_full()
+    }
     fn send_ctl(&self, c: Cmd) -> Result<(), AppendError> {
         // Control commands wait for room: they are rare and must not be lost.
         self.tx.send(c).map_err(|_| AppendError::Stopped(Vec::new()))
