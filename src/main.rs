@@ -124,6 +124,14 @@ fn serve(
         }
     };
     let _log_guard = init_logging(&log_opts);
+    // A panic is a broken invariant (bad input never panics): a thread of the server that died
+    // would leave a port open that nobody answers, so the whole process stops, loudly.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!("zkd is stopping on a broken invariant: {info}");
+        default_hook(info);
+        std::process::abort();
+    }));
     for w in warnings {
         tracing::warn!("{}: {w}", config.as_deref().unwrap_or(std::path::Path::new("zoo.cfg")).display());
     }

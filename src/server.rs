@@ -401,6 +401,9 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
     };
 
     let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<u16, StartError>>(inits.len());
+    // Bound before the client port answers, so that a server answering `ruok` has its
+    // AdminServer and metrics endpoint up too.
+    let (mut http, admin_addr, metrics_addr) = start_http(cfg, &ops);
     let mut shards = Vec::new();
     for (init, core) in inits.into_iter().zip(topo.shard_cores.iter().copied()) {
         let ready = ready_tx.clone();
@@ -438,13 +441,13 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
             Ok(Err(e)) => {
                 stop.store(true, Ordering::Release);
                 let _ = seq_tx.send(ToSequencer::Shutdown);
+                http.drain(..).for_each(|h| h.stop());
                 return Err(e);
             }
             Err(_) => return Err(StartError::Other("a shard did not start within 30 s".into())),
         }
     }
     tracing::info!("zkd serving clients on {bound}");
-    let (http, admin_addr, metrics_addr) = start_http(cfg, &ops);
     Ok(ServerHandle {
         to_seq: seq_tx,
         addr: bound,

@@ -162,7 +162,8 @@ pub struct SessionsDump {
 /// A four-letter word to answer on the ops thread.
 struct Job {
     word: String,
-    reply: Sender<String>,
+    /// Wakes the shard task that waits for the text (a cross-thread wake-up, no polling).
+    reply: futures_channel::oneshot::Sender<String>,
 }
 
 /// Everything the operations surface reads. Shared by shards, the ops thread and the HTTP threads.
@@ -280,13 +281,13 @@ impl OpsState {
     }
 
     /// Answers a four-letter word from a shard without blocking its event loop: the text is
-    /// built on the ops thread; the calling task polls for it.
+    /// built on the ops thread; the calling task awaits it (at most 10 s).
     pub async fn four_letter(&self, w: &[u8; 4]) -> String {
         let word = String::from_utf8_lossy(w).into_owned();
         if !words::allowed(&self.settings, &word) {
             return words::not_whitelisted(&word);
         }
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (tx, rx) = futures_channel::oneshot::channel();
         let sent = match &*self.jobs.lock() {
             Some(j) => j.try_send(Job { word: word.clone(), reply: tx }).is_ok(),
             None => false,
@@ -295,17 +296,11 @@ impl OpsState {
             // No worker (shutting down) or a flood of words: answer cheap ones here.
             return words::run_local(self, &word);
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match rx.try_recv() {
-                Ok(t) => return t,
-                Err(crossbeam_channel::TryRecvError::Disconnected) => return String::new(),
-                Err(crossbeam_channel::TryRecvError::Empty) => {}
-            }
-            if Instant::now() > deadline {
-                return String::new();
-            }
-            glommio::timer::sleep(Duration::from_millis(1)).await;
-        }
+        let answer = async { rx.await.unwrap_or_default() };
+        let give_up = async {
+            glommio::timer::sleep(Duration::from_secs(10)).await;
+            String::new()
+        };
+        futures_lite::future::or(answer, give_up).await
     }
 }

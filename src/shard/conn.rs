@@ -66,6 +66,10 @@ pub struct Conn {
     /// read per read, not per request).
     arrived: Cell<std::time::Instant>,
     probe: Arc<crate::metrics::ShardProbe>,
+    /// The writer drained the reply buffer below `OUT_MAX_BYTES` (or stopped).
+    drained: super::notify::LocalNotify,
+    /// The shard's "a request was answered" signal.
+    answered_signal: Rc<super::notify::LocalNotify>,
 }
 
 /// ZooKeeper's `updatelatency` covers requests that change state (txns); the rest are reads.
@@ -113,6 +117,8 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
         pending: RefCell::new(VecDeque::new()),
         arrived: Cell::new(std::time::Instant::now()),
         probe: shard.probe.clone(),
+        drained: Default::default(),
+        answered_signal: shard.answered.clone(),
     });
     shard.conns.borrow_mut().insert(id, conn.clone());
     shard.ops.register(conn.stats.clone());
@@ -132,6 +138,9 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
                     c.closed.set(true);
                     break;
                 }
+                if c.out.borrow().len() <= OUT_MAX_BYTES {
+                    c.drained.notify_all();
+                }
                 // Hand the allocation back for reuse when nothing new was queued meanwhile.
                 let mut o = c.out.borrow_mut();
                 if o.is_empty() && buf.capacity() <= 1 << 20 {
@@ -145,6 +154,7 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
             }
         }
         let _ = wr.flush().await;
+        c.drained.notify_all();
         // Wakes the reader (its pending read returns 0) so it can clean up.
         unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
     })
@@ -160,15 +170,17 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
         let max = s.settings.jute_max_buffer;
         'read: while !c.closed.get() {
             if c.out.borrow().len() > OUT_MAX_BYTES {
-                // Back-pressure: a client that does not read its replies stops being read.
-                glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+                // Back-pressure: a client that does not read its replies stops being read until
+                // the writer has drained them.
+                c.drained.wait().await;
                 continue;
             }
-            // globalOutstandingLimit: stop reading while too many requests are in flight.
+            // globalOutstandingLimit: stop reading while too many requests are in flight, until
+            // one of this shard's is answered.
             if s.ops.over_outstanding_limit(s.probe.outstanding()) {
                 s.probe.set_backpressured(true);
                 c.stats.not_reading.store(true, std::sync::atomic::Ordering::Relaxed);
-                glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+                s.answered.wait().await;
                 continue;
             }
             if s.probe.backpressured() {
@@ -243,6 +255,7 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
         // Requests that will never be answered are no longer outstanding.
         let unanswered = c.pending.borrow().len() as i64;
         s.probe.outstanding_add(-unanswered);
+        s.answered.notify_all();
         s.probe.conn_closed();
         if c.session.get() != 0 {
             s.to_sequencer(ToSequencer::Disconnected { from: c.conn_ref(s.id), session: c.session.get() });
@@ -377,7 +390,8 @@ impl Conn {
     /// Accounting for one reply leaving the queue: latency, outstanding, per-connection stats.
     fn answered(&self, packet: &[u8], (now, wall_ms): (std::time::Instant, i64)) {
         let Some((t0, opcode, xid)) = self.pending.borrow_mut().pop_front() else {
-            debug_assert!(false, "a reply without a pending request on {}", self.peer);
+            // Accounting only (the reply itself is in order): say so loudly, keep serving.
+            tracing::error!("bug: a reply without a pending request on {}", self.peer);
             return;
         };
         let us = now.saturating_duration_since(t0).as_micros() as u64;
@@ -386,6 +400,7 @@ impl Conn {
         probe.outstanding.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         probe.answered(opcode, xid, zxid, (us / 1000) as i64, wall_ms);
         self.probe.outstanding_add(-1);
+        self.answered_signal.notify_all();
         self.probe.packets_sent(1);
         self.probe.record_reply(us, is_update(opcode), Some(packet.len().saturating_sub(4)));
     }

@@ -11,6 +11,7 @@
 
 pub mod conn;
 pub mod doorbell;
+pub mod notify;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -78,6 +79,10 @@ pub struct Shard {
     dirty: RefCell<Vec<u64>>,
     /// Inbox messages held back until a read's reply has been queued (see `pump`).
     stash: RefCell<std::collections::VecDeque<ToShard>>,
+    /// Signalled whenever one of this shard's requests is answered or dropped: connections that
+    /// stopped reading for `globalOutstandingLimit` re-check then. (Over the limit, a shard holds
+    /// more than its share of requests, so its own answers are what can end the wait.)
+    pub answered: Rc<notify::LocalNotify>,
 }
 
 /// How often every shard's timer fires. It flushes session touches and — just as important — keeps
@@ -273,6 +278,7 @@ pub async fn run(init: ShardInit) {
         touched: RefCell::new(Vec::new()),
         dirty: RefCell::new(Vec::new()),
         stash: RefCell::new(std::collections::VecDeque::new()),
+        answered: Rc::new(notify::LocalNotify::default()),
     });
 
     // Heartbeat: touches, and the always-armed timer that bounds any wrongly parked reactor.
