@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::unbounded;
+use crossbeam_channel::bounded;
 use thiserror::Error;
 
 use crate::config::Config;
@@ -242,12 +242,12 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
 
     let metrics = Arc::new(Metrics::new(topo.shard_cores.len()));
     let now = driver::now();
-    let (seq_chan, seq_rx) = unbounded();
+    let (seq_chan, seq_rx) = bounded(driver::SEQUENCER_QUEUE_MAX);
     // Every shard's inbox and doorbell exist before anything can send to the sequencer, so that
     // a hosted sequencer's senders (other shards, the log writer, the ops thread) ring its host.
     let mut shard_chans = Vec::new();
     for _ in &topo.shard_cores {
-        let (tx, rx) = unbounded();
+        let (tx, rx) = bounded(driver::SHARD_INBOX_MAX);
         let (bell, bell_rx) = Doorbell::new().map_err(|e| StartError::Other(format!("socketpair: {e}")))?;
         shard_chans.push((tx, rx, Arc::new(bell), bell_rx));
     }
@@ -344,7 +344,7 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
     );
     ops.start_worker().map_err(|e| StartError::Other(format!("spawn the ops thread: {e}")))?;
     for (i, (l, (tx, rx, bell, bell_rx))) in listeners.into_iter().zip(shard_chans).enumerate() {
-        links.push(ShardLink { tx, bell: bell.clone() });
+        links.push(ShardLink { tx, bell: bell.clone(), probe: metrics.shard(i) });
         inits.push(ShardInit {
             id: i as u16,
             tree: tree.clone(),
@@ -377,7 +377,7 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         snap_size_limit_bytes: cfg.snap_size_limit_kb.saturating_mul(1024),
     };
     let last_zxid = tree.last_processed_zxid();
-    let seq = Sequencer::new(seq_cfg, tree.clone(), sessions, ShardLinks(links), last_zxid, now);
+    let seq = Sequencer::new(seq_cfg, tree.clone(), sessions, ShardLinks::new(links), last_zxid, now);
     let seq_core = topo.sequencer_core;
     let tick = Duration::from_millis((settings.tick_ms / 2).clamp(10, 500) as u64);
     let mut host = SeqHost::new(seq, seq_rx, log, snapshotter, tick);

@@ -162,6 +162,18 @@ pub fn render(ops: &OpsState) -> String {
         "Reads that waited for their own session's earlier writes and ran at their place in the apply order",
         m.reads_ordered_behind_writes,
     );
+    counter(
+        &mut o,
+        "zkd_sequencer_queue_full_total",
+        "Messages shards held back because the sequencer's queue was full (they stopped reading meanwhile)",
+        m.sequencer_queue_full,
+    );
+    counter(
+        &mut o,
+        "zkd_shard_inbox_full_total",
+        "Messages the sequencer held back because a shard's inbox was full",
+        m.shard_inbox_full,
+    );
     counter(&mut o, "zkd_connections_accepted_total", "Client connections accepted", m.conns_accepted);
     counter(
         &mut o,

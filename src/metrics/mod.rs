@@ -37,9 +37,14 @@ pub enum Counter {
     /// Reads that arrived behind a write of their own session still in flight, and so ran on the
     /// sequencer at their place in the apply order (pipelining sessions that mix reads and writes).
     ReadsOrderedBehindWrites,
+    /// Messages this shard held back because the sequencer's queue was full (it stops reading
+    /// its sockets until they are handed over).
+    SequencerQueueFull,
+    /// Messages for this shard the sequencer held back because the shard's inbox was full.
+    ShardInboxFull,
 }
 
-const COUNTERS: usize = 11;
+const COUNTERS: usize = 13;
 
 fn hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("valid histogram bounds")
@@ -193,6 +198,8 @@ pub struct Totals {
     pub auth_failed: u64,
     pub backpressure_pauses: u64,
     pub reads_ordered_behind_writes: u64,
+    pub sequencer_queue_full: u64,
+    pub shard_inbox_full: u64,
     pub backpressured_shards: u64,
     pub requests: u64,
     /// ZooKeeper's request latency (milliseconds): min/avg/max, avg rounded to 4 places.
@@ -329,6 +336,8 @@ impl Metrics {
         t.auth_failed = self.counter(Counter::AuthFailed);
         t.backpressure_pauses = self.counter(Counter::BackpressurePauses);
         t.reads_ordered_behind_writes = self.counter(Counter::ReadsOrderedBehindWrites);
+        t.sequencer_queue_full = self.counter(Counter::SequencerQueueFull);
+        t.shard_inbox_full = self.counter(Counter::ShardInboxFull);
         t.requests = count;
         if count > 0 {
             t.latency_min_ms = min / 1000;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use super::{Links, Outbox, Sequencer, ToSequencer, ToShard};
 use crate::shard::doorbell::Doorbell;
@@ -132,28 +132,78 @@ impl LogSink for MemoryLog {
     }
 }
 
-/// One link per shard: its inbox and its doorbell.
+/// Bounds of the queues between threads (messages). A shard stops reading its sockets while
+/// the sequencer's queue is full; the sequencer holds messages for a full shard inbox back, in
+/// order, and hands them over on its next rounds. Both overflows are counted
+/// (`zkd_sequencer_queue_full`, `zkd_shard_inbox_full`).
+pub const SEQUENCER_QUEUE_MAX: usize = 64 * 1024;
+pub const SHARD_INBOX_MAX: usize = 64 * 1024;
+
+/// One link per shard: its inbox, its doorbell and its probe (overflow counts).
 pub struct ShardLink {
     pub tx: Sender<ToShard>,
     pub bell: Arc<Doorbell>,
+    pub probe: Arc<crate::metrics::ShardProbe>,
 }
 
-pub struct ShardLinks(pub Vec<ShardLink>);
-
-impl Links for ShardLinks {
-    fn send(&self, shard: u16, msg: ToShard) {
-        // A shard that is gone (shutting down) drops its messages; nothing to answer there.
-        let _ = self.0[shard as usize].tx.send(msg);
-    }
+/// The sequencer's links to the shards. Sends never block: what a full inbox cannot take waits
+/// in `held` (per shard, in order; everything for that shard queues behind it) until a later
+/// round hands it over. What is held is bounded by what the shards have in flight: their
+/// requests (`globalOutstandingLimit`) and the watch events those fire.
+pub struct ShardLinks {
+    links: Vec<ShardLink>,
+    held: std::cell::RefCell<Vec<std::collections::VecDeque<ToShard>>>,
 }
 
 impl ShardLinks {
+    pub fn new(links: Vec<ShardLink>) -> Self {
+        let held = links.iter().map(|_| Default::default()).collect();
+        ShardLinks { links, held: std::cell::RefCell::new(held) }
+    }
+
     fn ring(&self, mask: u64) {
-        for (i, l) in self.0.iter().enumerate() {
+        for (i, l) in self.links.iter().enumerate() {
             if mask & (1 << (i % 64)) != 0 {
                 l.bell.ring();
             }
         }
+    }
+
+    /// Hands over what full inboxes held back; returns the shards that got something.
+    fn retry(&self) -> u64 {
+        let mut held = self.held.borrow_mut();
+        let mut touched = 0u64;
+        for (i, q) in held.iter_mut().enumerate() {
+            while let Some(m) = q.pop_front() {
+                match self.links[i].tx.try_send(m) {
+                    Ok(()) => touched |= 1 << (i % 64),
+                    Err(TrySendError::Full(m)) => {
+                        q.push_front(m);
+                        break;
+                    }
+                    // A shard that is gone (shutting down) drops its messages.
+                    Err(TrySendError::Disconnected(_)) => q.clear(),
+                }
+            }
+        }
+        touched
+    }
+}
+
+impl Links for ShardLinks {
+    fn send(&self, shard: u16, msg: ToShard) {
+        let i = shard as usize;
+        let mut held = self.held.borrow_mut();
+        if held[i].is_empty() {
+            match self.links[i].tx.try_send(msg) {
+                Ok(()) => return,
+                Err(TrySendError::Full(m)) => held[i].push_back(m),
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        } else {
+            held[i].push_back(msg);
+        }
+        self.links[i].probe.add(crate::metrics::Counter::ShardInboxFull, 1);
     }
 }
 
@@ -202,9 +252,16 @@ impl SeqTx {
         }
         Ok(())
     }
-    /// Sends without ringing: for the host shard itself, which runs the sequencer next anyway.
-    pub fn send_local(&self, m: ToSequencer) -> Result<(), SequencerStopped> {
-        self.tx.send(m).map_err(|_| SequencerStopped)
+    /// Never blocks (for shards): a full queue gives the message back.
+    #[allow(clippy::result_large_err)] // the message comes back by value, to be held in order
+    pub fn try_send(&self, m: ToSequencer, ring: bool) -> Result<(), TrySendError<ToSequencer>> {
+        self.tx.try_send(m)?;
+        if ring {
+            if let Some(b) = &self.bell {
+                b.ring();
+            }
+        }
+        Ok(())
     }
 }
 
@@ -278,6 +335,7 @@ impl SeqHost {
             return Some(false);
         }
         self.log.retry();
+        let retried = self.seq.links.retry();
         let now = now();
         let mut out = Outbox::default();
         let mut stop = false;
@@ -307,7 +365,7 @@ impl SeqHost {
             }
         }
         let own = self.host_shard.map_or(0, |h| 1u64 << (h % 64));
-        self.seq.links.ring(out.touched_shards & !own);
+        self.seq.links.ring((out.touched_shards | retried) & !own);
         if let Some(why) = out.fatal.take() {
             tracing::error!("{why}");
             if let Some(tx) = &self.on_fatal {
@@ -344,7 +402,14 @@ impl SeqHost {
     fn finish(&mut self) {
         self.stopped = true;
         self.log.shutdown();
-        for (i, l) in self.seq.links.0.iter().enumerate() {
+        // Blocking is fine for other shards (they drain their inboxes); the hosting shard is
+        // running this very call, and learns of the stop from `pump` returning None instead.
+        self.seq.links.retry();
+        for (i, l) in self.seq.links.links.iter().enumerate() {
+            if Some(i as u16) == self.host_shard {
+                let _ = l.tx.try_send(ToShard::Shutdown);
+                continue;
+            }
             let _ = l.tx.send(ToShard::Shutdown);
             if Some(i as u16) != self.host_shard {
                 l.bell.ring();
@@ -364,5 +429,37 @@ pub fn run(mut host: SeqHost) {
         if host.pump().is_none() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(conn: u64) -> ToShard {
+        ToShard::Close { conn, reason: "test" }
+    }
+
+    /// A full inbox never blocks the sequencer and never reorders or loses a message: what does
+    /// not fit waits, in order, behind what did, and each one held back is counted.
+    #[test]
+    fn a_full_shard_inbox_holds_messages_back_in_order() {
+        let metrics = crate::metrics::Metrics::new(1);
+        let (tx, rx) = crossbeam_channel::bounded(2);
+        let (bell, _bell_rx) = Doorbell::new().unwrap();
+        let links = ShardLinks::new(vec![ShardLink { tx, bell: Arc::new(bell), probe: metrics.shard(0) }]);
+        for conn in 1..=5 {
+            links.send(0, close(conn));
+        }
+        assert_eq!(metrics.counter(crate::metrics::Counter::ShardInboxFull), 3);
+        let mut got = vec![];
+        while got.len() < 5 {
+            links.retry();
+            while let Ok(ToShard::Close { conn, .. }) = rx.try_recv() {
+                got.push(conn);
+            }
+        }
+        assert_eq!(got, [1, 2, 3, 4, 5]);
+        assert!(links.held.borrow()[0].is_empty());
     }
 }

@@ -183,6 +183,13 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
                 s.answered.wait().await;
                 continue;
             }
+            // The sequencer's queue is full: read nothing more until this shard handed over
+            // what it holds for it.
+            if s.seq_backlogged() {
+                c.stats.not_reading.store(true, std::sync::atomic::Ordering::Relaxed);
+                s.seq_drained.wait().await;
+                continue;
+            }
             if s.probe.backpressured() {
                 s.probe.set_backpressured(false);
             }

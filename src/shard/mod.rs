@@ -83,6 +83,10 @@ pub struct Shard {
     /// stopped reading for `globalOutstandingLimit` re-check then. (Over the limit, a shard holds
     /// more than its share of requests, so its own answers are what can end the wait.)
     pub answered: Rc<notify::LocalNotify>,
+    /// Messages for the sequencer that its full queue could not take yet, in order.
+    seq_held: RefCell<std::collections::VecDeque<ToSequencer>>,
+    /// Signalled when `seq_held` empties.
+    pub seq_drained: notify::LocalNotify,
 }
 
 /// How often every shard's timer fires. It flushes session touches and — just as important — keeps
@@ -112,16 +116,53 @@ impl Shard {
     }
 
     /// Queues a message for the sequencer: a hosted one runs at the end of this executor turn,
-    /// a remote one is woken through its host's doorbell or its thread's channel.
+    /// a remote one is woken through its host's doorbell or its thread's channel. Never blocks:
+    /// while the sequencer's queue is full, messages wait here in order and the shard's
+    /// connections stop reading (see `seq_backlogged`).
     pub fn to_sequencer(&self, m: ToSequencer) {
-        if self.seq_host.is_some() {
-            let _ = self.to_seq.send_local(m);
-            if !self.seq_kicked.replace(true) {
-                self.seq_kick.signal(1);
+        let mut held = self.seq_held.borrow_mut();
+        if held.is_empty() {
+            match self.to_seq.try_send(m, self.seq_host.is_none()) {
+                Ok(()) => {}
+                Err(crossbeam_channel::TrySendError::Full(m)) => held.push_back(m),
+                // The sequencer has stopped: the shard is stopping too.
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => return,
             }
         } else {
-            let _ = self.to_seq.send(m);
+            held.push_back(m);
         }
+        if !held.is_empty() {
+            self.probe.add(crate::metrics::Counter::SequencerQueueFull, 1);
+        }
+        drop(held);
+        if self.seq_host.is_some() && !self.seq_kicked.replace(true) {
+            self.seq_kick.signal(1);
+        }
+    }
+
+    /// Hands over what a full sequencer queue held back; wakes the readers once all went.
+    fn retry_seq_held(&self) {
+        let mut held = self.seq_held.borrow_mut();
+        if held.is_empty() {
+            return;
+        }
+        while let Some(m) = held.pop_front() {
+            match self.to_seq.try_send(m, self.seq_host.is_none()) {
+                Ok(()) => {}
+                Err(crossbeam_channel::TrySendError::Full(m)) => {
+                    held.push_front(m);
+                    return;
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => held.clear(),
+            }
+        }
+        drop(held);
+        self.seq_drained.notify_all();
+    }
+
+    /// True while messages for the sequencer wait here: connections do not read meanwhile.
+    pub fn seq_backlogged(&self) -> bool {
+        !self.seq_held.borrow().is_empty()
     }
 
     /// Runs the hosted sequencer's round, if any. `None` once it has shut down; otherwise
@@ -177,8 +218,15 @@ impl Shard {
     /// prefix of its connection, so the client sees them in apply order too.
     pub fn pump(&self) -> bool {
         loop {
-            // A hosted sequencer's stop reaches this shard as `ToShard::Shutdown`, drained next.
-            let sequenced = self.pump_sequencer().unwrap_or(false);
+            self.retry_seq_held();
+            let Some(sequenced) = self.pump_sequencer() else {
+                // The hosted sequencer stopped (shutdown, or the log failed): so does this shard,
+                // after handing out what it was sent.
+                let _ = self.drain(i64::MAX);
+                self.stop.store(true, Ordering::Release);
+                return false;
+            };
+            self.retry_seq_held();
             let any = match self.drain(i64::MAX) {
                 Ok(a) => a,
                 Err(()) => return false,
@@ -279,6 +327,8 @@ pub async fn run(init: ShardInit) {
         dirty: RefCell::new(Vec::new()),
         stash: RefCell::new(std::collections::VecDeque::new()),
         answered: Rc::new(notify::LocalNotify::default()),
+        seq_held: Default::default(),
+        seq_drained: Default::default(),
     });
 
     // Heartbeat: touches, and the always-armed timer that bounds any wrongly parked reactor.
