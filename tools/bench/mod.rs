@@ -29,9 +29,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use super::client::{error_name, open_acl, Conn, Event, Reply};
-use crate::proto::jute::Record;
-use crate::proto::{
+use crate::client::{error_name, open_acl, Conn, Event, Reply};
+use zkd::proto::jute::Record;
+use zkd::proto::{
     CreateRequest, CreateResponse, DeleteRequest, ErrorCode, GetDataRequest, GetDataResponse, OpCode,
     SetDataRequest, SetDataResponse,
 };
@@ -543,7 +543,7 @@ async fn run_conn(
                 queued = true;
             }
             if !queued && now.duration_since(last_send) >= ping_every {
-                conn.queue_empty(crate::proto::xid::PING, OpCode::Ping);
+                conn.queue_empty(zkd::proto::xid::PING, OpCode::Ping);
                 queued = true;
             }
             if queued {
@@ -583,7 +583,7 @@ async fn run_conn(
         while let Some(ev) = next {
             match ev {
                 Event::Reply(r) => {
-                    if r.xid != crate::proto::xid::PING && r.xid != crate::proto::xid::NOTIFICATION {
+                    if r.xid != zkd::proto::xid::PING && r.xid != zkd::proto::xid::NOTIFICATION {
                         match pending.remove(&r.xid) {
                             None => st.error(ctx, r.at, "UnmatchedXid"),
                             Some(p) => {
@@ -673,10 +673,10 @@ async fn storm_session(ctx: Arc<Ctx>, idx: usize) -> SessionStats {
             }
             Err(e) => {
                 let name = match e {
-                    super::client::ClientError::Connect { .. } => "ConnectFailed",
-                    super::client::ClientError::Timeout { .. } => "ConnectTimeout",
-                    super::client::ClientError::Handshake { .. } => "HandshakeFailed",
-                    super::client::ClientError::Closed { .. } => "ConnectionLoss",
+                    crate::client::ClientError::Connect { .. } => "ConnectFailed",
+                    crate::client::ClientError::Timeout { .. } => "ConnectTimeout",
+                    crate::client::ClientError::Handshake { .. } => "HandshakeFailed",
+                    crate::client::ClientError::Closed { .. } => "ConnectionLoss",
                 };
                 st.error(&ctx, start, name);
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -758,7 +758,7 @@ async fn fanout_session(ctx: Arc<Ctx>, idx: usize) -> SessionStats {
                         ctx.armed.fetch_add(1, Ordering::AcqRel);
                         ctx.armed_notify.notify_one();
                     }
-                    Some(Event::Reply(r)) if r.xid == crate::proto::xid::NOTIFICATION => {
+                    Some(Event::Reply(r)) if r.xid == zkd::proto::xid::NOTIFICATION => {
                         let fired_at = *ctx.fired_at.lock().unwrap_or_else(|e| e.into_inner());
                         if let Some(t) = fired_at {
                             st.completed(&ctx, t, r.at, 0);

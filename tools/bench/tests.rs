@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::tools::fake_server::{FakeConfig, FakeServer};
+use crate::fake_server::{FakeConfig, FakeServer};
 
 fn args(server: &FakeServer, workload: Workload) -> BenchArgs {
     let mut a = BenchArgs::new(vec![server.addr.clone()], workload);
