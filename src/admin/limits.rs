@@ -148,7 +148,7 @@ impl IpTable {
     /// An admitted connection closed; `with_session` false if no session was ever established.
     pub fn release(&mut self, ip: IpAddr, with_session: bool, now_ms: u64) {
         let e = self.entry(ip, now_ms);
-        debug_assert!(e.open > 0, "release without admit for {ip}");
+        assert!(e.open > 0, "release without admit for {ip}");
         e.open = e.open.saturating_sub(1);
         if !with_session {
             e.closed_without_session += 1;

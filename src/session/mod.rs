@@ -172,7 +172,11 @@ impl SessionTracker {
             if let Some(ids) = self.buckets.remove(&b) {
                 for id in ids {
                     if let Some(s) = self.sessions.get_mut(&id) {
-                        debug_assert!(s.expire_at_ms <= now_ms);
+                        assert!(
+                            s.expire_at_ms <= now_ms,
+                            "session 0x{id:x} in a due bucket expires at {}",
+                            s.expire_at_ms
+                        );
                         if !s.closing {
                             s.closing = true;
                             out.push(id);

@@ -287,6 +287,8 @@ impl DataTree {
         }
         for (i, n, slot) in nodes {
             let path = if n.path.is_empty() { "/" } else { n.path };
+            // Debug builds only: a second hash of every path in the load's hottest loop (the
+            // slot was computed from the same path by `LoadShares::count`).
             debug_assert_eq!(slot.node as usize, stripe_of(path), "slot of {path}");
             let Some(g) = guards[slot.node as usize].as_mut() else { continue };
             if n.data.is_some_and(|d| d.len() > node::MAX_DATA_LEN) || path.len() > node::MAX_PATH_LEN {
@@ -341,6 +343,8 @@ impl DataTree {
             // changed by anyone else until the load ends; a child's position fields are written
             // only here, by the one builder owning its parent's stripe.
             let (c, p) = unsafe { (NodePtr::from_addr(c), NodePtr::from_addr(p)) };
+            // Debug builds only: a scan and compare of every path in a loop that otherwise only
+            // pushes a pointer (the positions come from `Preorder`, which matched these paths).
             debug_assert_eq!(p.path(), parent_of(c.path()));
             g.child_list_mut(p).push(c);
         }

@@ -83,8 +83,8 @@ pub fn write_snapshot<W: Write, N: std::borrow::Borrow<SnapshotNode>>(
         let mut first = true;
         for n in nodes {
             let n = n.borrow();
-            debug_assert!(!first || n.path.is_empty(), "the root (path \"\") must come first");
-            debug_assert!(n.path != "/", "\"/\" marks the end of nodes; the root is \"\"");
+            assert!(!first || n.path.is_empty(), "the root (path \"\") must come first");
+            assert!(n.path != "/", "\"/\" marks the end of nodes; the root is \"\"");
             first = false;
             o.string(&n.path)?;
             o.opt_buffer(n.data.as_deref())?;
