@@ -3,14 +3,13 @@
 
 use std::sync::atomic::Ordering;
 
-use parking_lot::RwLockWriteGuard;
 use smallvec::SmallVec;
 
 use super::java_order::JavaHashSet;
 use super::node::{self, NodePtr};
 use super::quota::{self, LIMIT_NODE, QUOTA_ROOT, STAT_NODE};
 use super::{
-    child_name, ephemeral_type, parent_of, stripe_of, ttl_owner, DataTree, EphemeralType, NodeMap, WatchSink,
+    child_name, ephemeral_type, parent_of, stripe_of, ttl_owner, DataTree, EphemeralType, Locked, WatchSink,
     CONTAINER_OWNER,
 };
 use crate::proto::{Acl, CreateTxn, ErrorCode, EventType, OpCode, Stat, StatPersisted, TxnBody, TxnHeader};
@@ -33,44 +32,6 @@ pub struct ApplyResult {
     pub stat: Option<Stat>,
     /// One per member of a multi.
     pub multi: Vec<OpOutcome>,
-}
-
-/// The stripes one txn holds, write-locked in index order.
-pub(super) struct Locked<'a> {
-    pub(super) idx: SmallVec<[usize; 4]>,
-    guards: SmallVec<[RwLockWriteGuard<'a, NodeMap>; 4]>,
-}
-
-impl Locked<'_> {
-    pub(super) fn map(&mut self, path: &str) -> &mut NodeMap {
-        let i = stripe_of(path);
-        let pos = self.idx.binary_search(&i).expect("txn touched a stripe it did not lock");
-        &mut self.guards[pos]
-    }
-    pub(super) fn get(&mut self, path: &str) -> Option<NodePtr> {
-        self.map(path).get(path)
-    }
-
-    /// Replaces a node's data; repoints the table, the parent's child list and the child-list
-    /// key if the node had to be reallocated (its parent's stripe is locked: see `touched`).
-    pub(super) fn set_node_data(&mut self, n: NodePtr, data: Option<&[u8]>) -> NodePtr {
-        let new = n.with_data(data);
-        if new != n {
-            let path = new.path();
-            self.map(path).repoint(n, new);
-            if path != "/" {
-                let parent = parent_of(path);
-                let m = self.map(parent);
-                // No parent only for an orphan a corrupt log left (see `NodeMap::remove`).
-                if let Some(l) = m.get(parent).filter(|p| p.has_children_list()) {
-                    if let Some(l) = m.children.get_mut(&l.addr()) {
-                        l.replace(n, new);
-                    }
-                }
-            }
-        }
-        new
-    }
 }
 
 impl DataTree {

@@ -12,9 +12,10 @@
 //! the stored cversion counts child *creations* (sequential names come from it) while the Stat
 //! shows `2 × stored − numChildren`; container and TTL nodes show ephemeralOwner 0.
 //!
-//! One module per concept: [`DataTree`] and the stripes it keeps its nodes in are here; reads
-//! (`read`), watches (`watch`), applying txns (`apply`), quota bookkeeping (`quota`) and loading a
-//! snapshot (`load`) each have a module, all of them `impl DataTree` blocks on its private state.
+//! One module per concept: [`DataTree`], the stripes it keeps its nodes in, and the stripes a txn
+//! holds write-locked (`Locked`) are here; reads (`read`), watches (`watch`), applying txns
+//! (`apply`), quota bookkeeping (`quota`) and loading a snapshot (`load`) each have a module, all
+//! of them `impl DataTree` blocks on its private state.
 
 pub mod acl_cache;
 mod apply;
@@ -28,7 +29,8 @@ mod watch;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
+use smallvec::SmallVec;
 
 use crate::proto::{Acl, Stat, StatPersisted};
 use acl_cache::AclCache;
@@ -223,6 +225,44 @@ pub struct DataTree {
     last_zxid: AtomicI64,
     node_count: AtomicUsize,
     data_size: AtomicI64,
+}
+
+/// The stripes one txn holds, write-locked in index order.
+struct Locked<'a> {
+    idx: SmallVec<[usize; 4]>,
+    guards: SmallVec<[RwLockWriteGuard<'a, NodeMap>; 4]>,
+}
+
+impl Locked<'_> {
+    fn map(&mut self, path: &str) -> &mut NodeMap {
+        let i = stripe_of(path);
+        let pos = self.idx.binary_search(&i).expect("txn touched a stripe it did not lock");
+        &mut self.guards[pos]
+    }
+    fn get(&mut self, path: &str) -> Option<NodePtr> {
+        self.map(path).get(path)
+    }
+
+    /// Replaces a node's data; repoints the table, the parent's child list and the child-list
+    /// key if the node had to be reallocated (its parent's stripe is locked: see `touched`).
+    fn set_node_data(&mut self, n: NodePtr, data: Option<&[u8]>) -> NodePtr {
+        let new = n.with_data(data);
+        if new != n {
+            let path = new.path();
+            self.map(path).repoint(n, new);
+            if path != "/" {
+                let parent = parent_of(path);
+                let m = self.map(parent);
+                // No parent only for an orphan a corrupt log left (see `NodeMap::remove`).
+                if let Some(l) = m.get(parent).filter(|p| p.has_children_list()) {
+                    if let Some(l) = m.children.get_mut(&l.addr()) {
+                        l.replace(n, new);
+                    }
+                }
+            }
+        }
+        new
+    }
 }
 
 impl Default for DataTree {

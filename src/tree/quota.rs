@@ -2,9 +2,8 @@
 //! `/zookeeper/quota/<path>/zookeeper_limits` and `.../zookeeper_stats`), and the tree's quota
 //! bookkeeping: which quota covers a path, and its stats node kept up to date as txns apply.
 
-use super::apply::Locked;
 use super::node::NodePtr;
-use super::{stripe_of, DataTree, NodeMap};
+use super::{stripe_of, DataTree, Locked, NodeMap};
 
 /// Parsed quota text; keys kept in insertion order so re-serialisation is stable.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
