@@ -5,7 +5,6 @@ use std::sync::atomic::Ordering;
 
 use smallvec::SmallVec;
 
-use super::java_order::JavaHashSet;
 use super::node::{self, NodePtr};
 use super::quota::{self, LIMIT_NODE, QUOTA_ROOT, STAT_NODE};
 use super::{
@@ -248,22 +247,7 @@ impl DataTree {
         l.map(parent).child_list_mut(p).push(node);
         self.node_count.fetch_add(1, Ordering::Relaxed);
         self.data_size.fetch_add(path.len() as i64 + bytes, Ordering::Relaxed);
-        match ephemeral_type(owner) {
-            EphemeralType::Container => {
-                self.containers.lock().insert(path.to_owned());
-            }
-            EphemeralType::Ttl(_) => {
-                self.ttls.lock().insert(path.to_owned());
-            }
-            EphemeralType::Normal => {
-                self.ephemerals
-                    .lock()
-                    .entry(owner)
-                    .or_insert_with(|| JavaHashSet::with_capacity_log2(4))
-                    .insert(path);
-            }
-            EphemeralType::Void => {}
-        }
+        self.track_owner(path, owner);
         // Quota bookkeeping (ZooKeeper: the limits node registers the path; the stats node gets
         // the current totals).
         if let Some(quoted) = parent.strip_prefix(QUOTA_ROOT) {

@@ -6,12 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::RwLockWriteGuard;
 
-use super::java_order::JavaHashSet;
 use super::node::{self, NodePtr};
 use super::quota::{LIMIT_NODE, QUOTA_ROOT};
-use super::{
-    child_name, ephemeral_type, parent_of, path_hash, stripe_of, DataTree, EphemeralType, NodeMap, STRIPES,
-};
+use super::{child_name, parent_of, path_hash, stripe_of, DataTree, NodeMap, STRIPES};
 use crate::proto::{Acl, StatPersisted};
 
 /// A snapshot node to load, borrowed from the snapshot's bytes (see [`DataTree::load_insert`]).
@@ -384,22 +381,7 @@ impl DataTree {
 
     /// Ephemeral, container, TTL and quota bookkeeping of a loaded node.
     fn loaded_node_extras(&self, path: &str, parent: &str, owner: i64) {
-        match ephemeral_type(owner) {
-            EphemeralType::Container => {
-                self.containers.lock().insert(path.to_owned());
-            }
-            EphemeralType::Ttl(_) => {
-                self.ttls.lock().insert(path.to_owned());
-            }
-            EphemeralType::Normal => {
-                self.ephemerals
-                    .lock()
-                    .entry(owner)
-                    .or_insert_with(|| JavaHashSet::with_capacity_log2(4))
-                    .insert(path);
-            }
-            EphemeralType::Void => {}
-        }
+        self.track_owner(path, owner);
         if parent.starts_with(QUOTA_ROOT) && child_name(path) == LIMIT_NODE {
             let quoted = &parent[QUOTA_ROOT.len()..];
             self.quota_paths.write().insert(if quoted.is_empty() { "/" } else { quoted }.to_owned());

@@ -308,6 +308,27 @@ impl DataTree {
         t
     }
 
+    /// Files a new node (created or loaded) under what its owner makes it: a container, a TTL
+    /// node, or one of a session's ephemerals.
+    fn track_owner(&self, path: &str, owner: i64) {
+        match ephemeral_type(owner) {
+            EphemeralType::Container => {
+                self.containers.lock().insert(path.to_owned());
+            }
+            EphemeralType::Ttl(_) => {
+                self.ttls.lock().insert(path.to_owned());
+            }
+            EphemeralType::Normal => {
+                self.ephemerals
+                    .lock()
+                    .entry(owner)
+                    .or_insert_with(|| JavaHashSet::with_capacity_log2(4))
+                    .insert(path);
+            }
+            EphemeralType::Void => {}
+        }
+    }
+
     /// Inserts a node under an existing parent (building or loading the tree, before it serves).
     fn raw_insert(
         &self,
