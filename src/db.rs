@@ -457,7 +457,7 @@ pub fn purge(data_dir: &Path, data_log_dir: &Path, retain: usize) -> std::io::Re
     // The newest log starting at or before `least` may hold txns after it: keep it.
     let keep_from = logs.iter().filter(|(z, _)| *z <= least).map(|(z, _)| *z).max().unwrap_or(least);
     for (z, p) in &snaps[retain..] {
-        debug_assert!(*z <= least);
+        assert!(*z <= least, "purging snapshot 0x{z:x}, newer than the oldest kept 0x{least:x}");
         std::fs::remove_file(p)?;
         removed.push(p.clone());
     }

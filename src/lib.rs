@@ -16,9 +16,5 @@ pub mod server;
 pub mod session;
 pub mod shard;
 pub mod snapshot;
-/// The operator tools (`zkd bench`, `fsync-test`, `maxbuffer-stress`) live in the top-level
-/// `tools/` directory: they are clients of a server (zkd or ZooKeeper), not part of one.
-#[path = "../tools/mod.rs"]
-pub mod tools;
 pub mod tree;
 pub mod txnlog;

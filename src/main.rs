@@ -41,12 +41,12 @@ enum Cmd {
         cmd: DumpCmd,
     },
     /// Load generator speaking the ZooKeeper client protocol (.hgrm + plots).
-    Bench(zkd::tools::bench::BenchArgs),
+    Bench(zkd_tools::bench::BenchArgs),
     /// What the txnlog writer would see on a disk: sync latency and throughput per method, and the
     /// zoo.cfg settings recommended for it.
-    FsyncTest(zkd::tools::fsync_test::FsyncTestArgs),
+    FsyncTest(zkd_tools::fsync_test::FsyncTestArgs),
     /// jute.maxbuffer edge cases against a running server, optionally compared with another.
-    MaxbufferStress(zkd::tools::maxbuffer_stress::MaxbufferStressArgs),
+    MaxbufferStress(zkd_tools::maxbuffer_stress::MaxbufferStressArgs),
     /// Delete old snapshots and logs, keeping the newest N snapshots and the logs they need
     /// (ZooKeeper's PurgeTxnLog).
     Purge {
@@ -203,9 +203,9 @@ fn main() -> ExitCode {
         }
         Some(Cmd::Txnlog { cmd: DumpCmd::Dump { file, json } }) => dump(false, &file, json),
         Some(Cmd::Snapshot { cmd: DumpCmd::Dump { file, json } }) => dump(true, &file, json),
-        Some(Cmd::Bench(a)) => tool(zkd::tools::bench::run(a)),
-        Some(Cmd::FsyncTest(a)) => tool(zkd::tools::fsync_test::run(a)),
-        Some(Cmd::MaxbufferStress(a)) => tool(zkd::tools::maxbuffer_stress::run(a)),
+        Some(Cmd::Bench(a)) => tool(zkd_tools::bench::run(a)),
+        Some(Cmd::FsyncTest(a)) => tool(zkd_tools::fsync_test::run(a)),
+        Some(Cmd::MaxbufferStress(a)) => tool(zkd_tools::maxbuffer_stress::run(a)),
         Some(Cmd::Purge { data_dir, data_log_dir, count }) => {
             let log_dir = data_log_dir.unwrap_or_else(|| data_dir.clone());
             match zkd::db::purge(&data_dir, &log_dir, count) {

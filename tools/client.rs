@@ -13,8 +13,8 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::proto::jute::{Reader, Record, Writer};
-use crate::proto::{ConnectRequest, ConnectResponse, OpCode, ReplyHeader, RequestHeader};
+use zkd::proto::jute::{Reader, Record, Writer};
+use zkd::proto::{ConnectRequest, ConnectResponse, OpCode, ReplyHeader, RequestHeader};
 
 /// Replies buffered between the socket reader task and the session; the reader waits when full.
 pub const EVENT_QUEUE_MAX: usize = 4096;
@@ -119,7 +119,7 @@ impl Conn {
             read_only: false,
         };
         let mut out = Vec::new();
-        crate::proto::frame::frame(&req.to_bytes(), &mut out);
+        zkd::proto::frame::frame(&req.to_bytes(), &mut out);
         let hs = |why: String| ClientError::Handshake { addr: addr.to_string(), why };
         tokio::time::timeout(timeout, wr.write_all(&out))
             .await
@@ -193,14 +193,14 @@ impl Conn {
     pub fn queue_empty(&mut self, xid: i32, op: OpCode) {
         let mut w = Writer::with_capacity(8);
         RequestHeader { xid, op_type: op.code() }.encode(&mut w);
-        crate::proto::frame::frame(&w.buf, &mut self.out);
+        zkd::proto::frame::frame(&w.buf, &mut self.out);
     }
 
     pub fn queue_with_xid(&mut self, xid: i32, op: OpCode, body: &impl Record) {
         let mut w = Writer::with_capacity(64);
         RequestHeader { xid, op_type: op.code() }.encode(&mut w);
         body.encode(&mut w);
-        crate::proto::frame::frame(&w.buf, &mut self.out);
+        zkd::proto::frame::frame(&w.buf, &mut self.out);
     }
 
     /// Raw bytes, sent as they are (oversized or malformed frames).
@@ -282,16 +282,16 @@ impl Conn {
 
 /// The name a tool reports for a reply's error code: the ZooKeeper name, or `Unknown(<code>)`.
 pub fn error_name(code: i32) -> String {
-    match crate::proto::ErrorCode::from_i32(code) {
+    match zkd::proto::ErrorCode::from_i32(code) {
         Some(c) => c.name().to_string(),
         None => format!("Unknown({code})"),
     }
 }
 
 /// The open ACL (world:anyone, all permissions).
-pub fn open_acl() -> Vec<crate::proto::Acl> {
-    vec![crate::proto::Acl {
-        perms: crate::proto::perms::ALL,
-        id: crate::proto::Id { scheme: "world".into(), id: "anyone".into() },
+pub fn open_acl() -> Vec<zkd::proto::Acl> {
+    vec![zkd::proto::Acl {
+        perms: zkd::proto::perms::ALL,
+        id: zkd::proto::Id { scheme: "world".into(), id: "anyone".into() },
     }]
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::proto::jute::{Reader, Record, Writer};
-use crate::proto::{
+use zkd::proto::jute::{Reader, Record, Writer};
+use zkd::proto::{
     ConnectResponse, CreateRequest, CreateResponse, GetDataResponse, OpCode, ReplyHeader, RequestHeader,
     SetDataResponse, Stat,
 };
@@ -128,7 +128,7 @@ fn reply(xid: i32, err: i32, body: Option<&dyn Fn(&mut Writer)>) -> Vec<u8> {
         f(&mut w);
     }
     let mut out = Vec::with_capacity(w.buf.len() + 4);
-    crate::proto::frame::frame(&w.buf, &mut out);
+    zkd::proto::frame::frame(&w.buf, &mut out);
     out
 }
 
@@ -144,7 +144,7 @@ async fn serve(s: TcpStream, sh: Arc<Shared>) {
         read_only: false,
     };
     let mut out = Vec::new();
-    crate::proto::frame::frame(&resp.to_bytes(), &mut out);
+    zkd::proto::frame::frame(&resp.to_bytes(), &mut out);
     if wr.write_all(&out).await.is_err() {
         return;
     }
@@ -204,7 +204,7 @@ async fn serve(s: TcpStream, sh: Arc<Shared>) {
                 h.xid,
                 0,
                 Some(&|w: &mut Writer| {
-                    crate::proto::MultiHeader { op_type: -1, done: true, err: -1 }.encode(w)
+                    zkd::proto::MultiHeader { op_type: -1, done: true, err: -1 }.encode(w)
                 }),
             ),
             _ => reply(h.xid, 0, None),

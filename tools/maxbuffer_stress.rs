@@ -15,9 +15,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use super::client::{error_name, open_acl, ClientError, Conn, Reply};
-use crate::proto::jute::{Reader, Record, Writer};
-use crate::proto::{
+use crate::client::{error_name, open_acl, ClientError, Conn, Reply};
+use zkd::proto::jute::{Reader, Record, Writer};
+use zkd::proto::{
     CreateRequest, DeleteRequest, ErrorCode, GetChildrenRequest, GetChildrenResponse, GetDataRequest,
     MultiHeader, OpCode, SetDataRequest,
 };
@@ -252,7 +252,7 @@ impl Record for RawRecord {
     fn encode(&self, w: &mut Writer) {
         w.raw(&self.0);
     }
-    fn decode(r: &mut Reader<'_>) -> crate::proto::jute::Result<Self> {
+    fn decode(r: &mut Reader<'_>) -> zkd::proto::jute::Result<Self> {
         Ok(RawRecord(r.rest().to_vec()))
     }
 }
@@ -383,9 +383,9 @@ impl Sweep<'_> {
                     Err(_) => Outcome::ConnectionClosed,
                     Ok(()) => {
                         // A ping after the bad frame shows whether the connection is still served.
-                        c.queue_empty(crate::proto::xid::PING, OpCode::Ping);
+                        c.queue_empty(zkd::proto::xid::PING, OpCode::Ping);
                         let _ = c.flush().await;
-                        outcome_of(c.wait_for(crate::proto::xid::PING, Duration::from_secs(5)).await, |_| {
+                        outcome_of(c.wait_for(zkd::proto::xid::PING, Duration::from_secs(5)).await, |_| {
                             "connection still served".into()
                         })
                     }
@@ -805,7 +805,7 @@ pub fn run(a: MaxbufferStressArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tools::fake_server::{FakeConfig, FakeServer};
+    use crate::fake_server::{FakeConfig, FakeServer};
 
     #[test]
     fn sweep_against_the_fake_server() {

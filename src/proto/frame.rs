@@ -85,7 +85,7 @@ impl FrameBuf {
     }
     /// `n` bytes of the last `spare` slice (of `spare_len` bytes) were filled.
     pub fn filled(&mut self, spare_len: usize, n: usize) {
-        debug_assert_eq!(spare_len, self.buf.len() - self.end, "filled() must follow spare()");
+        assert_eq!(spare_len, self.buf.len() - self.end, "filled() must follow spare()");
         assert!(n <= spare_len);
         self.end += n;
     }
@@ -132,7 +132,7 @@ impl FrameBuf {
 
     /// The bytes of a span `next_span` returned (valid until the next `spare`).
     pub fn body(&self, r: std::ops::Range<usize>) -> &[u8] {
-        debug_assert!(r.end <= self.start, "a span of consumed bytes");
+        assert!(r.end <= self.start, "a span of consumed bytes");
         &self.buf[r]
     }
 }

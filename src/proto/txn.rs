@@ -48,6 +48,8 @@ impl TxnBody {
                 return w.buf.len();
             }
         };
+        // Debug builds only: it encodes the whole body a second time, which is what this
+        // function exists to avoid.
         debug_assert_eq!(len, {
             let mut w = Writer::with_capacity(256);
             self.encode(&mut w);

@@ -172,7 +172,11 @@ impl SessionTracker {
             if let Some(ids) = self.buckets.remove(&b) {
                 for id in ids {
                     if let Some(s) = self.sessions.get_mut(&id) {
-                        assert!(s.expire_at_ms <= now_ms, "session 0x{id:x} expired before its time");
+                        assert!(
+                            s.expire_at_ms <= now_ms,
+                            "session 0x{id:x} in a due bucket expires at {}",
+                            s.expire_at_ms
+                        );
                         if !s.closing {
                             s.closing = true;
                             out.push(id);

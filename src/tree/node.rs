@@ -279,7 +279,7 @@ impl NodePtr {
     /// Overwrites stat and ACL (loading the root from a snapshot). The owner presence is fixed
     /// at allocation: callers pass a stat with the same owner or use `with_data`.
     pub fn set_stat(self, acl: i64, stat: &StatPersisted) {
-        debug_assert_eq!(stat.ephemeral_owner, self.owner());
+        assert_eq!(stat.ephemeral_owner, self.owner(), "a node's owner is fixed at allocation");
         let h = self.h();
         // SAFETY: node stripe write-locked.
         unsafe {

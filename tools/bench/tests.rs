@@ -1,9 +1,11 @@
-//! The bench against the fake server of `tools::fake_server`, whose latency and errors are known.
+//! The bench against the fake server of `crate::fake_server`, whose latency and errors are known.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::*;
-use crate::tools::fake_server::{FakeConfig, FakeServer};
+use crate::fake_server::{FakeConfig, FakeServer};
+use zkd::proto::ErrorCode;
 
 fn args(server: &FakeServer, workload: Workload) -> BenchArgs {
     let mut a = BenchArgs::new(vec![server.addr.clone()], workload);

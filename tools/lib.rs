@@ -1,7 +1,7 @@
 //! Operator tools built into the `zkd` binary: `bench` (load generator), `fsync-test` (what a txn
 //! log writer sees on a disk), `maxbuffer-stress` (jute.maxbuffer edge cases against a server).
 //! They speak the ZooKeeper client protocol with their own small client ([`client`]) and only use
-//! `crate::proto` from the rest of the crate.
+//! the server library's protocol types (`zkd::proto`).
 
 pub mod bench;
 pub mod client;
