@@ -4,7 +4,9 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 use zkd::proto::jute::{Reader, Record, Writer};
 use zkd::proto::*;
@@ -134,6 +136,42 @@ pub fn is_closed(s: &mut TcpStream) -> bool {
             Ok(0) | Err(_) => return true,
             Ok(_) => continue,
         }
+    }
+}
+
+/// Starts `zkd serve --config cfg --port-file <cfg's dir>/zkd.port` (`setup` adjusts the command:
+/// environment, stdio) and returns it with the client port it bound, read from the port file:
+/// a config with clientPort=0 gets a port from the kernel, never one another process may take
+/// between a probe and the server's bind. Panics if zkd exits or writes no port within 30 s.
+pub fn spawn_zkd(cfg: &Path, setup: impl FnOnce(&mut Command)) -> (Child, u16) {
+    let port_file = cfg.parent().unwrap().join("zkd.port");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zkd"));
+    cmd.args(["serve", "--config"]).arg(cfg).arg("--port-file").arg(&port_file);
+    setup(&mut cmd);
+    // Not the previous run's file (a restart in the same directory).
+    match std::fs::remove_file(&port_file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("{}: {e}", port_file.display()),
+        _ => {}
+    }
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // zkd writes the file by rename: it is either absent or whole.
+        if let Some(port) = std::fs::read_to_string(&port_file).ok().and_then(|t| t.trim().parse().ok()) {
+            return (child, port);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("zkd exited during start-up ({status}): {err}");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("zkd wrote no port file within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
