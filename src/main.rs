@@ -134,6 +134,11 @@ fn serve(
         None => (zkd::config::Config::embedded_default(), Vec::new()),
         Some(p) => match zkd::config::Config::from_file(p) {
             Ok(x) => x,
+            // 2: the configuration must be changed by a person; nothing was started.
+            Err(e @ zkd::config::ConfigError::Unsupported(_)) => {
+                eprintln!("zkd: refusing to start with {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
             Err(e) => {
                 eprintln!("zkd: invalid configuration {}: {e}", p.display());
                 return ExitCode::from(2);
