@@ -127,14 +127,35 @@ pub fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
     Some(b)
 }
 
-/// True once the server closed the connection (read returns 0 or an error).
+/// How long `is_closed` waits for the server to close a connection.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits up to `CLOSE_WAIT` for the server to close the connection, reading (and dropping)
+/// whatever it sends first. True on EOF or a reset; false if the connection is still open when
+/// the wait ends: a read that times out is not a close.
 pub fn is_closed(s: &mut TcpStream) -> bool {
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    is_closed_within(s, CLOSE_WAIT)
+}
+
+/// `is_closed` with another wait.
+pub fn is_closed_within(s: &mut TcpStream, wait: Duration) -> bool {
+    use std::io::ErrorKind::*;
+    let deadline = Instant::now() + wait;
     let mut b = [0u8; 1024];
     loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        s.set_read_timeout(Some(left)).unwrap();
         match s.read(&mut b) {
-            Ok(0) | Err(_) => return true,
+            Ok(0) => return true,
             Ok(_) => continue,
+            Err(e) if matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe) => return true,
+            // SO_RCVTIMEO expiring: the connection is still open.
+            Err(e) if matches!(e.kind(), WouldBlock | TimedOut) => return false,
+            Err(e) if e.kind() == Interrupted => continue,
+            Err(e) => panic!("reading from the server: {e}"),
         }
     }
 }
