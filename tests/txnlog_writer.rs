@@ -330,19 +330,21 @@ fn free_bytes(dir: &std::path::Path) -> u64 {
 
 /// A 256 KiB tmpfs: the writer falls back from O_DIRECT to buffered pwrite there.
 #[test]
+#[ignore = "needs root (mounts a tmpfs); run with --include-ignored, as tests/run-all.sh does"]
 fn enospc_on_tmpfs_rejects_the_group_refuses_until_resume_and_leaves_no_hole() {
     let d = tempfile::tempdir().unwrap();
     let o = std::ffi::OsStr::new;
-    if !run_ok("mount", &[o("-t"), o("tmpfs"), o("-o"), o("size=256k"), o("tmpfs"), d.path().as_os_str()]) {
-        println!("SKIPPED: cannot mount a small tmpfs here (needs root) to provoke ENOSPC");
-        return;
-    }
+    assert!(
+        run_ok("mount", &[o("-t"), o("tmpfs"), o("-o"), o("size=256k"), o("tmpfs"), d.path().as_os_str()]),
+        "prerequisite missing: cannot mount a small tmpfs here (needs root) to provoke ENOSPC"
+    );
     let _guard = Mounted(d.path().to_owned());
     enospc_case(d.path(), 128 * 1024);
 }
 
 /// A 4 MiB ext4 image on a loop device: O_DIRECT page writes, and the zeroing after ENOSPC.
 #[test]
+#[ignore = "needs root and mkfs.ext4 (loop-mounts an image); run with --include-ignored, as tests/run-all.sh does"]
 fn enospc_on_ext4_with_direct_writes_rejects_the_group_and_leaves_no_hole() {
     let d = tempfile::tempdir().unwrap();
     let img = d.path().join("fs.img");
@@ -350,12 +352,11 @@ fn enospc_on_ext4_with_direct_writes_rejects_the_group_and_leaves_no_hole() {
     std::fs::create_dir(&mnt).unwrap();
     std::fs::File::create(&img).unwrap().set_len(4 << 20).unwrap();
     let o = std::ffi::OsStr::new;
-    if !run_ok("mkfs.ext4", &[o("-q"), o("-F"), img.as_os_str()])
-        || !run_ok("mount", &[o("-o"), o("loop"), img.as_os_str(), mnt.as_os_str()])
-    {
-        println!("SKIPPED: cannot make and loop-mount an ext4 image here (needs root and mkfs.ext4)");
-        return;
-    }
+    assert!(
+        run_ok("mkfs.ext4", &[o("-q"), o("-F"), img.as_os_str()])
+            && run_ok("mount", &[o("-o"), o("loop"), img.as_os_str(), mnt.as_os_str()]),
+        "prerequisite missing: cannot make and loop-mount an ext4 image here (needs root and mkfs.ext4)"
+    );
     let _guard = Mounted(mnt.clone());
     // Leave ~96 KiB: a few 32 KiB preallocations, then ENOSPC.
     let free = free_bytes(&mnt);

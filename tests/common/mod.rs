@@ -203,3 +203,23 @@ pub fn four_letter(port: u16, word: &str) -> String {
     s.read_to_string(&mut out).unwrap();
     out
 }
+
+/// A port for a server that cannot bind port 0 and report it (Apache ZooKeeper): a socket bound
+/// to `0.0.0.0:0` with SO_REUSEADDR and never listened on, kept open while the server runs.
+/// ZooKeeper's listener sets SO_REUSEADDR too, so it can bind and listen beside it; meanwhile
+/// the kernel neither hands the port to another bind of port 0 nor uses it as the local port of
+/// an outgoing connection, because a socket is bound to it. What remains is a process binding
+/// this very port number explicitly, with SO_REUSEADDR, before the server listens on it.
+pub struct PortHold {
+    pub port: u16,
+    _socket: socket2::Socket,
+}
+
+pub fn hold_port() -> PortHold {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.set_reuse_address(true).unwrap();
+    s.bind(&std::net::SocketAddr::from(([0, 0, 0, 0], 0)).into()).unwrap();
+    let port = s.local_addr().unwrap().as_socket().unwrap().port();
+    PortHold { port, _socket: s }
+}
