@@ -16,9 +16,14 @@ fn healthy(port: u16) {
     assert_eq!(h.err, 0);
 }
 
+/// common::start's tickTime=200 caps sessions at 4 s, less than is_closed waits, and an expiring
+/// session closes its connection too. With every session at least 20 s long, only the close
+/// under test can end the wait (also for garbage that happens to decode as a ConnectRequest).
+const SESSIONS_OUTLIVE_CLOSE_WAIT: &str = "tickTime=2000\nminSessionTimeout=20000";
+
 #[test]
 fn hostile_lengths_close_only_that_connection() {
-    let srv = start(2, "");
+    let srv = start(2, SESSIONS_OUTLIVE_CLOSE_WAIT);
     let mut bystander = Raw::connect(srv.port);
     for len in [-1i32, -2147483648, 2147483647, 1048576] {
         let mut s = Raw::tcp(srv.port);
@@ -36,7 +41,7 @@ fn hostile_lengths_close_only_that_connection() {
 
 #[test]
 fn garbage_handshakes_and_random_bytes() {
-    let srv = start(2, "");
+    let srv = start(2, SESSIONS_OUTLIVE_CLOSE_WAIT);
     let mut seed = 0x1234_5678_9abc_def0u64;
     for i in 0..200 {
         let mut s = Raw::tcp(srv.port);
@@ -84,7 +89,7 @@ fn a_stalled_half_frame_does_not_block_others() {
 
 #[test]
 fn jute_maxbuffer_boundary() {
-    let srv = start(2, "");
+    let srv = start(2, SESSIONS_OUTLIVE_CLOSE_WAIT);
     let mut r = Raw::connect(srv.port);
     let path = "/big";
     let acl = vec![Acl { perms: perms::ALL, id: Id { scheme: "world".into(), id: "anyone".into() } }];
