@@ -29,6 +29,11 @@ enum Cmd {
         /// 1-3 cores it runs on the executor of the shard that shares its core).
         #[arg(long)]
         dedicated_sequencer: bool,
+        /// Once serving, write the client port bound to this file (a line with the number;
+        /// written to a temporary name and renamed): with clientPort=0 the kernel picks a free
+        /// port, and this is where a supervisor or a test reads which.
+        #[arg(long)]
+        port_file: Option<PathBuf>,
     },
     /// Transaction log tools.
     Txnlog {
@@ -100,16 +105,40 @@ fn init_logging(opts: &zkd::admin::logging::LogOptions) -> Option<zkd::admin::lo
     }
 }
 
+/// Writes `port` to `path` so that a reader sees either no file or the whole line.
+fn write_port_file(path: &std::path::Path, port: u16) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, format!("{port}\n"))?;
+    std::fs::rename(&tmp, path)
+}
+
 fn serve(
     config: Option<PathBuf>,
     shards: Option<usize>,
     cores: Option<Vec<usize>>,
     dedicated_sequencer: bool,
+    port_file: Option<PathBuf>,
 ) -> ExitCode {
+    // A port file left by an earlier run must not be taken for this run's.
+    if let Some(p) = &port_file {
+        match std::fs::remove_file(p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                eprintln!("zkd: cannot remove the old port file {}: {e}", p.display());
+                return ExitCode::from(1);
+            }
+            _ => {}
+        }
+    }
     let (cfg, warnings) = match &config {
         None => (zkd::config::Config::embedded_default(), Vec::new()),
         Some(p) => match zkd::config::Config::from_file(p) {
             Ok(x) => x,
+            // 2: the configuration must be changed by a person; nothing was started.
+            Err(e @ zkd::config::ConfigError::Unsupported(_)) => {
+                eprintln!("zkd: refusing to start with {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
             Err(e) => {
                 eprintln!("zkd: invalid configuration {}: {e}", p.display());
                 return ExitCode::from(2);
@@ -147,6 +176,13 @@ fn serve(
             return ExitCode::from(code);
         }
     };
+    if let Some(p) = &port_file {
+        if let Err(e) = write_port_file(p, handle.addr.port()) {
+            eprintln!("zkd: cannot write the port file {}: {e}", p.display());
+            handle.shutdown();
+            return ExitCode::from(1);
+        }
+    }
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
@@ -197,9 +233,9 @@ fn main() -> ExitCode {
         Some(_) => init_logging(&zkd::admin::logging::LogOptions::default()),
     };
     match cli.cmd {
-        None => serve(None, None, None, false),
-        Some(Cmd::Serve { config, shards, cores, dedicated_sequencer }) => {
-            serve(config, shards, cores, dedicated_sequencer)
+        None => serve(None, None, None, false, None),
+        Some(Cmd::Serve { config, shards, cores, dedicated_sequencer, port_file }) => {
+            serve(config, shards, cores, dedicated_sequencer, port_file)
         }
         Some(Cmd::Txnlog { cmd: DumpCmd::Dump { file, json } }) => dump(false, &file, json),
         Some(Cmd::Snapshot { cmd: DumpCmd::Dump { file, json } }) => dump(true, &file, json),
