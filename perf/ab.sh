@@ -4,7 +4,7 @@
 # Each repetition runs every workload against A then B (B then A on even repetitions), each on a
 # fresh data directory with fsync on; the server is pinned to SERVER_CPU, the load generator to
 # LOAD_CPU. Prints one line per run (workload, label, ops/s, reads the server ordered behind its
-# session's writes) and the medians.
+# session's writes, server CPU microseconds per op) and the medians.
 #
 #   A=path/to/zkd-before B=path/to/zkd-after perf/ab.sh
 #   WORKLOADS ["read write mixed"] REPS [3] DURATION [8] SESSIONS [16] DEPTH [8] PORT [21955]
@@ -40,14 +40,19 @@ run_one() { # binary label workload
   [[ $ready == yes ]] || { echo "$label did not start (see $dir/log)" >&2; kill $pid; exit 1; }
   local extra=()
   [[ $wl == mixed ]] && extra=(--read-pct 90)
-  local ops
-  ops=$(taskset -c "$LOAD_CPU" "${BENCH_CMD[@]}" --servers "127.0.0.1:$PORT" --workload "$wl" "${extra[@]}" \
+  local ops total
+  read -r ops total < <(taskset -c "$LOAD_CPU" "${BENCH_CMD[@]}" --servers "127.0.0.1:$PORT" --workload "$wl" "${extra[@]}" \
     --sessions "$SESSIONS" --depth "$DEPTH" --duration "$DURATION" --warmup 2 --no-progress --json 2>/dev/null |
-    python3 -c 'import json,sys; print(round(json.load(sys.stdin)["ops_per_s"]))')
-  local ordered
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print(round(d["ops_per_s"]), d["ops_ok"] + d["warmup_ops"])')
+  local ordered ticks
   ordered=$(echo mntr | nc -q1 127.0.0.1 "$PORT" | awk '/zkd_reads_ordered_behind_writes/ {print $2}')
+  # Server CPU (user + system, clock ticks) over its whole life, per op measured: steadier than
+  # ops/s on a host whose speed drifts (the warm-up and start-up are included, equally for both).
+  ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat")
   kill $pid; wait $pid 2>/dev/null || true
-  echo "$wl $label $ops ${ordered:--}" | tee -a "$RESULTS"
+  local us_per_op
+  us_per_op=$(python3 -c "print(round($ticks * 1e6 / $(getconf CLK_TCK) / max(1, $total), 2))")
+  echo "$wl $label $ops ${ordered:--} $us_per_op" | tee -a "$RESULTS"
 }
 
 for rep in $(seq 1 "$REPS"); do
@@ -63,5 +68,7 @@ rows = [l.split() for l in open(sys.argv[1])]
 for wl in dict.fromkeys(r[0] for r in rows):
     a = statistics.median(int(r[2]) for r in rows if r[0] == wl and r[1] == "A")
     b = statistics.median(int(r[2]) for r in rows if r[0] == wl and r[1] == "B")
-    print(f"  {wl:8} A {a:>9.0f}  B {b:>9.0f}  B/A {b / a:.3f}")
+    ca = statistics.median(float(r[4]) for r in rows if r[0] == wl and r[1] == "A")
+    cb = statistics.median(float(r[4]) for r in rows if r[0] == wl and r[1] == "B")
+    print(f"  {wl:8} ops/s A {a:>9.0f}  B {b:>9.0f}  B/A {b / a:.3f}   server CPU us/op A {ca:.2f}  B {cb:.2f}")
 PY

@@ -222,6 +222,24 @@ fn row10_last_log_torn_at_creation_is_removed() {
     assert!(!torn.exists());
 }
 
+/// A roll put a zero-filled preallocated file in place, then kill -9 before its first group.
+#[test]
+fn row10b_last_log_all_zeros_is_removed_but_not_a_zero_header_with_data() {
+    let d = tempfile::tempdir().unwrap();
+    write_snap(d.path(), 0);
+    write_log(d.path(), 1..=2, 0);
+    let never_written = d.path().join("log.3");
+    std::fs::write(&never_written, vec![0u8; 64 << 10]).unwrap();
+    let r = rec(d.path()).unwrap();
+    assert_eq!(zxids(&r), [1, 2]);
+    assert!(!never_written.exists());
+    // A zeroed header with bytes after it may hide acknowledged txns: refused.
+    let mut b = vec![0u8; 64 << 10];
+    b[4096] = 1;
+    std::fs::write(d.path().join("log.3"), b).unwrap();
+    assert!(matches!(rec(d.path()), Err(RecoveryError::BadLogHeader { .. })));
+}
+
 #[test]
 fn row11_bad_magic_is_refused() {
     let d = tempfile::tempdir().unwrap();

@@ -242,7 +242,7 @@ impl OpsState {
         if self.to_seq.send(ToSequencer::DumpSessions { reply: tx }).is_err() {
             return SessionsDump::default();
         }
-        rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
+        rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default() // own thread: ops and HTTP only
     }
     /// ZooKeeper's node count: its `DataTree.nodes` holds the root twice (as "" and "/"), and
     /// every monitoring surface reports that map's size.
@@ -298,6 +298,7 @@ impl OpsState {
         }
         let answer = async { rx.await.unwrap_or_default() };
         let give_up = async {
+            // not a poll: the deadline for a word the ops thread never answers
             glommio::timer::sleep(Duration::from_secs(10)).await;
             String::new()
         };

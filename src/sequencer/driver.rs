@@ -389,6 +389,7 @@ impl SeqHost {
     /// Blocks for the next message or tick (the dedicated-thread driver). False when every
     /// sender is gone.
     fn wait(&mut self) -> bool {
+        // own thread: the dedicated driver
         match self.rx.recv_timeout(self.until_tick()) {
             Ok(m) => {
                 self.batch.push(m);

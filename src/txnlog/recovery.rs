@@ -14,6 +14,7 @@
 //! | 8 | damage (partial entry, bad length, bad checksum, no EOR, garbage) and nothing valid after it in this or any later file | truncate the file there, warn |
 //! | 9 | damage followed by a valid entry (same file or a later one)      | refuse: names file and offset     |
 //! |10 | last log file shorter than its 16-byte header                    | remove it, warn                   |
+//! |10b| last log file all zeros, header included (a preallocated file put in place by a roll, killed before its first group was written: nothing in it was ever acknowledged) | remove it, warn |
 //! |11 | a log header with a bad magic/version, or a short one not last   | refuse                            |
 //! |12 | zxids not strictly ascending                                     | refuse                            |
 //! |13 | a zxid gap (next zxid skips within an epoch)                     | warn                              |
@@ -146,6 +147,21 @@ pub fn plan_logs<B: AsRef<[u8]>>(
                 tracing::warn!("{w}");
                 plan.warnings.push(w);
                 plan.actions.push(LogAction::Remove { file: file.clone(), len_bytes: len_bytes as u64 });
+                continue;
+            }
+            // Every byte zero: a roll put a preallocated file in place and the node stopped before
+            // the first group (header included) reached it. An acknowledged txn would have been
+            // synced with its header, so nothing here was ever acknowledged. Any other byte could
+            // be an acknowledged txn behind a damaged header: refuse (row 11).
+            Err(_) if is_last && buf.iter().all(|&b| b == 0) => {
+                let w = format!(
+                    "removing log {} created but never written ({} zero bytes, no header)",
+                    file.display(),
+                    buf.len()
+                );
+                tracing::warn!("{w}");
+                plan.warnings.push(w);
+                plan.actions.push(LogAction::Remove { file: file.clone(), len_bytes: buf.len() as u64 });
                 continue;
             }
             Err(reason) => return Err(RecoveryError::BadLogHeader { file: file.clone(), reason }),
