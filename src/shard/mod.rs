@@ -90,8 +90,9 @@ pub struct Shard {
 }
 
 /// How often every shard's timer fires. It flushes session touches and — just as important — keeps
-/// a timer armed in every executor so that a reactor that parked while work was runnable (a known
-/// glommio 0.9 hang under CPU contention, see shared/PLATFORM.md) wakes within this bound.
+/// a timer armed in every executor so that a reactor that parked while work was runnable wakes
+/// within this bound: glommio 0.9 can park an executor that still has runnable work when the CPU
+/// is contended; tests/runtime_stress.rs exercises it.
 pub const HEARTBEAT: Duration = Duration::from_millis(50);
 
 impl Shard {
