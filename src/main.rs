@@ -25,10 +25,10 @@ enum Cmd {
         /// CPU ids to use, e.g. 0,1,2 (default: every CPU this process may run on).
         #[arg(long, value_delimiter = ',')]
         cores: Option<Vec<usize>>,
-        /// Run the write sequencer on a thread of its own even on a small machine (by default, on
+        /// Run the replica core on a thread of its own even on a small machine (by default, on
         /// 1-3 cores it runs on the executor of the shard that shares its core).
-        #[arg(long)]
-        dedicated_sequencer: bool,
+        #[arg(long, alias = "dedicated-sequencer")]
+        dedicated_replica: bool,
     },
     /// Transaction log tools.
     Txnlog {
@@ -104,7 +104,7 @@ fn serve(
     config: Option<PathBuf>,
     shards: Option<usize>,
     cores: Option<Vec<usize>>,
-    dedicated_sequencer: bool,
+    dedicated_replica: bool,
 ) -> ExitCode {
     let (cfg, warnings) = match &config {
         None => (zkd::config::Config::embedded_default(), Vec::new()),
@@ -137,7 +137,7 @@ fn serve(
     }
     let handle = match zkd::server::start(
         &cfg,
-        zkd::server::RunOptions { shards, cores, in_memory: false, dedicated_sequencer },
+        zkd::server::RunOptions { shards, cores, in_memory: false, dedicated_replica },
     ) {
         Ok(h) => h,
         Err(e) => {
@@ -198,8 +198,8 @@ fn main() -> ExitCode {
     };
     match cli.cmd {
         None => serve(None, None, None, false),
-        Some(Cmd::Serve { config, shards, cores, dedicated_sequencer }) => {
-            serve(config, shards, cores, dedicated_sequencer)
+        Some(Cmd::Serve { config, shards, cores, dedicated_replica }) => {
+            serve(config, shards, cores, dedicated_replica)
         }
         Some(Cmd::Txnlog { cmd: DumpCmd::Dump { file, json } }) => dump(false, &file, json),
         Some(Cmd::Snapshot { cmd: DumpCmd::Dump { file, json } }) => dump(true, &file, json),

@@ -113,7 +113,7 @@ fn group_commit_from_several_threads() {
     let d = tempfile::tempdir().unwrap();
     let (h, dur) = start(d.path(), small());
     let h = Arc::new(h);
-    // Like the sequencer: zxids are assigned and sent under one lock, so the log order is the
+    // Like the replica: zxids are assigned and sent under one lock, so the log order is the
     // zxid order; each thread then waits for its own zxid to be durable.
     let next = Arc::new(Mutex::new(0i64));
     const THREADS: usize = 4;

@@ -4,7 +4,7 @@
 //! Nothing here runs on a shard's event loop for more than a registry insert: a four-letter word
 //! is handed to the `zkd-ops` thread, which gathers what it needs from shared structures (per-shard
 //! connection registries, the tree's watch tables, the metrics cells — each behind short locks) and
-//! from the sequencer (sessions, by message), then hands the text back. The AdminServer and
+//! from the replica (sessions, by message), then hands the text back. The AdminServer and
 //! Prometheus threads call the same gatherers.
 
 pub mod http;
@@ -25,7 +25,7 @@ use parking_lot::Mutex;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::sequencer::ToSequencer;
+use crate::replica::ToReplica;
 use crate::server::Settings;
 use crate::tree::DataTree;
 pub use limits::ConnLimits;
@@ -151,7 +151,7 @@ impl ConnStats {
     }
 }
 
-/// Session tracker contents, as the sequencer reports them for `dump`.
+/// Session tracker contents, as the replica reports them for `dump`.
 #[derive(Debug, Clone, Default)]
 pub struct SessionsDump {
     /// Expiry bucket (epoch ms) → session ids, ascending.
@@ -173,7 +173,7 @@ pub struct OpsState {
     pub tree: Arc<DataTree>,
     pub metrics: Arc<Metrics>,
     pub limits: Arc<ConnLimits>,
-    to_seq: crate::sequencer::driver::SeqTx,
+    replica_tx: crate::replica::driver::ReplicaTx,
     /// Per shard: its live connections.
     conns: Vec<Mutex<HashMap<u64, Arc<ConnStats>>>>,
     pub started: Instant,
@@ -190,7 +190,7 @@ impl OpsState {
         tree: Arc<DataTree>,
         metrics: Arc<Metrics>,
         limits: Arc<ConnLimits>,
-        to_seq: crate::sequencer::driver::SeqTx,
+        replica_tx: crate::replica::driver::ReplicaTx,
         log_stats: Option<Arc<Mutex<crate::txnlog::LogStats>>>,
     ) -> Arc<Self> {
         let shards = metrics.shard_count();
@@ -201,7 +201,7 @@ impl OpsState {
             tree,
             metrics,
             limits,
-            to_seq,
+            replica_tx,
             conns: (0..shards).map(|_| Mutex::new(HashMap::new())).collect(),
             started: Instant::now(),
             jobs: Mutex::new(None),
@@ -239,7 +239,7 @@ impl OpsState {
     }
     pub fn sessions(&self) -> SessionsDump {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        if self.to_seq.send(ToSequencer::DumpSessions { reply: tx }).is_err() {
+        if self.replica_tx.send(ToReplica::DumpSessions { reply: tx }).is_err() {
             return SessionsDump::default();
         }
         rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()

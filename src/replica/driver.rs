@@ -1,16 +1,16 @@
-//! The thread around `Sequencer`: receives from shards and the log, steps, sends, rings doorbells.
+//! The thread around `Replica`: receives from shards and the log, steps, sends, rings doorbells.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
-use super::{Links, Outbox, Sequencer, ToSequencer, ToShard};
+use super::{Links, Outbox, Replica, ToReplica, ToShard};
 use crate::shard::doorbell::Doorbell;
 
 /// Where logged txns go. The real one is `txnlog`'s group-committing writer; it reports
-/// durability back as `ToSequencer::Durable`. No method may block: on small machines a shard's
-/// executor runs the sequencer.
+/// durability back as `ToReplica::Durable`. No method may block: on small machines a shard's
+/// executor runs the replica.
 pub trait LogSink: Send {
     fn append(&mut self, txns: Vec<crate::txnlog::SharedTxn>);
     /// Start a new log file (after a snapshot).
@@ -32,12 +32,12 @@ enum Held {
 /// The real log: `txnlog`'s group-committing writer thread.
 ///
 /// Its queue is bounded (`queue_max_batches`). When it is full, commands wait here, in order,
-/// and go out on a later round (every durability report is a round): the sequencer never waits.
+/// and go out on a later round (every durability report is a round): the replica never waits.
 /// What waits here is bounded by the shards' `globalOutstandingLimit`, which stops them reading
 /// while that many requests are unanswered.
 pub struct DurableLog {
     pub handle: Option<crate::txnlog::writer::LogHandle>,
-    pub to_seq: SeqTx,
+    pub replica_tx: ReplicaTx,
     held: std::collections::VecDeque<Held>,
     /// Times the queue was found full (an episode starts a WARN line, rate-limited).
     pub queue_full: u64,
@@ -45,12 +45,18 @@ pub struct DurableLog {
 }
 
 impl DurableLog {
-    pub fn new(handle: crate::txnlog::writer::LogHandle, to_seq: SeqTx) -> Self {
-        DurableLog { handle: Some(handle), to_seq, held: Default::default(), queue_full: 0, last_warn: None }
+    pub fn new(handle: crate::txnlog::writer::LogHandle, replica_tx: ReplicaTx) -> Self {
+        DurableLog {
+            handle: Some(handle),
+            replica_tx,
+            held: Default::default(),
+            queue_full: 0,
+            last_warn: None,
+        }
     }
 
     fn stopped(&self) {
-        let _ = self.to_seq.send(ToSequencer::LogFailed { reason: "log writer stopped".into() });
+        let _ = self.replica_tx.send(ToReplica::LogFailed { reason: "log writer stopped".into() });
     }
 
     fn held_back(&mut self) {
@@ -121,22 +127,22 @@ impl LogSink for DurableLog {
 
 /// Keeps nothing: every txn is "durable" at once. Only for `forceSync`-less in-memory tests.
 pub struct MemoryLog {
-    pub to_seq: SeqTx,
+    pub replica_tx: ReplicaTx,
 }
 
 impl LogSink for MemoryLog {
     fn append(&mut self, txns: Vec<crate::txnlog::SharedTxn>) {
         if let Some(last) = txns.last() {
-            let _ = self.to_seq.send(ToSequencer::Durable { zxid: last.hdr.zxid });
+            let _ = self.replica_tx.send(ToReplica::Durable { zxid: last.hdr.zxid });
         }
     }
 }
 
 /// Bounds of the queues between threads (messages). A shard stops reading its sockets while
-/// the sequencer's queue is full; the sequencer holds messages for a full shard inbox back, in
+/// the replica's queue is full; the replica holds messages for a full shard inbox back, in
 /// order, and hands them over on its next rounds. Both overflows are counted
-/// (`zkd_sequencer_queue_full`, `zkd_shard_inbox_full`).
-pub const SEQUENCER_QUEUE_MAX: usize = 64 * 1024;
+/// (`zkd_replica_queue_full`, `zkd_shard_inbox_full`).
+pub const REPLICA_QUEUE_MAX: usize = 64 * 1024;
 pub const SHARD_INBOX_MAX: usize = 64 * 1024;
 
 /// One link per shard: its inbox, its doorbell and its probe (overflow counts).
@@ -146,7 +152,7 @@ pub struct ShardLink {
     pub probe: Arc<crate::metrics::ShardProbe>,
 }
 
-/// The sequencer's links to the shards. Sends never block: what a full inbox cannot take waits
+/// The replica's links to the shards. Sends never block: what a full inbox cannot take waits
 /// in `held` (per shard, in order; everything for that shard queues behind it) until a later
 /// round hands it over. What is held is bounded by what the shards have in flight: their
 /// requests (`globalOutstandingLimit`) and the watch events those fire.
@@ -229,24 +235,24 @@ pub fn now() -> super::Now {
     super::Now { mono_ms: mono_ms(), wall_ms: wall_ms() }
 }
 
-/// The sequencer has stopped (shutdown or a failed log); the message was dropped.
+/// The replica has stopped (shutdown or a failed log); the message was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SequencerStopped;
+pub struct ReplicaStopped;
 
-/// Where `ToSequencer` messages go: the channel, plus the doorbell of the shard that hosts the
-/// sequencer when it runs on a shard's executor (see `SeqHost`), so a parked host wakes up.
+/// Where `ToReplica` messages go: the channel, plus the doorbell of the shard that hosts the
+/// replica when it runs on a shard's executor (see `ReplicaHost`), so a parked host wakes up.
 #[derive(Clone)]
-pub struct SeqTx {
-    tx: Sender<ToSequencer>,
+pub struct ReplicaTx {
+    tx: Sender<ToReplica>,
     bell: Option<Arc<Doorbell>>,
 }
 
-impl SeqTx {
-    pub fn new(tx: Sender<ToSequencer>, bell: Option<Arc<Doorbell>>) -> Self {
-        SeqTx { tx, bell }
+impl ReplicaTx {
+    pub fn new(tx: Sender<ToReplica>, bell: Option<Arc<Doorbell>>) -> Self {
+        ReplicaTx { tx, bell }
     }
-    pub fn send(&self, m: ToSequencer) -> Result<(), SequencerStopped> {
-        self.tx.send(m).map_err(|_| SequencerStopped)?;
+    pub fn send(&self, m: ToReplica) -> Result<(), ReplicaStopped> {
+        self.tx.send(m).map_err(|_| ReplicaStopped)?;
         if let Some(b) = &self.bell {
             b.ring();
         }
@@ -254,7 +260,7 @@ impl SeqTx {
     }
     /// Never blocks (for shards): a full queue gives the message back.
     #[allow(clippy::result_large_err)] // the message comes back by value, to be held in order
-    pub fn try_send(&self, m: ToSequencer, ring: bool) -> Result<(), TrySendError<ToSequencer>> {
+    pub fn try_send(&self, m: ToReplica, ring: bool) -> Result<(), TrySendError<ToReplica>> {
         self.tx.try_send(m)?;
         if ring {
             if let Some(b) = &self.bell {
@@ -265,17 +271,17 @@ impl SeqTx {
     }
 }
 
-/// The sequencer with its inbox, its log and its timers: one `pump` is one round (everything
+/// The replica with its inbox, its log and its timers: one `pump` is one round (everything
 /// queued now → one log append). A plain thread runs it with `run`; on small machines a shard's
-/// executor hosts it instead (no thread hand-off between shard and sequencer, see `server`).
-pub struct SeqHost {
-    seq: Sequencer<ShardLinks>,
-    rx: Receiver<ToSequencer>,
+/// executor hosts it instead (no thread hand-off between shard and replica, see `server`).
+pub struct ReplicaHost {
+    replica: Replica<ShardLinks>,
+    rx: Receiver<ToReplica>,
     log: Box<dyn LogSink>,
     snapshotter: Option<crate::db::Snapshotter>,
     tick: Duration,
     next_tick: Instant,
-    batch: Vec<ToSequencer>,
+    batch: Vec<ToReplica>,
     /// The hosting shard, whose doorbell `pump` does not ring (it drains its inbox right after).
     host_shard: Option<u16>,
     stopped: bool,
@@ -283,16 +289,16 @@ pub struct SeqHost {
     on_fatal: Option<Sender<String>>,
 }
 
-impl SeqHost {
+impl ReplicaHost {
     pub fn new(
-        seq: Sequencer<ShardLinks>,
-        rx: Receiver<ToSequencer>,
+        replica: Replica<ShardLinks>,
+        rx: Receiver<ToReplica>,
         log: Box<dyn LogSink>,
         snapshotter: Option<crate::db::Snapshotter>,
         tick: Duration,
     ) -> Self {
-        SeqHost {
-            seq,
+        ReplicaHost {
+            replica,
             rx,
             log,
             snapshotter,
@@ -318,7 +324,7 @@ impl SeqHost {
     }
 
     /// One round over everything queued now (never blocks, except on a full log queue, which is
-    /// the back-pressure). `None` once the sequencer has shut down, else whether it did anything.
+    /// the back-pressure). `None` once the replica has shut down, else whether it did anything.
     pub fn pump(&mut self) -> Option<bool> {
         if self.stopped {
             return None;
@@ -335,18 +341,18 @@ impl SeqHost {
             return Some(false);
         }
         self.log.retry();
-        let retried = self.seq.links.retry();
+        let retried = self.replica.links.retry();
         let now = now();
         let mut out = Outbox::default();
         let mut stop = false;
         for m in self.batch.drain(..) {
-            if matches!(m, ToSequencer::Shutdown) {
+            if matches!(m, ToReplica::Shutdown) {
                 stop = true;
             }
-            self.seq.step(m, now, &mut out);
+            self.replica.step(m, now, &mut out);
         }
         if tick_due {
-            self.seq.tick(now, &mut out);
+            self.replica.tick(now, &mut out);
             self.next_tick = Instant::now() + self.tick;
         }
         if !out.to_log.is_empty() {
@@ -361,11 +367,11 @@ impl SeqHost {
                 // fuzzy snapshot is replayed from zxid + 1 on recovery, from whichever file
                 // holds it).
                 self.log.roll();
-                s.start(self.seq.tree.clone(), zxid, sessions);
+                s.start(self.replica.tree.clone(), zxid, sessions);
             }
         }
         let own = self.host_shard.map_or(0, |h| 1u64 << (h % 64));
-        self.seq.links.ring((out.touched_shards | retried) & !own);
+        self.replica.links.ring((out.touched_shards | retried) & !own);
         if let Some(why) = out.fatal.take() {
             tracing::error!("{why}");
             if let Some(tx) = &self.on_fatal {
@@ -404,8 +410,8 @@ impl SeqHost {
         self.log.shutdown();
         // Blocking is fine for other shards (they drain their inboxes); the hosting shard is
         // running this very call, and learns of the stop from `pump` returning None instead.
-        self.seq.links.retry();
-        for (i, l) in self.seq.links.links.iter().enumerate() {
+        self.replica.links.retry();
+        for (i, l) in self.replica.links.links.iter().enumerate() {
             if Some(i as u16) == self.host_shard {
                 let _ = l.tx.try_send(ToShard::Shutdown);
                 continue;
@@ -414,13 +420,13 @@ impl SeqHost {
             if Some(i as u16) != self.host_shard {
                 l.bell.ring();
             }
-            tracing::debug!("sequencer: told shard {i} to stop");
+            tracing::debug!("replica: told shard {i} to stop");
         }
     }
 }
 
 /// Runs on a dedicated thread until `Shutdown`.
-pub fn run(mut host: SeqHost) {
+pub fn run(mut host: ReplicaHost) {
     loop {
         if !host.wait() {
             host.finish();
@@ -440,7 +446,7 @@ mod tests {
         ToShard::Close { conn, reason: "test" }
     }
 
-    /// A full inbox never blocks the sequencer and never reorders or loses a message: what does
+    /// A full inbox never blocks the replica and never reorders or loses a message: what does
     /// not fit waits, in order, behind what did, and each one held back is counted.
     #[test]
     fn a_full_shard_inbox_holds_messages_back_in_order() {
