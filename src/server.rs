@@ -11,7 +11,7 @@ use std::time::Duration;
 use crossbeam_channel::bounded;
 use thiserror::Error;
 
-use crate::config::Config;
+use crate::config::{Config, Settings};
 use crate::metrics::Metrics;
 use crate::replica::driver::{self, LogSink, MemoryLog, ReplicaHost, ReplicaTx, ShardLink, ShardLinks};
 use crate::replica::{Replica, ReplicaConfig, ToReplica};
@@ -19,25 +19,6 @@ use crate::session::SessionTracker;
 use crate::shard::doorbell::Doorbell;
 use crate::shard::{self, ConnLimits, ShardInit};
 use crate::tree::DataTree;
-
-/// What shards need of the configuration, resolved once.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub jute_max_buffer: usize,
-    pub max_client_cnxns: u32,
-    pub super_digest: Option<String>,
-    pub skip_acl: bool,
-    /// `None` = every word allowed (`*`).
-    pub four_letter_whitelist: Option<Vec<String>>,
-    pub server_id: u8,
-    pub client_addr: SocketAddr,
-    pub data_dir: std::path::PathBuf,
-    pub data_log_dir: std::path::PathBuf,
-    pub tick_ms: i64,
-    pub min_session_timeout_ms: i32,
-    pub max_session_timeout_ms: i32,
-    pub max_outstanding: usize,
-}
 
 #[derive(Debug, Error)]
 pub enum StartError {

@@ -23,10 +23,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
-use crate::config::Config;
+use crate::config::{Config, Settings};
 use crate::metrics::Metrics;
 use crate::replica::ToReplica;
-use crate::server::Settings;
 use crate::tree::DataTree;
 pub use limits::ConnLimits;
 

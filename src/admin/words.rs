@@ -7,7 +7,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 use super::{ConnStats, OpsState, VERSION_LINE};
-use crate::server::Settings;
+use crate::config::Settings;
 
 /// ZooKeeper always allows `srvr` (zkServer.sh needs it); `*` allows every word.
 pub fn allowed(settings: &Settings, word: &str) -> bool {

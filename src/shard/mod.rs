@@ -24,10 +24,10 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 use futures_lite::AsyncReadExt;
 
+use crate::config::Settings;
 use crate::metrics::{Metrics, ShardProbe};
 use crate::replica::driver::{ReplicaHost, ReplicaTx};
 use crate::replica::{ToReplica, ToShard};
-use crate::server::Settings;
 use crate::tree::DataTree;
 use conn::Conn;
 use doorbell::Doorbell;
