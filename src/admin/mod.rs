@@ -26,6 +26,7 @@ use parking_lot::Mutex;
 use crate::config::{Config, Settings};
 use crate::metrics::Metrics;
 use crate::replica::ToReplica;
+use crate::session::SessionsDump;
 use crate::tree::DataTree;
 pub use limits::ConnLimits;
 
@@ -148,14 +149,6 @@ impl ConnStats {
             self.sum_lat_ms.load(Ordering::Relaxed) / c
         }
     }
-}
-
-/// Session tracker contents, as the replica reports them for `dump`.
-#[derive(Debug, Clone, Default)]
-pub struct SessionsDump {
-    /// Expiry bucket (epoch ms) → session ids, ascending.
-    pub buckets: Vec<(i64, Vec<i64>)>,
-    pub count: usize,
 }
 
 /// A four-letter word to answer on the ops thread.

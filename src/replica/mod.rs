@@ -22,7 +22,7 @@ use crate::proto::jute::{Record, Writer};
 use crate::proto::ops::Request;
 use crate::proto::{ConnectResponse, EventType, LoggedTxn, OpCode, ReplyHeader, TxnBody, TxnHeader};
 use crate::request::{self, Prep};
-use crate::session::{session_password, SessionTracker};
+use crate::session::{session_password, SessionTracker, SessionsDump};
 use crate::tree::{DataTree, WatchSink, WatcherId};
 pub use msg::{ConnRef, ToReplica, ToShard};
 
@@ -243,7 +243,7 @@ impl<L: Links> Replica<L> {
             // Stopping: an answer now could overtake an earlier request that never gets one.
             // Connections close; a client learns the fate of its unanswered writes on reconnect.
             if let ToReplica::DumpSessions { reply } = msg {
-                let _ = reply.send(crate::admin::SessionsDump { buckets: vec![], count: 0 });
+                let _ = reply.send(SessionsDump::default());
             }
             return;
         }
@@ -283,10 +283,7 @@ impl<L: Links> Replica<L> {
             }
             ToReplica::LogNoSpace { last_durable_zxid } => self.on_no_space(last_durable_zxid, now, out),
             ToReplica::DumpSessions { reply } => {
-                let _ = reply.send(crate::admin::SessionsDump {
-                    buckets: self.sessions.buckets(),
-                    count: self.sessions.len(),
-                });
+                let _ = reply.send(self.sessions.dump());
             }
             ToReplica::Shutdown => {}
         }

@@ -63,7 +63,7 @@ pub enum ToReplica {
     },
     /// The session tracker's buckets, for `dump` (operations surface; answered at once).
     DumpSessions {
-        reply: crossbeam_channel::Sender<crate::admin::SessionsDump>,
+        reply: crossbeam_channel::Sender<crate::session::SessionsDump>,
     },
     Shutdown,
 }
