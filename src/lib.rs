@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod config;
 pub mod db;
+pub mod mesh;
 pub mod metrics;
 pub mod proto;
 pub mod replica;

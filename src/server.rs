@@ -12,11 +12,13 @@ use crossbeam_channel::bounded;
 use thiserror::Error;
 
 use crate::config::{Config, Settings};
+use crate::mesh::doorbell::Doorbell;
+use crate::mesh::msg::ToReplica;
+use crate::mesh::{self, ReplicaTx, ShardLink, ShardLinks};
 use crate::metrics::Metrics;
-use crate::replica::driver::{self, LogSink, MemoryLog, ReplicaHost, ReplicaTx, ShardLink, ShardLinks};
-use crate::replica::{Replica, ReplicaConfig, ToReplica};
+use crate::replica::driver::{self, LogSink, MemoryLog, ReplicaHost};
+use crate::replica::{Replica, ReplicaConfig};
 use crate::session::SessionTracker;
-use crate::shard::doorbell::Doorbell;
 use crate::shard::{self, ConnLimits, ShardInit};
 use crate::tree::DataTree;
 
@@ -223,12 +225,12 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
 
     let metrics = Arc::new(Metrics::new(topo.shard_cores.len()));
     let now = driver::now();
-    let (replica_chan, replica_rx) = bounded(driver::REPLICA_QUEUE_MAX);
+    let (replica_chan, replica_rx) = bounded(mesh::REPLICA_QUEUE_MAX);
     // Every shard's inbox and doorbell exist before anything can send to the replica, so that
     // a hosted replica's senders (other shards, the log writer, the ops thread) ring its host.
     let mut shard_chans = Vec::new();
     for _ in &topo.shard_cores {
-        let (tx, rx) = bounded(driver::SHARD_INBOX_MAX);
+        let (tx, rx) = bounded(mesh::SHARD_INBOX_MAX);
         let (bell, bell_rx) = Doorbell::new().map_err(|e| StartError::Other(format!("socketpair: {e}")))?;
         shard_chans.push((tx, rx, Arc::new(bell), bell_rx));
     }

@@ -24,8 +24,9 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
 use crate::config::{Config, Settings};
+use crate::mesh::msg::ToReplica;
+use crate::mesh::ReplicaTx;
 use crate::metrics::Metrics;
-use crate::replica::ToReplica;
 use crate::session::SessionsDump;
 use crate::tree::DataTree;
 pub use limits::ConnLimits;
@@ -165,7 +166,7 @@ pub struct OpsState {
     pub tree: Arc<DataTree>,
     pub metrics: Arc<Metrics>,
     pub limits: Arc<ConnLimits>,
-    replica_tx: crate::replica::driver::ReplicaTx,
+    replica_tx: ReplicaTx,
     /// Per shard: its live connections.
     conns: Vec<Mutex<HashMap<u64, Arc<ConnStats>>>>,
     pub started: Instant,
@@ -182,7 +183,7 @@ impl OpsState {
         tree: Arc<DataTree>,
         metrics: Arc<Metrics>,
         limits: Arc<ConnLimits>,
-        replica_tx: crate::replica::driver::ReplicaTx,
+        replica_tx: ReplicaTx,
         log_stats: Option<Arc<Mutex<crate::txnlog::LogStats>>>,
     ) -> Arc<Self> {
         let shards = metrics.shard_count();

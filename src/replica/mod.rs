@@ -11,12 +11,12 @@
 //! (through `Links` and `Outbox`). The driver around it (`driver::ReplicaHost`) only moves messages.
 
 pub mod driver;
-pub mod msg;
 pub mod zxids;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use crate::mesh::msg::{ConnRef, ToReplica, ToShard};
 use crate::proto::frame::{frame_record, framed_raw};
 use crate::proto::jute::{Record, Writer};
 use crate::proto::ops::Request;
@@ -24,7 +24,6 @@ use crate::proto::{ConnectResponse, EventType, LoggedTxn, OpCode, ReplyHeader, T
 use crate::request::{self, Prep};
 use crate::session::{session_password, SessionTracker, SessionsDump};
 use crate::tree::{DataTree, WatchSink, WatcherId};
-pub use msg::{ConnRef, ToReplica, ToShard};
 
 /// Where the replica's messages to shards go. Sends never block.
 pub trait Links {

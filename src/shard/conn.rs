@@ -12,6 +12,7 @@ use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::TcpStream;
 
 use super::Shard;
+use crate::mesh::msg::{ConnRef, ToReplica};
 use crate::proto::frame::{framed, framed_raw};
 use crate::proto::frame::{FrameBuf, FrameSpan};
 use crate::proto::jute::{Reader, Record};
@@ -20,7 +21,6 @@ use crate::proto::{
     xid, ConnectRequest, ErrorCode, EventType, Id, KeeperState, OpCode, ReplyHeader, RequestHeader,
     WatcherEvent,
 };
-use crate::replica::{ConnRef, ToReplica};
 use crate::tree::WatcherId;
 
 /// Reply-queue entries, in request order.

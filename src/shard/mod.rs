@@ -10,7 +10,6 @@
 //! read and before queuing the read's reply, so a client always sees the event first.
 
 pub mod conn;
-pub mod doorbell;
 pub mod notify;
 
 use std::cell::{Cell, RefCell};
@@ -25,12 +24,13 @@ use crossbeam_channel::Receiver;
 use futures_lite::AsyncReadExt;
 
 use crate::config::Settings;
+use crate::mesh::doorbell::Doorbell;
+use crate::mesh::msg::{ToReplica, ToShard};
+use crate::mesh::ReplicaTx;
 use crate::metrics::{Metrics, ShardProbe};
-use crate::replica::driver::{ReplicaHost, ReplicaTx};
-use crate::replica::{ToReplica, ToShard};
+use crate::replica::driver::ReplicaHost;
 use crate::tree::DataTree;
 use conn::Conn;
-use doorbell::Doorbell;
 
 /// Connections per client IP across all shards (`maxClientCnxns`), refusals and churn.
 pub use crate::admin::ConnLimits;
