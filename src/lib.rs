@@ -6,6 +6,7 @@
 //! `request`, `config`; drivers (`shard`, `replica`, `txnlog::writer`) own threads and I/O.
 
 pub mod admin;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod mesh;

@@ -35,14 +35,6 @@ pub use limits::ConnLimits;
 pub const VERSION_LINE: &str =
     concat!("3.8.0-zkd-", env!("CARGO_PKG_VERSION"), ", built on 1970-01-01 00:00 UTC");
 
-/// Milliseconds since the Unix epoch.
-pub fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// One connection's statistics, readable from any thread. Written by the owning shard only
 /// (relaxed atomics on the connection's own memory: no sharing between connections).
 pub struct ConnStats {
@@ -91,7 +83,7 @@ impl ConnStats {
             max_lat_ms: AtomicI64::new(0),
             sum_lat_ms: AtomicI64::new(0),
             count_lat: AtomicI64::new(0),
-            last_activity_ms: AtomicI64::new(wall_ms()),
+            last_activity_ms: AtomicI64::new(crate::clock::wall_ms()),
             not_reading: AtomicBool::new(false),
         };
         s.reset();
@@ -116,7 +108,7 @@ impl ConnStats {
 
     pub fn packet_received(&self) {
         self.received.fetch_add(1, Ordering::Relaxed);
-        self.last_activity_ms.store(wall_ms(), Ordering::Relaxed);
+        self.last_activity_ms.store(crate::clock::wall_ms(), Ordering::Relaxed);
     }
 
     /// A request was answered: its opcode, xid, the reply's zxid and its latency.

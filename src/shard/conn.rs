@@ -327,7 +327,7 @@ impl Conn {
         let r = std::sync::atomic::Ordering::Relaxed;
         self.stats.session.store(session, r);
         self.stats.timeout_ms.store(timeout_ms as i64, r);
-        self.stats.established_ms.store(crate::admin::wall_ms(), r);
+        self.stats.established_ms.store(crate::clock::wall_ms(), r);
         self.phase.set(Phase::Connected);
         tracing::debug!("session 0x{session:x} established for {} (timeout {timeout_ms} ms)", self.peer);
         let early = std::mem::take(&mut *self.early.borrow_mut());
@@ -380,7 +380,7 @@ impl Conn {
             if let Some(Slot::Done(p)) = q.pop_front() {
                 self.out.borrow_mut().extend_from_slice(&p);
                 self.packets_sent.set(self.packets_sent.get() + 1);
-                let now = *now.get_or_insert_with(|| (std::time::Instant::now(), crate::admin::wall_ms()));
+                let now = *now.get_or_insert_with(|| (std::time::Instant::now(), crate::clock::wall_ms()));
                 self.answered(&p, now);
                 sent = true;
             }
