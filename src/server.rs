@@ -462,8 +462,8 @@ fn log_write_path(cfg: &Config) -> Result<crate::txnlog::WritePath, StartError> 
 }
 
 /// `maxClientCnxns` and zkd's `zkd.limits.*` keys.
-fn limits_config(cfg: &Config) -> Result<crate::admin::limits::LimitsConfig, StartError> {
-    let mut l = crate::admin::limits::LimitsConfig { max_cnxns: cfg.max_client_cnxns, ..Default::default() };
+fn limits_config(cfg: &Config) -> Result<crate::shard::limits::LimitsConfig, StartError> {
+    let mut l = crate::shard::limits::LimitsConfig { max_cnxns: cfg.max_client_cnxns, ..Default::default() };
     let num = |key: &str, default: u64| -> Result<u64, StartError> {
         match cfg.zkd.get(key) {
             None => Ok(default),

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-use super::{ConnStats, OpsState, VERSION_LINE};
+use super::{OpsState, VERSION_LINE};
 use crate::config::Settings;
+use crate::shard::ConnStats;
 
 /// ZooKeeper always allows `srvr` (zkServer.sh needs it); `*` allows every word.
 pub fn allowed(settings: &Settings, word: &str) -> bool {

@@ -59,7 +59,7 @@ pub struct Conn {
     /// Paths this connection set watches on, so closing it removes them without a tree scan.
     pub watched: RefCell<std::collections::HashSet<String>>,
     /// Statistics other threads read (cons, stat, wchc, admin).
-    pub stats: Arc<crate::admin::ConnStats>,
+    pub stats: Arc<super::ConnStats>,
     /// Arrival time, opcode and xid of each queued request, in queue order (latency, cons).
     pending: RefCell<VecDeque<(std::time::Instant, i32, i32)>>,
     /// When the last socket read returned: the arrival time of every frame it held (one clock
@@ -87,7 +87,7 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
     };
     let max = shard.settings.max_client_cnxns;
     let admission = shard.limits.admit(peer.ip());
-    crate::admin::limits::log_admission(peer.ip(), &admission, max);
+    super::limits::log_admission(peer.ip(), &admission, max);
     if !admission.admitted {
         shard.probe.conn_rejected_max_cnxns();
         return; // dropping the stream closes it
@@ -113,7 +113,7 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
         packets_received: Cell::new(0),
         packets_sent: Cell::new(0),
         watched: RefCell::new(std::collections::HashSet::new()),
-        stats: Arc::new(crate::admin::ConnStats::new(id, shard.id, peer)),
+        stats: Arc::new(super::ConnStats::new(id, shard.id, peer)),
         pending: RefCell::new(VecDeque::new()),
         arrived: Cell::new(std::time::Instant::now()),
         probe: shard.probe.clone(),

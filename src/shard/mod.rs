@@ -10,7 +10,9 @@
 //! read and before queuing the read's reply, so a client always sees the event first.
 
 pub mod conn;
+pub mod limits;
 pub mod notify;
+pub mod stats;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -33,7 +35,8 @@ use crate::tree::DataTree;
 use conn::Conn;
 
 /// Connections per client IP across all shards (`maxClientCnxns`), refusals and churn.
-pub use crate::admin::ConnLimits;
+pub use limits::ConnLimits;
+pub use stats::ConnStats;
 
 /// Everything a shard thread is handed at start (all `Send`).
 pub struct ShardInit {
