@@ -14,6 +14,8 @@ pub mod prom;
 pub mod words;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -88,12 +90,6 @@ impl OpsState {
         self.log_stats.as_ref().map(|s| s.lock().clone())
     }
 
-    pub fn register(&self, c: Arc<ConnStats>) {
-        self.conns[c.shard as usize].lock().insert(c.id, c);
-    }
-    pub fn unregister(&self, shard: u16, id: u64) {
-        self.conns[shard as usize].lock().remove(&id);
-    }
     /// Every live connection, ordered by shard then id (each shard's lock held only to clone).
     pub fn connections(&self) -> Vec<Arc<ConnStats>> {
         let mut v = Vec::new();
@@ -126,17 +122,6 @@ impl OpsState {
     pub fn uptime_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
-    /// True while outstanding requests exceed `globalOutstandingLimit` (checks the shard's own
-    /// share first: only a shard holding more than its share sums everyone's cells).
-    pub fn over_outstanding_limit(&self, own: i64) -> bool {
-        let limit = self.global_outstanding_limit;
-        if limit <= 0 {
-            return false;
-        }
-        let share = (limit / self.conns.len().max(1) as i64).max(1);
-        own > share && self.metrics.outstanding_total() > limit
-    }
-
     /// Starts the thread that answers four-letter words.
     pub fn start_worker(self: &Arc<Self>) -> std::io::Result<()> {
         let (tx, rx): (Sender<Job>, Receiver<Job>) = crossbeam_channel::bounded(1024);
@@ -156,8 +141,8 @@ impl OpsState {
 
     /// Answers a four-letter word from a shard without blocking its event loop: the text is
     /// built on the ops thread; the calling task awaits it (at most 10 s).
-    pub async fn four_letter(&self, w: &[u8; 4]) -> String {
-        let word = String::from_utf8_lossy(w).into_owned();
+    async fn answer_four_letter(&self, w: [u8; 4]) -> String {
+        let word = String::from_utf8_lossy(&w).into_owned();
         if !words::allowed(&self.settings, &word) {
             return words::not_whitelisted(&word);
         }
@@ -176,5 +161,18 @@ impl OpsState {
             String::new()
         };
         futures_lite::future::or(answer, give_up).await
+    }
+}
+
+/// What the shards ask of the operations surface.
+impl crate::shard::Ops for OpsState {
+    fn register(&self, c: Arc<ConnStats>) {
+        self.conns[c.shard as usize].lock().insert(c.id, c);
+    }
+    fn unregister(&self, shard: u16, id: u64) {
+        self.conns[shard as usize].lock().remove(&id);
+    }
+    fn four_letter(&self, w: [u8; 4]) -> Pin<Box<dyn Future<Output = String> + '_>> {
+        Box::pin(self.answer_four_letter(w))
     }
 }

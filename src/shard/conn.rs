@@ -177,7 +177,7 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
             }
             // globalOutstandingLimit: stop reading while too many requests are in flight, until
             // one of this shard's is answered.
-            if s.ops.over_outstanding_limit(s.probe.outstanding()) {
+            if s.over_outstanding_limit(s.probe.outstanding()) {
                 s.probe.set_backpressured(true);
                 c.stats.not_reading.store(true, std::sync::atomic::Ordering::Relaxed);
                 s.answered.wait().await;
@@ -214,7 +214,7 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
                         c.stats.packet_received();
                         c.stats.not_reading.store(true, std::sync::atomic::Ordering::Relaxed);
                         s.probe.add(crate::metrics::Counter::FourLetterWords, 1);
-                        let text = s.ops.four_letter(&w).await;
+                        let text = s.ops.four_letter(w).await;
                         c.out.borrow_mut().extend_from_slice(text.as_bytes());
                         c.close_after_flush.set(true);
                         let _ = c.wake_writer.try_send(());

@@ -16,7 +16,9 @@ pub mod stats;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::Future;
 use std::os::unix::net::UnixStream as StdUnixStream;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -54,7 +56,18 @@ pub struct ShardInit {
     pub stop: Arc<AtomicBool>,
     pub probe: Arc<ShardProbe>,
     pub metrics: Arc<Metrics>,
-    pub ops: Arc<crate::admin::OpsState>,
+    pub ops: Arc<dyn Ops>,
+}
+
+/// What a shard asks of the operations surface (four-letter words, `cons` and the AdminServer),
+/// which implements it: shards do not depend on it.
+pub trait Ops: Send + Sync {
+    /// A connection was accepted: its statistics join the registry that `cons` and friends read.
+    fn register(&self, c: Arc<ConnStats>);
+    /// The connection closed.
+    fn unregister(&self, shard: u16, id: u64);
+    /// The text that answers a four-letter word. Awaiting it never blocks the shard's event loop.
+    fn four_letter(&self, w: [u8; 4]) -> Pin<Box<dyn Future<Output = String> + '_>>;
 }
 
 /// The shard's state inside its executor (single-threaded: `Rc`/`RefCell`).
@@ -74,7 +87,7 @@ pub struct Shard {
     pub stop: Arc<AtomicBool>,
     pub probe: Arc<ShardProbe>,
     pub metrics: Arc<Metrics>,
-    pub ops: Arc<crate::admin::OpsState>,
+    pub ops: Arc<dyn Ops>,
     conns: RefCell<HashMap<u64, Rc<Conn>>>,
     next_conn: Cell<u64>,
     touched: RefCell<Vec<i64>>,
@@ -162,6 +175,17 @@ impl Shard {
         }
         drop(held);
         self.replica_drained.notify_all();
+    }
+
+    /// True while outstanding requests exceed `globalOutstandingLimit` (checks the shard's own
+    /// share first: only a shard holding more than its share sums everyone's cells).
+    pub fn over_outstanding_limit(&self, own: i64) -> bool {
+        let limit = self.settings.max_outstanding as i64;
+        if limit <= 0 {
+            return false;
+        }
+        let share = (limit / self.metrics.shard_count().max(1) as i64).max(1);
+        own > share && self.metrics.outstanding_total() > limit
     }
 
     /// True while messages for the replica wait here: connections do not read meanwhile.
