@@ -2,8 +2,13 @@
 //!
 //! Where a request goes: `shard` (socket, framing, per-session FIFO, reads against `tree`) →
 //! `replica` (prep → log → apply, on the replica core) → `txnlog` (group commit) → back to the
-//! shard that owns the connection. Pure state machines live in `proto`, `tree`, `session`,
-//! `request`, `config`; drivers (`shard`, `replica`, `txnlog::writer`) own threads and I/O.
+//! shard that owns the connection; the two talk through `mesh`. Pure state machines live in
+//! `proto`, `tree`, `session`, `request`, `config`; drivers (`shard`, `replica`,
+//! `txnlog::writer`) own threads and I/O.
+//!
+//! Imports run one way: a module uses only modules earlier in this order — `proto`, `config`,
+//! `session`, `clock`, `metrics`, `tree`, `request`, `txnlog`, `snapshot`, `db`, `mesh`,
+//! `replica`, `shard`, `admin`, `server`.
 
 pub mod admin;
 pub mod clock;
