@@ -27,6 +27,7 @@ enum Cmd {
         cores: Option<Vec<usize>>,
         /// Run the replica core on a thread of its own even on a small machine (by default, on
         /// 1-3 cores it runs on the executor of the shard that shares its core).
+        // `alias` is hidden from --help: the flag's old name still works in scripts.
         #[arg(long, alias = "dedicated-sequencer")]
         dedicated_replica: bool,
     },
