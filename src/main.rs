@@ -30,6 +30,11 @@ enum Cmd {
         // `alias` is hidden from --help: the flag's old name still works in scripts.
         #[arg(long, alias = "dedicated-sequencer")]
         dedicated_replica: bool,
+        /// Once serving, write the client port bound to this file (a line with the number;
+        /// written to a temporary name and renamed): with clientPort=0 the kernel picks a free
+        /// port, and this is where a supervisor or a test reads which.
+        #[arg(long)]
+        port_file: Option<PathBuf>,
     },
     /// Transaction log tools.
     Txnlog {
@@ -101,16 +106,40 @@ fn init_logging(opts: &zkd::admin::logging::LogOptions) -> Option<zkd::admin::lo
     }
 }
 
+/// Writes `port` to `path` so that a reader sees either no file or the whole line.
+fn write_port_file(path: &std::path::Path, port: u16) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, format!("{port}\n"))?;
+    std::fs::rename(&tmp, path)
+}
+
 fn serve(
     config: Option<PathBuf>,
     shards: Option<usize>,
     cores: Option<Vec<usize>>,
     dedicated_replica: bool,
+    port_file: Option<PathBuf>,
 ) -> ExitCode {
+    // A port file left by an earlier run must not be taken for this run's.
+    if let Some(p) = &port_file {
+        match std::fs::remove_file(p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                eprintln!("zkd: cannot remove the old port file {}: {e}", p.display());
+                return ExitCode::from(1);
+            }
+            _ => {}
+        }
+    }
     let (cfg, warnings) = match &config {
         None => (zkd::config::Config::embedded_default(), Vec::new()),
         Some(p) => match zkd::config::Config::from_file(p) {
             Ok(x) => x,
+            // 2: the configuration must be changed by a person; nothing was started.
+            Err(e @ zkd::config::ConfigError::Unsupported(_)) => {
+                eprintln!("zkd: refusing to start with {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
             Err(e) => {
                 eprintln!("zkd: invalid configuration {}: {e}", p.display());
                 return ExitCode::from(2);
@@ -148,6 +177,13 @@ fn serve(
             return ExitCode::from(code);
         }
     };
+    if let Some(p) = &port_file {
+        if let Err(e) = write_port_file(p, handle.addr.port()) {
+            eprintln!("zkd: cannot write the port file {}: {e}", p.display());
+            handle.shutdown();
+            return ExitCode::from(1);
+        }
+    }
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
@@ -198,9 +234,9 @@ fn main() -> ExitCode {
         Some(_) => init_logging(&zkd::admin::logging::LogOptions::default()),
     };
     match cli.cmd {
-        None => serve(None, None, None, false),
-        Some(Cmd::Serve { config, shards, cores, dedicated_replica }) => {
-            serve(config, shards, cores, dedicated_replica)
+        None => serve(None, None, None, false, None),
+        Some(Cmd::Serve { config, shards, cores, dedicated_replica, port_file }) => {
+            serve(config, shards, cores, dedicated_replica, port_file)
         }
         Some(Cmd::Txnlog { cmd: DumpCmd::Dump { file, json } }) => dump(false, &file, json),
         Some(Cmd::Snapshot { cmd: DumpCmd::Dump { file, json } }) => dump(true, &file, json),

@@ -216,9 +216,15 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         },
         topo.log_core
     );
-    let mut listeners = Vec::new();
+    let mut listeners: Vec<TcpListener> = Vec::new();
     for _ in &topo.shard_cores {
-        let l = listener(addr, true).map_err(|e| StartError::Listen { addr, source: e })?;
+        // Every shard listens on the port the first one bound: with clientPort=0 each bind would
+        // otherwise get a port of its own, and clients (told the first) would reach one shard.
+        let at = match listeners.first() {
+            Some(l) => l.local_addr().map_err(|e| StartError::Listen { addr, source: e })?,
+            None => addr,
+        };
+        let l = listener(at, true).map_err(|e| StartError::Listen { addr: at, source: e })?;
         listeners.push(l);
     }
     let bound = listeners[0].local_addr().map_err(|e| StartError::Listen { addr, source: e })?;

@@ -5,7 +5,7 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -15,35 +15,10 @@ use zkd::proto::*;
 const WRITERS: usize = 6;
 const DEPTH: usize = 8;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn spawn(cfg: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_zkd"))
-        .args(["serve", "--config"])
-        .arg(cfg)
-        .env("ZKD_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
-}
-
-fn wait_ready(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-            let _ = s.write_all(b"ruok");
-            let mut out = String::new();
-            let _ = std::io::Read::read_to_string(&mut s, &mut out);
-            if out == "imok" {
-                return;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("zkd did not come up on port {port}");
+fn spawn(cfg: &std::path::Path) -> (Child, u16) {
+    spawn_zkd(cfg, |c| {
+        c.env("ZKD_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::inherit());
+    })
 }
 
 fn set_data_req(xid: i32, path: &str, v: u64) -> Vec<u8> {
@@ -89,18 +64,16 @@ fn writer(port: u16, path: String, start: u64, stop: Instant) -> (u64, u64) {
 fn kill_dash_nine_loses_no_acknowledged_write() {
     let kills: usize = std::env::var("ZKD_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let cfg = dir.path().join("zoo.cfg");
     std::fs::write(
         &cfg,
         format!(
-            "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\nsnapCount=2000\npreAllocSize=4096\n",
+            "tickTime=2000\ndataDir={}\nclientPort=0\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\nsnapCount=2000\npreAllocSize=4096\n",
             dir.path().join("data").display()
         ),
     )
     .unwrap();
-    let mut child = spawn(&cfg);
-    wait_ready(port);
+    let (mut child, mut port) = spawn(&cfg);
     {
         let mut r = Raw::connect(port);
         assert_eq!(r.create("/crash", b""), 0);
@@ -124,8 +97,8 @@ fn kill_dash_nine_loses_no_acknowledged_write() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let results: Vec<(u64, u64)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        child = spawn(&cfg);
-        wait_ready(port);
+        // Each run on a port of its own, from the kernel.
+        (child, port) = spawn(&cfg);
         let mut r = Raw::connect(port);
         for (i, (ack, sent)) in results.iter().enumerate() {
             let (data, stat) = r.get_data(&format!("/crash/w{i}")).unwrap();

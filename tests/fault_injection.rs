@@ -6,35 +6,28 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 struct Zkd {
     cfg: std::path::PathBuf,
-    port: u16,
     dir: tempfile::TempDir,
 }
 
 impl Zkd {
     fn new(extra: &str) -> Zkd {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let cfg = dir.path().join("zoo.cfg");
         std::fs::write(
             &cfg,
             format!(
-                "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+                "tickTime=2000\ndataDir={}\nclientPort=0\nclientPortAddress=127.0.0.1\n\
                  admin.enableServer=false\npreAllocSize=256\n{extra}\n",
                 dir.path().join("data").display()
             ),
         )
         .unwrap();
-        Zkd { cfg, port, dir }
+        Zkd { cfg, dir }
     }
     fn v2(&self) -> std::path::PathBuf {
         self.dir.path().join("data").join("version-2")
@@ -53,26 +46,10 @@ impl Zkd {
     }
     /// Runs the server, lets `f` talk to it, stops it with SIGKILL.
     fn run<R>(&self, f: impl FnOnce(u16) -> R) -> R {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_zkd"))
-            .args(["serve", "--config"])
-            .arg(&self.cfg)
-            .env("ZKD_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let t0 = Instant::now();
-        while std::panic::catch_unwind(|| four_letter(self.port, "srvr"))
-            .map_or(true, |r| !r.starts_with("Zookeeper version"))
-        {
-            assert!(t0.elapsed() < Duration::from_secs(20), "zkd did not start");
-            if let Some(st) = child.try_wait().unwrap() {
-                let out = child.wait_with_output().unwrap();
-                panic!("zkd exited during start-up ({st}): {}", String::from_utf8_lossy(&out.stderr));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let r = f(self.port);
+        let (mut child, port) = spawn_zkd(&self.cfg, |c| {
+            c.env("ZKD_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::piped());
+        });
+        let r = f(port);
         child.kill().unwrap();
         child.wait().unwrap();
         r

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what the tests need (Apache
-# ZooKeeper 3.8 as the oracle, its C client, kazoo, pytest), builds, runs the Rust tests and the
-# Python suite against zkd (and the oracle where a test compares). Exits non-zero on any failure.
+# ZooKeeper 3.8 as the oracle, its C client, kazoo, pytest, zktop), builds, runs the Rust tests
+# and the Python suite against zkd (and the oracle where a test compares). Every test runs:
+# ZKD_REQUIRE_ALL=1 turns a missing prerequisite into a failure (never a pass or a quiet skip),
+# and the Rust tests that need root or Java are run with --include-ignored. Prints what passed,
+# failed and was skipped in each suite; exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +18,8 @@ command -v javac >/dev/null || need_apt+=(default-jdk-headless)
 [ -f /usr/share/java/curator-recipes.jar ] || need_apt+=(libcurator-recipes-java)
 # mkfs.ext4: the full-disk test of O_DIRECT log writes runs on a loop-mounted ext4 image.
 command -v mkfs.ext4 >/dev/null || need_apt+=(e2fsprogs)
+# zktop: a real four-letter-word consumer (tests/py/test_ops.py).
+command -v zktop >/dev/null || need_apt+=(zktop)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -22,21 +27,43 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 python3 -c 'import kazoo, pytest, prometheus_client' 2>/dev/null || python3 -m pip install -q kazoo pytest prometheus_client
-# zktop (a real 4lw consumer) is optional: tests/py/test_ops.py skips its test without it.
-command -v zktop >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq zktop >/dev/null 2>&1 || echo "zktop not installable; its test will be skipped"; }
+
+export ZKD_REQUIRE_ALL=1
 
 echo "== building"
 cargo build --release --bins
-export ZKD_BIN="$PWD/target/release/zkd"
+export ZKD_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/zkd"
 
-echo "== cargo test"
-cargo test --release 2>&1 | tee /tmp/zkd-cargo-test.log
-rust_summary=$(grep -E '^test result' /tmp/zkd-cargo-test.log | awk '{p+=$4; f+=$6} END {print p" passed, "f" failed"}')
+logs=$(mktemp -d /tmp/zkd-run-all.XXXXXX)
+set +e
+echo "== cargo test --include-ignored (the tests that need root, Java or mkfs.ext4 run too, and fail without them)"
+cargo test --release --no-fail-fast -- --include-ignored 2>&1 | tee "$logs/cargo-test.log"
+rust_rc=${PIPESTATUS[0]}
 
 echo "== python suite (kazoo, zkCli.sh, cli_mt, differential vs Apache ZooKeeper 3.8)"
-set +e
-python3 -m pytest -q tests/py
+python3 -m pytest -q -rs --junitxml="$logs/pytest.xml" tests/py
 py_rc=$?
 set -e
-echo "rust: $rust_summary"
-exit $py_rc
+
+# libtest: "test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 3 filtered out; ..."
+rust_counts=$(grep -E '^test result:' "$logs/cargo-test.log" |
+  awk '{p+=$4; f+=$6; i+=$8} END {printf "%d passed, %d failed, %d ignored", p, f, i}')
+py_counts=$(python3 - "$logs/pytest.xml" <<'EOF'
+import sys
+import xml.etree.ElementTree as ET
+try:
+    root = ET.parse(sys.argv[1]).getroot()
+except (OSError, ET.ParseError) as e:
+    print("no report (%s)" % e)
+    sys.exit()
+suites = [root] if root.tag == "testsuite" else list(root)
+n = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
+print("%d passed, %d failed, %d errors, %d skipped" % (
+    n["tests"] - n["failures"] - n["errors"] - n["skipped"], n["failures"], n["errors"], n["skipped"]))
+EOF
+)
+echo "== summary"
+echo "rust:   $rust_counts (exit $rust_rc)"
+echo "python: $py_counts (exit $py_rc)"
+echo "logs:   $logs"
+[ "$rust_rc" -eq 0 ] && [ "$py_rc" -eq 0 ]

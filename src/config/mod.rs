@@ -23,6 +23,10 @@ pub enum ConfigError {
     Io { path: PathBuf, reason: String },
     #[error("{0}")]
     Invalid(String),
+    /// Settings this build cannot honour (a replicated ensemble, TLS, SASL): refused rather than
+    /// ignored, one sentence per kind.
+    #[error("{}", .0.join(" "))]
+    Unsupported(Vec<String>),
 }
 
 /// One `server.N=host:quorumPort:electionPort[:role][;[clientAddr:]clientPort]` line.
@@ -176,25 +180,108 @@ impl Config {
     pub fn from_file(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::Io { path: path.to_owned(), reason: e.to_string() })?;
-        let (mut cfg, warnings) = Config::parse_str(&text, path.parent().unwrap_or(Path::new(".")))?;
-        if !cfg.servers.is_empty() {
+        let (mut cfg, warnings, mut refusals) = Config::parse_unchecked(&text)?;
+        // ZooKeeper 3.5+ reads the server lines from dynamicConfigFile when it is set.
+        if let Some((key, file)) =
+            cfg.raw.iter().find(|(k, _)| k.strip_prefix("zookeeper.").unwrap_or(k) == "dynamicConfigFile")
+        {
+            let file = PathBuf::from(file.trim());
+            let text = std::fs::read_to_string(&file).map_err(|e| ConfigError::Io {
+                path: file.clone(),
+                reason: format!("{e} (named by {key})"),
+            })?;
+            for (k, v) in parse_properties(&text) {
+                if k.strip_prefix("zookeeper.").unwrap_or(&k).starts_with("server.") {
+                    cfg.servers.push(server_line(&k, v.trim())?);
+                }
+            }
+        }
+        // A standalone ZooKeeper needs no myid; when the file exists it is read (and must be a
+        // number), as ZooKeeper 3.8 reads it.
+        let myid_path = cfg.data_dir.join("myid");
+        if !cfg.servers.is_empty() && myid_path.is_file() {
             cfg.my_id = Some(read_myid(&cfg.data_dir)?);
+        }
+        refusals.splice(0..0, cfg.ensemble_refusal(Some(&myid_path)));
+        if !refusals.is_empty() {
+            return Err(ConfigError::Unsupported(refusals));
         }
         Ok((cfg, warnings))
     }
 
     /// Parses zoo.cfg text. `_base` is the config's directory (ZooKeeper does not resolve
-    /// relative paths against it, and neither do we; kept for messages).
+    /// relative paths against it, and neither do we; kept for messages). A replicated ensemble
+    /// or a TLS/SASL setting is an `Unsupported` error.
     pub fn parse_str(text: &str, _base: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+        let (cfg, warnings, mut refusals) = Config::parse_unchecked(text)?;
+        refusals.splice(0..0, cfg.ensemble_refusal(None));
+        if !refusals.is_empty() {
+            return Err(ConfigError::Unsupported(refusals));
+        }
+        Ok((cfg, warnings))
+    }
+
+    /// The sentence refusing a replicated ensemble, if the server lines describe one: two or
+    /// more `server.N` lines, or one with `standaloneEnabled=false` (ZooKeeper 3.8 runs a single
+    /// server line standalone only while standaloneEnabled is true, its default).
+    fn ensemble_refusal(&self, myid: Option<&Path>) -> Option<String> {
+        if self.servers.len() < 2 && (self.servers.is_empty() || self.standalone_enabled) {
+            return None;
+        }
+        let keys: Vec<String> = self.servers.iter().map(|s| format!("server.{}", s.id)).collect();
+        let (mut what, mut verb) = if self.servers.len() == 1 {
+            (format!("{} with standaloneEnabled=false", keys[0]), "describes")
+        } else {
+            (keys.join(", "), "describe")
+        };
+        if let (Some(id), Some(p)) = (self.my_id, myid) {
+            what.push_str(&format!(" and {} (server id {id})", p.display()));
+            verb = "describe";
+        }
+        Some(format!(
+            "{what} {verb} a replicated ensemble, and replicated ensembles are not supported yet by \
+             this build: remove the server.N lines (and standaloneEnabled=false) to run this server \
+             standalone."
+        ))
+    }
+
+    /// Parses without refusing: the config, the warnings, and the TLS/SASL refusal (if any).
+    fn parse_unchecked(text: &str) -> Result<(Config, Vec<String>, Vec<String>), ConfigError> {
         let props = parse_properties(text);
         let mut warnings = Vec::new();
         let mut c = Config::base(PathBuf::new());
         let mut data_dir = None;
         let mut data_log_dir = None;
         let mut client_port = None;
+        let mut security = Vec::new();
+        // enforce.auth.schemes only matters with enforce.auth.enabled=true (itself refused); it is
+        // refused too unless enforce.auth.enabled=false says enforcement is off.
+        let mut enforce_schemes = None;
+        let mut enforce_explicitly_off = false;
         for (key, value) in &props {
             let v = value.trim();
             let k = key.strip_prefix("zookeeper.").unwrap_or(key);
+            if k == "enforce.auth.schemes" {
+                if !v.is_empty() {
+                    enforce_schemes = Some(key.clone());
+                }
+                continue;
+            }
+            if k == "enforce.auth.enabled" && !on(v) {
+                enforce_explicitly_off = true;
+            }
+            match security_key(k, v) {
+                Some(Security::Refuse) => {
+                    security.push(describe(key, k, v));
+                    continue;
+                }
+                Some(Security::Off) => continue,
+                Some(Security::Ignored(why)) => {
+                    warnings.push(format!("{key}={v} ignored: {why}"));
+                    continue;
+                }
+                None => {}
+            }
             match k {
                 "tickTime" => c.tick_time_ms = num(key, v)?,
                 "dataDir" => data_dir = Some(PathBuf::from(v)),
@@ -248,15 +335,7 @@ impl Config {
                 | "syncEnabled"
                 | "dynamicConfigFile"
                 | "quorumListenOnAllIPs"
-                | "secureClientPort"
-                | "secureClientPortAddress"
-                | "serverCnxnFactory"
                 | "clientCnxnSocket"
-                | "sslQuorum"
-                | "portUnification"
-                | "authProvider.1"
-                | "authProvider.2"
-                | "authProvider.3"
                 | "4lw.commands.enabled"
                 | "admin.idleTimeout"
                 | "metricsProvider.exportJvmInfo"
@@ -277,7 +356,7 @@ impl Config {
                 | "maxWriteQueuePollTime"
                 | "maxBatchSize" => {}
                 _ if k.starts_with("server.") => c.servers.push(server_line(key, v)?),
-                _ if k.starts_with("group.") || k.starts_with("weight.") || k.starts_with("ssl.") => {}
+                _ if k.starts_with("group.") || k.starts_with("weight.") => {}
                 _ if k.starts_with("zkd.") => {
                     c.zkd.insert(k.to_owned(), v.to_owned());
                 }
@@ -303,7 +382,20 @@ impl Config {
             )));
         }
         c.raw = props;
-        Ok((c, warnings))
+        if let Some(key) = enforce_schemes.filter(|_| !enforce_explicitly_off) {
+            security.push(key);
+        }
+        let mut refusals = Vec::new();
+        if !security.is_empty() {
+            refusals.push(format!(
+                "{} {} TLS or SASL, and TLS/SASL are not supported yet by this build: remove {} to \
+                 serve plain TCP with digest/ip authentication.",
+                security.join(", "),
+                if security.len() == 1 { "asks for" } else { "ask for" },
+                if security.len() == 1 { "it" } else { "them" },
+            ));
+        }
+        Ok((c, warnings, refusals))
     }
 
     /// `conf` four-letter word lines, in ZooKeeper's order and format.
@@ -323,6 +415,83 @@ impl Config {
         ];
         v.push(format!("serverId={}", self.my_id.unwrap_or(0)));
         v
+    }
+}
+
+/// What zkd does with a key that belongs to ZooKeeper's TLS/SASL machinery.
+#[derive(Debug, PartialEq, Eq)]
+enum Security {
+    /// It turns TLS or SASL on (or configures them): refused.
+    Refuse,
+    /// Explicitly off, empty, or the plain-TCP default: accepted.
+    Off,
+    /// Not TLS/SASL after all, and without effect in zkd: a warning.
+    Ignored(&'static str),
+}
+
+/// ZooKeeper 3.8's boolean parsing is `Boolean.parseBoolean` (only "true" is true); "yes" is
+/// taken as on too, so that a switch meant to be on is never accepted as off.
+fn on(v: &str) -> bool {
+    v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("yes")
+}
+
+/// The built-in authentication providers zkd implements (digest, ip); naming them in
+/// `authProvider.N` changes nothing.
+const BUILTIN_AUTH_PROVIDERS: [&str; 2] = [
+    "org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
+    "org.apache.zookeeper.server.auth.IPAuthenticationProvider",
+];
+
+/// Classifies a key (without its `zookeeper.` prefix) that ZooKeeper 3.8 reads for TLS or SASL:
+/// `QuorumPeerConfig` (secureClientPort[Address], sslQuorum, portUnification, quorum.auth.*),
+/// `X509Util` / `ClientX509Util` / `QuorumX509Util` (`zookeeper.ssl.*`, `zookeeper.ssl.quorum.*`),
+/// `ProviderRegistry` (`zookeeper.authProvider.*`), `AuthenticationHelper`
+/// (`zookeeper.enforce.auth.*`, `zookeeper.sessionRequireClientSASLAuth`), `ServerCnxnFactory`
+/// (`zookeeper.serverCnxnFactory`), `ZKClientConfig` (`zookeeper.client.secure`). None: not such a
+/// key.
+fn security_key(k: &str, v: &str) -> Option<Security> {
+    let set = |refuse: bool| Some(if refuse { Security::Refuse } else { Security::Off });
+    match k {
+        // secureClientPort=0 is ZooKeeper's "no secure port".
+        "secureClientPort" => set(!v.is_empty() && v != "0"),
+        "sslQuorum"
+        | "sslQuorumReloadCertFiles"
+        | "portUnification"
+        | "client.portUnification"
+        | "admin.portUnification"
+        | "client.secure"
+        | "enforce.auth.enabled"
+        | "sessionRequireClientSASLAuth"
+        | "quorum.auth.enableSasl"
+        | "quorum.auth.learnerRequireSasl"
+        | "quorum.auth.serverRequireSasl" => set(on(v)),
+        "secureClientPortAddress"
+        | "requireClientAuthScheme"
+        | "superUser"
+        | "X509AuthenticationProvider.superUser" => set(!v.is_empty()),
+        "serverCnxnFactory" => {
+            if v.contains("NettyServerCnxnFactory") {
+                Some(Security::Refuse)
+            } else if v.is_empty() || v == "org.apache.zookeeper.server.NIOServerCnxnFactory" {
+                Some(Security::Off)
+            } else {
+                Some(Security::Ignored("zkd has its own connection layer (plain TCP)"))
+            }
+        }
+        _ if k.starts_with("ssl.") || k.starts_with("quorum.auth.") => set(!v.is_empty()),
+        _ if k.starts_with("authProvider.") => set(!v.is_empty() && !BUILTIN_AUTH_PROVIDERS.contains(&v)),
+        _ => None,
+    }
+}
+
+/// A refused key as the message names it: with its value where the value is the point (a class
+/// name, a switch), without it where it may be a secret or a path.
+fn describe(key: &str, k: &str, v: &str) -> String {
+    let secret_or_path = k.starts_with("ssl.") || k.starts_with("quorum.auth.") || k.contains("superUser");
+    if secret_or_path || v.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{key}={v}")
     }
 }
 
@@ -463,14 +632,190 @@ mod tests {
 
     #[test]
     fn server_lines() {
-        let (c, _) = Config::parse_str(
+        let (c, _, refusals) = Config::parse_unchecked(
             "dataDir=/d\nserver.1=a:2888:3888\nserver.2=b:2888:3888:observer;0.0.0.0:2181\n",
-            Path::new("."),
         )
         .unwrap();
+        assert!(refusals.is_empty(), "{refusals:?}");
         assert_eq!(c.servers.len(), 2);
         assert!(c.servers[1].observer);
         assert_eq!(c.servers[1].client.as_deref(), Some("0.0.0.0:2181"));
+    }
+
+    fn unsupported(text: &str) -> String {
+        match Config::parse_str(text, Path::new(".")) {
+            Err(ConfigError::Unsupported(sentences)) => {
+                assert_eq!(sentences.len(), 1, "{sentences:?}");
+                sentences[0].clone()
+            }
+            other => panic!("{text:?} must be refused, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_ensemble_is_refused_naming_its_server_lines() {
+        let m = unsupported(
+            "dataDir=/d\nclientPort=2181\nserver.1=a:2888:3888\nserver.2=b:2888:3888\nserver.3=c:2888:3888\n",
+        );
+        assert!(m.starts_with("server.1, server.2, server.3 describe a replicated ensemble"), "{m}");
+        assert!(m.contains("replicated ensembles are not supported yet by this build"), "{m}");
+        // With the zookeeper. prefix (a system property written in zoo.cfg) too.
+        let m = unsupported("dataDir=/d\nzookeeper.server.1=a:2888:3888\nserver.2=b:2888:3888\n");
+        assert!(m.contains("server.1, server.2 describe"), "{m}");
+        // One server line with standaloneEnabled=false: ZooKeeper runs it as a one-member quorum.
+        let m = unsupported("dataDir=/d\nclientPort=1\nstandaloneEnabled=false\nserver.7=a:2888:3888\n");
+        assert!(
+            m.starts_with("server.7 with standaloneEnabled=false describes a replicated ensemble"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn a_single_server_line_runs_standalone() {
+        let (c, w) =
+            Config::parse_str("dataDir=/d\nclientPort=2181\nserver.1=localhost:2888:3888\n", Path::new("."))
+                .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.servers.len(), 1);
+        assert_eq!(c.client_port, 2181);
+    }
+
+    #[test]
+    fn from_file_names_myid_and_reads_dynamic_config_files() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join("zoo.cfg");
+        let data = d.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(data.join("myid"), "2\n").unwrap();
+        let body = format!("dataDir={}\nclientPort=2181\n", data.display());
+        std::fs::write(&cfg, format!("{body}server.1=a:2888:3888\nserver.2=b:2888:3888\n")).unwrap();
+        let e = Config::from_file(&cfg).unwrap_err().to_string();
+        let myid = data.join("myid");
+        assert!(
+            e.starts_with(&format!(
+                "server.1, server.2 and {} (server id 2) describe a replicated",
+                myid.display()
+            )),
+            "{e}"
+        );
+        assert!(e.contains("not supported yet by this build"), "{e}");
+
+        // A single server line: standalone, myid read when present, and not needed when absent.
+        std::fs::write(&cfg, format!("{body}server.2=b:2888:3888\n")).unwrap();
+        assert_eq!(Config::from_file(&cfg).unwrap().0.my_id, Some(2));
+        std::fs::remove_file(&myid).unwrap();
+        assert_eq!(Config::from_file(&cfg).unwrap().0.my_id, None);
+
+        // The server lines of a dynamicConfigFile count (ZooKeeper 3.5+ reads them from there).
+        let dynamic = d.path().join("zoo.cfg.dynamic.100000000");
+        std::fs::write(&dynamic, "server.1=a:2888:3888:participant;2181\nserver.2=b:2888:3888;2181\n")
+            .unwrap();
+        std::fs::write(&cfg, format!("{body}dynamicConfigFile={}\n", dynamic.display())).unwrap();
+        let e = Config::from_file(&cfg).unwrap_err().to_string();
+        assert!(e.starts_with("server.1, server.2 describe a replicated ensemble"), "{e}");
+    }
+
+    #[test]
+    fn tls_and_sasl_settings_are_refused_naming_the_key() {
+        let base = "dataDir=/d\nclientPort=2181\n";
+        for (line, named) in [
+            ("secureClientPort=2281", "secureClientPort=2281"),
+            ("secureClientPortAddress=0.0.0.0", "secureClientPortAddress=0.0.0.0"),
+            ("ssl.keyStore.location=/k.jks", "ssl.keyStore.location"),
+            ("ssl.keyStore.password=hunter2", "ssl.keyStore.password"),
+            ("ssl.trustStore.location=/t.jks", "ssl.trustStore.location"),
+            ("ssl.trustStore.type=PKCS12", "ssl.trustStore.type"),
+            ("ssl.clientAuth=need", "ssl.clientAuth"),
+            ("ssl.protocol=TLSv1.3", "ssl.protocol"),
+            ("ssl.authProvider=x509", "ssl.authProvider"),
+            ("ssl.quorum.keyStore.location=/q.jks", "ssl.quorum.keyStore.location"),
+            ("zookeeper.ssl.hostnameVerification=false", "zookeeper.ssl.hostnameVerification"),
+            ("serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory", "serverCnxnFactory="),
+            (
+                "zookeeper.serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+                "zookeeper.serverCnxnFactory=",
+            ),
+            (
+                "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+                "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+            ),
+            (
+                "authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider",
+                "authProvider.x509=",
+            ),
+            (
+                "zookeeper.authProvider.sasl=com.example.Custom",
+                "zookeeper.authProvider.sasl=com.example.Custom",
+            ),
+            ("enforce.auth.enabled=true", "enforce.auth.enabled=true"),
+            ("zookeeper.enforce.auth.enabled=TRUE", "zookeeper.enforce.auth.enabled=TRUE"),
+            ("enforce.auth.schemes=sasl", "enforce.auth.schemes"),
+            ("sessionRequireClientSASLAuth=true", "sessionRequireClientSASLAuth=true"),
+            ("zookeeper.sessionRequireClientSASLAuth=true", "zookeeper.sessionRequireClientSASLAuth=true"),
+            ("requireClientAuthScheme=sasl", "requireClientAuthScheme=sasl"),
+            ("quorum.auth.enableSasl=true", "quorum.auth.enableSasl"),
+            ("quorum.auth.learnerRequireSasl=true", "quorum.auth.learnerRequireSasl"),
+            ("quorum.auth.serverRequireSasl=true", "quorum.auth.serverRequireSasl"),
+            ("quorum.auth.kerberos.servicePrincipal=zkquorum/host", "quorum.auth.kerberos.servicePrincipal"),
+            ("sslQuorum=true", "sslQuorum=true"),
+            ("portUnification=true", "portUnification=true"),
+            ("client.portUnification=true", "client.portUnification=true"),
+            ("client.secure=true", "client.secure=true"),
+            ("zookeeper.client.secure=true", "zookeeper.client.secure=true"),
+            ("X509AuthenticationProvider.superUser=CN=admin", "X509AuthenticationProvider.superUser"),
+        ] {
+            let m = unsupported(&format!("{base}{line}\n"));
+            assert!(m.starts_with(named), "{line}: {m}");
+            assert!(m.contains("TLS/SASL are not supported yet by this build"), "{line}: {m}");
+        }
+        // Secrets are never echoed.
+        assert!(!unsupported(&format!("{base}ssl.keyStore.password=hunter2\n")).contains("hunter2"));
+        // Several keys: one sentence naming each.
+        let m = unsupported(&format!("{base}secureClientPort=2281\nssl.keyStore.location=/k\n"));
+        assert!(m.starts_with("secureClientPort=2281, ssl.keyStore.location ask for TLS or SASL"), "{m}");
+    }
+
+    #[test]
+    fn security_keys_that_are_off_or_harmless_are_accepted() {
+        for line in [
+            "enforce.auth.enabled=false",
+            "zookeeper.enforce.auth.enabled=false\nzookeeper.enforce.auth.schemes=sasl",
+            "sessionRequireClientSASLAuth=false",
+            "serverCnxnFactory=org.apache.zookeeper.server.NIOServerCnxnFactory",
+            "secureClientPort=0",
+            "sslQuorum=false",
+            "portUnification=false",
+            "admin.portUnification=false",
+            "client.secure=false",
+            "quorum.auth.enableSasl=false",
+            "ssl.keyStore.location=",
+            "authProvider.1=org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
+            "authProvider.2=org.apache.zookeeper.server.auth.IPAuthenticationProvider",
+            "zookeeper.DigestAuthenticationProvider.superDigest=super:abc",
+        ] {
+            let (_, w) = Config::parse_str(&format!("dataDir=/d\nclientPort=1\n{line}\n"), Path::new("."))
+                .unwrap_or_else(|e| panic!("{line:?} must be accepted: {e}"));
+            assert!(w.is_empty(), "{line}: {w:?}");
+        }
+        // Another connection factory is not TLS: a warning, not a refusal.
+        let (_, w) = Config::parse_str(
+            "dataDir=/d\nclientPort=1\nserverCnxnFactory=com.example.Mine\n",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+    }
+
+    #[test]
+    fn an_ensemble_and_tls_are_both_reported() {
+        let e = Config::parse_str(
+            "dataDir=/d\nserver.1=a:1:2\nserver.2=b:1:2\nsecureClientPort=2281\n",
+            Path::new("."),
+        )
+        .unwrap_err();
+        let ConfigError::Unsupported(s) = e else { panic!("{e:?}") };
+        assert_eq!(s.len(), 2, "{s:?}");
+        assert!(s[0].contains("replicated ensembles are not supported yet") && s[1].contains("TLS/SASL"));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 use zkd::proto::jute::{Reader, Record, Writer};
 use zkd::proto::*;
@@ -125,15 +127,74 @@ pub fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
     Some(b)
 }
 
-/// True once the server closed the connection (read returns 0 or an error).
+/// How long `is_closed` waits for the server to close a connection. It must be shorter than the
+/// session timeout of a connection it is used on, so that an expiring session cannot pass for
+/// the close under test (tests/bad_input.rs configures sessions of 20 s or more).
+pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits up to `CLOSE_WAIT` for the server to close the connection, reading (and dropping)
+/// whatever it sends first. True on EOF or a reset; false if the connection is still open when
+/// the wait ends: a read that times out is not a close.
 pub fn is_closed(s: &mut TcpStream) -> bool {
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    is_closed_within(s, CLOSE_WAIT)
+}
+
+/// `is_closed` with another wait.
+pub fn is_closed_within(s: &mut TcpStream, wait: Duration) -> bool {
+    use std::io::ErrorKind::*;
+    let deadline = Instant::now() + wait;
     let mut b = [0u8; 1024];
     loop {
-        match s.read(&mut b) {
-            Ok(0) | Err(_) => return true,
-            Ok(_) => continue,
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
         }
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe) => return true,
+            // SO_RCVTIMEO expiring: the connection is still open.
+            Err(e) if matches!(e.kind(), WouldBlock | TimedOut) => return false,
+            Err(e) if e.kind() == Interrupted => continue,
+            Err(e) => panic!("reading from the server: {e}"),
+        }
+    }
+}
+
+/// Starts `zkd serve --config cfg --port-file <cfg's dir>/zkd.port` (`setup` adjusts the command:
+/// environment, stdio) and returns it with the client port it bound, read from the port file:
+/// a config with clientPort=0 gets a port from the kernel, never one another process may take
+/// between a probe and the server's bind. Panics if zkd exits or writes no port within 30 s.
+pub fn spawn_zkd(cfg: &Path, setup: impl FnOnce(&mut Command)) -> (Child, u16) {
+    let port_file = cfg.parent().unwrap().join("zkd.port");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zkd"));
+    cmd.args(["serve", "--config"]).arg(cfg).arg("--port-file").arg(&port_file);
+    setup(&mut cmd);
+    // Not the previous run's file (a restart in the same directory).
+    match std::fs::remove_file(&port_file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("{}: {e}", port_file.display()),
+        _ => {}
+    }
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // zkd writes the file by rename: it is either absent or whole.
+        if let Some(port) = std::fs::read_to_string(&port_file).ok().and_then(|t| t.trim().parse().ok()) {
+            return (child, port);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("zkd exited during start-up ({status}): {err}");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("zkd wrote no port file within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -143,4 +204,24 @@ pub fn four_letter(port: u16, word: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
+}
+
+/// A port for a server that cannot bind port 0 and report it (Apache ZooKeeper): a socket bound
+/// to `0.0.0.0:0` with SO_REUSEADDR and never listened on, kept open while the server runs.
+/// ZooKeeper's listener sets SO_REUSEADDR too, so it can bind and listen beside it; meanwhile
+/// the kernel neither hands the port to another bind of port 0 nor uses it as the local port of
+/// an outgoing connection, because a socket is bound to it. What remains is a process binding
+/// this very port number explicitly, with SO_REUSEADDR, before the server listens on it.
+pub struct PortHold {
+    pub port: u16,
+    _socket: socket2::Socket,
+}
+
+pub fn hold_port() -> PortHold {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.set_reuse_address(true).unwrap();
+    s.bind(&std::net::SocketAddr::from(([0, 0, 0, 0], 0)).into()).unwrap();
+    let port = s.local_addr().unwrap().as_socket().unwrap().port();
+    PortHold { port, _socket: s }
 }

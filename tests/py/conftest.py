@@ -1,4 +1,5 @@
-"""Fixtures: a fresh zkd (or Apache ZooKeeper 3.8, the oracle) per test module, on free ports.
+"""Fixtures: a fresh zkd (or Apache ZooKeeper 3.8, the oracle) per test module, on free ports
+(zkd binds port 0 and reports the port; ZooKeeper gets a held port, see PortHold).
 
 ZKD_BIN: the zkd binary (default target/release/zkd). ZKD_TARGET=oracle runs the zkd-facing tests
 against Apache ZooKeeper instead — they must pass there too, which proves they encode ZooKeeper's
@@ -18,12 +19,70 @@ ZKD_BIN = os.environ.get("ZKD_BIN", os.path.join(ROOT, "target", "release", "zkd
 ZK_CLASSPATH = "/usr/share/java/*:/etc/zookeeper/conf"
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+def require_all():
+    """True in CI (CI set) and under tests/run-all.sh (ZKD_REQUIRE_ALL=1): a test whose
+    prerequisite is missing fails there instead of being skipped."""
+    return os.environ.get("CI", "") not in ("", "0", "false") or os.environ.get("ZKD_REQUIRE_ALL") == "1"
+
+
+def require(ok, what):
+    """A prerequisite of the calling test: without it the test is reported as skipped (never as
+    passed), and fails where every test must run (see require_all)."""
+    if not ok:
+        if require_all():
+            pytest.fail("prerequisite missing: %s (CI / ZKD_REQUIRE_ALL=1: every test must run)" % what)
+        pytest.skip(what)
+
+
+def wait_until(cond, timeout, what, step=0.05):
+    """Polls cond() until it is true; fails naming `what` if it is not within `timeout` s."""
+    deadline = time.time() + timeout
+    while not cond():
+        if time.time() > deadline:
+            pytest.fail("timed out after %.1fs waiting until %s" % (timeout, what))
+        time.sleep(step)
+
+
+class PortHold:
+    """A port for a server that cannot bind port 0 and report it (Apache ZooKeeper): a socket
+    bound to 0.0.0.0:0 with SO_REUSEADDR and never listened on, kept open while the server runs.
+    ZooKeeper's listener sets SO_REUSEADDR too, so it binds and listens beside it; meanwhile the
+    kernel neither hands the port to another bind of port 0 nor uses it as the local port of an
+    outgoing connection, because a socket is bound to it. What remains: a process binding this
+    very port number explicitly, with SO_REUSEADDR, before the server listens on it (then the
+    server exits during start-up, and Server retries on another port)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("0.0.0.0", 0))
+        self.port = self.sock.getsockname()[1]
+
+    def close(self):
+        self.sock.close()
+
+
+def listened_on_by_another(port):
+    """True if something other than our PortHold listens on 127.0.0.1:port."""
+    t = socket.socket()
+    t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        t.bind(("127.0.0.1", port))
+        t.listen()
+        return False
+    except OSError:
+        return True
+    finally:
+        t.close()
+
+
+def read_port_file(path):
+    """The port zkd wrote with --port-file (it writes by rename: the file is absent or whole)."""
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def four_letter(port, word, timeout=5.0):
@@ -38,14 +97,33 @@ def four_letter(port, word, timeout=5.0):
 
 
 class Server:
+    """zkd on a port the kernel picks (clientPort=0, read back with --port-file), or Apache
+    ZooKeeper on a held port (PortHold)."""
+
     def __init__(self, kind, extra=None):
         self.kind = kind
-        self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="zkd-test-%s-" % kind)
+        self.hold = None
+        self.log = None
+        self.proc = None
+        for attempt in range(3):
+            if self._start(extra):
+                return
+            # ZooKeeper could not bind its held port: another process bound that port number.
+            self.hold.close()
+        raise RuntimeError("%s: its port was taken by another process 3 times" % kind)
+
+    def _start(self, extra):
+        if self.kind == "zkd":
+            self.port = None
+            client_port = 0
+        else:
+            self.hold = PortHold()
+            self.port = client_port = self.hold.port
         cfg = {
             "tickTime": "500",
             "dataDir": os.path.join(self.dir, "data"),
-            "clientPort": str(self.port),
+            "clientPort": str(client_port),
             "clientPortAddress": "127.0.0.1",
             "4lw.commands.whitelist": "*",
             "admin.enableServer": "false",
@@ -58,9 +136,12 @@ class Server:
         with open(self.cfg_path, "w") as f:
             for k, v in cfg.items():
                 f.write("%s=%s\n" % (k, v))
+        if self.log:
+            self.log.close()
         self.log = open(os.path.join(self.dir, "server.log"), "w")
-        if kind == "zkd":
-            cmd = [ZKD_BIN, "serve", "--config", self.cfg_path]
+        port_file = os.path.join(self.dir, "zkd.port")
+        if self.kind == "zkd":
+            cmd = [ZKD_BIN, "serve", "--config", self.cfg_path, "--port-file", port_file]
         else:
             cmd = ["java", "-Xmx256m", "-Dzookeeper.admin.enableServer=false",
                    "-Dzookeeper.extendedTypesEnabled=true",
@@ -70,15 +151,22 @@ class Server:
         deadline = time.time() + 30
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("%s exited early; log in %s" % (kind, self.dir))
-            try:
-                if four_letter(self.port, "ruok", 1.0) == "imok":
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
+                # The Debian oracle logs nothing (slf4j-nop): a port someone else listens on is
+                # how a lost bind shows.
+                if self.kind == "oracle" and listened_on_by_another(self.port):
+                    return False
+                raise RuntimeError("%s exited early (%s); log in %s" % (self.kind, self.proc.returncode, self.dir))
+            if self.port is None:
+                self.port = read_port_file(port_file)
+            if self.port is not None:
+                try:
+                    if four_letter(self.port, "ruok", 1.0) == "imok":
+                        return True
+                except OSError:
+                    pass
+            time.sleep(0.05)
         self.stop()
-        raise RuntimeError("%s did not start on port %d" % (kind, self.port))
+        raise RuntimeError("%s did not start on port %s" % (self.kind, self.port))
 
     @property
     def hosts(self):
@@ -92,6 +180,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.hold:
+            self.hold.close()
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 

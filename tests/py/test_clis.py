@@ -31,12 +31,16 @@ import time
 
 import pytest
 
+from conftest import require
+
 ZKCLI = "/usr/share/zookeeper/bin/zkCli.sh"
 CLI_MT = "/usr/lib/zookeeper/bin/cli_mt"
 
-pytestmark = pytest.mark.skipif(
-    not (os.path.exists(ZKCLI) and os.path.exists(CLI_MT)),
-    reason="Apache ZooKeeper CLIs not installed")
+
+@pytest.fixture(autouse=True)
+def _clis_installed():
+    require(os.path.exists(ZKCLI) and os.path.exists(CLI_MT),
+            "Apache ZooKeeper CLIs not installed (Debian packages zookeeper, zookeeper-bin)")
 
 # digest of "u1:p1" = base64(sha1("u1:p1"))
 U1_DIGEST = "fpT/y03U+EjItKZOSLGvjnJlyng="

@@ -15,7 +15,7 @@ from kazoo.client import KazooClient
 from kazoo.protocol.serialization import Create2
 from kazoo.security import make_digest_acl, ACL, Id, OPEN_ACL_UNSAFE, Permissions
 
-from conftest import ZKD_BIN, ZK_CLASSPATH, four_letter, free_port
+from conftest import ZKD_BIN, ZK_CLASSPATH, PortHold, four_letter
 
 AUTH = ("digest", "u:p")
 
@@ -41,15 +41,17 @@ def start(kind, cfg_path, port, log_path):
                "-cp", ZK_CLASSPATH, "org.apache.zookeeper.server.ZooKeeperServerMain", cfg_path]
     p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 60
-    while time.time() < deadline:
+    while True:
         assert p.poll() is None, "%s exited during start-up; see %s" % (kind, log_path)
         try:
             if four_letter(port, "ruok", 1.0) == "imok":
-                break
+                return p
         except OSError:
             pass
+        if time.time() > deadline:
+            p.kill()
+            raise AssertionError("%s did not answer ruok within 60 s; see %s" % (kind, log_path))
         time.sleep(0.1)
-    return p
 
 
 def stop(p):
@@ -161,7 +163,10 @@ def assert_same(a, b, what):
 
 def test_zookeeper_to_zkd_and_back():
     d = tempfile.mkdtemp(prefix="zkd-roundtrip-")
-    port = free_port()
+    # The three servers take turns on one port (the same zoo.cfg): held for the whole test, so
+    # that it cannot be taken while no server listens on it; see conftest.PortHold.
+    hold = PortHold()
+    port = hold.port
     cfg = os.path.join(d, "zoo.cfg")
     with open(cfg, "w") as f:
         f.write("tickTime=2000\ndataDir=%s\nclientPort=%d\nclientPortAddress=127.0.0.1\n"
@@ -196,3 +201,4 @@ def test_zookeeper_to_zkd_and_back():
         if owner and owner.poll() is None:
             owner.kill()
         stop(zk)
+        hold.close()

@@ -18,20 +18,26 @@ import urllib.request
 import pytest
 from kazoo.client import KazooClient
 
-from conftest import Server, four_letter
+from conftest import PortHold, Server, four_letter, require, wait_until
 
-def side_port():
-    """A free port below the kernel's ephemeral range, so it never equals a client port that
-    conftest's free_port() (bind to port 0) picks afterwards."""
-    import random
-    while True:
-        p = random.randint(20000, 29999)
-        with socket.socket() as t:
-            try:
-                t.bind(("0.0.0.0", p))
-                return p
-            except OSError:
-                continue
+
+def side_port(holds):
+    """A port for an AdminServer or /metrics listener (zkd's and ZooKeeper's both set
+    SO_REUSEADDR): held by a PortHold, appended to `holds`, until the caller closes it after the
+    server stops. See conftest.PortHold for the race that remains."""
+    h = PortHold()
+    holds.append(h)
+    return h.port
+
+
+def close_all(holds):
+    for h in holds:
+        h.close()
+
+
+def mntr_from(ip, port):
+    """mntr over a connection from `ip` (another loopback address than the one a test fills up)."""
+    return parse_mntr(four_letter_from(ip, port, "mntr"))
 
 
 WORDS = ["conf", "cons", "crst", "dump", "envi", "ruok", "srst", "srvr", "stat",
@@ -94,19 +100,27 @@ def read_log(server):
 def pair():
     """zkd and the oracle, same config, AdminServer on, same workload."""
     servers = []
+    holds = []
     try:
         for kind in ("zkd", "oracle"):
             servers.append(Server(kind, {"admin.enableServer": "true",
-                                         "admin.serverPort": str(side_port()),
+                                         "admin.serverPort": str(side_port(holds)),
                                          "maxClientCnxns": "60"}))
         clients = [workload(s.port) for s in servers]
-        time.sleep(0.5)
+        # The workload's replies came back, so its sessions, ephemeral and watches exist; the
+        # tests compare them: both servers must show them (c1: data /a, child /a, exists /a/b;
+        # c2: data /a).
+        for s in servers:
+            wait_until(lambda: [parse_mntr(four_letter(s.port, "mntr")).get(k) for k in
+                                ("zk_global_sessions", "zk_ephemerals_count", "zk_watch_count")]
+                       == ["2", "1", "4"], 10, "%s shows the workload's sessions and watches" % s.kind)
         yield servers[0], servers[1]
         for c in clients:
             stop_all(c)
     finally:
         for s in servers:
             s.stop()
+        close_all(holds)
 
 
 def admin_port(server):
@@ -242,33 +256,46 @@ def test_admin_server_commands_have_the_oracle_shape(pair):
 
 
 def test_admin_server_disabled_and_log_level_at_runtime():
-    port = side_port()
+    holds = []
+    port = side_port(holds)
     s = Server("zkd", {"admin.enableServer": "false", "admin.serverPort": str(port)})
     try:
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
     finally:
         s.stop()
-    port = side_port()
+    port = side_port(holds)
     s = Server("zkd", {"admin.enableServer": "true", "admin.serverPort": str(port)})
+
+    def closed_without_session():
+        return int(parse_mntr(four_letter(s.port, "mntr"))["zkd_connections_closed_without_session"])
+
+    def sessionless_close():
+        """Opens and closes a connection without a session; returns the line zkd logs for it at
+        debug ("Closed socket connection for client IP:PORT (no session established ...)")."""
+        before = closed_without_session()
+        c = socket.create_connection(("127.0.0.1", s.port))
+        line = "client %s:%d (no session established" % c.getsockname()
+        c.close()
+        # zkd counts the close, then (same step of the connection's task) logs it at debug.
+        wait_until(lambda: closed_without_session() == before + 1, 10, "zkd saw the close")
+        return line
+
     try:
         _, t = http_get(port, "/commands/zkd_log_level")
         assert json.loads(t)["level"] == "info"
         # At info, a connection closed without a session leaves no line.
-        socket.create_connection(("127.0.0.1", s.port)).close()
-        time.sleep(0.3)
-        assert "no session established" not in read_log(s)
+        at_info = sessionless_close()
         _, t = http_get(port, "/commands/zkd_log_level?level=debug")
         assert json.loads(t)["level"] == "debug" and json.loads(t)["error"] is None
-        socket.create_connection(("127.0.0.1", s.port)).close()
-        deadline = time.time() + 5
-        while "no session established" not in read_log(s):
-            assert time.time() < deadline, read_log(s)[-2000:]
-            time.sleep(0.1)
+        at_debug = sessionless_close()
+        wait_until(lambda: at_debug in read_log(s), 10, "the debug line appears")
+        assert at_info not in read_log(s)
         _, t = http_get(port, "/commands/zkd_log_level?level=nonsense[")
         assert json.loads(t)["error"]
     finally:
         s.stop()
+        close_all(holds)
 
 
 def test_rolling_log_file():
@@ -291,7 +318,8 @@ def test_rolling_log_file():
 
 def test_prometheus_metrics_parse_with_zookeeper_names():
     from prometheus_client.parser import text_string_to_metric_families
-    mport = side_port()
+    holds = []
+    mport = side_port(holds)
     s = Server("zkd", {
         "metricsProvider.className": "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider",
         "metricsProvider.httpPort": str(mport)})
@@ -338,11 +366,11 @@ def test_prometheus_metrics_parse_with_zookeeper_names():
     finally:
         stop_all(clients)
         s.stop()
+        close_all(holds)
 
 
 def test_zktop_reads_zkd():
-    if shutil.which("zktop") is None:
-        pytest.skip("zktop is not installed (apt-get install zktop)")
+    require(shutil.which("zktop") is not None, "zktop is not installed (apt-get install zktop)")
     s = Server("zkd")
     clients = []
     try:
@@ -352,9 +380,21 @@ def test_zktop_reads_zkd():
             os.environ.update(TERM="xterm", LINES="40", COLUMNS="160")
             os.execvp("zktop", ["zktop", "--servers", "127.0.0.1:%d" % s.port])
         out = b""
-        deadline = time.time() + 5
-        row = re.compile(rb"127\.0\.0\.1\W+%d\W+S\W" % s.port)
-        while time.time() < deadline and not (b"nodecount:" in out and row.search(out)):
+
+        def screen():
+            text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]|\x1b[()][0-9A-Za-z]", " ", out.decode(errors="replace"))
+            return re.sub(r"\s+", " ", text)
+
+        # zktop counts the clients `stat` lists: two sessions and its own stat connection; the
+        # server row: id, host, port, mode S(tandalone).
+        row = re.compile(r"127\.0\.0\.1 %d S " % s.port)
+
+        def drawn():
+            t = screen()
+            return "nodecount:8" in t and "sessions:3" in t and row.search(t)
+
+        deadline = time.time() + 15
+        while not drawn() and time.time() < deadline:
             r, _, _ = select.select([fd], [], [], 0.2)
             if r:
                 try:
@@ -362,19 +402,16 @@ def test_zktop_reads_zkd():
                 except OSError:
                     break
         os.write(fd, b"q")
-        time.sleep(0.5)
-        try:
-            os.kill(pid, 9)
-        except ProcessLookupError:
-            pass
-        os.waitpid(pid, 0)
-        screen = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]|\x1b[()][0-9A-Za-z]", " ", out.decode(errors="replace"))
-        screen = re.sub(r"\s+", " ", screen)
-        assert "Unavailable" not in screen, screen
-        # zktop counts the clients `stat` lists: two sessions and its own stat connection.
-        assert "nodecount:8" in screen and "sessions:3" in screen, screen
-        # The server row: id, host, port, mode S(tandalone).
-        assert re.search(r"127\.0\.0\.1 %d S " % s.port, screen), screen
+        # Give zktop a moment to quit on its own, then make sure it is gone.
+        quit_by = time.time() + 2
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.time() > quit_by:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                break
+            time.sleep(0.05)
+        assert "Unavailable" not in screen(), screen()
+        assert drawn(), screen()
     finally:
         stop_all(clients)
         s.stop()
@@ -407,7 +444,9 @@ def test_max_client_cnxns_from_one_ip(kind):
     socks = []
     try:
         socks = open_from("127.0.0.1", s.port, 60)
-        time.sleep(0.5)
+        # All 60 accepted and counted before the extra ones arrive (+1: the mntr connection).
+        wait_until(lambda: mntr_from("127.0.0.2", s.port)["zk_num_alive_connections"] == "61", 10,
+                   "the 60 connections are open")
         extra = open_from("127.0.0.1", s.port, 3)
         assert all(is_refused(x) for x in extra)
         # The 60 stay open (a read would block), and another IP is still served.
@@ -418,14 +457,15 @@ def test_max_client_cnxns_from_one_ip(kind):
         other.sendall(b"ruok")
         assert other.recv(4) == b"imok"
         other.close()
-        time.sleep(0.3)
         if kind == "zkd":
             # ZooKeeper's sentence (NIOServerCnxnFactory); the Debian oracle's classpath binds
-            # slf4j-nop, so only zkd's log can be read here.
-            log = read_log(s)
-            lines = [l for l in log.splitlines() if "Too many connections from /127.0.0.1 - max is 60" in l]
+            # slf4j-nop, so only zkd's log can be read here. The refusals were answered (EOF)
+            # above, so they are logged and counted.
+            sentence = "Too many connections from /127.0.0.1 - max is 60"
+            wait_until(lambda: sentence in read_log(s), 10, "the refusal is logged")
+            lines = [l for l in read_log(s).splitlines() if sentence in l]
             assert len(lines) == 1, "one line per IP per interval, not one per refusal: %s" % lines
-            m = parse_mntr(four_letter_from("127.0.0.2", s.port, "mntr"))
+            m = mntr_from("127.0.0.2", s.port)
             assert m["zk_connection_rejected"] == "3"
             assert m["zkd_connections_refused_max_cnxns"] == "3"
             assert m["zkd_top_ip_0"].startswith("127.0.0.1 refused=3")
@@ -457,15 +497,16 @@ def test_max_client_cnxns_across_ips():
     try:
         for ip in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
             socks += open_from(ip, s.port, 60)
-        time.sleep(0.5)
+        wait_until(lambda: mntr_from("127.0.0.4", s.port)["zk_num_alive_connections"] == "181", 10,
+                   "the 180 connections are open")
         for ip in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
             assert is_refused(open_from(ip, s.port, 1)[0]), ip
-        m = parse_mntr(four_letter_from("127.0.0.4", s.port, "mntr"))
+        m = mntr_from("127.0.0.4", s.port)
         assert m["zk_num_alive_connections"] == "181"  # 180 + the mntr connection itself
         assert m["zkd_connections_refused_max_cnxns"] == "3"
-        log = read_log(s)
         for ip in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
-            assert ("Too many connections from /%s - max is 60" % ip) in log
+            sentence = "Too many connections from /%s - max is 60" % ip
+            wait_until(lambda: sentence in read_log(s), 10, "the refusal of %s is logged" % ip)
         cons = four_letter_from("127.0.0.4", s.port, "cons")
         for ip in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
             assert re.search(r"^ /%s\(open=60,connects=\d+,refused=1," % re.escape(ip), cons, re.M), cons
@@ -476,7 +517,8 @@ def test_max_client_cnxns_across_ips():
 
 
 def test_churn_storm_is_detected_and_logged_once():
-    aport = side_port()
+    holds = []
+    aport = side_port(holds)
     s = Server("zkd", {"zkd.limits.churnThresholdPerSecond": "50", "zkd.limits.logIntervalMs": "60000",
                        "admin.enableServer": "true", "admin.serverPort": str(aport)})
     try:
@@ -489,14 +531,16 @@ def test_churn_storm_is_detected_and_logged_once():
             c.close()
             n += 1
         elapsed = time.time() - t0
-        time.sleep(0.5)
+        # Every close seen (the churn line is logged on accept, before).
+        wait_until(lambda: mntr_from("127.0.0.6", s.port)["zkd_connections_closed_without_session"] == "600",
+                   10, "zkd saw the 600 closes")
         log = read_log(s)
         churn = [l for l in log.splitlines() if "Connection churn from /127.0.0.5" in l]
         assert len(churn) == 1, (elapsed, churn)
         assert "threshold 50/s" in churn[0]
         # No line per connection at the default level.
         assert len(log.splitlines()) < 30, log[-3000:]
-        m = parse_mntr(four_letter_from("127.0.0.6", s.port, "mntr"))
+        m = mntr_from("127.0.0.6", s.port)
         assert int(m["zkd_connections_closed_without_session"]) == 600
         assert m["zkd_top_ip_0"].startswith("127.0.0.5 ")
         cons = four_letter_from("127.0.0.6", s.port, "cons")
@@ -509,6 +553,7 @@ def test_churn_storm_is_detected_and_logged_once():
         assert top["ip"] == "127.0.0.5" and top["closed_without_session"] == 600
     finally:
         s.stop()
+        close_all(holds)
 
 
 def test_maxbuffer_rejects_counted_per_ip():
@@ -525,8 +570,8 @@ def test_maxbuffer_rejects_counted_per_ip():
             except ConnectionResetError:
                 pass
             c.close()
-        time.sleep(0.3)
-        m = parse_mntr(four_letter_from("127.0.0.8", s.port, "mntr"))
+        # Each was closed by the server (EOF above): rejected, counted and logged before that.
+        m = mntr_from("127.0.0.8", s.port)
         assert m["zk_large_requests_rejected"] == "5"
         assert m["zkd_maxbuffer_rejects"] == "5"
         cons = four_letter_from("127.0.0.8", s.port, "cons")

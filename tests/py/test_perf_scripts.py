@@ -8,9 +8,7 @@ import shutil
 import subprocess
 import tempfile
 
-import pytest
-
-from conftest import ROOT, ZKD_BIN, free_port
+from conftest import ROOT, ZKD_BIN, PortHold, require
 
 SCRIPT = os.path.join(ROOT, "perf", "side-by-side.sh")
 
@@ -19,9 +17,12 @@ def have_zookeeper():
     return shutil.which("java") and os.path.exists("/usr/share/java/zookeeper.jar")
 
 
-@pytest.mark.skipif(not have_zookeeper(), reason="Apache ZooKeeper (Debian package zookeeper) not installed")
 def test_side_by_side_runs_both_servers_and_writes_the_table():
+    require(have_zookeeper(), "Apache ZooKeeper (Debian package zookeeper) not installed")
     work = tempfile.mkdtemp(prefix="zkd-sbs-")
+    # The script starts both servers on ports it is given; they are held (conftest.PortHold)
+    # for the whole run, and both servers bind beside the holding sockets (SO_REUSEADDR).
+    holds = [PortHold(), PortHold()]
     try:
         results_md = os.path.join(work, "RESULTS.md")
         with open(results_md, "w") as f:
@@ -40,8 +41,8 @@ def test_side_by_side_runs_both_servers_and_writes_the_table():
             "DATA_DIR": os.path.join(work, "data"),
             "OUT": os.path.join(work, "out"),
             "RESULTS_MD": results_md,
-            "ZK_PORT": str(free_port()),
-            "ZKD_PORT": str(free_port()),
+            "ZK_PORT": str(holds[0].port),
+            "ZKD_PORT": str(holds[1].port),
         })
         p = subprocess.run(["bash", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
         assert p.returncode == 0, p.stderr[-3000:]
@@ -64,4 +65,6 @@ def test_side_by_side_runs_both_servers_and_writes_the_table():
             assert open(os.path.join(work, "out", "%s.svg" % w)).read().lstrip().startswith("<svg")
         assert "errors (all reps)" not in p.stdout, p.stdout
     finally:
+        for h in holds:
+            h.close()
         shutil.rmtree(work, ignore_errors=True)

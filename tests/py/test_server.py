@@ -6,7 +6,6 @@ import socket
 import struct
 import subprocess
 import tempfile
-import time
 
 import pytest
 from kazoo.client import KazooClient
@@ -14,7 +13,7 @@ from kazoo.exceptions import (BadArgumentsError, NoChildrenForEphemeralsError, N
                               NoNodeError, NotEmptyError, SessionExpiredError)
 from kazoo.protocol.states import KazooState
 
-from conftest import ZKD_BIN, Server, four_letter, free_port
+from conftest import ZKD_BIN, Server, four_letter, read_port_file, require, wait_until
 
 
 def connect_raw(port, session_id=0, passwd=b"\0" * 16, timeout_ms=4000):
@@ -96,12 +95,10 @@ def test_expiry_removes_ephemerals_and_fires_watches(server):
     # Kill kazoo's connection without closing the session, then wait for expiry.
     c._connection._socket.close() if c._connection._socket else None
     s.close()
-    deadline = time.time() + 20
-    while time.time() < deadline and watcher.exists("/expiring") is not None:
-        time.sleep(0.2)
-    assert watcher.exists("/expiring") is None
-    time.sleep(0.3)
-    assert ("DELETED", "/expiring") in events
+    wait_until(lambda: watcher.exists("/expiring") is None, 20, "the expired session's ephemeral is gone")
+    # The watch event is delivered before the deletion is visible to reads; kazoo hands it to
+    # the callback on its own thread.
+    wait_until(lambda: ("DELETED", "/expiring") in events, 10, "the exists watch fired DELETED")
     s3, timeout3, sid3, _ = connect_raw(server.port, session_id=sid, passwd=passwd)
     assert (timeout3, sid3) == (0, 0), "an expired session cannot be resumed"
     watcher.stop()
@@ -162,45 +159,52 @@ def test_bad_config_value_exits_2_and_unknown_key_warns():
     p = subprocess.run([ZKD_BIN, "serve", "--config", cfg], capture_output=True, text=True, timeout=30)
     assert p.returncode == 2
     assert "clientPort" in p.stderr and "notaport" in p.stderr
-    port = free_port()
     with open(cfg, "w") as f:
-        f.write("dataDir=%s\nclientPort=%d\nclientPortAddress=127.0.0.1\nnoSuchKey=1\n" % (d, port))
-    proc = subprocess.Popen([ZKD_BIN, "serve", "--config", cfg], stderr=subprocess.PIPE, text=True)
+        f.write("dataDir=%s\nclientPort=0\nclientPortAddress=127.0.0.1\nnoSuchKey=1\n" % d)
+    port_file = os.path.join(d, "zkd.port")
+    err_path = os.path.join(d, "stderr")
+    with open(err_path, "w") as err_file:
+        proc = subprocess.Popen([ZKD_BIN, "serve", "--config", cfg, "--port-file", port_file],
+                                stderr=err_file, text=True)
     try:
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                if four_letter(port, "ruok", 1) == "imok":
-                    break
-            except OSError:
-                time.sleep(0.1)
+        wait_until(lambda: proc.poll() is not None or read_port_file(port_file), 20, "zkd writes its port")
+        assert proc.poll() is None, open(err_path).read()
+        # srvr: the only word ZooKeeper's default whitelist allows.
+        srvr = four_letter(read_port_file(port_file), "srvr", 5)
+        assert srvr.startswith("Zookeeper version: "), "it serves despite the unknown key: %r" % srvr
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=20)
+        proc.wait(20)
     assert proc.returncode == 0, "SIGTERM is a clean shutdown"
-    assert "noSuchKey" in err
+    assert "noSuchKey" in open(err_path).read()
 
 
 @pytest.mark.skipif(os.environ.get("ZKD_TARGET") == "oracle", reason="zkd embedded default")
 def test_embedded_default_serves_on_2181_with_data_in_zkd_data():
+    # The default port is the point of this test, so it needs 2181 free. The probe stays bound
+    # (SO_REUSEADDR, not listening: zkd binds beside it) until zkd listens, so no bind of port 0
+    # or outgoing connection can take 2181 in between.
+    probe = socket.socket()
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        socket.create_connection(("127.0.0.1", 2181), timeout=0.5).close()
-        pytest.skip("port 2181 is taken on this machine")
+        probe.bind(("0.0.0.0", 2181))
+        free = True
     except OSError:
-        pass
+        free = False
+    if not free:
+        probe.close()
+    require(free, "port 2181 is taken on this machine")
     d = tempfile.mkdtemp()
-    proc = subprocess.Popen([ZKD_BIN, "serve"], cwd=d, stderr=subprocess.DEVNULL)
+    port_file = os.path.join(d, "zkd.port")
+    proc = subprocess.Popen([ZKD_BIN, "serve", "--port-file", port_file], cwd=d, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 20
-        ok = False
-        while time.time() < deadline and not ok:
-            try:
-                ok = four_letter(2181, "srvr", 1).startswith("Zookeeper version")
-            except OSError:
-                time.sleep(0.1)
-        assert ok
+        wait_until(lambda: proc.poll() is not None or read_port_file(port_file), 20, "zkd writes its port")
+        probe.close()
+        assert read_port_file(port_file) == 2181, "exit %s" % proc.poll()
+        assert four_letter(2181, "srvr", 5).startswith("Zookeeper version")
         assert os.path.isdir(os.path.join(d, "zkd-data", "version-2"))
     finally:
+        probe.close()
         proc.terminate()
         proc.wait(20)
 

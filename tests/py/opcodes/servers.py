@@ -53,10 +53,32 @@ DEFAULT_CFG = {
 START_TIMEOUT_S = float(os.environ.get("ZKD_START_TIMEOUT", "30"))
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class PortHold:
+    """A port for the oracle, which cannot bind port 0 and report it: a socket bound to
+    0.0.0.0:0 with SO_REUSEADDR and never listened on, kept open while the server runs.
+    ZooKeeper's listener sets SO_REUSEADDR too, so it binds and listens beside it; meanwhile the
+    kernel neither hands the port to another bind of port 0 nor uses it as the local port of an
+    outgoing connection, because a socket is bound to it. What remains: a process binding this
+    very port number explicitly, with SO_REUSEADDR, before the server listens on it (then the
+    oracle exits during start-up and start() says so). (tests/py/conftest.py has the same.)"""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("0.0.0.0", 0))
+        self.port = self.sock.getsockname()[1]
+
+    def close(self):
+        self.sock.close()
+
+
+def read_port_file(path):
+    """The port zkd wrote with --port-file (written by rename: absent or whole)."""
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def four_letter(port, cmd=b"ruok", timeout=1.0):
@@ -87,19 +109,23 @@ class Server:
         assert kind in ("zkd", "oracle"), kind
         self.kind = kind
         self.host = "127.0.0.1"
-        self.port = free_port()
+        # zkd: clientPort=0, the port read back from --port-file at each start; the oracle: a
+        # held port (PortHold) for the server's lifetime.
+        self.hold = PortHold() if kind == "oracle" else None
+        self.port = self.hold.port if self.hold else None
         self.tmp = tempfile.mkdtemp(prefix=f"{name}-{kind}-")
         self.data_dir = os.path.join(self.tmp, "data")
         os.makedirs(self.data_dir)
         self.cfg = dict(DEFAULT_CFG)
         self.cfg.update(extra_cfg or {})
         self.cfg["dataDir"] = self.data_dir
-        self.cfg["clientPort"] = str(self.port)
+        self.cfg["clientPort"] = str(self.port or 0)
         self.cfg_path = os.path.join(self.tmp, "zoo.cfg")
         with open(self.cfg_path, "w") as f:
             for k, v in self.cfg.items():
                 f.write(f"{k}={v}\n")
         self.log_path = os.path.join(self.tmp, "server.log")
+        self.port_file = os.path.join(self.tmp, "zkd.port")
         self.proc = None
         self.start()
 
@@ -109,7 +135,7 @@ class Server:
 
     def command(self):
         if self.kind == "zkd":
-            return [ZKD_BIN, "serve", "--config", self.cfg_path]
+            return [ZKD_BIN, "serve", "--config", self.cfg_path, "--port-file", self.port_file]
         jvm = ["java", "-Xshare:auto", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx512m",
                "-Dzookeeper.admin.enableServer=false"]
         for k, prop in SYSPROP_KEYS.items():
@@ -123,6 +149,11 @@ class Server:
         if self.kind == "zkd" and not os.path.exists(ZKD_BIN):
             raise RuntimeError(f"zkd binary not found at {ZKD_BIN} (set ZKD_BIN or build it)")
         self.log = open(self.log_path, "ab")
+        if self.kind == "zkd":
+            # A restart gets a new port from the kernel: not the previous run's file.
+            if os.path.exists(self.port_file):
+                os.remove(self.port_file)
+            self.port = None
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.time() + START_TIMEOUT_S
@@ -130,7 +161,9 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.kind} exited with {self.proc.returncode} during start; "
                                    f"log:\n{self.tail_log()}")
-            if serving(self.port):
+            if self.port is None:
+                self.port = read_port_file(self.port_file)
+            if self.port is not None and serving(self.port):
                 return
             time.sleep(0.05)
         self.stop()
@@ -147,7 +180,7 @@ class Server:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, timeout=10.0):
+    def stop(self, timeout=10.0, keep_port=False):
         if self.proc is None:
             return
         if self.proc.poll() is None:
@@ -165,12 +198,19 @@ class Server:
                 self.proc.wait(5)
         self.proc = None
         self.log.close()
+        if self.hold and not keep_port:
+            self.hold.close()
+            self.hold = None
 
     def restart(self):
-        self.stop()
+        """The oracle comes back on its (held) port; zkd on a new one (self.port changes)."""
+        self.stop(keep_port=True)
         self.start()
 
     def cleanup(self):
         self.stop()
+        if self.hold:
+            self.hold.close()
+            self.hold = None
         if os.environ.get("ZKD_KEEP_TMP") != "1":
             shutil.rmtree(self.tmp, ignore_errors=True)

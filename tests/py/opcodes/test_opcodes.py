@@ -148,8 +148,13 @@ def test_container_deleted_by_periodic_check(raw, root):
     assert c.delete(f"{root}/c/kid") == (z.OK, None)
     assert wait_until(lambda: c.exists(f"{root}/c")[0] == z.NONODE, 15)
     assert z.Event(z.EV_DELETED, z.STATE_SYNC_CONNECTED, f"{root}/c") in c.drain_events()
-    # a container that never had a child is not deleted
-    time.sleep(1.0)
+    # A container that never had a child is not deleted. The check pass that deleted c looked at
+    # every container; the deletion of c2, emptied after that, proves a later pass did too.
+    assert c.exists(f"{root}/never")[0] == z.OK
+    assert c.create_container(f"{root}/c2")[0] == z.OK
+    assert c.create(f"{root}/c2/kid") == (z.OK, f"{root}/c2/kid")
+    assert c.delete(f"{root}/c2/kid") == (z.OK, None)
+    assert wait_until(lambda: c.exists(f"{root}/c2")[0] == z.NONODE, 15)
     assert c.exists(f"{root}/never")[0] == z.OK
 
 
@@ -160,7 +165,7 @@ def test_ttl_node_expires(raw, root):
     assert c.create(f"{root}/keep/kid") == (z.OK, f"{root}/keep/kid")
     assert c.create_ttl(f"{root}/long", b"", ttl=600000)[0] == z.OK
     assert wait_until(lambda: c.exists(f"{root}/t")[0] == z.NONODE, 15)
-    time.sleep(0.6)
+    # The check pass that deleted t looked at keep and long too (keep's TTL ran out with t's).
     assert c.exists(f"{root}/keep")[0] == z.OK  # has a child
     assert c.exists(f"{root}/long")[0] == z.OK
 
@@ -652,12 +657,13 @@ def test_close_session_removes_ephemerals(raw, root):
     assert ei.value.code == z.SESSIONEXPIRED
 
 
-def test_reconnect_keeps_ephemerals(raw, root):
+def test_reconnect_keeps_ephemerals(raw, root, server):
     c = raw(timeout_ms=4000)
     c.create(f"{root}/e", flags=z.EPHEMERAL)
     sid, pw = c.session_id, c.passwd
     c.close_socket()
-    time.sleep(0.5)
+    # Reconnect once the server has dropped the old connection (cons lists it no more).
+    assert wait_until(lambda: f"sid=0x{sid:x}" not in z.four_letter(server.host, server.port, "cons"), 10)
     d = raw(session_id=sid, passwd=pw, timeout_ms=4000)
     assert d.session_id == sid and d.passwd == pw
     assert d.negotiated_timeout == 4000
