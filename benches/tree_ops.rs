@@ -1,5 +1,5 @@
 //! Tree operations without the network: getData from 1 and 2 threads (reads take no global lock,
-//! so they should scale with threads), copied out or written into a reused buffer under the lock, and setData through `apply` (the sequencer's path).
+//! so they should scale with threads), copied out or written into a reused buffer under the lock, and setData through `apply` (the replica's path).
 //! `cargo bench --bench tree_ops`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

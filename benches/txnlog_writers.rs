@@ -64,7 +64,7 @@ fn raw_fdatasync() {
 }
 
 struct Shared {
-    /// Next zxid and the handle: appends must be in zxid order, as the sequencer makes them.
+    /// Next zxid and the handle: appends must be in zxid order, as the replica makes them.
     log: Mutex<(i64, Option<LogHandle>)>,
     durable: Mutex<i64>,
     cv: Condvar,

@@ -25,10 +25,11 @@ enum Cmd {
         /// CPU ids to use, e.g. 0,1,2 (default: every CPU this process may run on).
         #[arg(long, value_delimiter = ',')]
         cores: Option<Vec<usize>>,
-        /// Run the write sequencer on a thread of its own even on a small machine (by default, on
+        /// Run the replica core on a thread of its own even on a small machine (by default, on
         /// 1-3 cores it runs on the executor of the shard that shares its core).
-        #[arg(long)]
-        dedicated_sequencer: bool,
+        // `alias` is hidden from --help: the flag's old name still works in scripts.
+        #[arg(long, alias = "dedicated-sequencer")]
+        dedicated_replica: bool,
         /// Once serving, write the client port bound to this file (a line with the number;
         /// written to a temporary name and renamed): with clientPort=0 the kernel picks a free
         /// port, and this is where a supervisor or a test reads which.
@@ -117,7 +118,7 @@ fn serve(
     config: Option<PathBuf>,
     shards: Option<usize>,
     cores: Option<Vec<usize>>,
-    dedicated_sequencer: bool,
+    dedicated_replica: bool,
     port_file: Option<PathBuf>,
 ) -> ExitCode {
     // A port file left by an earlier run must not be taken for this run's.
@@ -166,7 +167,7 @@ fn serve(
     }
     let handle = match zkd::server::start(
         &cfg,
-        zkd::server::RunOptions { shards, cores, in_memory: false, dedicated_sequencer },
+        zkd::server::RunOptions { shards, cores, in_memory: false, dedicated_replica },
     ) {
         Ok(h) => h,
         Err(e) => {
@@ -234,8 +235,8 @@ fn main() -> ExitCode {
     };
     match cli.cmd {
         None => serve(None, None, None, false, None),
-        Some(Cmd::Serve { config, shards, cores, dedicated_sequencer, port_file }) => {
-            serve(config, shards, cores, dedicated_sequencer, port_file)
+        Some(Cmd::Serve { config, shards, cores, dedicated_replica, port_file }) => {
+            serve(config, shards, cores, dedicated_replica, port_file)
         }
         Some(Cmd::Txnlog { cmd: DumpCmd::Dump { file, json } }) => dump(false, &file, json),
         Some(Cmd::Snapshot { cmd: DumpCmd::Dump { file, json } }) => dump(true, &file, json),

@@ -1,5 +1,5 @@
 //! Builds a running server from a `Config`: topology (which core does what), listeners, the
-//! sequencer thread, the log, and one glommio executor per shard. Startup failures come back as
+//! replica thread, the log, and one glommio executor per shard. Startup failures come back as
 //! `StartError`s whose messages name the cause and the fix.
 
 use std::net::{SocketAddr, TcpListener};
@@ -11,33 +11,16 @@ use std::time::Duration;
 use crossbeam_channel::bounded;
 use thiserror::Error;
 
-use crate::config::Config;
+use crate::config::{Config, Settings};
+use crate::mesh::doorbell::Doorbell;
+use crate::mesh::msg::ToReplica;
+use crate::mesh::{self, ReplicaTx, ShardLink, ShardLinks};
 use crate::metrics::Metrics;
-use crate::sequencer::driver::{self, LogSink, MemoryLog, SeqHost, SeqTx, ShardLink, ShardLinks};
-use crate::sequencer::{Sequencer, SequencerConfig, ToSequencer};
+use crate::replica::driver::{self, LogSink, MemoryLog, ReplicaHost};
+use crate::replica::{Replica, ReplicaConfig};
 use crate::session::SessionTracker;
-use crate::shard::doorbell::Doorbell;
 use crate::shard::{self, ConnLimits, ShardInit};
 use crate::tree::DataTree;
-
-/// What shards need of the configuration, resolved once.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub jute_max_buffer: usize,
-    pub max_client_cnxns: u32,
-    pub super_digest: Option<String>,
-    pub skip_acl: bool,
-    /// `None` = every word allowed (`*`).
-    pub four_letter_whitelist: Option<Vec<String>>,
-    pub server_id: u8,
-    pub client_addr: SocketAddr,
-    pub data_dir: std::path::PathBuf,
-    pub data_log_dir: std::path::PathBuf,
-    pub tick_ms: i64,
-    pub min_session_timeout_ms: i32,
-    pub max_session_timeout_ms: i32,
-    pub max_outstanding: usize,
-}
 
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -55,18 +38,18 @@ pub enum StartError {
     Other(String),
 }
 
-/// Which cores run what. Small machines share: on 1–3 cores the sequencer runs ON the executor of
-/// the shard that owns the last core (`sequencer_host`: no thread hand-off between that shard and
-/// the sequencer, and no context switch per round on a core they would share anyway) and the log
-/// writer's thread is pinned there too; from 4 cores on the sequencer and the log writer get
+/// Which cores run what. Small machines share: on 1–3 cores the replica runs ON the executor of
+/// the shard that owns the last core (`replica_host`: no thread hand-off between that shard and
+/// the replica, and no context switch per round on a core they would share anyway) and the log
+/// writer's thread is pinned there too; from 4 cores on the replica and the log writer get
 /// cores (and threads) of their own.
 #[derive(Debug, Clone)]
 pub struct Topology {
     pub shard_cores: Vec<usize>,
-    pub sequencer_core: Option<usize>,
+    pub replica_core: Option<usize>,
     pub log_core: Option<usize>,
-    /// The shard whose executor runs the sequencer; None: a dedicated thread.
-    pub sequencer_host: Option<usize>,
+    /// The shard whose executor runs the replica; None: a dedicated thread.
+    pub replica_host: Option<usize>,
 }
 
 impl Topology {
@@ -74,21 +57,21 @@ impl Topology {
         if available.is_empty() {
             return Topology {
                 shard_cores: vec![usize::MAX; shards.unwrap_or(1).max(1)],
-                sequencer_core: None,
+                replica_core: None,
                 log_core: None,
-                sequencer_host: Some(0),
+                replica_host: Some(0),
             };
         }
         let n = available.len();
-        let (seq, log, shard_pool): (usize, usize, &[usize]) = if n >= 4 {
+        let (replica, log, shard_pool): (usize, usize, &[usize]) = if n >= 4 {
             (available[n - 1], available[n - 2], &available[..n - 2])
         } else {
             (available[n - 1], available[n - 1], available)
         };
         let count = shards.unwrap_or(shard_pool.len()).max(1);
         let shard_cores: Vec<usize> = (0..count).map(|i| shard_pool[i % shard_pool.len()]).collect();
-        let sequencer_host = if n >= 4 { None } else { shard_cores.iter().rposition(|&c| c == seq) };
-        Topology { shard_cores, sequencer_core: Some(seq), log_core: Some(log), sequencer_host }
+        let replica_host = if n >= 4 { None } else { shard_cores.iter().rposition(|&c| c == replica) };
+        Topology { shard_cores, replica_core: Some(replica), log_core: Some(log), replica_host }
     }
 }
 
@@ -97,12 +80,12 @@ pub struct RunOptions {
     pub cores: Option<Vec<usize>>,
     /// Keep the tree in memory only (tests and benchmarks of the request path).
     pub in_memory: bool,
-    /// Run the sequencer on its own thread even where the topology would host it on a shard.
-    pub dedicated_sequencer: bool,
+    /// Run the replica on its own thread even where the topology would host it on a shard.
+    pub dedicated_replica: bool,
 }
 
 pub struct ServerHandle {
-    pub to_seq: SeqTx,
+    pub replica_tx: ReplicaTx,
     pub addr: SocketAddr,
     pub metrics: Arc<Metrics>,
     pub tree: Arc<DataTree>,
@@ -113,17 +96,17 @@ pub struct ServerHandle {
     http: Vec<crate::admin::http::HttpServer>,
     stop: Arc<AtomicBool>,
     shards: Vec<JoinHandle<()>>,
-    sequencer: Option<JoinHandle<()>>,
+    replica_thread: Option<JoinHandle<()>>,
     /// Receives why, if the server stopped itself (its transaction log failed).
     pub fatal: crossbeam_channel::Receiver<String>,
 }
 
 impl ServerHandle {
-    /// Stops accepting, closes connections, stops the sequencer and the log, and waits.
+    /// Stops accepting, closes connections, stops the replica and the log, and waits.
     pub fn shutdown(mut self) {
         self.stop.store(true, Ordering::Release);
-        let _ = self.to_seq.send(ToSequencer::Shutdown);
-        if let Some(s) = self.sequencer.take() {
+        let _ = self.replica_tx.send(ToReplica::Shutdown);
+        if let Some(s) = self.replica_thread.take() {
             let _ = s.join();
         }
         for s in self.shards.drain(..) {
@@ -219,15 +202,15 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         None => core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect(),
     };
     let mut topo = Topology::plan(&available, opts.shards);
-    if opts.dedicated_sequencer {
-        topo.sequencer_host = None;
+    if opts.dedicated_replica {
+        topo.replica_host = None;
     }
     tracing::info!(
-        "topology: {} shard(s) on cores {:?}, sequencer on {:?} ({}), log writer on {:?}",
+        "topology: {} shard(s) on cores {:?}, replica on {:?} ({}), log writer on {:?}",
         topo.shard_cores.len(),
         topo.shard_cores,
-        topo.sequencer_core,
-        match topo.sequencer_host {
+        topo.replica_core,
+        match topo.replica_host {
             Some(h) => format!("hosted by shard {h}"),
             None => "own thread".to_string(),
         },
@@ -248,16 +231,16 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
 
     let metrics = Arc::new(Metrics::new(topo.shard_cores.len()));
     let now = driver::now();
-    let (seq_chan, seq_rx) = bounded(driver::SEQUENCER_QUEUE_MAX);
-    // Every shard's inbox and doorbell exist before anything can send to the sequencer, so that
-    // a hosted sequencer's senders (other shards, the log writer, the ops thread) ring its host.
+    let (replica_chan, replica_rx) = bounded(mesh::REPLICA_QUEUE_MAX);
+    // Every shard's inbox and doorbell exist before anything can send to the replica, so that
+    // a hosted replica's senders (other shards, the log writer, the ops thread) ring its host.
     let mut shard_chans = Vec::new();
     for _ in &topo.shard_cores {
-        let (tx, rx) = bounded(driver::SHARD_INBOX_MAX);
+        let (tx, rx) = bounded(mesh::SHARD_INBOX_MAX);
         let (bell, bell_rx) = Doorbell::new().map_err(|e| StartError::Other(format!("socketpair: {e}")))?;
         shard_chans.push((tx, rx, Arc::new(bell), bell_rx));
     }
-    let seq_tx = SeqTx::new(seq_chan, topo.sequencer_host.map(|h| shard_chans[h].2.clone()));
+    let replica_tx = ReplicaTx::new(replica_chan, topo.replica_host.map(|h| shard_chans[h].2.clone()));
     let mut sessions = SessionTracker::new(settings.server_id, settings.tick_ms, now.wall_ms);
     type LogStatsHandle = Option<Arc<parking_lot::Mutex<crate::txnlog::LogStats>>>;
     let (tree, log, snapshotter, log_stats): (
@@ -266,7 +249,7 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         Option<crate::db::Snapshotter>,
         LogStatsHandle,
     ) = if opts.in_memory {
-        (Arc::new(DataTree::new()), Box::new(MemoryLog { to_seq: seq_tx.clone() }), None, None)
+        (Arc::new(DataTree::new()), Box::new(MemoryLog { replica_tx: replica_tx.clone() }), None, None)
     } else {
         let max_txn_bytes = settings.jute_max_buffer + 1024;
         let loaded = crate::db::load(
@@ -280,8 +263,8 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
             // Sessions get a full timeout from now to reconnect, as in ZooKeeper.
             sessions.add(*id, *timeout, now.mono_ms);
         }
-        let durable_tx = seq_tx.clone();
-        let error_tx = seq_tx.clone();
+        let durable_tx = replica_tx.clone();
+        let error_tx = replica_tx.clone();
         let log_opts = crate::txnlog::writer::LogOptions {
             pre_alloc_size_bytes: cfg.pre_alloc_size_kb.max(1) * 1024,
             force_sync: cfg.force_sync,
@@ -294,17 +277,17 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
             crate::db::version_dir(&settings.data_log_dir),
             log_opts,
             Box::new(move |zxid| {
-                let _ = durable_tx.send(ToSequencer::Durable { zxid });
+                let _ = durable_tx.send(ToReplica::Durable { zxid });
             }),
             Box::new(move |e| {
                 let msg = match e {
                     crate::txnlog::writer::LogWriteError::NoSpace { last_durable_zxid, .. } => {
                         tracing::error!("{e}");
-                        ToSequencer::LogNoSpace { last_durable_zxid }
+                        ToReplica::LogNoSpace { last_durable_zxid }
                     }
                     e => {
                         tracing::error!("{e}");
-                        ToSequencer::LogFailed { reason: e.to_string() }
+                        ToReplica::LogFailed { reason: e.to_string() }
                     }
                 };
                 let _ = error_tx.send(msg);
@@ -329,7 +312,7 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         let stats = handle.stats_handle();
         (
             Arc::new(loaded.tree),
-            Box::new(crate::sequencer::driver::DurableLog::new(handle, seq_tx.clone())),
+            Box::new(crate::replica::driver::DurableLog::new(handle, replica_tx.clone())),
             Some(snapshotter),
             Some(stats),
         )
@@ -345,7 +328,7 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         tree.clone(),
         metrics.clone(),
         limits.clone(),
-        seq_tx.clone(),
+        replica_tx.clone(),
         log_stats,
     );
     ops.start_worker().map_err(|e| StartError::Other(format!("spawn the ops thread: {e}")))?;
@@ -354,8 +337,8 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         inits.push(ShardInit {
             id: i as u16,
             tree: tree.clone(),
-            to_seq: seq_tx.clone(),
-            seq_host: None,
+            replica_tx: replica_tx.clone(),
+            replica_host: None,
             inbox: rx,
             bell,
             bell_rx,
@@ -369,7 +352,7 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         });
     }
 
-    let seq_cfg = SequencerConfig {
+    let replica_cfg = ReplicaConfig {
         server_id: settings.server_id,
         tick_ms: settings.tick_ms,
         min_session_timeout_ms: settings.min_session_timeout_ms,
@@ -383,26 +366,26 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         snap_size_limit_bytes: cfg.snap_size_limit_kb.saturating_mul(1024),
     };
     let last_zxid = tree.last_processed_zxid();
-    let seq = Sequencer::new(seq_cfg, tree.clone(), sessions, ShardLinks::new(links), last_zxid, now);
-    let seq_core = topo.sequencer_core;
+    let replica = Replica::new(replica_cfg, tree.clone(), sessions, ShardLinks::new(links), last_zxid, now);
+    let replica_core = topo.replica_core;
     let tick = Duration::from_millis((settings.tick_ms / 2).clamp(10, 500) as u64);
-    let mut host = SeqHost::new(seq, seq_rx, log, snapshotter, tick);
+    let mut host = ReplicaHost::new(replica, replica_rx, log, snapshotter, tick);
     let (fatal_tx, fatal_rx) = crossbeam_channel::bounded(1);
     host.set_fatal_notify(fatal_tx);
-    let sequencer = match topo.sequencer_host {
+    let replica_thread = match topo.replica_host {
         Some(h) => {
             host.set_host_shard(h as u16);
-            inits[h].seq_host = Some(host);
+            inits[h].replica_host = Some(host);
             None
         }
         None => Some(
             std::thread::Builder::new()
-                .name("zkd-sequencer".into())
+                .name("zkd-replica".into())
                 .spawn(move || {
-                    pin(seq_core);
+                    pin(replica_core);
                     driver::run(host);
                 })
-                .map_err(|e| StartError::Other(format!("spawn sequencer: {e}")))?,
+                .map_err(|e| StartError::Other(format!("spawn replica: {e}")))?,
         ),
     };
 
@@ -446,7 +429,7 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 stop.store(true, Ordering::Release);
-                let _ = seq_tx.send(ToSequencer::Shutdown);
+                let _ = replica_tx.send(ToReplica::Shutdown);
                 http.drain(..).for_each(|h| h.stop());
                 return Err(e);
             }
@@ -455,7 +438,7 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
     }
     tracing::info!("zkd serving clients on {bound}");
     Ok(ServerHandle {
-        to_seq: seq_tx,
+        replica_tx,
         addr: bound,
         metrics,
         tree,
@@ -465,7 +448,7 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         http,
         stop,
         shards,
-        sequencer,
+        replica_thread,
         fatal: fatal_rx,
     })
 }
@@ -485,8 +468,8 @@ fn log_write_path(cfg: &Config) -> Result<crate::txnlog::WritePath, StartError> 
 }
 
 /// `maxClientCnxns` and zkd's `zkd.limits.*` keys.
-fn limits_config(cfg: &Config) -> Result<crate::admin::limits::LimitsConfig, StartError> {
-    let mut l = crate::admin::limits::LimitsConfig { max_cnxns: cfg.max_client_cnxns, ..Default::default() };
+fn limits_config(cfg: &Config) -> Result<crate::shard::limits::LimitsConfig, StartError> {
+    let mut l = crate::shard::limits::LimitsConfig { max_cnxns: cfg.max_client_cnxns, ..Default::default() };
     let num = |key: &str, default: u64| -> Result<u64, StartError> {
         match cfg.zkd.get(key) {
             None => Ok(default),
@@ -590,19 +573,19 @@ mod tests {
     #[test]
     fn topology_shares_on_small_machines_and_spreads_on_big_ones() {
         let t = Topology::plan(&[0], None);
-        assert_eq!((t.shard_cores, t.sequencer_core, t.log_core), (vec![0], Some(0), Some(0)));
-        assert_eq!(t.sequencer_host, Some(0), "one core: the only shard hosts the sequencer");
+        assert_eq!((t.shard_cores, t.replica_core, t.log_core), (vec![0], Some(0), Some(0)));
+        assert_eq!(t.replica_host, Some(0), "one core: the only shard hosts the replica");
         let t = Topology::plan(&[0, 1], None);
-        assert_eq!((t.shard_cores, t.sequencer_core), (vec![0, 1], Some(1)));
-        assert_eq!(t.sequencer_host, Some(1), "the shard on the sequencer's core hosts it");
+        assert_eq!((t.shard_cores, t.replica_core), (vec![0, 1], Some(1)));
+        assert_eq!(t.replica_host, Some(1), "the shard on the replica's core hosts it");
         let cores: Vec<usize> = (0..64).collect();
         let t = Topology::plan(&cores, None);
         assert_eq!(t.shard_cores.len(), 62);
-        assert_eq!((t.sequencer_core, t.log_core), (Some(63), Some(62)));
-        assert_eq!(t.sequencer_host, None, "big machines: a core and thread of its own");
+        assert_eq!((t.replica_core, t.log_core), (Some(63), Some(62)));
+        assert_eq!(t.replica_host, None, "big machines: a core and thread of its own");
         let t = Topology::plan(&[0, 1], Some(1));
         assert_eq!(t.shard_cores, vec![0]);
-        assert_eq!(t.sequencer_host, None, "no shard on the sequencer's core");
-        assert_eq!(Topology::plan(&[], Some(3)).sequencer_host, Some(0));
+        assert_eq!(t.replica_host, None, "no shard on the replica's core");
+        assert_eq!(Topology::plan(&[], Some(3)).replica_host, Some(0));
     }
 }

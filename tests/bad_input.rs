@@ -117,7 +117,7 @@ fn jute_maxbuffer_boundary() {
     // The server may close as soon as it reads the length, before the body is sent.
     let _ = r2.s.write_all(&frame(&w.buf));
     assert!(is_closed(&mut r2.s), "a frame one byte over jute.maxbuffer closes the connection");
-    // Had the oversized create been submitted before the close, the one sequencer would apply
+    // Had the oversized create been submitted before the close, the one replica would apply
     // it before this later write: once this write is answered, /big2 would be visible.
     assert_eq!(r.create("/after-big2", b""), 0);
     assert_eq!(r.get_data("/big2").unwrap_err(), ErrorCode::NoNode as i32);

@@ -12,11 +12,11 @@ mod common;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use zkd::db::recovery::{recover, RecoveryOptions};
 use zkd::proto::records::*;
 use zkd::proto::types::OpCode;
 use zkd::proto::{LoggedTxn, TxnBody};
 use zkd::snapshot::{read_snapshot_file, write_snapshot_file, Compression};
-use zkd::txnlog::recovery::{recover, RecoveryOptions};
 use zkd::txnlog::{LogOptions, LogWriter};
 
 const ZK_JAR: &str = "/usr/share/java/zookeeper.jar";

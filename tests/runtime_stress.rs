@@ -1,5 +1,5 @@
 //! The runtime never hangs. glommio 0.9.0 can park an executor that still has runnable tasks
-//! when the CPU is contended (shared/PLATFORM.md). zkd keeps a timer armed on every executor; this
+//! when the CPU is contended. zkd keeps a timer armed on every executor; this
 //! test proves the containment: many start → serve → stop cycles while busy threads fight for the
 //! cores, each cycle under a watchdog. A hang fails the test with the cycle number instead of
 //! blocking CI. `ZKD_STRESS_CYCLES` raises the count for a soak.

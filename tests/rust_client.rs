@@ -23,9 +23,9 @@ fn start(extra: &str) -> Server {
     start_with(extra, false)
 }
 
-/// `dedicated_sequencer`: the sequencer on its own thread (the layout for >= 4 cores) instead of
+/// `dedicated_replica`: the replica on its own thread (the layout for >= 4 cores) instead of
 /// hosted on a shard's executor (the layout on this 2-core machine); both must behave the same.
-fn start_with(extra: &str, dedicated_sequencer: bool) -> Server {
+fn start_with(extra: &str, dedicated_replica: bool) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let cfg = format!(
         "tickTime=200\ndataDir={}\nclientPort=0\nclientPortAddress=127.0.0.1\nmaxClientCnxns=0\n{extra}\n",
@@ -34,7 +34,7 @@ fn start_with(extra: &str, dedicated_sequencer: bool) -> Server {
     let (cfg, _) = zkd::config::Config::parse_str(&cfg, dir.path()).unwrap();
     let handle = zkd::server::start(
         &cfg,
-        zkd::server::RunOptions { shards: Some(2), cores: None, in_memory: true, dedicated_sequencer },
+        zkd::server::RunOptions { shards: Some(2), cores: None, in_memory: true, dedicated_replica },
     )
     .unwrap();
     let addr = format!("127.0.0.1:{}", handle.addr.port());
@@ -56,7 +56,7 @@ async fn crud_and_stat_fields() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crud_and_stat_fields_with_a_dedicated_sequencer_thread() {
+async fn crud_and_stat_fields_with_a_dedicated_replica_thread() {
     crud_and_stat_fields_on(start_with("", true)).await;
 }
 

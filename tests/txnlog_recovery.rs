@@ -1,12 +1,12 @@
-//! Recovery, one test per row of the decision table in `src/txnlog/recovery.rs`.
+//! Recovery, one test per row of the decision table in `src/db/recovery.rs`.
 
 use std::path::{Path, PathBuf};
+use zkd::db::recovery::{recover, LogAction, RecoveryError, RecoveryOptions};
 use zkd::proto::records::*;
 use zkd::proto::types::OpCode;
 use zkd::proto::{LoggedTxn, TxnBody};
 use zkd::snapshot::{write_snapshot_file, Compression, SnapshotNode};
 use zkd::txnlog::format::{encode_txn_entry, log_file_name, FileHeader, FILE_HEADER_LEN_BYTES};
-use zkd::txnlog::recovery::{recover, LogAction, RecoveryError, RecoveryOptions};
 
 fn txn(zxid: i64) -> LoggedTxn {
     LoggedTxn {
@@ -51,11 +51,11 @@ fn write_snap(dir: &Path, zxid: i64) -> PathBuf {
     write_snapshot_file(dir, zxid, Compression::None, &[(0x42, 30000)], &[], [root, n], None).unwrap()
 }
 
-fn zxids(r: &zkd::txnlog::recovery::Recovered) -> Vec<i64> {
+fn zxids(r: &zkd::db::recovery::Recovered) -> Vec<i64> {
     r.txns.iter().map(|t| t.hdr.zxid).collect()
 }
 
-fn rec(d: &Path) -> Result<zkd::txnlog::recovery::Recovered, RecoveryError> {
+fn rec(d: &Path) -> Result<zkd::db::recovery::Recovered, RecoveryError> {
     recover(d, d, &RecoveryOptions::default())
 }
 

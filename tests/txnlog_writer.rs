@@ -113,7 +113,7 @@ fn group_commit_from_several_threads() {
     let d = tempfile::tempdir().unwrap();
     let (h, dur) = start(d.path(), small());
     let h = Arc::new(h);
-    // Like the sequencer: zxids are assigned and sent under one lock, so the log order is the
+    // Like the replica: zxids are assigned and sent under one lock, so the log order is the
     // zxid order; each thread then waits for its own zxid to be durable.
     let next = Arc::new(Mutex::new(0i64));
     const THREADS: usize = 4;
@@ -192,7 +192,7 @@ fn roll_and_size_limit_start_new_files_named_by_first_zxid() {
     let snap =
         zkd::snapshot::SnapshotNode { path: String::new(), data: None, acl_id: -1, stat: Default::default() };
     zkd::snapshot::write_snapshot_file(d.path(), 0, Default::default(), &[], &[], [snap], None).unwrap();
-    let r = zkd::txnlog::recovery::recover(d.path(), d.path(), &Default::default()).unwrap();
+    let r = zkd::db::recovery::recover(d.path(), d.path(), &Default::default()).unwrap();
     assert_eq!(r.txns.len(), 100);
     assert_eq!(r.last_zxid, 100);
 }

@@ -163,7 +163,7 @@ pub fn index_html(base: &str) -> String {
     s
 }
 
-fn connection_obj(c: &super::ConnStats, brief: bool) -> J {
+fn connection_obj(c: &crate::shard::ConnStats, brief: bool) -> J {
     let r = Ordering::Relaxed;
     let mut v = obj(vec![
         ("remote_socket_address", c.peer.to_string().into()),

@@ -1,163 +1,39 @@
 //! The operations surface: four-letter words on the client port, the AdminServer (JSON over
-//! HTTP), Prometheus `/metrics`, per-IP limits and churn, logging control.
+//! HTTP), Prometheus `/metrics`, reports of the shards' per-IP limits and churn, logging control.
 //!
 //! Nothing here runs on a shard's event loop for more than a registry insert: a four-letter word
 //! is handed to the `zkd-ops` thread, which gathers what it needs from shared structures (per-shard
 //! connection registries, the tree's watch tables, the metrics cells — each behind short locks) and
-//! from the sequencer (sessions, by message), then hands the text back. The AdminServer and
+//! from the replica (sessions, by message), then hands the text back. The AdminServer and
 //! Prometheus threads call the same gatherers.
 
 pub mod http;
 pub mod json;
-pub mod limits;
 pub mod logging;
 pub mod prom;
 pub mod words;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
-use crate::config::Config;
+use crate::config::{Config, Settings};
+use crate::mesh::msg::ToReplica;
+use crate::mesh::ReplicaTx;
 use crate::metrics::Metrics;
-use crate::sequencer::ToSequencer;
-use crate::server::Settings;
+use crate::session::SessionsDump;
+use crate::shard::{ConnLimits, ConnStats};
 use crate::tree::DataTree;
-pub use limits::ConnLimits;
 
 /// The version string monitoring tools parse: ZooKeeper's form, with zkd's own version.
 pub const VERSION_LINE: &str =
     concat!("3.8.0-zkd-", env!("CARGO_PKG_VERSION"), ", built on 1970-01-01 00:00 UTC");
-
-/// Milliseconds since the Unix epoch.
-pub fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// One connection's statistics, readable from any thread. Written by the owning shard only
-/// (relaxed atomics on the connection's own memory: no sharing between connections).
-pub struct ConnStats {
-    pub id: u64,
-    pub shard: u16,
-    pub peer: SocketAddr,
-    pub session: AtomicI64,
-    pub timeout_ms: AtomicI64,
-    pub established_ms: AtomicI64,
-    pub received: AtomicU64,
-    pub sent: AtomicU64,
-    pub outstanding: AtomicI64,
-    /// Opcode of the last answered request; `i64::MIN` before any ("NA").
-    pub last_op: AtomicI64,
-    pub last_cxid: AtomicI64,
-    pub last_zxid: AtomicI64,
-    pub last_resp_ms: AtomicI64,
-    pub last_lat_ms: AtomicI64,
-    pub min_lat_ms: AtomicI64,
-    pub max_lat_ms: AtomicI64,
-    pub sum_lat_ms: AtomicI64,
-    pub count_lat: AtomicI64,
-    pub last_activity_ms: AtomicI64,
-    /// Not reading its socket (a four-letter word, or back-pressure): ZooKeeper's interest ops 0.
-    pub not_reading: AtomicBool,
-}
-
-impl ConnStats {
-    pub fn new(id: u64, shard: u16, peer: SocketAddr) -> Self {
-        let s = ConnStats {
-            id,
-            shard,
-            peer,
-            session: AtomicI64::new(0),
-            timeout_ms: AtomicI64::new(0),
-            established_ms: AtomicI64::new(0),
-            received: AtomicU64::new(0),
-            sent: AtomicU64::new(0),
-            outstanding: AtomicI64::new(0),
-            last_op: AtomicI64::new(0),
-            last_cxid: AtomicI64::new(0),
-            last_zxid: AtomicI64::new(0),
-            last_resp_ms: AtomicI64::new(0),
-            last_lat_ms: AtomicI64::new(0),
-            min_lat_ms: AtomicI64::new(0),
-            max_lat_ms: AtomicI64::new(0),
-            sum_lat_ms: AtomicI64::new(0),
-            count_lat: AtomicI64::new(0),
-            last_activity_ms: AtomicI64::new(wall_ms()),
-            not_reading: AtomicBool::new(false),
-        };
-        s.reset();
-        s
-    }
-
-    /// `crst`: ZooKeeper's `ServerCnxn.resetStats`.
-    pub fn reset(&self) {
-        let r = Ordering::Relaxed;
-        self.received.store(0, r);
-        self.sent.store(0, r);
-        self.last_op.store(i64::MIN, r);
-        self.last_cxid.store(-1, r);
-        self.last_zxid.store(-1, r);
-        self.last_resp_ms.store(0, r);
-        self.last_lat_ms.store(0, r);
-        self.min_lat_ms.store(i64::MAX, r);
-        self.max_lat_ms.store(0, r);
-        self.sum_lat_ms.store(0, r);
-        self.count_lat.store(0, r);
-    }
-
-    pub fn packet_received(&self) {
-        self.received.fetch_add(1, Ordering::Relaxed);
-        self.last_activity_ms.store(wall_ms(), Ordering::Relaxed);
-    }
-
-    /// A request was answered: its opcode, xid, the reply's zxid and its latency.
-    pub fn answered(&self, opcode: i32, xid: i32, zxid: i64, lat_ms: i64, now_ms: i64) {
-        let r = Ordering::Relaxed;
-        self.sent.fetch_add(1, r);
-        self.last_op.store(opcode as i64, r);
-        self.last_cxid.store(xid as i64, r);
-        self.last_zxid.store(zxid, r);
-        self.last_resp_ms.store(now_ms, r);
-        self.last_lat_ms.store(lat_ms, r);
-        self.min_lat_ms.fetch_min(lat_ms, r);
-        self.max_lat_ms.fetch_max(lat_ms, r);
-        self.sum_lat_ms.fetch_add(lat_ms, r);
-        self.count_lat.fetch_add(1, r);
-    }
-
-    pub fn min_lat(&self) -> i64 {
-        let m = self.min_lat_ms.load(Ordering::Relaxed);
-        if m == i64::MAX {
-            0
-        } else {
-            m
-        }
-    }
-    pub fn avg_lat(&self) -> i64 {
-        let c = self.count_lat.load(Ordering::Relaxed);
-        if c == 0 {
-            0
-        } else {
-            self.sum_lat_ms.load(Ordering::Relaxed) / c
-        }
-    }
-}
-
-/// Session tracker contents, as the sequencer reports them for `dump`.
-#[derive(Debug, Clone, Default)]
-pub struct SessionsDump {
-    /// Expiry bucket (epoch ms) → session ids, ascending.
-    pub buckets: Vec<(i64, Vec<i64>)>,
-    pub count: usize,
-}
 
 /// A four-letter word to answer on the ops thread.
 struct Job {
@@ -173,7 +49,7 @@ pub struct OpsState {
     pub tree: Arc<DataTree>,
     pub metrics: Arc<Metrics>,
     pub limits: Arc<ConnLimits>,
-    to_seq: crate::sequencer::driver::SeqTx,
+    replica_tx: ReplicaTx,
     /// Per shard: its live connections.
     conns: Vec<Mutex<HashMap<u64, Arc<ConnStats>>>>,
     pub started: Instant,
@@ -190,7 +66,7 @@ impl OpsState {
         tree: Arc<DataTree>,
         metrics: Arc<Metrics>,
         limits: Arc<ConnLimits>,
-        to_seq: crate::sequencer::driver::SeqTx,
+        replica_tx: ReplicaTx,
         log_stats: Option<Arc<Mutex<crate::txnlog::LogStats>>>,
     ) -> Arc<Self> {
         let shards = metrics.shard_count();
@@ -201,7 +77,7 @@ impl OpsState {
             tree,
             metrics,
             limits,
-            to_seq,
+            replica_tx,
             conns: (0..shards).map(|_| Mutex::new(HashMap::new())).collect(),
             started: Instant::now(),
             jobs: Mutex::new(None),
@@ -214,12 +90,6 @@ impl OpsState {
         self.log_stats.as_ref().map(|s| s.lock().clone())
     }
 
-    pub fn register(&self, c: Arc<ConnStats>) {
-        self.conns[c.shard as usize].lock().insert(c.id, c);
-    }
-    pub fn unregister(&self, shard: u16, id: u64) {
-        self.conns[shard as usize].lock().remove(&id);
-    }
     /// Every live connection, ordered by shard then id (each shard's lock held only to clone).
     pub fn connections(&self) -> Vec<Arc<ConnStats>> {
         let mut v = Vec::new();
@@ -239,7 +109,7 @@ impl OpsState {
     }
     pub fn sessions(&self) -> SessionsDump {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        if self.to_seq.send(ToSequencer::DumpSessions { reply: tx }).is_err() {
+        if self.replica_tx.send(ToReplica::DumpSessions { reply: tx }).is_err() {
             return SessionsDump::default();
         }
         rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default() // own thread: ops and HTTP only
@@ -252,17 +122,6 @@ impl OpsState {
     pub fn uptime_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
-    /// True while outstanding requests exceed `globalOutstandingLimit` (checks the shard's own
-    /// share first: only a shard holding more than its share sums everyone's cells).
-    pub fn over_outstanding_limit(&self, own: i64) -> bool {
-        let limit = self.global_outstanding_limit;
-        if limit <= 0 {
-            return false;
-        }
-        let share = (limit / self.conns.len().max(1) as i64).max(1);
-        own > share && self.metrics.outstanding_total() > limit
-    }
-
     /// Starts the thread that answers four-letter words.
     pub fn start_worker(self: &Arc<Self>) -> std::io::Result<()> {
         let (tx, rx): (Sender<Job>, Receiver<Job>) = crossbeam_channel::bounded(1024);
@@ -282,8 +141,8 @@ impl OpsState {
 
     /// Answers a four-letter word from a shard without blocking its event loop: the text is
     /// built on the ops thread; the calling task awaits it (at most 10 s).
-    pub async fn four_letter(&self, w: &[u8; 4]) -> String {
-        let word = String::from_utf8_lossy(w).into_owned();
+    async fn answer_four_letter(&self, w: [u8; 4]) -> String {
+        let word = String::from_utf8_lossy(&w).into_owned();
         if !words::allowed(&self.settings, &word) {
             return words::not_whitelisted(&word);
         }
@@ -303,5 +162,18 @@ impl OpsState {
             String::new()
         };
         futures_lite::future::or(answer, give_up).await
+    }
+}
+
+/// What the shards ask of the operations surface.
+impl crate::shard::Ops for OpsState {
+    fn register(&self, c: Arc<ConnStats>) {
+        self.conns[c.shard as usize].lock().insert(c.id, c);
+    }
+    fn unregister(&self, shard: u16, id: u64) {
+        self.conns[shard as usize].lock().remove(&id);
+    }
+    fn four_letter(&self, w: [u8; 4]) -> Pin<Box<dyn Future<Output = String> + '_>> {
+        Box::pin(self.answer_four_letter(w))
     }
 }

@@ -164,14 +164,14 @@ pub fn render(ops: &OpsState) -> String {
     );
     counter(
         &mut o,
-        "zkd_sequencer_queue_full_total",
-        "Messages shards held back because the sequencer's queue was full (they stopped reading meanwhile)",
-        m.sequencer_queue_full,
+        "zkd_replica_queue_full_total",
+        "Messages shards held back because the replica's queue was full (they stopped reading meanwhile)",
+        m.replica_queue_full,
     );
     counter(
         &mut o,
         "zkd_shard_inbox_full_total",
-        "Messages the sequencer held back because a shard's inbox was full",
+        "Messages the replica held back because a shard's inbox was full",
         m.shard_inbox_full,
     );
     counter(&mut o, "zkd_connections_accepted_total", "Client connections accepted", m.conns_accepted);

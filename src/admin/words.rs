@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-use super::{ConnStats, OpsState, VERSION_LINE};
-use crate::server::Settings;
+use super::{OpsState, VERSION_LINE};
+use crate::config::Settings;
+use crate::shard::ConnStats;
 
 /// ZooKeeper always allows `srvr` (zkServer.sh needs it); `*` allows every word.
 pub fn allowed(settings: &Settings, word: &str) -> bool {
@@ -476,7 +477,7 @@ pub fn monitor(ops: &OpsState) -> Vec<(String, String)> {
     kv("zkd_backpressure_active_shards", m.backpressured_shards.to_string());
     kv("zkd_backpressure_pauses", m.backpressure_pauses.to_string());
     kv("zkd_reads_ordered_behind_writes", m.reads_ordered_behind_writes.to_string());
-    kv("zkd_sequencer_queue_full", m.sequencer_queue_full.to_string());
+    kv("zkd_replica_queue_full", m.replica_queue_full.to_string());
     kv("zkd_shard_inbox_full", m.shard_inbox_full.to_string());
     kv("zkd_max_client_cnxns", ops.limits.config().max_cnxns.to_string());
     kv("zkd_connections_accepted", m.conns_accepted.to_string());

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+mod settings;
+pub use settings::Settings;
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("{key}={value:?}: {expected}")]

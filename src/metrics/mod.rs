@@ -35,12 +35,12 @@ pub enum Counter {
     /// Times a shard stopped reading its sockets because of `globalOutstandingLimit`.
     BackpressurePauses,
     /// Reads that arrived behind a write of their own session still in flight, and so ran on the
-    /// sequencer at their place in the apply order (pipelining sessions that mix reads and writes).
+    /// replica at their place in the apply order (pipelining sessions that mix reads and writes).
     ReadsOrderedBehindWrites,
-    /// Messages this shard held back because the sequencer's queue was full (it stops reading
+    /// Messages this shard held back because the replica's queue was full (it stops reading
     /// its sockets until they are handed over).
-    SequencerQueueFull,
-    /// Messages for this shard the sequencer held back because the shard's inbox was full.
+    ReplicaQueueFull,
+    /// Messages for this shard the replica held back because the shard's inbox was full.
     ShardInboxFull,
 }
 
@@ -198,7 +198,7 @@ pub struct Totals {
     pub auth_failed: u64,
     pub backpressure_pauses: u64,
     pub reads_ordered_behind_writes: u64,
-    pub sequencer_queue_full: u64,
+    pub replica_queue_full: u64,
     pub shard_inbox_full: u64,
     pub backpressured_shards: u64,
     pub requests: u64,
@@ -336,7 +336,7 @@ impl Metrics {
         t.auth_failed = self.counter(Counter::AuthFailed);
         t.backpressure_pauses = self.counter(Counter::BackpressurePauses);
         t.reads_ordered_behind_writes = self.counter(Counter::ReadsOrderedBehindWrites);
-        t.sequencer_queue_full = self.counter(Counter::SequencerQueueFull);
+        t.replica_queue_full = self.counter(Counter::ReplicaQueueFull);
         t.shard_inbox_full = self.counter(Counter::ShardInboxFull);
         t.requests = count;
         if count > 0 {

@@ -119,7 +119,7 @@ impl Request {
         })
     }
 
-    /// Writes go through the sequencer (in session order); everything else is answered by the shard.
+    /// Writes go through the replica (in session order); everything else is answered by the shard.
     pub fn is_write(&self) -> bool {
         matches!(
             self,

@@ -1,4 +1,4 @@
-//! Transactions: what the sequencer produces, the txnlog stores and the tree applies.
+//! Transactions: what the replica produces, the txnlog stores and the tree applies.
 //! The body's encoding depends on the header's type, exactly as in ZooKeeper's `SerializeUtils`.
 
 use super::jute::{JuteError, Reader, Record, Result, Writer};

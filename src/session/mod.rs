@@ -191,7 +191,6 @@ impl SessionTracker {
         out
     }
 
-    /// Sessions with their timeouts, for snapshots and `dump`.
     /// Expiry buckets (deadline ms) with their session ids, both ascending (for `dump`).
     pub fn buckets(&self) -> Vec<(i64, Vec<i64>)> {
         self.buckets
@@ -204,6 +203,12 @@ impl SessionTracker {
             .collect()
     }
 
+    /// The tracker's contents, as the operations surface shows them (`dump`).
+    pub fn dump(&self) -> SessionsDump {
+        SessionsDump { buckets: self.buckets(), count: self.len() }
+    }
+
+    /// Sessions with their timeouts, for snapshots and `dump`.
     pub fn sessions(&self) -> impl Iterator<Item = &Session> {
         self.sessions.values()
     }
@@ -214,6 +219,14 @@ impl SessionTracker {
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
     }
+}
+
+/// Session tracker contents, as the replica reports them for `dump`.
+#[derive(Debug, Clone, Default)]
+pub struct SessionsDump {
+    /// Expiry bucket (epoch ms) → session ids, ascending.
+    pub buckets: Vec<(i64, Vec<i64>)>,
+    pub count: usize,
 }
 
 #[cfg(test)]

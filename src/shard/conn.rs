@@ -12,6 +12,7 @@ use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::TcpStream;
 
 use super::Shard;
+use crate::mesh::msg::{ConnRef, ToReplica};
 use crate::proto::frame::{framed, framed_raw};
 use crate::proto::frame::{FrameBuf, FrameSpan};
 use crate::proto::jute::{Reader, Record};
@@ -20,14 +21,13 @@ use crate::proto::{
     xid, ConnectRequest, ErrorCode, EventType, Id, KeeperState, OpCode, ReplyHeader, RequestHeader,
     WatcherEvent,
 };
-use crate::sequencer::{ConnRef, ToSequencer};
 use crate::tree::WatcherId;
 
 /// Reply-queue entries, in request order.
 pub enum Slot {
-    /// Handed to the sequencer, not answered yet: a write, or a read that arrived behind one of
+    /// Handed to the replica, not answered yet: a write, or a read that arrived behind one of
     /// the session's writes and so runs at its place in the apply order.
-    Sequenced { xid: i32 },
+    AtReplica { xid: i32 },
     /// An answer ready to go out once everything before it has.
     Done(Vec<u8>),
 }
@@ -59,7 +59,7 @@ pub struct Conn {
     /// Paths this connection set watches on, so closing it removes them without a tree scan.
     pub watched: RefCell<std::collections::HashSet<String>>,
     /// Statistics other threads read (cons, stat, wchc, admin).
-    pub stats: Arc<crate::admin::ConnStats>,
+    pub stats: Arc<super::ConnStats>,
     /// Arrival time, opcode and xid of each queued request, in queue order (latency, cons).
     pending: RefCell<VecDeque<(std::time::Instant, i32, i32)>>,
     /// When the last socket read returned: the arrival time of every frame it held (one clock
@@ -87,7 +87,7 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
     };
     let max = shard.settings.max_client_cnxns;
     let admission = shard.limits.admit(peer.ip());
-    crate::admin::limits::log_admission(peer.ip(), &admission, max);
+    super::limits::log_admission(peer.ip(), &admission, max);
     if !admission.admitted {
         shard.probe.conn_rejected_max_cnxns();
         return; // dropping the stream closes it
@@ -113,7 +113,7 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
         packets_received: Cell::new(0),
         packets_sent: Cell::new(0),
         watched: RefCell::new(std::collections::HashSet::new()),
-        stats: Arc::new(crate::admin::ConnStats::new(id, shard.id, peer)),
+        stats: Arc::new(super::ConnStats::new(id, shard.id, peer)),
         pending: RefCell::new(VecDeque::new()),
         arrived: Cell::new(std::time::Instant::now()),
         probe: shard.probe.clone(),
@@ -177,17 +177,17 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
             }
             // globalOutstandingLimit: stop reading while too many requests are in flight, until
             // one of this shard's is answered.
-            if s.ops.over_outstanding_limit(s.probe.outstanding()) {
+            if s.over_outstanding_limit(s.probe.outstanding()) {
                 s.probe.set_backpressured(true);
                 c.stats.not_reading.store(true, std::sync::atomic::Ordering::Relaxed);
                 s.answered.wait().await;
                 continue;
             }
-            // The sequencer's queue is full: read nothing more until this shard handed over
+            // The replica's queue is full: read nothing more until this shard handed over
             // what it holds for it.
-            if s.seq_backlogged() {
+            if s.replica_backlogged() {
                 c.stats.not_reading.store(true, std::sync::atomic::Ordering::Relaxed);
-                s.seq_drained.wait().await;
+                s.replica_drained.wait().await;
                 continue;
             }
             if s.probe.backpressured() {
@@ -214,7 +214,7 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
                         c.stats.packet_received();
                         c.stats.not_reading.store(true, std::sync::atomic::Ordering::Relaxed);
                         s.probe.add(crate::metrics::Counter::FourLetterWords, 1);
-                        let text = s.ops.four_letter(&w).await;
+                        let text = s.ops.four_letter(w).await;
                         c.out.borrow_mut().extend_from_slice(text.as_bytes());
                         c.close_after_flush.set(true);
                         let _ = c.wake_writer.try_send(());
@@ -265,7 +265,7 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
         s.answered.notify_all();
         s.probe.conn_closed();
         if c.session.get() != 0 {
-            s.to_sequencer(ToSequencer::Disconnected { from: c.conn_ref(s.id), session: c.session.get() });
+            s.to_replica(ToReplica::Disconnected { from: c.conn_ref(s.id), session: c.session.get() });
         } else {
             tracing::debug!(
                 "Closed socket connection for client {} (no session established for client)",
@@ -315,7 +315,7 @@ impl Conn {
         self.push_out(&packet);
     }
 
-    /// The sequencer answered the handshake.
+    /// The replica answered the handshake.
     pub fn connected(&self, shard: &Shard, session: i64, timeout_ms: i32, packet: Vec<u8>, close: bool) {
         self.push_out(&packet);
         if close || session == 0 {
@@ -327,7 +327,7 @@ impl Conn {
         let r = std::sync::atomic::Ordering::Relaxed;
         self.stats.session.store(session, r);
         self.stats.timeout_ms.store(timeout_ms as i64, r);
-        self.stats.established_ms.store(crate::admin::wall_ms(), r);
+        self.stats.established_ms.store(crate::clock::wall_ms(), r);
         self.phase.set(Phase::Connected);
         tracing::debug!("session 0x{session:x} established for {} (timeout {timeout_ms} ms)", self.peer);
         let early = std::mem::take(&mut *self.early.borrow_mut());
@@ -340,14 +340,14 @@ impl Conn {
         }
     }
 
-    /// The sequencer answered this connection's oldest request it holds. The sequencer answers a
+    /// The replica answered this connection's oldest request it holds. The replica answers a
     /// connection's requests in the order they were handed over; a reply for any other xid would
     /// break the session's order, so it costs the connection instead (the client reconnects).
-    pub fn complete_sequenced(&self, xid: i32, packet: Vec<u8>, close: bool) {
+    pub fn replica_answered(&self, xid: i32, packet: Vec<u8>, close: bool) {
         let mut q = self.queue.borrow_mut();
-        match q.iter_mut().find(|s| matches!(s, Slot::Sequenced { .. })) {
-            Some(s @ Slot::Sequenced { .. }) => {
-                let Slot::Sequenced { xid: want } = *s else { unreachable!() };
+        match q.iter_mut().find(|s| matches!(s, Slot::AtReplica { .. })) {
+            Some(s @ Slot::AtReplica { .. }) => {
+                let Slot::AtReplica { xid: want } = *s else { unreachable!() };
                 if want != xid {
                     tracing::error!(
                         "reply for xid {xid} while xid {want} is the oldest unanswered on {} (session 0x{:x}): closing the connection rather than answer out of order",
@@ -380,7 +380,7 @@ impl Conn {
             if let Some(Slot::Done(p)) = q.pop_front() {
                 self.out.borrow_mut().extend_from_slice(&p);
                 self.packets_sent.set(self.packets_sent.get() + 1);
-                let now = *now.get_or_insert_with(|| (std::time::Instant::now(), crate::admin::wall_ms()));
+                let now = *now.get_or_insert_with(|| (std::time::Instant::now(), crate::clock::wall_ms()));
                 self.answered(&p, now);
                 sent = true;
             }
@@ -417,11 +417,7 @@ impl Conn {
             Phase::AwaitConnect => {
                 let req = decode_connect(body).map_err(|e| format!("bad connect request: {e}"))?;
                 self.phase.set(Phase::Connecting);
-                shard.to_sequencer(ToSequencer::Connect {
-                    from: self.conn_ref(shard.id),
-                    peer: self.peer,
-                    req,
-                });
+                shard.to_replica(ToReplica::Connect { from: self.conn_ref(shard.id), peer: self.peer, req });
                 Ok(())
             }
             Phase::Connecting => {
@@ -475,9 +471,9 @@ impl Conn {
                 }
             }
             r if r.is_write() => {
-                self.queue.borrow_mut().push_back(Slot::Sequenced { xid: hdr.xid });
+                self.queue.borrow_mut().push_back(Slot::AtReplica { xid: hdr.xid });
                 let auth = self.auth.borrow().clone();
-                shard.to_sequencer(ToSequencer::Write {
+                shard.to_replica(ToReplica::Write {
                     from: self.conn_ref(shard.id),
                     session,
                     xid: hdr.xid,
@@ -497,17 +493,17 @@ impl Conn {
     }
 
     /// A read runs now, on this shard, unless one of the session's writes is still in flight
-    /// ahead of it: then it goes to the sequencer, which runs it after that write is applied and
+    /// ahead of it: then it goes to the replica, which runs it after that write is applied and
     /// before any later write of the session (ZooKeeper's CommitProcessor keeps the same order).
     /// Sessions that do not mix reads and writes never take that path.
     fn enqueue_read(&self, shard: &Shard, xid: i32, opcode: i32, req: Request) {
         crate::request::read::watch_paths(&req, &mut self.watched.borrow_mut());
-        let behind_write = self.queue.borrow().iter().any(|s| matches!(s, Slot::Sequenced { .. }));
+        let behind_write = self.queue.borrow().iter().any(|s| matches!(s, Slot::AtReplica { .. }));
         if behind_write {
-            self.queue.borrow_mut().push_back(Slot::Sequenced { xid });
+            self.queue.borrow_mut().push_back(Slot::AtReplica { xid });
             shard.probe.add(crate::metrics::Counter::ReadsOrderedBehindWrites, 1);
             let auth = self.auth.borrow().clone();
-            shard.to_sequencer(ToSequencer::Read {
+            shard.to_replica(ToReplica::Read {
                 from: self.conn_ref(shard.id),
                 session: self.session.get(),
                 xid,

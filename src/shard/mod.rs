@@ -1,21 +1,24 @@
 //! A shard: one glommio executor pinned to one core, owning the client connections it accepted.
 //!
 //! Each shard binds its own SO_REUSEPORT listener, does all socket I/O of its connections on
-//! io_uring, answers reads itself against the shared tree, and forwards writes to the sequencer.
+//! io_uring, answers reads itself against the shared tree, and forwards writes to the replica.
 //! Per-session FIFO: a connection's replies leave in request order, and a read that arrives behind
 //! the session's own pending writes runs only after they are applied.
 //!
 //! Watch events reach a shard through its inbox *before* the change that fired them is visible in
-//! the tree (the sequencer sends them under the tree's lock). A shard drains its inbox after every
+//! the tree (the replica sends them under the tree's lock). A shard drains its inbox after every
 //! read and before queuing the read's reply, so a client always sees the event first.
 
 pub mod conn;
-pub mod doorbell;
+pub mod limits;
 pub mod notify;
+pub mod stats;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::Future;
 use std::os::unix::net::UnixStream as StdUnixStream;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,24 +27,26 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 use futures_lite::AsyncReadExt;
 
+use crate::config::Settings;
+use crate::mesh::doorbell::Doorbell;
+use crate::mesh::msg::{ToReplica, ToShard};
+use crate::mesh::ReplicaTx;
 use crate::metrics::{Metrics, ShardProbe};
-use crate::sequencer::driver::{SeqHost, SeqTx};
-use crate::sequencer::{ToSequencer, ToShard};
-use crate::server::Settings;
+use crate::replica::driver::ReplicaHost;
 use crate::tree::DataTree;
 use conn::Conn;
-use doorbell::Doorbell;
 
 /// Connections per client IP across all shards (`maxClientCnxns`), refusals and churn.
-pub use crate::admin::ConnLimits;
+pub use limits::ConnLimits;
+pub use stats::ConnStats;
 
 /// Everything a shard thread is handed at start (all `Send`).
 pub struct ShardInit {
     pub id: u16,
     pub tree: Arc<DataTree>,
-    pub to_seq: SeqTx,
-    /// The sequencer, when this shard's executor hosts it (small machines; see `server`).
-    pub seq_host: Option<SeqHost>,
+    pub replica_tx: ReplicaTx,
+    /// The replica, when this shard's executor hosts it (small machines; see `server`).
+    pub replica_host: Option<ReplicaHost>,
     pub inbox: Receiver<ToShard>,
     pub bell: Arc<Doorbell>,
     pub bell_rx: StdUnixStream,
@@ -51,27 +56,38 @@ pub struct ShardInit {
     pub stop: Arc<AtomicBool>,
     pub probe: Arc<ShardProbe>,
     pub metrics: Arc<Metrics>,
-    pub ops: Arc<crate::admin::OpsState>,
+    pub ops: Arc<dyn Ops>,
+}
+
+/// What a shard asks of the operations surface (four-letter words, `cons` and the AdminServer),
+/// which implements it: shards do not depend on it.
+pub trait Ops: Send + Sync {
+    /// A connection was accepted: its statistics join the registry that `cons` and friends read.
+    fn register(&self, c: Arc<ConnStats>);
+    /// The connection closed.
+    fn unregister(&self, shard: u16, id: u64);
+    /// The text that answers a four-letter word. Awaiting it never blocks the shard's event loop.
+    fn four_letter(&self, w: [u8; 4]) -> Pin<Box<dyn Future<Output = String> + '_>>;
 }
 
 /// The shard's state inside its executor (single-threaded: `Rc`/`RefCell`).
 pub struct Shard {
     pub id: u16,
     pub tree: Arc<DataTree>,
-    to_seq: SeqTx,
-    /// The hosted sequencer: run by `pump` and by the sequencer task, which this shard's own
-    /// connections wake (`seq_kick`) after queueing to it — batched per executor turn, with no
+    replica_tx: ReplicaTx,
+    /// The hosted replica: run by `pump` and by the replica task, which this shard's own
+    /// connections wake (`replica_kick`) after queueing to it — batched per executor turn, with no
     /// syscall and no thread hand-off.
-    seq_host: Option<RefCell<SeqHost>>,
-    seq_kick: glommio::sync::Semaphore,
-    seq_kicked: Cell<bool>,
+    replica_host: Option<RefCell<ReplicaHost>>,
+    replica_kick: glommio::sync::Semaphore,
+    replica_kicked: Cell<bool>,
     inbox: Receiver<ToShard>,
     pub settings: Arc<Settings>,
     pub limits: Arc<ConnLimits>,
     pub stop: Arc<AtomicBool>,
     pub probe: Arc<ShardProbe>,
     pub metrics: Arc<Metrics>,
-    pub ops: Arc<crate::admin::OpsState>,
+    pub ops: Arc<dyn Ops>,
     conns: RefCell<HashMap<u64, Rc<Conn>>>,
     next_conn: Cell<u64>,
     touched: RefCell<Vec<i64>>,
@@ -83,15 +99,16 @@ pub struct Shard {
     /// stopped reading for `globalOutstandingLimit` re-check then. (Over the limit, a shard holds
     /// more than its share of requests, so its own answers are what can end the wait.)
     pub answered: Rc<notify::LocalNotify>,
-    /// Messages for the sequencer that its full queue could not take yet, in order.
-    seq_held: RefCell<std::collections::VecDeque<ToSequencer>>,
-    /// Signalled when `seq_held` empties.
-    pub seq_drained: notify::LocalNotify,
+    /// Messages for the replica that its full queue could not take yet, in order.
+    replica_held: RefCell<std::collections::VecDeque<ToReplica>>,
+    /// Signalled when `replica_held` empties.
+    pub replica_drained: notify::LocalNotify,
 }
 
 /// How often every shard's timer fires. It flushes session touches and — just as important — keeps
-/// a timer armed in every executor so that a reactor that parked while work was runnable (a known
-/// glommio 0.9 hang under CPU contention, see shared/PLATFORM.md) wakes within this bound.
+/// a timer armed in every executor so that a reactor that parked while work was runnable wakes
+/// within this bound: glommio 0.9 can park an executor that still has runnable work when the CPU
+/// is contended; tests/runtime_stress.rs exercises it.
 pub const HEARTBEAT: Duration = Duration::from_millis(50);
 
 impl Shard {
@@ -112,42 +129,42 @@ impl Shard {
         t.dedup();
         let sessions = std::mem::take(&mut *t);
         drop(t);
-        self.to_sequencer(ToSequencer::Touch { sessions });
+        self.to_replica(ToReplica::Touch { sessions });
     }
 
-    /// Queues a message for the sequencer: a hosted one runs at the end of this executor turn,
+    /// Queues a message for the replica: a hosted one runs at the end of this executor turn,
     /// a remote one is woken through its host's doorbell or its thread's channel. Never blocks:
-    /// while the sequencer's queue is full, messages wait here in order and the shard's
-    /// connections stop reading (see `seq_backlogged`).
-    pub fn to_sequencer(&self, m: ToSequencer) {
-        let mut held = self.seq_held.borrow_mut();
+    /// while the replica's queue is full, messages wait here in order and the shard's
+    /// connections stop reading (see `replica_backlogged`).
+    pub fn to_replica(&self, m: ToReplica) {
+        let mut held = self.replica_held.borrow_mut();
         if held.is_empty() {
-            match self.to_seq.try_send(m, self.seq_host.is_none()) {
+            match self.replica_tx.try_send(m, self.replica_host.is_none()) {
                 Ok(()) => {}
                 Err(crossbeam_channel::TrySendError::Full(m)) => held.push_back(m),
-                // The sequencer has stopped: the shard is stopping too.
+                // The replica has stopped: the shard is stopping too.
                 Err(crossbeam_channel::TrySendError::Disconnected(_)) => return,
             }
         } else {
             held.push_back(m);
         }
         if !held.is_empty() {
-            self.probe.add(crate::metrics::Counter::SequencerQueueFull, 1);
+            self.probe.add(crate::metrics::Counter::ReplicaQueueFull, 1);
         }
         drop(held);
-        if self.seq_host.is_some() && !self.seq_kicked.replace(true) {
-            self.seq_kick.signal(1);
+        if self.replica_host.is_some() && !self.replica_kicked.replace(true) {
+            self.replica_kick.signal(1);
         }
     }
 
-    /// Hands over what a full sequencer queue held back; wakes the readers once all went.
-    fn retry_seq_held(&self) {
-        let mut held = self.seq_held.borrow_mut();
+    /// Hands over what a full replica queue held back; wakes the readers once all went.
+    fn retry_replica_held(&self) {
+        let mut held = self.replica_held.borrow_mut();
         if held.is_empty() {
             return;
         }
         while let Some(m) = held.pop_front() {
-            match self.to_seq.try_send(m, self.seq_host.is_none()) {
+            match self.replica_tx.try_send(m, self.replica_host.is_none()) {
                 Ok(()) => {}
                 Err(crossbeam_channel::TrySendError::Full(m)) => {
                     held.push_front(m);
@@ -157,19 +174,30 @@ impl Shard {
             }
         }
         drop(held);
-        self.seq_drained.notify_all();
+        self.replica_drained.notify_all();
     }
 
-    /// True while messages for the sequencer wait here: connections do not read meanwhile.
-    pub fn seq_backlogged(&self) -> bool {
-        !self.seq_held.borrow().is_empty()
+    /// True while outstanding requests exceed `globalOutstandingLimit` (checks the shard's own
+    /// share first: only a shard holding more than its share sums everyone's cells).
+    pub fn over_outstanding_limit(&self, own: i64) -> bool {
+        let limit = self.settings.max_outstanding as i64;
+        if limit <= 0 {
+            return false;
+        }
+        let share = (limit / self.metrics.shard_count().max(1) as i64).max(1);
+        own > share && self.metrics.outstanding_total() > limit
     }
 
-    /// Runs the hosted sequencer's round, if any. `None` once it has shut down; otherwise
+    /// True while messages for the replica wait here: connections do not read meanwhile.
+    pub fn replica_backlogged(&self) -> bool {
+        !self.replica_held.borrow().is_empty()
+    }
+
+    /// Runs the hosted replica's round, if any. `None` once it has shut down; otherwise
     /// whether it did anything.
-    fn pump_sequencer(&self) -> Option<bool> {
-        let Some(h) = &self.seq_host else { return Some(false) };
-        self.seq_kicked.set(false);
+    fn pump_replica(&self) -> Option<bool> {
+        let Some(h) = &self.replica_host else { return Some(false) };
+        self.replica_kicked.set(false);
         h.borrow_mut().pump()
     }
 
@@ -209,30 +237,30 @@ impl Shard {
     /// each touched connection's answered prefix; repeats until quiet. Returns false on shutdown.
     ///
     /// Ordering: the reply to a read must follow the events of every change that read saw
-    /// (they are in the inbox already: the sequencer queues events before a change becomes
+    /// (they are in the inbox already: the replica queues events before a change becomes
     /// visible), and must precede events of later changes — in particular those of a watch the
     /// read itself registered, which a client can only accept once it has the reply. Events carry
     /// their txn's zxid and a read records the last zxid applied when it ran, so the shard
-    /// delivers events up to that zxid, then the reply, then the rest. Replies from the sequencer
+    /// delivers events up to that zxid, then the reply, then the rest. Replies from the replica
     /// and events arrive in apply order through one channel, and an event first sends the answered
     /// prefix of its connection, so the client sees them in apply order too.
     pub fn pump(&self) -> bool {
         loop {
-            self.retry_seq_held();
-            let Some(sequenced) = self.pump_sequencer() else {
-                // The hosted sequencer stopped (shutdown, or the log failed): so does this shard,
+            self.retry_replica_held();
+            let Some(replica_ran) = self.pump_replica() else {
+                // The hosted replica stopped (shutdown, or the log failed): so does this shard,
                 // after handing out what it was sent.
                 let _ = self.drain(i64::MAX);
                 self.stop.store(true, Ordering::Release);
                 return false;
             };
-            self.retry_seq_held();
+            self.retry_replica_held();
             let any = match self.drain(i64::MAX) {
                 Ok(a) => a,
                 Err(()) => return false,
             };
             let dirty: Vec<u64> = std::mem::take(&mut *self.dirty.borrow_mut());
-            if dirty.is_empty() && !any && !sequenced {
+            if dirty.is_empty() && !any && !replica_ran {
                 return true;
             }
             for id in dirty {
@@ -252,7 +280,7 @@ impl Shard {
         match m {
             ToShard::Reply { conn, xid, packet, close } => {
                 if let Some(c) = self.conn(conn) {
-                    c.complete_sequenced(xid, packet, close);
+                    c.replica_answered(xid, packet, close);
                     self.dirty.borrow_mut().push(conn);
                 }
             }
@@ -310,10 +338,10 @@ pub async fn run(init: ShardInit) {
     let shard = Rc::new(Shard {
         id: init.id,
         tree: init.tree,
-        to_seq: init.to_seq,
-        seq_host: init.seq_host.map(RefCell::new),
-        seq_kick: glommio::sync::Semaphore::new(0),
-        seq_kicked: Cell::new(false),
+        replica_tx: init.replica_tx,
+        replica_host: init.replica_host.map(RefCell::new),
+        replica_kick: glommio::sync::Semaphore::new(0),
+        replica_kicked: Cell::new(false),
         inbox: init.inbox,
         settings: init.settings,
         limits: init.limits,
@@ -327,8 +355,8 @@ pub async fn run(init: ShardInit) {
         dirty: RefCell::new(Vec::new()),
         stash: RefCell::new(std::collections::VecDeque::new()),
         answered: Rc::new(notify::LocalNotify::default()),
-        seq_held: Default::default(),
-        seq_drained: Default::default(),
+        replica_held: Default::default(),
+        replica_drained: Default::default(),
     });
 
     // Heartbeat: touches, and the always-armed timer that bounds any wrongly parked reactor.
@@ -343,10 +371,10 @@ pub async fn run(init: ShardInit) {
     .detach();
 
     // Accept loop.
-    if shard.seq_host.is_some() {
+    if shard.replica_host.is_some() {
         let s = shard.clone();
         glommio::spawn_local(async move {
-            while s.seq_kick.acquire(1).await.is_ok() {
+            while s.replica_kick.acquire(1).await.is_ok() {
                 if !s.pump() {
                     break;
                 }

@@ -2,12 +2,21 @@
 //! prints. Nodes are printed in the snapshot's own order (preorder, as ZooKeeper wrote them), which
 //! is the order ZooKeeper's formatter prints for files it wrote.
 
-use super::format::{read_snapshot_all, Compression, Snapshot, SnapshotNode};
-use crate::txnlog::dump::{java_date_to_string, DumpError};
+use super::format::{read_snapshot_all, Compression, Snapshot, SnapshotError, SnapshotNode};
+use crate::txnlog::dump::java_date_to_string;
 use crate::txnlog::format::{zxid_from_name, DEFAULT_MAX_TXN_BYTES, SNAPSHOT_FILE_PREFIX};
 use base64::Engine;
 use std::io::Write;
 use std::path::Path;
+
+/// Why a snapshot could not be printed (the same messages as `txnlog::dump::DumpError`'s).
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SnapshotDumpMode {

@@ -1,4 +1,4 @@
-//! Applying txns: the write path (`apply`, the sequencer's and recovery's), which write-locks
+//! Applying txns: the write path (`apply`, the replica's and recovery's), which write-locks
 //! every stripe a txn touches and changes nodes, counters and bookkeeping under those locks.
 
 use std::sync::atomic::Ordering;
@@ -83,7 +83,7 @@ impl DataTree {
         }
     }
 
-    /// Applies one logged txn, as ZooKeeper's `DataTree.processTxn`. Only the sequencer (and
+    /// Applies one logged txn, as ZooKeeper's `DataTree.processTxn`. Only the replica (and
     /// recovery) call this, one txn at a time.
     pub fn apply(&self, hdr: &TxnHeader, body: &TxnBody, sink: &mut dyn WatchSink) -> ApplyResult {
         let mut idx = SmallVec::<[usize; 4]>::new();

@@ -1,7 +1,7 @@
 //! The data tree: znodes, Stat, ACL ids, watches. Pure (no I/O), shared by every shard.
 //!
 //! Concurrency: nodes live in `STRIPES` lock stripes chosen by a hash of the full path. Shards
-//! read with a stripe's read lock — there is no global lock on the read path. Only the sequencer
+//! read with a stripe's read lock — there is no global lock on the read path. Only the replica
 //! writes (`apply`): it write-locks every stripe a txn touches (in index order, so a multi is
 //! atomic to readers, as ZooKeeper's CommitProcessor makes it), changes the nodes, and triggers
 //! the watches *while still holding the locks*. A read that registers a watch does so under the

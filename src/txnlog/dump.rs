@@ -33,8 +33,6 @@ pub enum DumpError {
     Decode { offset: u64, source: JuteError },
     #[error("Last transaction was partial.")]
     Partial { offset: u64 },
-    #[error(transparent)]
-    Snapshot(#[from] crate::snapshot::SnapshotError),
 }
 
 /// Local-time calendar fields of a Unix time in milliseconds, and the zone's abbreviation.

@@ -11,7 +11,7 @@
 //!
 //! [`LogReader`] walks a file's bytes and yields every whole, checksummed entry; when it stops it
 //! says exactly why ([`Stop`]): the clean end, the zero padding, or damage at an offset. What to do
-//! with damage (truncate a torn tail, refuse a corrupt middle) is decided by `txnlog::recovery`.
+//! with damage (truncate a torn tail, refuse a corrupt middle) is decided by `db::recovery`.
 
 use crate::proto::jute::{JuteError, Writer};
 use crate::proto::txn::LoggedTxn;

@@ -1,12 +1,11 @@
 //! The transaction log: Apache ZooKeeper 3.8's `log.<zxid>` files.
 //!
 //! `format` (pure: file header, entries, a reader that says exactly where and why it stopped),
-//! `writer` (the group-commit thread), `recovery` (snapshot + logs → what to replay, as a decision
-//! table), `dump` (what `TxnLogToolkit` prints).
+//! `writer` (the group-commit thread), `dump` (what `TxnLogToolkit` prints). What to replay from
+//! a snapshot and the logs after it is decided by `db::recovery`.
 
 pub mod dump;
 pub mod format;
-pub mod recovery;
 pub mod writer;
 
 pub use format::{FileHeader, LogEntry, LogReader, Stop};

@@ -38,7 +38,7 @@ pub fn start(shards: usize, extra: &str) -> Server {
             shards: Some(shards),
             cores: None,
             in_memory: true,
-            dedicated_sequencer: false,
+            dedicated_replica: false,
         },
     )
     .unwrap();

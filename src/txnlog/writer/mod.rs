@@ -38,7 +38,7 @@
 //!   preallocated region is overwritten with zeros (already-allocated blocks need no new space)
 //!   and synced (if THAT fails, it is fatal). The writer reports [`LogWriteError::NoSpace`] with
 //!   the last durable zxid and the rejected zxid range, then rejects (reports NoSpace for) every
-//!   further append until the caller sends [`LogHandle::resume`]. The caller (sequencer) is
+//!   further append until the caller sends [`LogHandle::resume`]. The caller (replica) is
 //!   expected to fail the rejected requests, not apply them, rewind its next zxid to
 //!   `last_durable_zxid + 1`, keep serving reads, and call `resume()` when it wants to try writes
 //!   again. Since the channel is FIFO, everything sent before `resume()` is rejected, so the log
@@ -137,7 +137,7 @@ impl Default for LogOptions {
 pub const SPARE_NAME: &str = ".zkd-next-log";
 
 /// Lowers the calling thread's CPU priority to the minimum (nice 19): background work that must
-/// not take the core from the shards, the sequencer or the log writer.
+/// not take the core from the shards, the replica or the log writer.
 pub(crate) fn lower_thread_priority() {
     // SAFETY: plain syscalls on the calling thread; failure only leaves the priority unchanged.
     unsafe {
@@ -195,7 +195,7 @@ impl LogStats {
     }
 }
 
-/// A txn shared between the sequencer (which applies it once durable) and the writer (which
+/// A txn shared between the replica (which applies it once durable) and the writer (which
 /// encodes it): no copy of its path and data per write.
 pub type SharedTxn = Arc<LoggedTxn>;
 
@@ -290,7 +290,7 @@ impl LogHandle {
     pub fn resume(&self) -> Result<(), AppendError> {
         self.send_ctl(Cmd::Resume)
     }
-    /// Whether the queue has no room: a caller that must not block (the sequencer) then holds
+    /// Whether the queue has no room: a caller that must not block (the replica) then holds
     /// its next command back. With one producer, "not full" means the next send cannot wait.
     pub fn is_full(&self) -> bool {
         self.tx.is_full()

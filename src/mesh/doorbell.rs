@@ -1,4 +1,4 @@
-//! A doorbell lets a plain thread (the sequencer) wake a glommio executor that is parked in its
+//! A doorbell lets a plain thread (the replica) wake a glommio executor that is parked in its
 //! reactor. Messages travel over a crossbeam channel; the bell is one byte written to a socketpair
 //! whose other end the shard awaits with io_uring. `armed` coalesces rings: the sender writes only
 //! when the shard said it is about to sleep, so a busy shard costs no syscalls.

@@ -1,5 +1,5 @@
-//! The write sequencer: prep → log → apply, on the quorum core (its own thread from 4 cores up;
-//! below that, hosted on the executor of the shard that shares the quorum core — see `driver`).
+//! The replica core is the one core that runs prep → log → apply (and will run the quorum), hosted
+//! by a shard's executor on small machines (its own thread from 4 cores up; see `driver`).
 //!
 //! One instance per server; the only writer of the data tree. Requests arrive from shards in
 //! per-connection order; each becomes a txn with the next zxid (epoch in the high half, so ZAB can
@@ -7,26 +7,25 @@
 //! the log reports it durable. Prep validates against the tree *plus* the effects of txns that are
 //! logged but not yet applied (`request::Prep` keeps that overlay), so writes pipeline.
 //!
-//! `Sequencer::step` is a state machine: messages and time in; sends to shards and log appends out
-//! (through `Links` and `Outbox`). The driver around it (`driver::SeqHost`) only moves messages.
+//! `Replica::step` is a state machine: messages and time in; sends to shards and log appends out
+//! (through `Links` and `Outbox`). The driver around it (`driver::ReplicaHost`) only moves messages.
 
 pub mod driver;
-pub mod msg;
 pub mod zxids;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use crate::mesh::msg::{ConnRef, ToReplica, ToShard};
 use crate::proto::frame::{frame_record, framed_raw};
 use crate::proto::jute::{Record, Writer};
 use crate::proto::ops::Request;
 use crate::proto::{ConnectResponse, EventType, LoggedTxn, OpCode, ReplyHeader, TxnBody, TxnHeader};
 use crate::request::{self, Prep};
-use crate::session::{session_password, SessionTracker};
+use crate::session::{session_password, SessionTracker, SessionsDump};
 use crate::tree::{DataTree, WatchSink, WatcherId};
-pub use msg::{ConnRef, ToSequencer, ToShard};
 
-/// Where the sequencer's messages to shards go. Sends never block.
+/// Where the replica's messages to shards go. Sends never block.
 pub trait Links {
     fn send(&self, shard: u16, msg: ToShard);
 }
@@ -42,9 +41,9 @@ pub struct Now {
     pub wall_ms: i64,
 }
 
-/// Static settings the sequencer needs.
+/// Static settings the replica needs.
 #[derive(Debug, Clone)]
-pub struct SequencerConfig {
+pub struct ReplicaConfig {
     pub server_id: u8,
     pub tick_ms: i64,
     pub min_session_timeout_ms: i32,
@@ -60,7 +59,7 @@ pub struct SequencerConfig {
     pub snap_size_limit_bytes: u64,
 }
 
-/// What the sequencer asks its driver to do after a step.
+/// What the replica asks its driver to do after a step.
 #[derive(Default)]
 pub struct Outbox {
     pub to_log: Vec<crate::txnlog::SharedTxn>,
@@ -118,8 +117,8 @@ struct Pending {
     waiter: Waiter,
 }
 
-pub struct Sequencer<L: Links> {
-    cfg: SequencerConfig,
+pub struct Replica<L: Links> {
+    cfg: ReplicaConfig,
     pub(crate) tree: Arc<DataTree>,
     prep: Prep,
     sessions: SessionTracker,
@@ -175,10 +174,10 @@ const REPLY_CAPACITY: usize = 4 + 16 + 68 + 64;
 /// Where the error code sits in a framed reply (after the length, xid and zxid).
 const ERR_AT: usize = 4 + 4 + 8;
 
-impl<L: Links> Sequencer<L> {
+impl<L: Links> Replica<L> {
     /// `last_zxid`: the tree's last applied zxid after recovery.
     pub fn new(
-        cfg: SequencerConfig,
+        cfg: ReplicaConfig,
         tree: Arc<DataTree>,
         sessions: SessionTracker,
         links: L,
@@ -187,7 +186,7 @@ impl<L: Links> Sequencer<L> {
     ) -> Self {
         let cfg_snap_count = cfg.snap_count;
         let cfg_enforce_quota = cfg.enforce_quota;
-        Sequencer {
+        Replica {
             next_container_check_ms: now.mono_ms + cfg.container_check_interval_ms,
             cfg,
             tree,
@@ -238,34 +237,34 @@ impl<L: Links> Sequencer<L> {
         t.clamp(self.cfg.min_session_timeout_ms, self.cfg.max_session_timeout_ms)
     }
 
-    pub fn step(&mut self, msg: ToSequencer, now: Now, out: &mut Outbox) {
+    pub fn step(&mut self, msg: ToReplica, now: Now, out: &mut Outbox) {
         if self.failed.is_some() {
             // Stopping: an answer now could overtake an earlier request that never gets one.
             // Connections close; a client learns the fate of its unanswered writes on reconnect.
-            if let ToSequencer::DumpSessions { reply } = msg {
-                let _ = reply.send(crate::admin::SessionsDump { buckets: vec![], count: 0 });
+            if let ToReplica::DumpSessions { reply } = msg {
+                let _ = reply.send(SessionsDump::default());
             }
             return;
         }
         match msg {
-            ToSequencer::Connect { from, peer, req } => self.on_connect(from, peer, req, now, out),
-            ToSequencer::Write { from, session, xid, opcode, req, auth } => {
+            ToReplica::Connect { from, peer, req } => self.on_connect(from, peer, req, now, out),
+            ToReplica::Write { from, session, xid, opcode, req, auth } => {
                 self.on_write(from, session, xid, opcode, req, &auth, now, out)
             }
-            ToSequencer::Read { from, session, xid, req, auth } => {
+            ToReplica::Read { from, session, xid, req, auth } => {
                 self.answer_in_turn(Waiter::Read { from, session, xid, req, auth }, out)
             }
-            ToSequencer::Touch { sessions } => {
+            ToReplica::Touch { sessions } => {
                 for s in sessions {
                     self.sessions.touch(s, now.mono_ms);
                 }
             }
-            ToSequencer::Disconnected { from, session } => {
+            ToReplica::Disconnected { from, session } => {
                 if self.owners.get(&session) == Some(&from) {
                     self.owners.remove(&session);
                 }
             }
-            ToSequencer::Durable { zxid } => {
+            ToReplica::Durable { zxid } => {
                 assert!(zxid <= self.zxids.last(), "log reported zxid {zxid:#x} beyond last issued");
                 self.durable_zxid = self.durable_zxid.max(zxid);
                 self.apply_durable(now, out);
@@ -274,21 +273,18 @@ impl<L: Links> Sequencer<L> {
             // fsync the page cache may no longer match the disk, and a write we did not answer
             // may or may not be durable, so none is answered "failed". Acknowledged writes are
             // durable; recovery at the next start decides the rest.
-            ToSequencer::LogFailed { reason } => {
+            ToReplica::LogFailed { reason } => {
                 out.fatal = Some(format!(
                     "transaction log failed: {reason}; stopping: {} unanswered request(s) get no reply (each may or may not be durable; every acknowledged write is)",
                     self.pending.len()
                 ));
                 self.failed = Some(reason);
             }
-            ToSequencer::LogNoSpace { last_durable_zxid } => self.on_no_space(last_durable_zxid, now, out),
-            ToSequencer::DumpSessions { reply } => {
-                let _ = reply.send(crate::admin::SessionsDump {
-                    buckets: self.sessions.buckets(),
-                    count: self.sessions.len(),
-                });
+            ToReplica::LogNoSpace { last_durable_zxid } => self.on_no_space(last_durable_zxid, now, out),
+            ToReplica::DumpSessions { reply } => {
+                let _ = reply.send(self.sessions.dump());
             }
-            ToSequencer::Shutdown => {}
+            ToReplica::Shutdown => {}
         }
     }
 

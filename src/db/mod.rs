@@ -1,6 +1,9 @@
 //! The database on disk: recovery at start-up (newest valid snapshot + log replay into the tree)
 //! and fuzzy snapshots while serving. ZooKeeper's `ZKDatabase` + `FileTxnSnapLog`, with zkd's
 //! formats identical to ZooKeeper's so either server can start on the other's data directory.
+//! `recovery` decides what to start from (snapshot + logs, as a decision table).
+
+pub mod recovery;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,7 +16,7 @@ use crate::snapshot::format::{
 };
 use crate::tree::quota::QUOTA_ROOT;
 use crate::tree::{DataTree, LoadNode, LoadShares, LoadTally, Preorder, WatchSink, WatcherId};
-use crate::txnlog::recovery::{recover, RecoveryOptions};
+use recovery::{recover, RecoveryOptions};
 
 /// ZooKeeper keeps its files in a `version-2` subdirectory of dataDir / dataLogDir.
 pub fn version_dir(dir: &Path) -> PathBuf {
@@ -45,7 +48,7 @@ pub struct Loaded {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("{0}")]
-    Recovery(#[from] crate::txnlog::recovery::RecoveryError),
+    Recovery(#[from] recovery::RecoveryError),
     #[error("cannot write the initial snapshot in {dir}: {source}")]
     InitialSnapshot { dir: PathBuf, source: std::io::Error },
     #[error("snapshot {path} could not be loaded into the tree: {reason}")]
@@ -77,7 +80,7 @@ fn stream_newest_snapshot(
     max_txn_bytes: usize,
 ) -> Result<Option<Streamed>, LoadError> {
     use crate::snapshot::recovery::MAX_SNAPSHOT_CANDIDATES;
-    use crate::txnlog::recovery::RecoveryError;
+    use recovery::RecoveryError;
     let found = list.len();
     let mut skipped = Vec::new();
     for (zxid, path) in list.into_iter().take(MAX_SNAPSHOT_CANDIDATES) {
@@ -284,7 +287,7 @@ pub fn load(
     max_txn_bytes: usize,
     trust_empty: bool,
 ) -> Result<Loaded, LoadError> {
-    use crate::txnlog::recovery::{apply_actions, RecoveryError};
+    use recovery::{apply_actions, RecoveryError};
     let started = Instant::now();
     let snap_dir = version_dir(data_dir);
     let log_dir = version_dir(data_log_dir);
@@ -452,7 +455,7 @@ pub fn purge(data_dir: &Path, data_log_dir: &Path, retain: usize) -> std::io::Re
         return Ok(removed);
     }
     let least = snaps[retain - 1].0;
-    let mut logs = crate::txnlog::recovery::list_logs(&log_dir)?;
+    let mut logs = recovery::list_logs(&log_dir)?;
     logs.sort_by_key(|(z, _)| *z);
     // The newest log starting at or before `least` may hold txns after it: keep it.
     let keep_from = logs.iter().filter(|(z, _)| *z <= least).map(|(z, _)| *z).max().unwrap_or(least);

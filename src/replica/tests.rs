@@ -1,4 +1,4 @@
-//! The sequencer as a state machine: messages in, the exact messages to shards and log appends
+//! The replica as a state machine: messages in, the exact messages to shards and log appends
 //! out. No threads, sockets or clocks.
 
 use std::cell::RefCell;
@@ -8,7 +8,7 @@ use super::*;
 use crate::proto::jute::Reader;
 use crate::proto::{ConnectRequest, CreateRequest, ErrorCode, GetDataRequest, Id, SetDataRequest, Stat};
 
-/// Records every message the sequencer sends, in order.
+/// Records every message the replica sends, in order.
 #[derive(Default)]
 struct Rec(RefCell<Vec<(u16, ToShard)>>);
 
@@ -21,8 +21,8 @@ impl Links for Rec {
 const CONN: ConnRef = ConnRef { shard: 0, conn: 7 };
 const T0: Now = Now { mono_ms: 1_000_000, wall_ms: 1_700_000_000_000 };
 
-fn cfg() -> SequencerConfig {
-    SequencerConfig {
+fn cfg() -> ReplicaConfig {
+    ReplicaConfig {
         server_id: 1,
         tick_ms: 100,
         min_session_timeout_ms: 200,
@@ -38,7 +38,7 @@ fn cfg() -> SequencerConfig {
 }
 
 struct World {
-    seq: Sequencer<Rec>,
+    replica: Replica<Rec>,
     out: Outbox,
     /// Txns handed to the log and not yet reported durable.
     logged: Vec<i64>,
@@ -49,14 +49,14 @@ impl World {
         let tree = Arc::new(DataTree::new());
         let sessions = SessionTracker::new(1, 100, T0.wall_ms);
         World {
-            seq: Sequencer::new(cfg(), tree, sessions, Rec::default(), 0, T0),
+            replica: Replica::new(cfg(), tree, sessions, Rec::default(), 0, T0),
             out: Outbox::default(),
             logged: vec![],
         }
     }
 
-    fn step(&mut self, m: ToSequencer, now: Now) {
-        self.seq.step(m, now, &mut self.out);
+    fn step(&mut self, m: ToReplica, now: Now) {
+        self.replica.step(m, now, &mut self.out);
         self.logged.extend(self.out.to_log.drain(..).map(|t| t.hdr.zxid));
     }
 
@@ -64,12 +64,12 @@ impl World {
     fn sync_log(&mut self, now: Now) {
         if let Some(&z) = self.logged.last() {
             self.logged.clear();
-            self.step(ToSequencer::Durable { zxid: z }, now);
+            self.step(ToReplica::Durable { zxid: z }, now);
         }
     }
 
     fn sent(&self) -> Vec<(u16, ToShard)> {
-        std::mem::take(&mut *self.seq.links.0.borrow_mut())
+        std::mem::take(&mut *self.replica.links.0.borrow_mut())
     }
 
     fn connect(&mut self) -> i64 {
@@ -81,7 +81,7 @@ impl World {
             passwd: vec![0; 16],
             read_only: false,
         };
-        self.step(ToSequencer::Connect { from: CONN, peer: "127.0.0.1:1".parse().unwrap(), req }, T0);
+        self.step(ToReplica::Connect { from: CONN, peer: "127.0.0.1:1".parse().unwrap(), req }, T0);
         self.sync_log(T0);
         match self.sent().as_slice() {
             [(0, ToShard::Connected { conn: 7, session, close: false, .. })] => *session,
@@ -91,12 +91,12 @@ impl World {
 
     fn write(&mut self, session: i64, xid: i32, opcode: OpCode, req: Request) {
         let auth = Arc::new(vec![Id { scheme: "ip".into(), id: "127.0.0.1".into() }]);
-        self.step(ToSequencer::Write { from: CONN, session, xid, opcode: opcode as i32, req, auth }, T0);
+        self.step(ToReplica::Write { from: CONN, session, xid, opcode: opcode as i32, req, auth }, T0);
     }
 
     fn read(&mut self, session: i64, xid: i32, req: Request) {
         let auth = Arc::new(vec![Id { scheme: "ip".into(), id: "127.0.0.1".into() }]);
-        self.step(ToSequencer::Read { from: CONN, session, xid, req: Box::new(req), auth }, T0);
+        self.step(ToReplica::Read { from: CONN, session, xid, req: Box::new(req), auth }, T0);
     }
 }
 
@@ -179,11 +179,11 @@ fn session_expiry_ignores_wall_clock_steps() {
     let mut w = World::new();
     let s = w.connect();
     let jumped = Now { mono_ms: T0.mono_ms + 100, wall_ms: T0.wall_ms + 3_600_000 };
-    w.seq.tick(jumped, &mut w.out);
+    w.replica.tick(jumped, &mut w.out);
     assert!(w.out.to_log.is_empty(), "a wall clock step must not expire sessions");
-    assert!(w.seq.sessions().is_valid(s));
+    assert!(w.replica.sessions().is_valid(s));
     let later = Now { mono_ms: T0.mono_ms + 10_000, wall_ms: T0.wall_ms - 3_600_000 };
-    w.seq.tick(later, &mut w.out);
+    w.replica.tick(later, &mut w.out);
     let closes: Vec<_> = w.out.to_log.iter().map(|t| (t.hdr.client_id, t.hdr.txn_type)).collect();
     assert_eq!(closes, [(s, OpCode::CloseSession as i32)]);
 }
@@ -197,12 +197,12 @@ fn a_failed_log_stops_the_node_without_answering_anything_more() {
     let s = w.connect();
     w.write(s, 1, OpCode::SetData, set("1"));
     w.read(s, 2, get());
-    w.step(ToSequencer::LogFailed { reason: "EIO".into() }, T0);
+    w.step(ToReplica::LogFailed { reason: "EIO".into() }, T0);
     let fatal = w.out.fatal.take().expect("the driver is told to stop");
     assert!(fatal.contains("EIO") && fatal.contains("2 unanswered"), "{fatal}");
     w.write(s, 3, OpCode::SetData, set("2"));
     w.read(s, 4, get());
-    w.step(ToSequencer::Durable { zxid: 2 }, T0);
+    w.step(ToReplica::Durable { zxid: 2 }, T0);
     assert!(w.sent().is_empty(), "no answer after the log failed");
     assert!(w.logged.iter().all(|&z| z <= 2), "nothing new is logged after the log failed");
 }
@@ -231,7 +231,7 @@ fn a_full_disk_fails_the_unlogged_writes_in_order_and_reuses_only_their_zxids() 
     assert_eq!(w.logged, [2, 3, 4]);
     w.logged.clear();
     // The log made the create and the first setData (zxids 2, 3) durable, then hit ENOSPC.
-    w.step(ToSequencer::LogNoSpace { last_durable_zxid: 3 }, T0);
+    w.step(ToReplica::LogNoSpace { last_durable_zxid: 3 }, T0);
     let replies: Vec<_> = w.sent().iter().map(|(_, m)| reply(m)).collect();
     let got: Vec<(i32, i64, i32)> = replies.iter().map(|r| (r.0, r.1, r.2)).collect();
     let sys = ErrorCode::SystemError as i32;
@@ -243,7 +243,7 @@ fn a_full_disk_fails_the_unlogged_writes_in_order_and_reuses_only_their_zxids() 
     let got: Vec<_> = w.sent().iter().map(|(_, m)| reply(m)).map(|r| (r.0, r.2)).collect();
     assert_eq!(got, [(6, sys)]);
     // Space is back: zxid 4 (never logged, never seen) is handed out again.
-    w.seq.tick(Now { mono_ms: T0.mono_ms + 1_000, ..T0 }, &mut w.out);
+    w.replica.tick(Now { mono_ms: T0.mono_ms + 1_000, ..T0 }, &mut w.out);
     assert!(w.out.resume_log);
     w.write(s, 7, OpCode::SetData, set("4"));
     assert_eq!(w.logged, [4]);

@@ -1,4 +1,4 @@
-//! Messages between shards, the sequencer and the log writer. Plain data, `Send`.
+//! Messages between shards, the replica and the log writer. Plain data, `Send`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,8 +13,8 @@ pub struct ConnRef {
     pub conn: u64,
 }
 
-/// To the sequencer (quorum core).
-pub enum ToSequencer {
+/// To the replica core.
+pub enum ToReplica {
     /// The first packet of a connection.
     Connect {
         from: ConnRef,
@@ -63,14 +63,14 @@ pub enum ToSequencer {
     },
     /// The session tracker's buckets, for `dump` (operations surface; answered at once).
     DumpSessions {
-        reply: crossbeam_channel::Sender<crate::admin::SessionsDump>,
+        reply: crossbeam_channel::Sender<crate::session::SessionsDump>,
     },
     Shutdown,
 }
 
 /// To a shard.
 pub enum ToShard {
-    /// The answer to the connection's oldest request handed to the sequencer (a write, or a read
+    /// The answer to the connection's oldest request handed to the replica (a write, or a read
     /// ordered behind one): a whole framed packet.
     Reply {
         conn: u64,

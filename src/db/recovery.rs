@@ -19,9 +19,9 @@
 //! |12 | zxids not strictly ascending                                     | refuse                            |
 //! |13 | a zxid gap (next zxid skips within an epoch)                     | warn                              |
 
-use super::format::{zxid_from_name, Damage, HeaderError, LogReader, Stop, LOG_FILE_PREFIX};
 use crate::proto::txn::LoggedTxn;
 use crate::snapshot::recovery::{newest_valid_snapshot, LoadedSnapshot};
+use crate::txnlog::format::{zxid_from_name, Damage, HeaderError, LogReader, Stop, LOG_FILE_PREFIX};
 use std::io;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -43,7 +43,7 @@ pub struct RecoveryOptions {
 impl Default for RecoveryOptions {
     fn default() -> Self {
         RecoveryOptions {
-            max_txn_bytes: super::format::DEFAULT_MAX_TXN_BYTES,
+            max_txn_bytes: crate::txnlog::format::DEFAULT_MAX_TXN_BYTES,
             loaded_snapshot: None,
             trust_empty_snapshot: false,
             apply: true,
