@@ -8,7 +8,7 @@
 //!
 //! Imports run one way: a module uses only modules earlier in this order — `proto`, `config`,
 //! `session`, `clock`, `metrics`, `tree`, `request`, `txnlog`, `snapshot`, `db`, `mesh`,
-//! `replica`, `shard`, `admin`, `server`.
+//! `quorum` (election and ZAB), `replica`, `shard`, `admin`, `server`.
 
 pub mod admin;
 pub mod clock;
@@ -17,6 +17,7 @@ pub mod db;
 pub mod mesh;
 pub mod metrics;
 pub mod proto;
+pub mod quorum;
 pub mod replica;
 pub mod request;
 pub mod server;
