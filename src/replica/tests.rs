@@ -100,6 +100,17 @@ impl World {
     }
 }
 
+/// create /k "0", setData "1", getData, setData "2", getData: xids 1-5, without waiting.
+fn pipeline_mixed(w: &mut World, s: i64) {
+    let acl = vec![crate::proto::Acl { perms: 31, id: Id { scheme: "world".into(), id: "anyone".into() } }];
+    let create = CreateRequest { path: "/k".into(), data: Some(b"0".to_vec()), acl, flags: 0 };
+    w.write(s, 1, OpCode::Create, Request::Create(OpCode::Create, create));
+    w.write(s, 2, OpCode::SetData, set("1"));
+    w.read(s, 3, get());
+    w.write(s, 4, OpCode::SetData, set("2"));
+    w.read(s, 5, get());
+}
+
 fn set(v: &str) -> Request {
     Request::SetData(SetDataRequest { path: "/k".into(), data: Some(v.as_bytes().to_vec()), version: -1 })
 }
@@ -131,20 +142,7 @@ fn data_of(body: &[u8]) -> (String, Stat) {
 fn a_read_behind_writes_sees_exactly_the_earlier_writes() {
     let mut w = World::new();
     let s = w.connect();
-    let acl = vec![crate::proto::Acl { perms: 31, id: Id { scheme: "world".into(), id: "anyone".into() } }];
-    w.write(
-        s,
-        1,
-        OpCode::Create,
-        Request::Create(
-            OpCode::Create,
-            CreateRequest { path: "/k".into(), data: Some(b"0".to_vec()), acl, flags: 0 },
-        ),
-    );
-    w.write(s, 2, OpCode::SetData, set("1"));
-    w.read(s, 3, get());
-    w.write(s, 4, OpCode::SetData, set("2"));
-    w.read(s, 5, get());
+    pipeline_mixed(&mut w, s);
     assert!(w.sent().is_empty(), "nothing is answered before the log says durable");
     w.sync_log(T0);
     let sent = w.sent();
@@ -214,20 +212,7 @@ fn a_failed_log_stops_the_node_without_answering_anything_more() {
 fn a_full_disk_fails_the_unlogged_writes_in_order_and_reuses_only_their_zxids() {
     let mut w = World::new();
     let s = w.connect();
-    let acl = vec![crate::proto::Acl { perms: 31, id: Id { scheme: "world".into(), id: "anyone".into() } }];
-    w.write(
-        s,
-        1,
-        OpCode::Create,
-        Request::Create(
-            OpCode::Create,
-            CreateRequest { path: "/k".into(), data: Some(b"0".to_vec()), acl, flags: 0 },
-        ),
-    );
-    w.write(s, 2, OpCode::SetData, set("1"));
-    w.read(s, 3, get());
-    w.write(s, 4, OpCode::SetData, set("2"));
-    w.read(s, 5, get());
+    pipeline_mixed(&mut w, s);
     assert_eq!(w.logged, [2, 3, 4]);
     w.logged.clear();
     // The log made the create and the first setData (zxids 2, 3) durable, then hit ENOSPC.

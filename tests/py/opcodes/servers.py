@@ -10,8 +10,12 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ports import PortHold, read_port_file  # noqa: E402 (tests/py/ports.py)
 
 def _repo_root():
     d = os.path.dirname(os.path.abspath(__file__))
@@ -51,34 +55,6 @@ DEFAULT_CFG = {
 }
 
 START_TIMEOUT_S = float(os.environ.get("ZKD_START_TIMEOUT", "30"))
-
-
-class PortHold:
-    """A port for the oracle, which cannot bind port 0 and report it: a socket bound to
-    0.0.0.0:0 with SO_REUSEADDR and never listened on, kept open while the server runs.
-    ZooKeeper's listener sets SO_REUSEADDR too, so it binds and listens beside it; meanwhile the
-    kernel neither hands the port to another bind of port 0 nor uses it as the local port of an
-    outgoing connection, because a socket is bound to it. What remains: a process binding this
-    very port number explicitly, with SO_REUSEADDR, before the server listens on it (then the
-    oracle exits during start-up and start() says so). (tests/py/conftest.py has the same.)"""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("0.0.0.0", 0))
-        self.port = self.sock.getsockname()[1]
-
-    def close(self):
-        self.sock.close()
-
-
-def read_port_file(path):
-    """The port zkd wrote with --port-file (written by rename: absent or whole)."""
-    try:
-        with open(path) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def four_letter(port, cmd=b"ruok", timeout=1.0):
