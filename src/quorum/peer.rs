@@ -353,3 +353,6 @@ impl Peer {
         self.election_step(election::Input::Start { last_zxid, current_epoch }, now_ms, out);
     }
 }
+
+#[cfg(test)]
+mod tests;
