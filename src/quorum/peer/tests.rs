@@ -32,7 +32,13 @@ struct Net {
 
 fn cfg(me: Sid, voters: &[Sid], observers: &[Sid]) -> PeerConfig {
     PeerConfig {
-        zab: ZabConfig { my_id: me, tick_ms: TICK as i64, init_limit: 10, sync_limit: 5, commit_log_count: COMMIT_LOG_COUNT_DEFAULT },
+        zab: ZabConfig {
+            my_id: me,
+            tick_ms: TICK as i64,
+            init_limit: 10,
+            sync_limit: 5,
+            commit_log_count: COMMIT_LOG_COUNT_DEFAULT,
+        },
         members: Members::new(voters.iter().copied(), observers.iter().copied()),
         standalone: false,
         election: ElectionConfig::default(),
@@ -42,14 +48,27 @@ fn cfg(me: Sid, voters: &[Sid], observers: &[Sid]) -> PeerConfig {
 
 impl Net {
     fn new(voters: &[Sid], observers: &[Sid]) -> Net {
-        let mut net =
-            Net { nodes: BTreeMap::new(), queue: VecDeque::new(), conns: BTreeSet::new(), down: BTreeSet::new(), now: 0 };
+        let mut net = Net {
+            nodes: BTreeMap::new(),
+            queue: VecDeque::new(),
+            conns: BTreeSet::new(),
+            down: BTreeSet::new(),
+            now: 0,
+        };
         for &s in voters.iter().chain(observers) {
             let init = PeerInit { accepted_epoch: 0, current_epoch: 0, last_zxid: 0, log_tail: vec![] };
             let (peer, out) = Peer::new(cfg(s, voters, observers), init, 0).unwrap();
             net.nodes.insert(
                 s,
-                Node { peer, log: vec![], applied: 0, epochs: (0, 0), serving: None, stops: vec![], sync_done: 0 },
+                Node {
+                    peer,
+                    log: vec![],
+                    applied: 0,
+                    epochs: (0, 0),
+                    serving: None,
+                    stops: vec![],
+                    sync_done: 0,
+                },
             );
             net.perform(s, out);
         }
@@ -59,7 +78,9 @@ impl Net {
     fn perform(&mut self, me: Sid, out: Vec<Action>) {
         for a in out {
             match a {
-                Action::SendNotification { to, n } => self.queue.push_back((to, Input::Notification { from: me, n })),
+                Action::SendNotification { to, n } => {
+                    self.queue.push_back((to, Input::Notification { from: me, n }))
+                }
                 Action::Connect { leader } => {
                     if self.down.contains(&leader) {
                         self.queue.push_back((me, Input::Disconnected { sid: leader }));
@@ -87,7 +108,10 @@ impl Net {
                 }
                 Action::Commit { zxid } | Action::FastForward { zxid } => {
                     let n = self.nodes.get_mut(&me).unwrap();
-                    assert!(n.log.iter().any(|p| p.zxid == zxid), "{me} applies 0x{zxid:x}, which it never logged");
+                    assert!(
+                        n.log.iter().any(|p| p.zxid == zxid),
+                        "{me} applies 0x{zxid:x}, which it never logged"
+                    );
                     n.applied = n.applied.max(zxid);
                 }
                 Action::Truncate { zxid } => {
@@ -106,7 +130,9 @@ impl Net {
                 }
                 Action::PersistAcceptedEpoch(e) => self.nodes.get_mut(&me).unwrap().epochs.0 = e,
                 Action::PersistCurrentEpoch(e) => self.nodes.get_mut(&me).unwrap().epochs.1 = e,
-                Action::Serving { role, epoch, .. } => self.nodes.get_mut(&me).unwrap().serving = Some((role, epoch)),
+                Action::Serving { role, epoch, .. } => {
+                    self.nodes.get_mut(&me).unwrap().serving = Some((role, epoch))
+                }
                 Action::StopServing { reason } => {
                     let n = self.nodes.get_mut(&me).unwrap();
                     n.serving = None;
@@ -167,7 +193,10 @@ impl Net {
     }
 
     fn all_serving(&self, epoch: u32) -> bool {
-        self.nodes.iter().filter(|(s, _)| !self.down.contains(s)).all(|(_, n)| n.serving.is_some_and(|(_, e)| e == epoch))
+        self.nodes
+            .iter()
+            .filter(|(s, _)| !self.down.contains(s))
+            .all(|(_, n)| n.serving.is_some_and(|(_, e)| e == epoch))
     }
 
     fn propose(&mut self, leader: Sid, zxid: i64) {
@@ -202,10 +231,12 @@ fn three_voters_and_an_observer_elect_sync_broadcast_and_fail_over() {
         assert_eq!(n.log.len(), 3, "server {s}");
     }
     // A linearizable sync on a follower: forwarded, answered after a ping round.
-    let out = net.nodes.get_mut(&1).unwrap().peer.step(
-        Input::Sync { session: 1, cxid: 1, data: vec![], authinfo: vec![] },
-        net.now,
-    );
+    let out = net
+        .nodes
+        .get_mut(&1)
+        .unwrap()
+        .peer
+        .step(Input::Sync { session: 1, cxid: 1, data: vec![], authinfo: vec![] }, net.now);
     net.perform(1, out);
     net.run_until(1_000, |n| n.nodes[&1].sync_done == 1);
 
@@ -215,7 +246,11 @@ fn three_voters_and_an_observer_elect_sync_broadcast_and_fail_over() {
     assert_eq!(net.nodes[&2].peer.state(), PeerState::Leading);
     assert_eq!(net.nodes[&1].peer.state(), PeerState::Following);
     assert_eq!(net.nodes[&4].peer.state(), PeerState::Observing);
-    assert!(net.nodes[&1].stops[0].starts_with("Read timed out waiting for leader 3"), "{:?}", net.nodes[&1].stops);
+    assert!(
+        net.nodes[&1].stops[0].starts_with("Read timed out waiting for leader 3"),
+        "{:?}",
+        net.nodes[&1].stops
+    );
     net.propose(2, make_zxid(2, 1));
     net.deliver_all();
     for s in [1, 2, 4] {
@@ -294,7 +329,10 @@ fn peer_init_is_validated() {
         Peer::new(c.clone(), init(1, 2, 0), 0).unwrap_err(),
         PeerInitError::AcceptedBehindCurrent { accepted: 1, current: 2 }
     );
-    assert_eq!(Peer::new(cfg(9, &[1, 2, 3], &[]), init(0, 0, 0), 0).unwrap_err(), PeerInitError::NotAMember(9));
+    assert_eq!(
+        Peer::new(cfg(9, &[1, 2, 3], &[]), init(0, 0, 0), 0).unwrap_err(),
+        PeerInitError::NotAMember(9)
+    );
     let mut s = c;
     s.standalone = true;
     assert_eq!(

@@ -328,20 +328,22 @@ impl Learner {
     }
 
     fn on_packet(&mut self, pk: QuorumPacket, now: i64, out: &mut Vec<Action>) -> Result<Flow, PacketError> {
-        let read_limit = if self.phase == Phase::Broadcast || self.sync.newleader {
-            self.cfg.sync_ms()
-        } else {
-            self.cfg.init_ms()
-        };
-        self.deadline_ms = now + read_limit;
-        match self.phase {
+        let flow = match self.phase {
             Phase::Connecting => Err(PacketError::unexpected(pk.typ, "connecting")),
             Phase::AwaitLeaderInfo => self.on_leader_info(pk, out),
             Phase::AwaitSyncOp => self.on_sync_op(pk, out),
             Phase::LoadingSnapshot(_) => Err(PacketError::unexpected(pk.typ, "snapshot loading")),
             Phase::Syncing => self.on_sync_packet(pk, out),
             Phase::Broadcast => self.on_broadcast_packet(pk, out).map(|()| Flow::Continue),
-        }
+        }?;
+        // ZooKeeper's socket read timeout: initLimit until NEWLEADER, syncLimit from then on.
+        let limit = if self.phase == Phase::Broadcast || self.sync.newleader {
+            self.cfg.sync_ms()
+        } else {
+            self.cfg.init_ms()
+        };
+        self.deadline_ms = now + limit;
+        Ok(flow)
     }
 
     fn on_leader_info(&mut self, pk: QuorumPacket, out: &mut Vec<Action>) -> Result<Flow, PacketError> {
