@@ -10,6 +10,9 @@ use crate::quorum::{make_zxid, PeerState};
 
 const TICK: u64 = 100;
 
+/// A server's state, role served and epoch.
+type NodeState = (Sid, PeerState, Option<(Role, u32)>);
+
 struct Node {
     peer: Peer,
     log: Vec<Proposal>,
@@ -188,7 +191,7 @@ impl Net {
         }
     }
 
-    fn states(&self) -> Vec<(Sid, PeerState, Option<(Role, u32)>)> {
+    fn states(&self) -> Vec<NodeState> {
         self.nodes.iter().map(|(s, n)| (*s, n.peer.state(), n.serving)).collect()
     }
 

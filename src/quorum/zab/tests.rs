@@ -977,3 +977,18 @@ fn rollover_makes_the_leader_step_down() {
         )
     );
 }
+
+#[test]
+fn a_stale_durable_report_after_trunc_does_not_ack() {
+    let mut out = Vec::new();
+    let h = history(z(1, 5), &[z(1, 1), z(1, 5)]);
+    let mut f = Learner::start(zcfg(1), 3, LearnerType::Participant, h, 1, 1, 0, &mut out);
+    ok_f(&mut f, Input::Connected { sid: 3 }, 1);
+    ok_f(&mut f, from(3, leaderinfo(2)), 2);
+    ok_f(&mut f, from(3, pk(pt::TRUNC, z(1, 1))), 3);
+    ok_f(&mut f, from(3, proposal_pk(z(2, 1))), 4);
+    ok_f(&mut f, from(3, pk(pt::NEWLEADER, z(2, 0))), 5);
+    // The log reports 1:5 durable (written before it was truncated): not 2:1.
+    assert_eq!(ok_f(&mut f, Input::Durable { zxid: z(1, 5) }, 6), vec![]);
+    assert_eq!(ok_f(&mut f, Input::Durable { zxid: z(2, 1) }, 7), vec![send(3, pk(pt::ACK, z(2, 0)))]);
+}
