@@ -614,6 +614,13 @@ impl Leader {
                     Ok(self.advance(now, out))
                 }
             }
+            // ZooKeeper 3.8.0/3.8.1 learners log what NEWLEADER brought asynchronously and ACK
+            // it as it becomes durable, possibly before UPTODATE; ZooKeeper's leader reads those
+            // ACKs once it serves. They are of txns the leader already has: checked, then
+            // nothing to count.
+            (HState::AwaitStart, pt::ACK) => {
+                self.on_broadcast_packet(from, pk, now, out).map(|()| Flow::Continue)
+            }
             (HState::Broadcast, _) => {
                 h.ack_deadline_ms = now + self.cfg.sync_ms();
                 h.read_deadline_ms = Some(now + self.cfg.sync_ms());

@@ -992,3 +992,28 @@ fn a_stale_durable_report_after_trunc_does_not_ack() {
     assert_eq!(ok_f(&mut f, Input::Durable { zxid: z(1, 5) }, 6), vec![]);
     assert_eq!(ok_f(&mut f, Input::Durable { zxid: z(2, 1) }, 7), vec![send(3, pk(pt::ACK, z(2, 0)))]);
 }
+
+#[test]
+fn acks_of_a_3_8_0_learner_before_uptodate_are_accepted() {
+    // Captured from Apache ZooKeeper 3.8.0: after NEWLEADER the follower sends ACK(NEWLEADER)
+    // and then ACKs of the proposals NEWLEADER made it log, before the leader's UPTODATE.
+    let mut out = Vec::new();
+    let h = history(z(1, 3), &[z(1, 1), z(1, 2), z(1, 3)]);
+    let (mut l, _) = Leader::start(zcfg(3), Members::new([1, 2, 3, 4, 5], []), h, 1, 1, 0, &mut out);
+    ok_l(&mut l, from(1, info(pt::FOLLOWERINFO, 1, 1)), 10);
+    ok_l(&mut l, from(2, info(pt::FOLLOWERINFO, 2, 1)), 11);
+    ok_l(&mut l, from(1, ackepoch(z(1, 1), 1)), 12);
+    ok_l(&mut l, from(2, ackepoch(z(1, 3), 1)), 13);
+    // Follower 1 ACKs NEWLEADER, then 1:2 and 1:3; with the leader, two of five: no quorum yet.
+    assert_eq!(ok_l(&mut l, from(1, pk(pt::ACK, z(2, 0))), 20), vec![]);
+    assert_eq!(ok_l(&mut l, from(1, pk(pt::ACK, z(1, 2))), 21), vec![]);
+    assert_eq!(ok_l(&mut l, from(1, pk(pt::ACK, z(1, 3))), 22), vec![]);
+    // But they must be in order and of txns that exist.
+    assert_eq!(
+        ok_l(&mut l, from(1, pk(pt::ACK, z(1, 9))), 23),
+        vec![Action::Disconnect {
+            sid: 1,
+            reason: "ACK for unknown zxid 0x100000009 (last proposed 0x100000003)".into()
+        }]
+    );
+}
