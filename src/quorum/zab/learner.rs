@@ -18,6 +18,10 @@
 //! applies the commits, and serves. PINGs during sync are ignored, as ZooKeeper's learner
 //! ignores them (the leader counts only pings sent after UPTODATE).
 //!
+//! This is ZooKeeper 3.8.2+'s order (ZOOKEEPER-4646: the NEWLEADER ACK promises the txns are
+//! on disk). 3.8.0 and 3.8.1 learners log them asynchronously, ACK NEWLEADER at once and ACK
+//! the txns as they become durable, possibly before UPTODATE; the leader accepts both.
+//!
 //! The learner abandons its leader (back to LOOKING) when nothing arrived for initLimit ticks
 //! before NEWLEADER or syncLimit ticks after (ZooKeeper's socket read timeouts), when the
 //! connection closes, or when the leader breaks the protocol.
