@@ -32,6 +32,9 @@ mod snap;
 mod verifier;
 mod zab;
 
+#[cfg(test)]
+mod golden;
+
 pub use election::{decode_frame, decode_notification, encode_frame, encode_notification};
 pub use handshake::{decode_handshake, Handshake, HandshakeVersion, HostPort};
 pub use packet::{decode_packet, encode_packet, encode_packet_into, packet_data_max, AUTHINFO_COUNT_MAX};
