@@ -15,6 +15,8 @@ pub mod wire;
 
 use crate::proto::Id;
 
+pub mod election;
+
 /// A server id: `server.N` in zoo.cfg and the number in `myid` (a Java `long` on the wire).
 pub type Sid = i64;
 
