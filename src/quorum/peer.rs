@@ -14,7 +14,7 @@
 //!    durable before any later action is performed.
 //! 2. Call `step(Input::Tick, now)` no later than [`Peer::next_wake_ms`].
 //! 3. Quorum connections: at most one per sid. On the leader, a connection's sid is the one its
-//!    first packet names (`zab::payload::LearnerInfo`); `Disconnected` for an old connection
+//!    first packet names (`quorum::wire::LearnerInfo`); `Disconnected` for an old connection
 //!    comes before any packet of a new one. `Disconnect` closes without a `Disconnected` back.
 //! 4. `LoadSnapshot`: read the snapshot stream that follows on the leader's connection before
 //!    feeding anything else from that connection, make it durable, then feed `SnapshotLoaded`.

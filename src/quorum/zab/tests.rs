@@ -75,6 +75,7 @@ fn standalone_durable_commits_at_once() {
 use super::leader::Leader;
 use super::learner::Learner;
 use crate::quorum::packet_type as pt;
+use crate::quorum::wire::{LeaderMessage, LearnerInfo, LearnerMessage, Touch, ZAB_PROTOCOL_VERSION};
 use crate::quorum::{LearnerType, QuorumPacket};
 
 const T: i64 = 2000; // tick_ms
@@ -89,14 +90,33 @@ fn pkd(typ: i32, zxid: i64, data: Vec<u8>) -> QuorumPacket {
     QuorumPacket { typ, zxid, data: Some(data), authinfo: None }
 }
 fn info(typ: i32, sid: Sid, accepted: u32) -> QuorumPacket {
-    let li = payload::LearnerInfo { sid, protocol_version: PROTOCOL_VERSION, config_version: 0 };
-    pkd(typ, z(accepted, 0), li.encode())
+    let info = LearnerInfo { sid, protocol_version: ZAB_PROTOCOL_VERSION, config_version: 0 };
+    let zxid = z(accepted, 0);
+    if typ == pt::OBSERVERINFO {
+        LearnerMessage::ObserverInfo { zxid, info }.to_packet()
+    } else {
+        LearnerMessage::FollowerInfo { zxid, info }.to_packet()
+    }
 }
 fn leaderinfo(epoch: u32) -> QuorumPacket {
-    pkd(pt::LEADERINFO, z(epoch, 0), payload::encode_int(PROTOCOL_VERSION))
+    LeaderMessage::LeaderInfo { zxid: z(epoch, 0), protocol_version: ZAB_PROTOCOL_VERSION }.to_packet()
 }
 fn ackepoch(last: i64, current: i32) -> QuorumPacket {
-    pkd(pt::ACKEPOCH, last, payload::encode_int(current))
+    LearnerMessage::AckEpoch { last_zxid: last, current_epoch: current }.to_packet()
+}
+fn touches(t: &[(i64, i32)]) -> Vec<u8> {
+    let touches = t.iter().map(|&(session_id, timeout_ms)| Touch { session_id, timeout_ms }).collect();
+    LearnerMessage::Ping { zxid: 0, touches }.to_packet().data.unwrap_or_default()
+}
+fn request(
+    session_id: i64,
+    cxid: i32,
+    op: i32,
+    body: &[u8],
+    authinfo: Vec<crate::proto::Id>,
+) -> QuorumPacket {
+    LearnerMessage::Request { session_id, cxid, op, body: body.to_vec(), authinfo: Some(authinfo) }
+        .to_packet()
 }
 fn proposal_pk(zxid: i64) -> QuorumPacket {
     pkd(pt::PROPOSAL, zxid, prop(zxid).data.to_vec())
@@ -293,10 +313,9 @@ fn follower_side_of_the_epoch_establishment() {
     // Pings are answered with the sessions touched since the last one.
     ok_f(&mut f, Input::Touch { sessions: vec![(7, 30000), (8, 4000)] }, 53);
     ok_f(&mut f, Input::Touch { sessions: vec![(7, 30000)] }, 54);
-    let touches = payload::encode_touches([(7i64, 30000i32), (8, 4000)].into_iter());
     assert_eq!(
         ok_f(&mut f, from(3, pk(pt::PING, z(2, 2))), 60),
-        vec![send(3, pkd(pt::PING, z(2, 2), touches))]
+        vec![send(3, pkd(pt::PING, z(2, 2), touches(&[(7, 30000), (8, 4000)])))]
     );
     assert_eq!(
         ok_f(&mut f, from(3, pk(pt::PING, z(2, 2))), 61),
@@ -767,8 +786,8 @@ fn linearizable_sync_waits_for_a_ping_round_started_after_it() {
     // A sync behind an uncommitted proposal also waits for its commit; a forwarded one is
     // answered with SYNC to its learner.
     ok_l(&mut l, Input::Propose(prop(z(2, 1))), t + 10);
-    let req = payload::encode_request(5, 9, OP_SYNC, b"\0\0\0\x01/");
-    let out = ok_l(&mut l, from(2, pkd(pt::REQUEST, -1, req)), t + 11);
+    let req = request(5, 9, OP_SYNC, b"\0\0\0\x01/", vec![]);
+    let out = ok_l(&mut l, from(2, req), t + 11);
     assert_eq!(out, vec![send(1, pk(pt::PING, z(2, 1))), send(2, pk(pt::PING, z(2, 1)))]);
     assert_eq!(ok_l(&mut l, from(1, pkd(pt::PING, z(2, 1), vec![])), t + 12), vec![]);
     assert_eq!(ok_l(&mut l, from(2, pkd(pt::PING, z(2, 1), vec![])), t + 12), vec![]);
@@ -811,18 +830,7 @@ fn learner_forwards_writes_syncs_and_revalidations() {
     ok_f(&mut f, from(3, pk(pt::UPTODATE, -1)), 40);
     let auth = vec![crate::proto::Id { scheme: "digest".into(), id: "u:x".into() }];
     let fwd = Input::Forward { session: 5, cxid: 7, typ: 1, data: b"body".to_vec(), authinfo: auth.clone() };
-    assert_eq!(
-        ok_f(&mut f, fwd, 50),
-        vec![send(
-            3,
-            QuorumPacket {
-                typ: pt::REQUEST,
-                zxid: -1,
-                data: Some(payload::encode_request(5, 7, 1, b"body")),
-                authinfo: Some(auth)
-            }
-        )]
-    );
+    assert_eq!(ok_f(&mut f, fwd, 50), vec![send(3, request(5, 7, 1, b"body", auth))]);
     // Two syncs; SYNCs answer them in order; an unrequested SYNC is ignored.
     ok_f(&mut f, sync_input(), 51);
     ok_f(&mut f, sync_input(), 52);
@@ -832,15 +840,15 @@ fn learner_forwards_writes_syncs_and_revalidations() {
     // Revalidation.
     assert_eq!(
         ok_f(&mut f, Input::Revalidate { session: 5, timeout: 3000 }, 60),
-        vec![send(3, pkd(pt::REVALIDATE, -1, payload::encode_revalidate(5, 3000)))]
+        vec![send(3, LearnerMessage::Revalidate { session_id: 5, timeout_ms: 3000 }.to_packet())]
     );
     assert_eq!(
-        ok_f(&mut f, from(3, pkd(pt::REVALIDATE, -1, payload::encode_revalidated(5, true))), 61),
+        ok_f(&mut f, from(3, LeaderMessage::Revalidate { session_id: 5, valid: true }.to_packet()), 61),
         vec![Action::Revalidated { session: 5, valid: true }]
     );
     // An answer nobody asked for is ignored.
     assert_eq!(
-        ok_f(&mut f, from(3, pkd(pt::REVALIDATE, -1, payload::encode_revalidated(5, true))), 62),
+        ok_f(&mut f, from(3, LeaderMessage::Revalidate { session_id: 5, valid: true }.to_packet()), 62),
         vec![]
     );
 }
@@ -848,14 +856,8 @@ fn learner_forwards_writes_syncs_and_revalidations() {
 #[test]
 fn leader_hands_up_requests_touches_and_revalidations() {
     let mut l = serving_leader(false);
-    let req = QuorumPacket {
-        typ: pt::REQUEST,
-        zxid: -1,
-        data: Some(payload::encode_request(5, 7, 1, b"body")),
-        authinfo: Some(vec![]),
-    };
     assert_eq!(
-        ok_l(&mut l, from(1, req), 100),
+        ok_l(&mut l, from(1, request(5, 7, 1, b"body", vec![])), 100),
         vec![Action::Request {
             from: 1,
             session: 5,
@@ -866,18 +868,21 @@ fn leader_hands_up_requests_touches_and_revalidations() {
         }]
     );
     ok_l(&mut l, Input::Tick, 70 + T / 2);
-    let touches = payload::encode_touches([(5i64, 3000i32)].into_iter());
     assert_eq!(
-        ok_l(&mut l, from(1, pkd(pt::PING, 0, touches)), 1100),
+        ok_l(&mut l, from(1, pkd(pt::PING, 0, touches(&[(5, 3000)]))), 1100),
         vec![Action::Touch { sessions: vec![(5, 3000)] }]
     );
     assert_eq!(
-        ok_l(&mut l, from(1, pkd(pt::REVALIDATE, -1, payload::encode_revalidate(5, 3000))), 1200),
+        ok_l(
+            &mut l,
+            from(1, LearnerMessage::Revalidate { session_id: 5, timeout_ms: 3000 }.to_packet()),
+            1200
+        ),
         vec![Action::Revalidate { from: 1, session: 5, timeout: 3000 }]
     );
     assert_eq!(
         ok_l(&mut l, Input::RevalidateAnswer { to: 1, session: 5, valid: false }, 1201),
-        vec![send(1, pkd(pt::REVALIDATE, -1, payload::encode_revalidated(5, false)))]
+        vec![send(1, LeaderMessage::Revalidate { session_id: 5, valid: false }.to_packet())]
     );
 }
 
@@ -885,15 +890,12 @@ fn leader_hands_up_requests_touches_and_revalidations() {
 fn bad_learner_input_costs_its_connection() {
     let cases: Vec<(QuorumPacket, &str)> = vec![
         (pk(pt::ACK, z(2, 9)), "ACK for unknown zxid 0x200000009 (last proposed 0x200000001)"),
-        (pk(pt::NEWLEADER, z(2, 0)), "unexpected NEWLEADER in broadcast"),
+        (pk(pt::NEWLEADER, z(2, 0)), "packet from a learner: packet type 10 (NEWLEADER) unexpected"),
         (
             pkd(pt::PING, 0, vec![1, 2, 3]),
-            "bad PING payload: 3 bytes is not a whole number of (session, timeout) pairs",
+            "PING touch table (12 bytes an entry): length 3 out of bounds 0..=0",
         ),
-        (
-            pkd(pt::REQUEST, -1, vec![0; 15]),
-            "bad REQUEST payload: truncated record: needed 4 bytes at offset 12, 3 left",
-        ),
+        (pkd(pt::REQUEST, -1, vec![0; 15]), "REQUEST data: truncated at offset 12: needed 4 bytes, 3 left"),
         (pk(pt::PING, 0), "more PING replies than pings"),
     ];
     for (packet, reason) in cases {
@@ -935,9 +937,12 @@ fn bad_leader_input_ends_the_learner_role() {
     let cases: Vec<(QuorumPacket, &str)> = vec![
         (pk(pt::COMMIT, z(2, 2)), "COMMIT of 0x200000002 but the next uncommitted proposal is 0x200000001"),
         (proposal_pk(z(2, 2)), "zxid 0x200000002 goes backwards (after 0x200000002)"),
-        (pk(pt::PROPOSAL, z(2, 3)), "bad PROPOSAL payload: no txn"),
-        (pk(pt::LEADERINFO, z(3, 0)), "unexpected LEADERINFO in broadcast"),
-        (pk(pt::COMMITANDACTIVATE, z(2, 1)), "dynamic reconfiguration is not supported"),
+        (pk(pt::PROPOSAL, z(2, 3)), "PROPOSAL data: invalid value -1"),
+        (leaderinfo(3), "unexpected LEADERINFO in broadcast"),
+        (
+            LeaderMessage::CommitAndActivate { zxid: z(2, 1), designated_leader: 3 }.to_packet(),
+            "dynamic reconfiguration is not supported",
+        ),
     ];
     for (packet, reason) in cases {
         let mut f = serving();
