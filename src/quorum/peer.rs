@@ -314,7 +314,8 @@ impl Peer {
                     | Input::Disconnected { .. }
                     | Input::Touch { .. }
                     | Input::Tick
-                    | Input::SnapshotLoaded { .. } => {}
+                    | Input::SnapshotLoaded { .. }
+                    | Input::RevalidateAnswer { .. } => {}
                     Input::Notification { .. } | Input::ElectionPeer { .. } => {}
                     other => panic!(
                         "{other:?} reached a peer that serves no one: the replica must stop at StopServing"

@@ -271,7 +271,9 @@ impl Learner {
                 }
                 Flow::Continue
             }
-            Input::Propose(_) | Input::RevalidateAnswer { .. } => {
+            // An answer the replica worked out while this server still led: nobody asks for it now.
+            Input::RevalidateAnswer { .. } => Flow::Continue,
+            Input::Propose(_) => {
                 panic!("a leader's input reached a learner: the replica must follow Action::Serving's role")
             }
             Input::Notification { .. } | Input::ElectionPeer { .. } => Flow::Continue,

@@ -233,7 +233,7 @@ pub enum Input {
     Touch { sessions: Vec<(i64, i32)> },
     /// Learner: a client reconnects with a session this server does not own; ask the leader.
     Revalidate { session: i64, timeout: i32 },
-    /// Leader: the answer to an `Action::Revalidate`.
+    /// Leader: the answer to an `Action::Revalidate` (ignored if this server no longer leads).
     RevalidateAnswer { to: Sid, session: i64, valid: bool },
 }
 
