@@ -101,5 +101,10 @@ pub enum ToShard {
         conn: u64,
         reason: &'static str,
     },
+    /// Close every client connection: the server stopped serving (it lost its leader or its
+    /// quorum); clients reconnect, here once it serves again or to another server.
+    CloseAll {
+        reason: String,
+    },
     Shutdown,
 }

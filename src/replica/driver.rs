@@ -143,6 +143,9 @@ impl Links for ShardLinks {
     fn send(&self, shard: u16, msg: ToShard) {
         ShardLinks::send(self, shard, msg)
     }
+    fn shard_count(&self) -> u16 {
+        ShardLinks::len(self) as u16
+    }
 }
 
 /// The time a round runs at.
