@@ -200,6 +200,25 @@ impl Members {
     pub fn all(&self) -> impl Iterator<Item = Sid> + '_ {
         self.voters.iter().chain(self.observers.iter()).copied()
     }
+
+    /// The members an ensemble's server lines name: participants vote, observers learn.
+    pub fn from_ensemble(e: &crate::config::Ensemble) -> Members {
+        let sid = |id: u64| {
+            // config refuses ids above SERVER_ID_MAX, so every id is a non-negative Java long.
+            assert!(id <= crate::config::SERVER_ID_MAX, "server id {id} out of range");
+            id as Sid
+        };
+        Members::new(e.voters().map(|s| sid(s.id)), e.observers().map(|s| sid(s.id)))
+    }
+}
+
+impl From<crate::config::PeerType> for LearnerType {
+    fn from(t: crate::config::PeerType) -> LearnerType {
+        match t {
+            crate::config::PeerType::Participant => LearnerType::Participant,
+            crate::config::PeerType::Observer => LearnerType::Observer,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -220,6 +239,27 @@ mod tests {
         assert!(v(1, 9, 1).beats(&v(3, 5, 1)), "then a newer zxid");
         assert!(v(3, 9, 1).beats(&v(1, 9, 1)), "then the higher sid");
         assert!(!v(3, 9, 1).beats(&v(3, 9, 1)));
+    }
+
+    #[test]
+    fn members_of_an_ensemble() {
+        let mut cfg = crate::config::Config::embedded_default();
+        cfg.init_limit = 10;
+        cfg.sync_limit = 5;
+        cfg.my_id = Some(4);
+        for (key, v) in [
+            ("server.1", "a:1:2"),
+            ("server.2", "b:1:2"),
+            ("server.3", "c:1:2"),
+            ("server.4", "d:1:2:observer"),
+        ] {
+            cfg.servers.push(crate::config::parse_server_line(key, v).unwrap());
+        }
+        let e = cfg.ensemble().unwrap().unwrap();
+        let m = Members::from_ensemble(&e);
+        assert_eq!(m, Members::new([1, 2, 3], [4]));
+        assert_eq!(m.learner_type(e.my_id as Sid), Some(LearnerType::from(e.my_peer_type())));
+        assert_eq!(m.learner_type(4), Some(LearnerType::Observer));
     }
 
     #[test]
