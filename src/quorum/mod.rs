@@ -11,6 +11,8 @@
 
 use std::collections::BTreeSet;
 
+pub mod wire;
+
 use crate::proto::Id;
 
 /// A server id: `server.N` in zoo.cfg and the number in `myid` (a Java `long` on the wire).
