@@ -75,8 +75,8 @@ impl ServerLine {
         self.peer_type == PeerType::Observer
     }
 
-    /// The value as ZooKeeper's `QuorumServer.toString` writes it into the dynamic config and
-    /// election notifications: `host:quorumPort:electionPort:type[;clientHost:clientPort]`.
+    /// The line's value, normalised, for messages: `host:quorumPort:electionPort:type[;clientHost:clientPort]`.
+    /// (The byte form peers exchange is `quorum::wire::QuorumView`'s.)
     pub fn to_value(&self) -> String {
         let mut s = format!("{}:{}", self.quorum_addr(), self.election_port);
         s.push(':');
@@ -234,18 +234,6 @@ impl Ensemble {
 
     pub fn observers(&self) -> impl Iterator<Item = &ServerLine> {
         self.servers.values().filter(|s| s.is_observer())
-    }
-
-    /// The configuration as ZooKeeper's `QuorumMaj.toString` writes it (the `/zookeeper/config`
-    /// data and the tail of election notifications): one `server.N=...` line per server in id
-    /// order, then `version=<hex>`.
-    pub fn to_verifier_text(&self) -> String {
-        let mut s = String::new();
-        for line in self.servers.values() {
-            s.push_str(&format!("server.{}={}\n", line.id, line.to_value()));
-        }
-        s.push_str(&format!("version={:x}", self.config_version));
-        s
     }
 }
 
@@ -815,11 +803,6 @@ mod tests {
         let from_file = l.unwrap().ensemble.unwrap();
         assert_eq!(from_file.config_version, 0x1_0000_0000, "the version is the file name's hex suffix");
         assert_eq!(Ensemble { config_version: 0, ..from_file.clone() }, inline);
-        assert_eq!(
-            from_file.to_verifier_text(),
-            "server.1=zk1:2888:3888:participant;0.0.0.0:2181\nserver.2=zk2:2888:3888:participant;0.0.0.0:2181\n\
-             server.3=zk3:2888:3888:observer;0.0.0.0:2181\nversion=100000000"
-        );
 
         // ZooKeeper's rules for the dynamic file: no version key, nothing but server lines, and
         // no server lines left in zoo.cfg.

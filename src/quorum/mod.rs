@@ -214,6 +214,33 @@ impl Members {
     }
 }
 
+impl wire::QuorumView {
+    /// The ensemble as peers exchange it (in notifications and NEWLEADER): every server line with
+    /// its addresses and role; a client address only when the line gives one (ZooKeeper leaves
+    /// out one that came from `clientPort`).
+    pub fn from_ensemble(e: &crate::config::Ensemble) -> wire::QuorumView {
+        let servers = e
+            .servers
+            .values()
+            .map(|s| {
+                let spec = wire::ServerSpec {
+                    addrs: vec![wire::ServerAddr {
+                        host: s.host.clone(),
+                        quorum_port: s.quorum_port,
+                        election_port: s.election_port,
+                    }],
+                    learner_type: s.peer_type.into(),
+                    client: s.client.as_ref().map(|c| {
+                        wire::HostPort::new(c.host.clone().unwrap_or_else(|| "0.0.0.0".into()), c.port)
+                    }),
+                };
+                (s.id as Sid, spec)
+            })
+            .collect();
+        wire::QuorumView { servers, version: e.config_version as i64 }
+    }
+}
+
 impl From<crate::config::PeerType> for LearnerType {
     fn from(t: crate::config::PeerType) -> LearnerType {
         match t {
@@ -262,6 +289,19 @@ mod tests {
         assert_eq!(m, Members::new([1, 2, 3], [4]));
         assert_eq!(m.learner_type(e.my_id as Sid), Some(LearnerType::from(e.my_peer_type())));
         assert_eq!(m.learner_type(4), Some(LearnerType::Observer));
+
+        // The same ensemble as peers exchange it, in ZooKeeper's text.
+        cfg.servers[0] = crate::config::parse_server_line("server.1", "a:1:2;127.0.0.1:2181").unwrap();
+        cfg.quorum.config_version = 0x1_0000_0000;
+        let e = cfg.ensemble().unwrap().unwrap();
+        let view = wire::QuorumView::from_ensemble(&e);
+        assert_eq!(
+            view.to_text(),
+            "server.1=a:1:2:participant;127.0.0.1:2181\nserver.2=b:1:2:participant\n\
+             server.3=c:1:2:participant\nserver.4=d:1:2:observer\nversion=100000000"
+        );
+        assert_eq!(wire::QuorumView::parse(view.to_text().as_bytes()).unwrap(), view);
+        assert_eq!(view.members(), m);
     }
 
     #[test]
