@@ -11,6 +11,7 @@
 
 use std::collections::BTreeSet;
 
+pub mod peers;
 pub mod wire;
 
 use crate::proto::Id;
