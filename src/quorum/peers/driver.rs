@@ -53,7 +53,8 @@ pub enum SendError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     pub accepted: u64,
-    /// Accepted connections closed before or at their handshake (bad bytes, silence, too many).
+    /// Accepted connections dropped before their handshake was whole: bad bytes, silence, too
+    /// many waiting. (Well-formed handshakes the manager refuses are logged, not counted here.)
     pub refused: u64,
     pub dials: u64,
     pub frames_in: u64,
@@ -127,7 +128,8 @@ impl Peers {
         }
         .encode();
         // The advertised address comes from our own server line: short by construction.
-        let hello = hello.unwrap_or_else(|e| panic!("our handshake ({}) cannot be encoded: {e}", cfg.advertise.format()));
+        let hello = hello
+            .unwrap_or_else(|e| panic!("our handshake ({}) cannot be encoded: {e}", cfg.advertise.format()));
         let inbox = Rc::new(Inbox::new(cfg.inbox_messages_max, INBOX_OTHERS_MAX));
         let inner = Rc::new(Inner {
             my_sid: cfg.my_sid,
@@ -150,14 +152,17 @@ impl Peers {
             last_accept_warn: Cell::new(None),
             stats: RefCell::new(Stats::default()),
         });
+        // The first bind happens now, so that a peer we call before this returns can call back.
         let (first, addr) = match cfg.listen {
-            Listen::Addr(a) => (None, a),
+            Listen::Addr(a) => (bind(a).map_err(|e| (e, 1)), a),
             Listen::Bound(l) => {
-                let a = l.local_addr().ok();
-                inner.local_addr.set(a);
-                (Some(l), a.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))))
+                let a = l.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                (Ok(l), a)
             }
         };
+        if let Ok(l) = &first {
+            inner.local_addr.set(l.local_addr().ok());
+        }
         glommio::spawn_local(listen(inner.clone(), first, addr)).detach();
         let i = inner.clone();
         glommio::spawn_local(async move {
@@ -179,6 +184,10 @@ impl Peers {
         }
         self.inner.step(Input::Send { sid, msg: Arc::from(msg) });
         Ok(())
+    }
+
+    pub fn my_sid(&self) -> Sid {
+        self.inner.my_sid
     }
 
     /// Opens a connection to every peer that has a send queue and no connection.
@@ -387,7 +396,17 @@ impl Inner {
 fn accept_error_passes(e: &std::io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::ECONNABORTED | libc::EINTR | libc::EAGAIN | libc::EPROTO | libc::EPERM)
+        Some(
+            libc::EMFILE
+                | libc::ENFILE
+                | libc::ENOBUFS
+                | libc::ENOMEM
+                | libc::ECONNABORTED
+                | libc::EINTR
+                | libc::EAGAIN
+                | libc::EPROTO
+                | libc::EPERM
+        )
     )
 }
 
@@ -403,15 +422,21 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 }
 
 /// The listener: binds (with retries), accepts, hands each connection to its own handshake task.
-async fn listen(i: Rc<Inner>, mut first: Option<std::net::TcpListener>, addr: SocketAddr) {
+/// `first` is the outcome of the first bind (with the attempts it took).
+async fn listen(i: Rc<Inner>, first: Result<std::net::TcpListener, (std::io::Error, u32)>, addr: SocketAddr) {
     let mut failures: u32 = 0;
     let exhausted = |n: u32| i.bind_retries != 0 && n >= i.bind_retries;
+    let mut first = Some(first);
     loop {
         if i.halted.get() {
             return;
         }
         let bound = match first.take() {
-            Some(l) => Ok(l),
+            Some(Ok(l)) => Ok(l),
+            Some(Err((e, n))) => {
+                failures += n - 1;
+                Err(e)
+            }
             None => bind(addr),
         };
         let std_listener = match bound {
@@ -420,7 +445,10 @@ async fn listen(i: Rc<Inner>, mut first: Option<std::net::TcpListener>, addr: So
                 failures += 1;
                 let why = format!("cannot bind the election port {addr}: {e} (attempt {failures})");
                 if exhausted(failures) {
-                    i.listener_failed(format!("{why}; electionPortBindRetry={} attempts made", i.bind_retries));
+                    i.listener_failed(format!(
+                        "{why}; electionPortBindRetry={} attempts made",
+                        i.bind_retries
+                    ));
                     return;
                 }
                 i.log(Level::Warn, why);
@@ -448,9 +476,15 @@ async fn listen(i: Rc<Inner>, mut first: Option<std::net::TcpListener>, addr: So
                     let e: std::io::Error = e.into();
                     if accept_error_passes(&e) {
                         let now = Instant::now();
-                        if i.last_accept_warn.get().is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+                        if i.last_accept_warn
+                            .get()
+                            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+                        {
                             i.last_accept_warn.set(Some(now));
-                            i.log(Level::Warn, format!("accepting an election connection failed: {e} (pausing)"));
+                            i.log(
+                                Level::Warn,
+                                format!("accepting an election connection failed: {e} (pausing)"),
+                            );
                         }
                         glommio::timer::sleep(ACCEPT_BACKOFF).await;
                         continue;
@@ -542,7 +576,7 @@ async fn handshake(i: Rc<Inner>, stream: TcpStream) {
             let _ = stream.set_write_timeout(Some(i.io_timeout));
             let conn = i.conn_id();
             i.staged.borrow_mut().insert(conn, Staged { stream, leftover, peer });
-            i.step(Input::Accepted { conn, handshake: h });
+            i.step(Input::Accepted { conn, handshake: h, from: peer.to_string() });
         }
     }
 }
@@ -564,7 +598,10 @@ async fn dial(i: Rc<Inner>, sid: Sid, addr: HostPort) {
         let _ = stream.set_nodelay(true);
         let _ = stream.set_write_timeout(Some(i.io_timeout));
         let mut stream = stream;
-        stream.write_all(&i.hello).await.map_err(|e| format!("writing our handshake to {target} ({sa}): {e}"))?;
+        stream
+            .write_all(&i.hello)
+            .await
+            .map_err(|e| format!("writing our handshake to {target} ({sa}): {e}"))?;
         Ok::<_, String>((stream, sa))
     }
     .await;

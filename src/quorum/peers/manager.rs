@@ -37,8 +37,8 @@ pub enum Input {
     Send { sid: Sid, msg: Msg },
     /// Open a connection to every peer that has a queue and none (`connectAll`).
     ConnectAll,
-    /// An accepted connection's handshake arrived.
-    Accepted { conn: ConnId, handshake: Handshake },
+    /// An accepted connection's handshake arrived; `from` names the remote end in log lines.
+    Accepted { conn: ConnId, handshake: Handshake, from: String },
     /// A connection we opened to `sid` is up and our handshake is written.
     Dialed { conn: ConnId, sid: Sid },
     /// Opening a connection to `sid` failed; `reason` says how and where.
@@ -60,18 +60,35 @@ pub enum Level {
 pub enum Action {
     /// Open a connection to `sid` at `addr` and write our handshake, then report `Dialed` or
     /// `DialFailed`.
-    Dial { sid: Sid, addr: HostPort },
+    Dial {
+        sid: Sid,
+        addr: HostPort,
+    },
     /// Start reading from and writing to `conn`, the connection with `sid`.
-    Start { conn: ConnId, sid: Sid },
+    Start {
+        conn: ConnId,
+        sid: Sid,
+    },
     /// Close `conn`.
-    Close { conn: ConnId },
+    Close {
+        conn: ConnId,
+    },
     /// Write `msg` on `conn`, then report `Written`. At most one is outstanding per connection.
-    Write { conn: ConnId, msg: Msg },
+    Write {
+        conn: ConnId,
+        msg: Msg,
+    },
     /// Hand a message to the election as if received (a message to ourselves).
-    Deliver { sid: Sid, msg: Msg },
+    Deliver {
+        sid: Sid,
+        msg: Msg,
+    },
     /// Report a change of reachability.
     Report(PeerEvent),
-    Log { level: Level, text: String },
+    Log {
+        level: Level,
+        text: String,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -134,7 +151,7 @@ impl Manager {
                     self.connect_one(sid, None, out);
                 }
             }
-            Input::Accepted { conn, handshake } => self.accepted(conn, handshake, out),
+            Input::Accepted { conn, handshake, from } => self.accepted(conn, handshake, &from, out),
             Input::Dialed { conn, sid } => {
                 self.peer(sid).dialing = false;
                 if sid > self.my_sid {
@@ -236,7 +253,7 @@ impl Manager {
         out.push(Action::Dial { sid, addr });
     }
 
-    fn accepted(&mut self, conn: ConnId, handshake: Handshake, out: &mut Vec<Action>) {
+    fn accepted(&mut self, conn: ConnId, handshake: Handshake, from: &str, out: &mut Vec<Action>) {
         let (mut sid, addr) = match handshake {
             Handshake::Legacy { sid } => {
                 // ZooKeeper takes any non-negative first long as a pre-3.5 server's sid. Only a
@@ -245,7 +262,7 @@ impl Manager {
                     out.push(log(
                         Level::Warn,
                         format!(
-                            "Dropping a connection whose first long {sid} is neither a protocol version nor a configured server id"
+                            "dropping the election connection from {from}: its first long {sid} is neither a protocol version nor a configured server id"
                         ),
                     ));
                     out.push(Action::Close { conn });
@@ -273,7 +290,7 @@ impl Manager {
             out.push(log(
                 Level::Warn,
                 format!(
-                    "Dropping a connection request from a server with our own id {sid}: a configuration error (two servers with one myid?)"
+                    "dropping the election connection from {from}: it says it is server {sid}, our own id (two servers with one myid?)"
                 ),
             ));
             out.push(Action::Close { conn });
@@ -290,7 +307,8 @@ impl Manager {
         let peer = self.peer(sid);
         peer.conn = Some(conn);
         peer.queue.get_or_insert_with(VecDeque::new);
-        let resend = if peer.queue.as_ref().is_some_and(VecDeque::is_empty) { peer.last_sent.clone() } else { None };
+        let resend =
+            if peer.queue.as_ref().is_some_and(VecDeque::is_empty) { peer.last_sent.clone() } else { None };
         let prev = self.conns.insert(conn, Conn { sid, writing: false });
         assert!(prev.is_none(), "connection {conn} adopted twice");
         out.push(Action::Start { conn, sid });

@@ -74,7 +74,11 @@ fn sending_opens_one_connection_and_keeps_only_the_newest_message() {
     // We are the higher sid: our connection stays, and the writer gets v2.
     assert_eq!(
         acts(&mut a, Input::Dialed { conn: 7, sid: 1 }),
-        vec![Action::Start { conn: 7, sid: 1 }, connected(1, true), Action::Write { conn: 7, msg: msg(b"v2") }]
+        vec![
+            Action::Start { conn: 7, sid: 1 },
+            connected(1, true),
+            Action::Write { conn: 7, msg: msg(b"v2") }
+        ]
     );
     assert!(a.is_connected(1));
     // One write outstanding: the next waits (and supersedes nothing yet).
@@ -101,8 +105,12 @@ fn connecting_to_a_higher_sid_writes_the_handshake_then_drops_the_connection() {
     );
     // Server 3 calls back: its connection is kept and the queued message goes out on it.
     assert_eq!(
-        acts(&mut a, Input::Accepted { conn: 5, handshake: hello(3) }),
-        vec![Action::Start { conn: 5, sid: 3 }, connected(3, false), Action::Write { conn: 5, msg: msg(b"v") }]
+        acts(&mut a, Input::Accepted { conn: 5, handshake: hello(3), from: "peer".into() }),
+        vec![
+            Action::Start { conn: 5, sid: 3 },
+            connected(3, false),
+            Action::Write { conn: 5, msg: msg(b"v") }
+        ]
     );
 }
 
@@ -115,14 +123,17 @@ fn a_lower_sid_calling_is_dropped_and_called_back_at_the_address_it_announced() 
         addrs: vec![HostPort::new("0.0.0.0", 1), HostPort::new("192.168.9.9", 4000)],
     };
     assert_eq!(
-        acts(&mut a, Input::Accepted { conn: 1, handshake: h }),
+        acts(&mut a, Input::Accepted { conn: 1, handshake: h, from: "peer".into() }),
         vec![Action::Close { conn: 1 }, Action::Dial { sid: 1, addr: HostPort::new("192.168.9.9", 4000) }],
         "wildcard addresses are skipped"
     );
     // Without an address (the legacy form), the configured one.
     let mut a = m(3);
     assert_eq!(
-        acts(&mut a, Input::Accepted { conn: 1, handshake: Handshake::Legacy { sid: 2 } }),
+        acts(
+            &mut a,
+            Input::Accepted { conn: 1, handshake: Handshake::Legacy { sid: 2 }, from: "peer".into() }
+        ),
         vec![Action::Close { conn: 1 }, Action::Dial { sid: 2, addr: addr(2) }]
     );
 }
@@ -133,7 +144,7 @@ fn a_lower_sid_calling_again_ends_our_connection_with_it_too() {
     acts(&mut a, send(1, b"v"));
     acts(&mut a, Input::Dialed { conn: 1, sid: 1 });
     // Server 1 restarted and calls: it no longer has our connection, so we drop ours and call.
-    let out = step(&mut a, Input::Accepted { conn: 2, handshake: hello(1) });
+    let out = step(&mut a, Input::Accepted { conn: 2, handshake: hello(1), from: "peer".into() });
     assert_eq!(
         out.iter().filter(|a| !matches!(a, Action::Log { .. })).cloned().collect::<Vec<_>>(),
         vec![
@@ -149,19 +160,26 @@ fn a_lower_sid_calling_again_ends_our_connection_with_it_too() {
     // On the new connection the last message goes out again: 1 may never have read it.
     assert_eq!(
         acts(&mut a, Input::Dialed { conn: 3, sid: 1 }),
-        vec![Action::Start { conn: 3, sid: 1 }, connected(1, true), Action::Write { conn: 3, msg: msg(b"v") }]
+        vec![
+            Action::Start { conn: 3, sid: 1 },
+            connected(1, true),
+            Action::Write { conn: 3, msg: msg(b"v") }
+        ]
     );
 }
 
 #[test]
 fn a_higher_sid_calling_replaces_the_connection_we_had_with_it() {
     let mut a = m(1);
-    acts(&mut a, Input::Accepted { conn: 1, handshake: hello(3) });
+    acts(&mut a, Input::Accepted { conn: 1, handshake: hello(3), from: "peer".into() });
     assert_eq!(
-        acts(&mut a, Input::Accepted { conn: 2, handshake: hello(3) }),
+        acts(&mut a, Input::Accepted { conn: 2, handshake: hello(3), from: "peer".into() }),
         vec![
             Action::Close { conn: 1 },
-            Action::Report(PeerEvent::Lost { sid: 3, reason: "replaced by a new connection with server 3".into() }),
+            Action::Report(PeerEvent::Lost {
+                sid: 3,
+                reason: "replaced by a new connection with server 3".into()
+            }),
             Action::Start { conn: 2, sid: 3 },
             connected(3, false),
         ]
@@ -176,19 +194,25 @@ fn a_higher_sid_calling_replaces_the_connection_we_had_with_it() {
 #[test]
 fn a_connection_from_our_own_id_or_a_stranger_in_the_old_form_is_refused() {
     let mut a = m(2);
-    let out = step(&mut a, Input::Accepted { conn: 1, handshake: hello(2) });
+    let out = step(&mut a, Input::Accepted { conn: 1, handshake: hello(2), from: "peer".into() });
     assert_eq!(out.last(), Some(&Action::Close { conn: 1 }));
     assert_eq!(logs(&out).len(), 1);
     assert_eq!(logs(&out)[0].0, Level::Warn);
     // "GET / HT" read as a long: positive, so the pre-3.5 form, but no configured server.
     let garbage = i64::from_be_bytes(*b"GET / HT");
-    let out = step(&mut a, Input::Accepted { conn: 2, handshake: Handshake::Legacy { sid: garbage } });
-    assert_eq!(out.iter().filter(|a| !matches!(a, Action::Log { .. })).collect::<Vec<_>>(), vec![&Action::Close { conn: 2 }]);
+    let out = step(
+        &mut a,
+        Input::Accepted { conn: 2, handshake: Handshake::Legacy { sid: garbage }, from: "peer".into() },
+    );
+    assert_eq!(
+        out.iter().filter(|a| !matches!(a, Action::Log { .. })).collect::<Vec<_>>(),
+        vec![&Action::Close { conn: 2 }]
+    );
     assert_eq!(logs(&out).len(), 1);
     // A stranger in the 3.5+ form is taken, as ZooKeeper takes it (a joining server), and
     // forgotten once gone.
     assert_eq!(
-        acts(&mut a, Input::Accepted { conn: 3, handshake: hello(99) }),
+        acts(&mut a, Input::Accepted { conn: 3, handshake: hello(99), from: "peer".into() }),
         vec![Action::Start { conn: 3, sid: 99 }, connected(99, false)]
     );
     assert!(a.have_delivered(), "its (empty) queue counts, as in ZooKeeper");
@@ -205,11 +229,11 @@ fn observers_without_an_id_get_negative_ones() {
         addrs: vec![HostPort::new("10.9.9.9", port)],
     };
     assert_eq!(
-        acts(&mut a, Input::Accepted { conn: 1, handshake: h(1) }),
+        acts(&mut a, Input::Accepted { conn: 1, handshake: h(1), from: "peer".into() }),
         vec![Action::Close { conn: 1 }, Action::Dial { sid: -1, addr: HostPort::new("10.9.9.9", 1) }]
     );
     assert_eq!(
-        acts(&mut a, Input::Accepted { conn: 2, handshake: h(2) }),
+        acts(&mut a, Input::Accepted { conn: 2, handshake: h(2), from: "peer".into() }),
         vec![Action::Close { conn: 2 }, Action::Dial { sid: -2, addr: HostPort::new("10.9.9.9", 2) }]
     );
     assert_eq!(
@@ -222,12 +246,19 @@ fn observers_without_an_id_get_negative_ones() {
 fn a_failed_connect_is_reported_and_the_next_send_tries_again() {
     let mut a = m(3);
     acts(&mut a, send(2, b"v"));
-    let out = step(&mut a, Input::DialFailed { sid: 2, reason: "connecting to 10.0.0.2:3888: timed out".into() });
+    let out =
+        step(&mut a, Input::DialFailed { sid: 2, reason: "connecting to 10.0.0.2:3888: timed out".into() });
     assert_eq!(
         out,
         vec![
-            Action::Log { level: Level::Warn, text: "Cannot open channel to 2: connecting to 10.0.0.2:3888: timed out".into() },
-            Action::Report(PeerEvent::DialFailed { sid: 2, reason: "connecting to 10.0.0.2:3888: timed out".into() }),
+            Action::Log {
+                level: Level::Warn,
+                text: "Cannot open channel to 2: connecting to 10.0.0.2:3888: timed out".into()
+            },
+            Action::Report(PeerEvent::DialFailed {
+                sid: 2,
+                reason: "connecting to 10.0.0.2:3888: timed out".into()
+            }),
         ]
     );
     assert_eq!(acts(&mut a, send(2, b"w")), vec![Action::Dial { sid: 2, addr: addr(2) }]);
@@ -239,7 +270,10 @@ fn an_unknown_sid_is_not_dialled() {
     let out = step(&mut a, send(42, b"v"));
     assert_eq!(
         out,
-        vec![Action::Log { level: Level::Warn, text: "Invalid server id: 42 (not in the configuration)".into() }]
+        vec![Action::Log {
+            level: Level::Warn,
+            text: "Invalid server id: 42 (not in the configuration)".into()
+        }]
     );
 }
 
@@ -331,7 +365,14 @@ impl Pair {
                     self.ends.insert(here, (node, there));
                     self.ends.insert(there, (peer, here));
                     self.pending.push((node, Input::Dialed { conn: here, sid }));
-                    self.pending.push((peer, Input::Accepted { conn: there, handshake: hello(Pair::sid(node)) }));
+                    self.pending.push((
+                        peer,
+                        Input::Accepted {
+                            conn: there,
+                            handshake: hello(Pair::sid(node)),
+                            from: "peer".into(),
+                        },
+                    ));
                 }
                 Action::Start { conn, sid } => {
                     self.started.insert(conn, sid);
@@ -345,7 +386,8 @@ impl Pair {
                     let (peer, _) = self.ends[&other];
                     if self.started.contains_key(&other) {
                         if !self.closed.contains(&other) {
-                            self.pending.push((peer, Input::Closed { conn: other, reason: "peer closed".into() }));
+                            self.pending
+                                .push((peer, Input::Closed { conn: other, reason: "peer closed".into() }));
                         }
                     } else {
                         self.orphaned.push(other);
