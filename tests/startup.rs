@@ -82,6 +82,30 @@ fn an_ensemble_config_is_refused_with_exit_2() {
 }
 
 #[test]
+fn an_invalid_ensemble_is_refused_with_exit_2_in_one_sentence() {
+    for (lines, want) in [
+        (
+            "server.1=127.0.0.1:2888:3888\nserver.2=127.0.0.2:2888:3888\nserver.01=127.0.0.3:2888:3888",
+            "server.1 and server.01 both name server id 1: each server id must appear once.",
+        ),
+        (
+            "server.1=127.0.0.1:2888:3888\nserver.2=127.0.0.1:2888:3889",
+            "127.0.0.1:2888 is the quorum address of server.1 and also the quorum address of server.2",
+        ),
+        (
+            "server.1=127.0.0.1:2888:3888\nserver.2=127.0.0.2:2888:3888\npeerType=leader",
+            "peerType=\"leader\"",
+        ),
+    ] {
+        let (_d, cfg) = config(&format!("initLimit=10\nsyncLimit=5\n{lines}"));
+        let (code, err) = refused(&cfg);
+        assert_eq!(code, 2, "{lines}: {err}");
+        assert!(err.contains(want), "{lines}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    }
+}
+
+#[test]
 fn tls_and_sasl_settings_are_refused_with_exit_2_naming_the_key() {
     for (line, named) in [
         ("secureClientPort=2281", "secureClientPort=2281"),
