@@ -173,7 +173,7 @@ fn serve(
         Err(e) => {
             eprintln!("zkd: cannot start: {e}");
             // 2: the data directory must be looked at by a person (as for a bad config).
-            let code = if matches!(e, zkd::server::StartError::Load(_)) { 2 } else { 1 };
+            let code = if matches!(e, zkd::server::StartError::Load(_) | zkd::server::StartError::Config(_)) { 2 } else { 1 };
             return ExitCode::from(code);
         }
     };

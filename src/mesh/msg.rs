@@ -61,6 +61,16 @@ pub enum ToReplica {
     LogNoSpace {
         last_durable_zxid: i64,
     },
+    /// From the quorum plane's I/O: an election notification, a quorum packet, a connection that
+    /// came or went, a snapshot loaded.
+    Quorum(crate::quorum::peer::Input),
+    /// A learner's snapshot from its leader is installed as the live tree (see
+    /// `quorum::link::LinkEvent::SnapshotLoaded`).
+    SnapshotInstalled {
+        zxid: i64,
+        sessions: Vec<(i64, i32)>,
+        current: bool,
+    },
     /// The session tracker's buckets, for `dump` (operations surface; answered at once).
     DumpSessions {
         reply: crossbeam_channel::Sender<crate::session::SessionsDump>,

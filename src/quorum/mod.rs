@@ -11,6 +11,7 @@
 
 use std::collections::BTreeSet;
 
+pub mod epochs;
 pub mod peers;
 pub mod wire;
 

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use super::quorum_io::QuorumCmd;
 use super::{Links, Now, Outbox, Replica, ReplyTo, Waiter, Waiting};
 use crate::mesh::msg::{ConnRef, ToShard};
 use crate::proto::ops::Request;
@@ -149,15 +150,19 @@ impl<L: Links> Replica<L> {
                 // log and reloads the tree (`reset_to`).
                 self.proposals.retain(|t| t.hdr.zxid <= zxid);
                 self.prep.reset();
-                out.quorum.push(Action::Truncate { zxid });
+                out.quorum.push(QuorumCmd::Peer(Action::Truncate { zxid }));
             }
             Action::LoadSnapshot { zxid } => {
                 // The leader's snapshot replaces everything; what follows it applies on top.
                 self.proposals.clear();
                 self.prep.reset();
-                out.quorum.push(Action::LoadSnapshot { zxid });
+                out.quorum.push(QuorumCmd::Peer(Action::LoadSnapshot { zxid }));
             }
-            other => out.quorum.push(other),
+            Action::SendSnapshot { to, zxid } => {
+                let sessions = self.sessions.sessions().map(|s| (s.id, s.timeout_ms)).collect();
+                out.quorum.push(QuorumCmd::SendSnapshot { to, zxid, sessions });
+            }
+            other => out.quorum.push(QuorumCmd::Peer(other)),
         }
     }
 
@@ -358,6 +363,24 @@ impl<L: Links> Replica<L> {
         self.peer = peer;
         for a in acts {
             self.perform(a, now, out);
+        }
+    }
+
+    /// Learner: the leader's snapshot is the live tree now (`LoadSnapshot`); its sessions
+    /// replace this server's, and the peer learns it if it still waits for it.
+    pub(super) fn snapshot_installed(
+        &mut self,
+        zxid: i64,
+        sessions: Vec<(i64, i32)>,
+        current: bool,
+        now: Now,
+        out: &mut Outbox,
+    ) {
+        self.sessions.replace_all(sessions, now.mono_ms);
+        self.zxids.adopt(zxid);
+        self.committed_zxid = zxid;
+        if current {
+            self.zab(Input::SnapshotLoaded { zxid }, now, out);
         }
     }
 

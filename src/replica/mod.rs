@@ -12,6 +12,7 @@
 
 pub mod driver;
 mod ensemble;
+pub mod quorum_io;
 pub mod zxids;
 
 use std::collections::{HashMap, VecDeque};
@@ -77,7 +78,7 @@ pub struct Outbox {
     /// What the quorum plane asks of the driver, in order: election and quorum packets, epoch
     /// files (durable before anything after them is done), snapshot streams, log truncation,
     /// and what to log. Empty for a standalone server.
-    pub quorum: Vec<crate::quorum::peer::Action>,
+    pub quorum: Vec<quorum_io::QuorumCmd>,
 }
 
 /// What answering a client write needs to know of its request (the request's path, data and
@@ -239,7 +240,10 @@ impl<L: Links> Replica<L> {
         for a in acts {
             r.perform(a, now, &mut out);
         }
-        assert!(out.quorum.iter().all(|a| matches!(a, crate::quorum::peer::Action::State { .. })));
+        assert!(out
+            .quorum
+            .iter()
+            .all(|c| matches!(c, quorum_io::QuorumCmd::Peer(crate::quorum::peer::Action::State { .. }))));
         r
     }
 
@@ -358,6 +362,10 @@ impl<L: Links> Replica<L> {
             ToReplica::LogNoSpace { last_durable_zxid } => self.on_no_space(last_durable_zxid, now, out),
             ToReplica::DumpSessions { reply } => {
                 let _ = reply.send(self.sessions.dump());
+            }
+            ToReplica::Quorum(input) => self.zab(input, now, out),
+            ToReplica::SnapshotInstalled { zxid, sessions, current } => {
+                self.snapshot_installed(zxid, sessions, current, now, out)
             }
             ToReplica::Shutdown => {}
         }
@@ -700,6 +708,12 @@ impl<L: Links> Replica<L> {
                 }
                 Waiter::Read { .. } | Waiter::Refused { .. } => unreachable!("these wait for no txn"),
             });
+            if let TxnBody::CreateSession(c) = &t.body {
+                // Learners learn sessions from the leader's txns (a no-op on the leader).
+                if self.sessions.get(session).is_none() {
+                    self.sessions.add(session, c.time_out, now.mono_ms);
+                }
+            }
             if t.hdr.txn_type == OpCode::CloseSession as i32 {
                 self.sessions.remove(session);
                 if let Some(owner) = self.owners.remove(&session) {
