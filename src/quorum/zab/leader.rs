@@ -25,15 +25,17 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::quorum::{epoch_of, make_zxid, packet_type as pt, LearnerType, Members, QuorumPacket, Sid};
 
-use super::payload::{self, LearnerInfo};
 use super::sync::{self, SyncOp};
-use super::{
-    counter_exhausted, packet, Action, Ended, Flow, History, Input, PacketError, Proposal, Role, ZabConfig,
-};
+use super::{counter_exhausted, Action, Ended, Flow, History, Input, PacketError, Proposal, Role, ZabConfig};
+use crate::quorum::wire::{LeaderMessage, LearnerMessage, ZAB_PROTOCOL_VERSION};
 
 /// Unconfirmed ping rounds remembered for pending syncs; past this the oldest is forgotten and
 /// its syncs wait for a later round (which proves more).
 const MARKS_MAX: usize = 8;
+
+/// Pending syncs; a learner that forwards one more loses its connection (the replica bounds its
+/// own clients' requests).
+pub const SYNCS_MAX: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -195,10 +197,13 @@ impl Leader {
         l.summary = (current_epoch, last);
         l.accepted_epoch = accepted_epoch;
         l.current_epoch = current_epoch;
-        l.epoch = accepted_epoch.checked_add(1).expect("epoch space exhausted");
         l.connecting.insert(l.cfg.my_id);
         l.phase_deadline_ms = now + l.cfg.init_ms();
         out.push(Action::State { state: crate::quorum::PeerState::Leading, leader: Some(l.cfg.my_id) });
+        let Some(epoch) = accepted_epoch.checked_add(1) else {
+            return (l, Flow::Abandon(format!("no epoch after the accepted epoch {accepted_epoch}")));
+        };
+        l.epoch = epoch;
         let flow = l.advance(now, out);
         (l, flow)
     }
@@ -332,16 +337,7 @@ impl Leader {
             }
             Input::RevalidateAnswer { to, session, valid } => {
                 if self.learners.contains_key(&to) {
-                    let data = payload::encode_revalidated(session, valid);
-                    out.push(Action::Send {
-                        to,
-                        packet: QuorumPacket {
-                            typ: pt::REVALIDATE,
-                            zxid: -1,
-                            data: Some(data),
-                            authinfo: None,
-                        },
-                    });
+                    out.push(to_learner(to, LeaderMessage::Revalidate { session_id: session, valid }));
                 }
                 Flow::Continue
             }
@@ -398,7 +394,8 @@ impl Leader {
                 ));
             }
         }
-        if now >= self.next_ping_ms {
+        // ZooKeeper's leader pings only once it serves (its lead() loop).
+        if self.phase == Phase::Broadcast && now >= self.next_ping_ms {
             self.next_ping_ms = now + self.cfg.tick_ms / 2;
             self.ping_round(now, out);
         }
@@ -423,7 +420,7 @@ impl Leader {
         }
         let last_proposed = self.last_proposed;
         for (sid, h) in self.learners.iter_mut().filter(|(_, h)| h.pinging) {
-            out.push(Action::Send { to: *sid, packet: packet(pt::PING, last_proposed) });
+            out.push(to_learner(*sid, LeaderMessage::Ping { zxid: last_proposed }));
             if h.state == HState::Broadcast {
                 h.pings_sent += 1;
             }
@@ -479,7 +476,7 @@ impl Leader {
                 None => out.push(Action::SyncDone),
                 Some(sid) => {
                     if self.learners.contains_key(&sid) {
-                        out.push(Action::Send { to: sid, packet: packet(pt::SYNC, 0) });
+                        out.push(to_learner(sid, LeaderMessage::Sync));
                     }
                 }
             }
@@ -550,8 +547,9 @@ impl Leader {
                     continue;
                 }
                 let pk = match h.typ {
-                    LearnerType::Participant => packet(pt::COMMIT, zxid),
+                    LearnerType::Participant => LeaderMessage::Commit { zxid }.to_packet(),
                     LearnerType::Observer => {
+                        // wire::LeaderMessage::Inform's layout: the data is the txn.
                         QuorumPacket { typ: pt::INFORM, zxid, data: Some(o.p.data.to_vec()), authinfo: None }
                     }
                 };
@@ -573,24 +571,30 @@ impl Leader {
         now: i64,
         out: &mut Vec<Action>,
     ) -> Result<Flow, PacketError> {
-        if pk.typ == pt::FOLLOWERINFO || pk.typ == pt::OBSERVERINFO {
-            return self.on_learner_info(from, pk, now, out);
-        }
-        let Some(h) = self.learners.get_mut(&from) else {
-            return Err(PacketError::unexpected(pk.typ, "a connection that sent no FOLLOWERINFO"));
-        };
-        match (h.state, pk.typ) {
-            (HState::AwaitAckEpoch, pt::ACKEPOCH) => {
-                let cur = payload::decode_int("ACKEPOCH", pk.data.as_deref())?;
-                h.read_deadline_ms = None;
-                self.on_ack_epoch(from, cur, pk.zxid, now, out)
+        let typ = pk.typ;
+        let m = LearnerMessage::from_packet(pk)?;
+        let m = match m {
+            LearnerMessage::FollowerInfo { zxid, info } => {
+                return self.on_learner_info(from, LearnerType::Participant, zxid, info, now, out)
             }
-            (HState::AwaitNewLeaderAck, pt::ACK) => {
+            LearnerMessage::ObserverInfo { zxid, info } => {
+                return self.on_learner_info(from, LearnerType::Observer, zxid, info, now, out)
+            }
+            m => m,
+        };
+        let Some(h) = self.learners.get_mut(&from) else {
+            return Err(PacketError::unexpected(typ, "a connection that sent no FOLLOWERINFO"));
+        };
+        match (h.state, m) {
+            (HState::AwaitAckEpoch, LearnerMessage::AckEpoch { last_zxid, current_epoch }) => {
+                h.read_deadline_ms = None;
+                self.on_ack_epoch(from, current_epoch, last_zxid, now, out)
+            }
+            (HState::AwaitNewLeaderAck, LearnerMessage::Ack { zxid }) => {
                 let want = make_zxid(self.epoch, 0);
-                if pk.zxid != want {
+                if zxid != want {
                     return Err(PacketError::Refused(format!(
-                        "NEWLEADER ACK from sid {from} is from a different epoch - current 0x{want:x} received 0x{:x}",
-                        pk.zxid
+                        "NEWLEADER ACK from sid {from} is from a different epoch - current 0x{want:x} received 0x{zxid:x}"
                     )));
                 }
                 h.read_deadline_ms = None;
@@ -606,34 +610,41 @@ impl Leader {
                     Ok(self.advance(now, out))
                 }
             }
-            (HState::Broadcast, _) => {
+            // ZooKeeper 3.8.0/3.8.1 learners log what NEWLEADER brought asynchronously and ACK
+            // it as it becomes durable, possibly before UPTODATE; ZooKeeper's leader reads those
+            // ACKs once it serves. They are of txns the leader already has: checked, then
+            // nothing to count.
+            (HState::AwaitStart, m @ LearnerMessage::Ack { .. }) => {
+                self.on_broadcast_packet(from, typ, m, now, out).map(|()| Flow::Continue)
+            }
+            (HState::Broadcast, m) => {
                 h.ack_deadline_ms = now + self.cfg.sync_ms();
                 h.read_deadline_ms = Some(now + self.cfg.sync_ms());
-                self.on_broadcast_packet(from, pk, now, out).map(|()| Flow::Continue)
+                self.on_broadcast_packet(from, typ, m, now, out).map(|()| Flow::Continue)
             }
-            (_, t) => Err(PacketError::unexpected(t, state_name(h.state))),
+            (state, _) => Err(PacketError::unexpected(typ, state_name(state))),
         }
     }
 
     fn on_learner_info(
         &mut self,
         from: Sid,
-        pk: QuorumPacket,
+        typ: LearnerType,
+        zxid: i64,
+        info: crate::quorum::wire::LearnerInfo,
         now: i64,
         out: &mut Vec<Action>,
     ) -> Result<Flow, PacketError> {
-        let typ = if pk.typ == pt::OBSERVERINFO { LearnerType::Observer } else { LearnerType::Participant };
         if from == self.cfg.my_id || self.members.learner_type(from) != Some(typ) {
             return Err(PacketError::NotMember { sid: from });
         }
-        let info = LearnerInfo::decode(pk.data.as_deref().unwrap_or(&[]))?;
         if info.sid != from {
             return Err(PacketError::Refused(format!(
                 "LearnerInfo names sid {} on sid {from}'s connection",
                 info.sid
             )));
         }
-        if info.protocol_version < super::PROTOCOL_VERSION {
+        if info.protocol_version < ZAB_PROTOCOL_VERSION {
             return Err(PacketError::Refused(format!(
                 "learner protocol 0x{:x} predates ZAB 1.0",
                 info.protocol_version
@@ -641,7 +652,7 @@ impl Leader {
         }
         // A new connection from a sid replaces its old one.
         self.learners.remove(&from);
-        let accepted = epoch_of(pk.zxid);
+        let accepted = epoch_of(zxid);
         self.learners.insert(
             from,
             Handler {
@@ -679,16 +690,11 @@ impl Leader {
         let Some(h) = self.learners.get_mut(&sid) else { return };
         h.state = HState::AwaitAckEpoch;
         h.read_deadline_ms = Some(now + self.cfg.init_ms());
-        let data = payload::encode_int(super::PROTOCOL_VERSION);
-        out.push(Action::Send {
-            to: sid,
-            packet: QuorumPacket {
-                typ: pt::LEADERINFO,
-                zxid: make_zxid(self.epoch, 0),
-                data: Some(data),
-                authinfo: None,
-            },
-        });
+        let m = LeaderMessage::LeaderInfo {
+            zxid: make_zxid(self.epoch, 0),
+            protocol_version: ZAB_PROTOCOL_VERSION,
+        };
+        out.push(to_learner(sid, m));
     }
 
     fn on_ack_epoch(
@@ -779,6 +785,7 @@ impl Leader {
                     self.last_committed = marker;
                     self.own_durable = marker;
                     self.next_check_ms = now + self.cfg.tick_ms;
+                    self.next_ping_ms = now + self.cfg.tick_ms / 2;
                     out.push(Action::Serving {
                         role: Role::Leader,
                         epoch: self.epoch,
@@ -806,16 +813,16 @@ impl Leader {
         let Some(h) = self.learners.get_mut(&sid) else { return };
         let plan = sync::decide(h.peer_last, self.history.last_zxid(), self.history.window());
         match plan.op {
-            SyncOp::Diff(z) => out.push(Action::Send { to: sid, packet: packet(pt::DIFF, z) }),
-            SyncOp::Trunc(z) => out.push(Action::Send { to: sid, packet: packet(pt::TRUNC, z) }),
+            SyncOp::Diff(z) => out.push(to_learner(sid, LeaderMessage::Diff { zxid: z })),
+            SyncOp::Trunc(z) => out.push(to_learner(sid, LeaderMessage::Trunc { zxid: z })),
             SyncOp::Snap(z) => {
-                out.push(Action::Send { to: sid, packet: packet(pt::SNAP, z) });
+                out.push(to_learner(sid, LeaderMessage::Snap { zxid: z }));
                 out.push(Action::SendSnapshot { to: sid, zxid: z });
             }
         }
         for p in self.history.window().range(plan.send_from..) {
             out.push(Action::Send { to: sid, packet: proposal_packet(p) });
-            out.push(Action::Send { to: sid, packet: packet(pt::COMMIT, p.zxid) });
+            out.push(to_learner(sid, LeaderMessage::Commit { zxid: p.zxid }));
         }
         if h.typ == LearnerType::Participant {
             for o in self.outstanding.iter().filter(|o| o.p.zxid > plan.forward_from) {
@@ -826,27 +833,29 @@ impl Leader {
         h.pinging = true;
         h.state = HState::AwaitNewLeaderAck;
         h.read_deadline_ms = Some(now + self.cfg.init_ms());
-        out.push(Action::Send { to: sid, packet: packet(pt::NEWLEADER, make_zxid(self.epoch, 0)) });
+        // Without the config text: a Java learner then keeps its own (zkd does no dynamic
+        // reconfiguration, and a text that differs from the learner's would make it leave).
+        out.push(to_learner(sid, LeaderMessage::NewLeader { zxid: make_zxid(self.epoch, 0), config: None }));
     }
 
     fn uptodate(&mut self, sid: Sid, now: i64, out: &mut Vec<Action>) {
         let Some(h) = self.learners.get_mut(&sid) else { return };
         h.state = HState::Broadcast;
         h.read_deadline_ms = Some(now + self.cfg.sync_ms());
-        out.push(Action::Send { to: sid, packet: packet(pt::UPTODATE, -1) });
+        out.push(to_learner(sid, LeaderMessage::UpToDate));
     }
 
     fn on_broadcast_packet(
         &mut self,
         from: Sid,
-        pk: QuorumPacket,
+        typ: i32,
+        m: LearnerMessage,
         now: i64,
         out: &mut Vec<Action>,
     ) -> Result<(), PacketError> {
         let Some(h) = self.learners.get_mut(&from) else { return Ok(()) };
-        match pk.typ {
-            pt::ACK => {
-                let z = pk.zxid;
+        match m {
+            LearnerMessage::Ack { zxid: z } => {
                 if crate::quorum::counter_of(z) == 0 {
                     // The ACK of UPTODATE (or of NEWLEADER from an old learner): nothing to count.
                     return Ok(());
@@ -870,13 +879,13 @@ impl Leader {
                 self.try_commit(now, out);
                 Ok(())
             }
-            pt::PING => {
-                let sessions = payload::decode_touches(pk.data.as_deref())?;
+            LearnerMessage::Ping { zxid: _, touches } => {
                 h.pings_answered += 1;
                 if h.pings_answered > h.pings_sent {
                     return Err(PacketError::Refused("more PING replies than pings".into()));
                 }
-                if !sessions.is_empty() {
+                if !touches.is_empty() {
+                    let sessions = touches.into_iter().map(|t| (t.session_id, t.timeout_ms)).collect();
                     out.push(Action::Touch { sessions });
                 }
                 if !self.marks.is_empty() {
@@ -884,32 +893,39 @@ impl Leader {
                 }
                 Ok(())
             }
-            pt::REVALIDATE => {
-                let (session, timeout) = payload::decode_revalidate(pk.data.as_deref())?;
-                out.push(Action::Revalidate { from, session, timeout });
+            LearnerMessage::Revalidate { session_id, timeout_ms } => {
+                out.push(Action::Revalidate { from, session: session_id, timeout: timeout_ms });
                 Ok(())
             }
-            pt::REQUEST => {
-                let (session, cxid, typ, body) = payload::decode_request(pk.data.as_deref())?;
-                if typ == super::OP_SYNC {
+            LearnerMessage::Request { session_id, cxid, op, body, authinfo } => {
+                if op == super::OP_SYNC {
+                    if self.syncs.len() >= SYNCS_MAX {
+                        return Err(PacketError::Refused(format!("more than {SYNCS_MAX} syncs pending")));
+                    }
                     self.add_sync(Some(from), now, out);
                 } else {
                     out.push(Action::Request {
                         from,
-                        session,
+                        session: session_id,
                         cxid,
-                        typ,
-                        data: body.to_vec(),
-                        authinfo: pk.authinfo.unwrap_or_default(),
+                        typ: op,
+                        data: body,
+                        authinfo: authinfo.unwrap_or_default(),
                     });
                 }
                 Ok(())
             }
-            t => Err(PacketError::unexpected(t, "broadcast")),
+            _ => Err(PacketError::unexpected(typ, "broadcast")),
         }
     }
 }
 
+/// A message to a learner.
+fn to_learner(to: Sid, m: LeaderMessage) -> Action {
+    Action::Send { to, packet: m.to_packet() }
+}
+
+/// wire::LeaderMessage::Proposal's layout (the data is the txn), without copying the txn twice.
 fn proposal_packet(p: &Proposal) -> QuorumPacket {
     QuorumPacket { typ: pt::PROPOSAL, zxid: p.zxid, data: Some(p.data.to_vec()), authinfo: None }
 }

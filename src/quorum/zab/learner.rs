@@ -18,6 +18,10 @@
 //! applies the commits, and serves. PINGs during sync are ignored, as ZooKeeper's learner
 //! ignores them (the leader counts only pings sent after UPTODATE).
 //!
+//! This is ZooKeeper 3.8.2+'s order (ZOOKEEPER-4646: the NEWLEADER ACK promises the txns are
+//! on disk). 3.8.0 and 3.8.1 learners log them asynchronously, ACK NEWLEADER at once and ACK
+//! the txns as they become durable, possibly before UPTODATE; the leader accepts both.
+//!
 //! The learner abandons its leader (back to LOOKING) when nothing arrived for initLimit ticks
 //! before NEWLEADER or syncLimit ticks after (ZooKeeper's socket read timeouts), when the
 //! connection closes, or when the leader breaks the protocol.
@@ -25,10 +29,15 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::proto::Id;
-use crate::quorum::{epoch_of, make_zxid, packet_type as pt, LearnerType, PeerState, QuorumPacket, Sid};
+use crate::quorum::{epoch_of, make_zxid, LearnerType, PeerState, QuorumPacket, Sid};
 
-use super::payload::{self, LearnerInfo};
-use super::{packet, Action, Ended, Flow, History, Input, PacketError, Proposal, Role, ZabConfig};
+/// A message to the leader.
+fn to_leader(leader: Sid, m: LearnerMessage) -> Action {
+    Action::Send { to: leader, packet: m.to_packet() }
+}
+
+use super::{Action, Ended, Flow, History, Input, PacketError, Proposal, Role, ZabConfig};
+use crate::quorum::wire::{LeaderMessage, LearnerInfo, LearnerMessage, Touch, ZAB_PROTOCOL_VERSION};
 
 /// Sessions awaiting a REVALIDATE answer; more are refused at once (answered invalid) rather
 /// than letting the set grow without bound.
@@ -187,21 +196,18 @@ impl Learner {
                 Flow::Continue
             }
             Input::Connected { sid } if sid == self.leader && self.phase == Phase::Connecting => {
-                let li = LearnerInfo {
+                let info = LearnerInfo {
                     sid: self.cfg.my_id,
-                    protocol_version: super::PROTOCOL_VERSION,
+                    protocol_version: ZAB_PROTOCOL_VERSION,
                     config_version: 0,
                 };
-                let typ = if self.typ == LearnerType::Observer { pt::OBSERVERINFO } else { pt::FOLLOWERINFO };
-                out.push(Action::Send {
-                    to: self.leader,
-                    packet: QuorumPacket {
-                        typ,
-                        zxid: make_zxid(self.accepted_epoch, 0),
-                        data: Some(li.encode()),
-                        authinfo: None,
-                    },
-                });
+                let zxid = make_zxid(self.accepted_epoch, 0);
+                let m = if self.typ == LearnerType::Observer {
+                    LearnerMessage::ObserverInfo { zxid, info }
+                } else {
+                    LearnerMessage::FollowerInfo { zxid, info }
+                };
+                out.push(to_leader(self.leader, m));
                 self.phase = Phase::AwaitLeaderInfo;
                 self.deadline_ms = now + self.cfg.init_ms();
                 Flow::Continue
@@ -230,23 +236,22 @@ impl Learner {
                 Flow::Continue
             }
             Input::Durable { zxid } => {
-                assert!(
-                    zxid <= self.appended,
-                    "durable 0x{zxid:x} beyond last appended 0x{:x}",
-                    self.appended
-                );
-                self.on_durable(zxid, out);
+                // A report for txns a TRUNC removed can still arrive (the log wrote them before it
+                // truncated). It cannot cover what was appended since: the leader sends only
+                // zxids beyond the learner's old last one (sync's rows 2 and 5). So it is cut to
+                // what was appended.
+                self.on_durable(zxid.min(self.appended), out);
                 Flow::Continue
             }
             Input::Forward { session, cxid, typ, data, authinfo } => {
                 assert!(self.serving, "a write was forwarded by a learner that does not serve");
-                self.request(session, cxid, typ, &data, authinfo, out);
+                self.request(session, cxid, typ, data, authinfo, out);
                 Flow::Continue
             }
             Input::Sync { session, cxid, data, authinfo } => {
                 assert!(self.serving, "a sync reached a learner that does not serve");
                 self.syncs += 1;
-                self.request(session, cxid, super::OP_SYNC, &data, authinfo, out);
+                self.request(session, cxid, super::OP_SYNC, data, authinfo, out);
                 Flow::Continue
             }
             Input::Touch { sessions } => {
@@ -259,20 +264,16 @@ impl Learner {
                     out.push(Action::Revalidated { session, valid: false });
                 } else {
                     self.revalidations.insert(session);
-                    let data = payload::encode_revalidate(session, timeout);
-                    out.push(Action::Send {
-                        to: self.leader,
-                        packet: QuorumPacket {
-                            typ: pt::REVALIDATE,
-                            zxid: -1,
-                            data: Some(data),
-                            authinfo: None,
-                        },
-                    });
+                    out.push(to_leader(
+                        self.leader,
+                        LearnerMessage::Revalidate { session_id: session, timeout_ms: timeout },
+                    ));
                 }
                 Flow::Continue
             }
-            Input::Propose(_) | Input::RevalidateAnswer { .. } => {
+            // An answer the replica worked out while this server still led: nobody asks for it now.
+            Input::RevalidateAnswer { .. } => Flow::Continue,
+            Input::Propose(_) => {
                 panic!("a leader's input reached a learner: the replica must follow Action::Serving's role")
             }
             Input::Notification { .. } | Input::ElectionPeer { .. } => Flow::Continue,
@@ -283,16 +284,13 @@ impl Learner {
         &mut self,
         session: i64,
         cxid: i32,
-        typ: i32,
-        body: &[u8],
+        op: i32,
+        body: Vec<u8>,
         authinfo: Vec<Id>,
         out: &mut Vec<Action>,
     ) {
-        let data = payload::encode_request(session, cxid, typ, body);
-        out.push(Action::Send {
-            to: self.leader,
-            packet: QuorumPacket { typ: pt::REQUEST, zxid: -1, data: Some(data), authinfo: Some(authinfo) },
-        });
+        let m = LearnerMessage::Request { session_id: session, cxid, op, body, authinfo: Some(authinfo) };
+        out.push(to_leader(self.leader, m));
     }
 
     fn on_durable(&mut self, zxid: i64, out: &mut Vec<Action>) {
@@ -300,10 +298,7 @@ impl Learner {
         if let Some(z) = self.sync.ack_after {
             if self.durable >= z {
                 self.sync.ack_after = None;
-                out.push(Action::Send {
-                    to: self.leader,
-                    packet: packet(pt::ACK, make_zxid(self.new_epoch, 0)),
-                });
+                out.push(to_leader(self.leader, LearnerMessage::Ack { zxid: make_zxid(self.new_epoch, 0) }));
             }
         }
         if self.phase == Phase::Broadcast {
@@ -312,47 +307,58 @@ impl Learner {
                     break;
                 }
                 self.unacked.pop_front();
-                out.push(Action::Send { to: self.leader, packet: packet(pt::ACK, z) });
+                out.push(to_leader(self.leader, LearnerMessage::Ack { zxid: z }));
             }
         }
     }
 
-    fn proposal(&mut self, pk: QuorumPacket) -> Result<Proposal, PacketError> {
-        if pk.zxid <= self.last_queued {
-            return Err(PacketError::Backwards { zxid: pk.zxid, after: self.last_queued });
+    /// A proposal (or inform) must come after everything received before it.
+    fn proposal(&mut self, zxid: i64, txn: Vec<u8>) -> Result<Proposal, PacketError> {
+        if zxid <= self.last_queued {
+            return Err(PacketError::Backwards { zxid, after: self.last_queued });
         }
-        let what = pt::name(pk.typ);
-        let data = pk.data.ok_or_else(|| PacketError::Payload { what, detail: "no txn".into() })?;
-        self.last_queued = pk.zxid;
-        Ok(Proposal { zxid: pk.zxid, data: data.into() })
+        self.last_queued = zxid;
+        Ok(Proposal { zxid, data: txn.into() })
     }
 
     fn on_packet(&mut self, pk: QuorumPacket, now: i64, out: &mut Vec<Action>) -> Result<Flow, PacketError> {
-        let read_limit = if self.phase == Phase::Broadcast || self.sync.newleader {
+        let typ = pk.typ;
+        let m = LeaderMessage::from_packet(pk)?;
+        let flow = match self.phase {
+            Phase::Connecting => return Err(PacketError::unexpected(typ, "connecting")),
+            Phase::AwaitLeaderInfo => self.on_leader_info(typ, m, out)?,
+            Phase::AwaitSyncOp => self.on_sync_op(typ, m, out)?,
+            Phase::LoadingSnapshot(_) => return Err(PacketError::unexpected(typ, "snapshot loading")),
+            Phase::Syncing => self.on_sync_packet(typ, m, out)?,
+            Phase::Broadcast => {
+                self.on_broadcast_packet(typ, m, out)?;
+                Flow::Continue
+            }
+        };
+        // ZooKeeper's socket read timeout: initLimit until NEWLEADER, syncLimit from then on.
+        let limit = if self.phase == Phase::Broadcast || self.sync.newleader {
             self.cfg.sync_ms()
         } else {
             self.cfg.init_ms()
         };
-        self.deadline_ms = now + read_limit;
-        match self.phase {
-            Phase::Connecting => Err(PacketError::unexpected(pk.typ, "connecting")),
-            Phase::AwaitLeaderInfo => self.on_leader_info(pk, out),
-            Phase::AwaitSyncOp => self.on_sync_op(pk, out),
-            Phase::LoadingSnapshot(_) => Err(PacketError::unexpected(pk.typ, "snapshot loading")),
-            Phase::Syncing => self.on_sync_packet(pk, out),
-            Phase::Broadcast => self.on_broadcast_packet(pk, out).map(|()| Flow::Continue),
-        }
+        self.deadline_ms = now + limit;
+        Ok(flow)
     }
 
-    fn on_leader_info(&mut self, pk: QuorumPacket, out: &mut Vec<Action>) -> Result<Flow, PacketError> {
-        if pk.typ != pt::LEADERINFO {
-            return Err(PacketError::unexpected(pk.typ, "discovery (waiting for LEADERINFO)"));
-        }
-        payload::decode_int("LEADERINFO", pk.data.as_deref())?;
-        let new_epoch = epoch_of(pk.zxid);
+    fn on_leader_info(
+        &mut self,
+        typ: i32,
+        m: LeaderMessage,
+        out: &mut Vec<Action>,
+    ) -> Result<Flow, PacketError> {
+        let LeaderMessage::LeaderInfo { zxid, protocol_version: _ } = m else {
+            return Err(PacketError::unexpected(typ, "discovery (waiting for LEADERINFO)"));
+        };
+        let new_epoch = epoch_of(zxid);
         let ours = if new_epoch > self.accepted_epoch {
             self.accepted_epoch = new_epoch;
             out.push(Action::PersistAcceptedEpoch(new_epoch));
+            // ACKEPOCH carries the current epoch as a Java int.
             self.current_epoch as i32
         } else if new_epoch == self.accepted_epoch {
             -1
@@ -363,24 +369,16 @@ impl Learner {
             )));
         };
         self.new_epoch = new_epoch;
-        out.push(Action::Send {
-            to: self.leader,
-            packet: QuorumPacket {
-                typ: pt::ACKEPOCH,
-                zxid: self.history.last_zxid(),
-                data: Some(payload::encode_int(ours)),
-                authinfo: None,
-            },
-        });
+        let last_zxid = self.history.last_zxid();
+        out.push(to_leader(self.leader, LearnerMessage::AckEpoch { last_zxid, current_epoch: ours }));
         self.phase = Phase::AwaitSyncOp;
         Ok(Flow::Continue)
     }
 
-    fn on_sync_op(&mut self, pk: QuorumPacket, out: &mut Vec<Action>) -> Result<Flow, PacketError> {
-        match pk.typ {
-            pt::DIFF => self.phase = Phase::Syncing,
-            pt::TRUNC => {
-                let z = pk.zxid;
+    fn on_sync_op(&mut self, typ: i32, m: LeaderMessage, out: &mut Vec<Action>) -> Result<Flow, PacketError> {
+        match m {
+            LeaderMessage::Diff { .. } => self.phase = Phase::Syncing,
+            LeaderMessage::Trunc { zxid: z } => {
                 if z > self.history.last_zxid() {
                     return Err(PacketError::Refused(format!(
                         "TRUNC to 0x{z:x}, beyond our last zxid 0x{:x}",
@@ -394,45 +392,52 @@ impl Learner {
                 self.durable = self.durable.min(z);
                 self.phase = Phase::Syncing;
             }
-            pt::SNAP => {
-                out.push(Action::LoadSnapshot { zxid: pk.zxid });
-                self.phase = Phase::LoadingSnapshot(pk.zxid);
+            LeaderMessage::Snap { zxid } => {
+                out.push(Action::LoadSnapshot { zxid });
+                self.phase = Phase::LoadingSnapshot(zxid);
             }
-            t => return Err(PacketError::unexpected(t, "synchronisation (waiting for DIFF, TRUNC or SNAP)")),
+            _ => {
+                return Err(PacketError::unexpected(typ, "synchronisation (waiting for DIFF, TRUNC or SNAP)"))
+            }
         }
         Ok(Flow::Continue)
     }
 
-    fn on_sync_packet(&mut self, pk: QuorumPacket, out: &mut Vec<Action>) -> Result<Flow, PacketError> {
-        match pk.typ {
-            pt::PROPOSAL => {
-                let p = self.proposal(pk)?;
+    fn on_sync_packet(
+        &mut self,
+        typ: i32,
+        m: LeaderMessage,
+        out: &mut Vec<Action>,
+    ) -> Result<Flow, PacketError> {
+        match m {
+            LeaderMessage::Proposal { zxid, txn } => {
+                let p = self.proposal(zxid, txn)?;
                 self.sync.props.push_back(p);
             }
-            pt::COMMIT => {
+            LeaderMessage::Commit { zxid } => {
                 let next = self.sync.props.get(self.sync.committed).map(|p| p.zxid);
-                if next != Some(pk.zxid) {
+                if next != Some(zxid) {
                     return Err(PacketError::CommitOrder {
-                        zxid: pk.zxid,
+                        zxid,
                         next: next.map_or("none".into(), |z| format!("0x{z:x}")),
                     });
                 }
                 self.sync.committed += 1;
             }
-            pt::INFORM if self.typ == LearnerType::Observer => {
+            LeaderMessage::Inform { zxid, txn } if self.typ == LearnerType::Observer => {
                 if self.sync.committed != self.sync.props.len() {
                     return Err(PacketError::Refused("INFORM while a proposal is uncommitted".into()));
                 }
-                let p = self.proposal(pk)?;
+                let p = self.proposal(zxid, txn)?;
                 self.sync.props.push_back(p);
                 self.sync.committed += 1;
             }
-            pt::NEWLEADER => {
+            // The config text it may carry is ignored: zkd does no dynamic reconfiguration.
+            LeaderMessage::NewLeader { zxid, config: _ } => {
                 let want = make_zxid(self.new_epoch, 0);
-                if self.sync.newleader || pk.zxid != want {
+                if self.sync.newleader || zxid != want {
                     return Err(PacketError::Refused(format!(
-                        "NEWLEADER 0x{:x} (expected one, of 0x{want:x})",
-                        pk.zxid
+                        "NEWLEADER 0x{zxid:x} (expected one, of 0x{want:x})"
                     )));
                 }
                 self.sync.newleader = true;
@@ -446,34 +451,34 @@ impl Learner {
                 self.current_epoch = self.new_epoch;
                 out.push(Action::PersistCurrentEpoch(self.new_epoch));
                 if self.durable >= self.appended {
-                    out.push(Action::Send { to: self.leader, packet: packet(pt::ACK, want) });
+                    out.push(to_leader(self.leader, LearnerMessage::Ack { zxid: want }));
                 } else {
                     self.sync.ack_after = Some(self.appended);
                 }
             }
-            pt::UPTODATE => {
+            LeaderMessage::UpToDate => {
                 if !self.sync.newleader || self.sync.ack_after.is_some() {
-                    return Err(PacketError::unexpected(pk.typ, "synchronisation before our NEWLEADER ACK"));
+                    return Err(PacketError::unexpected(typ, "synchronisation before our NEWLEADER ACK"));
                 }
                 self.uptodate(out);
             }
             // ZooKeeper's learner ignores pings until it is up to date.
-            pt::PING => {}
-            t => return Err(PacketError::unexpected(t, "synchronisation")),
+            LeaderMessage::Ping { .. } => {}
+            _ => return Err(PacketError::unexpected(typ, "synchronisation")),
         }
         Ok(Flow::Continue)
     }
 
     fn uptodate(&mut self, out: &mut Vec<Action>) {
         let leader = self.leader;
-        out.push(Action::Send { to: leader, packet: packet(pt::ACK, make_zxid(self.new_epoch, 0)) });
+        out.push(to_leader(leader, LearnerMessage::Ack { zxid: make_zxid(self.new_epoch, 0) }));
         let sync = std::mem::take(&mut self.sync);
         let mut props = sync.props;
         match self.typ {
             LearnerType::Participant => {
                 // Logged and durable at NEWLEADER: ACK them now.
                 for p in props.iter().take(sync.logged) {
-                    out.push(Action::Send { to: leader, packet: packet(pt::ACK, p.zxid) });
+                    out.push(to_leader(leader, LearnerMessage::Ack { zxid: p.zxid }));
                 }
                 // Received after NEWLEADER: log them, ACK as they become durable.
                 for p in props.iter().skip(sync.logged) {
@@ -508,70 +513,66 @@ impl Learner {
         self.on_durable(durable, out);
     }
 
-    fn on_broadcast_packet(&mut self, pk: QuorumPacket, out: &mut Vec<Action>) -> Result<(), PacketError> {
-        match pk.typ {
-            pt::PING => {
-                let touches = std::mem::take(&mut self.touches);
-                let data = payload::encode_touches(touches.into_iter());
-                out.push(Action::Send {
-                    to: self.leader,
-                    packet: QuorumPacket {
-                        typ: pt::PING,
-                        zxid: pk.zxid,
-                        data: Some(data),
-                        authinfo: pk.authinfo,
-                    },
-                });
+    fn on_broadcast_packet(
+        &mut self,
+        typ: i32,
+        m: LeaderMessage,
+        out: &mut Vec<Action>,
+    ) -> Result<(), PacketError> {
+        let participant = self.typ == LearnerType::Participant;
+        match m {
+            LeaderMessage::Ping { zxid } => {
+                let touches = std::mem::take(&mut self.touches)
+                    .into_iter()
+                    .map(|(session_id, timeout_ms)| Touch { session_id, timeout_ms })
+                    .collect();
+                out.push(to_leader(self.leader, LearnerMessage::Ping { zxid, touches }));
             }
-            pt::PROPOSAL if self.typ == LearnerType::Participant => {
-                let p = self.proposal(pk)?;
+            LeaderMessage::Proposal { zxid, txn } if participant => {
+                let p = self.proposal(zxid, txn)?;
                 self.appended = p.zxid;
                 self.unacked.push_back(p.zxid);
                 out.push(Action::Append(p.clone()));
                 self.pending.push_back(p);
             }
-            pt::COMMIT if self.typ == LearnerType::Participant => {
+            LeaderMessage::Commit { zxid } if participant => {
                 // ZooKeeper tolerates a COMMIT with nothing pending (it logs a warning).
                 let Some(front) = self.pending.front() else { return Ok(()) };
-                if front.zxid != pk.zxid {
-                    return Err(PacketError::CommitOrder {
-                        zxid: pk.zxid,
-                        next: format!("0x{:x}", front.zxid),
-                    });
+                if front.zxid != zxid {
+                    return Err(PacketError::CommitOrder { zxid, next: format!("0x{:x}", front.zxid) });
                 }
                 if let Some(p) = self.pending.pop_front() {
                     self.history.push(p);
                 }
-                out.push(Action::Commit { zxid: pk.zxid });
+                out.push(Action::Commit { zxid });
             }
-            pt::INFORM if self.typ == LearnerType::Observer => {
-                let p = self.proposal(pk)?;
+            LeaderMessage::Inform { zxid, txn } if !participant => {
+                let p = self.proposal(zxid, txn)?;
                 self.appended = p.zxid;
                 out.push(Action::Append(p.clone()));
                 out.push(Action::Commit { zxid: p.zxid });
                 self.history.push(p);
             }
             // ZooKeeper's observer ignores proposals and commits.
-            pt::PROPOSAL | pt::COMMIT if self.typ == LearnerType::Observer => {}
-            pt::SYNC => {
+            LeaderMessage::Proposal { .. } | LeaderMessage::Commit { .. } => {}
+            LeaderMessage::Sync => {
                 // ZooKeeper ignores a SYNC it did not ask for (with a warning).
                 if self.syncs > 0 {
                     self.syncs -= 1;
                     out.push(Action::SyncDone);
                 }
             }
-            pt::REVALIDATE => {
-                let (session, valid) = payload::decode_revalidated(pk.data.as_deref())?;
-                if self.revalidations.remove(&session) {
-                    out.push(Action::Revalidated { session, valid });
+            LeaderMessage::Revalidate { session_id, valid } => {
+                if self.revalidations.remove(&session_id) {
+                    out.push(Action::Revalidated { session: session_id, valid });
                 }
             }
             // ZooKeeper logs an error and goes on.
-            pt::UPTODATE => {}
-            pt::COMMITANDACTIVATE | pt::INFORMANDACTIVATE => {
+            LeaderMessage::UpToDate => {}
+            LeaderMessage::CommitAndActivate { .. } | LeaderMessage::InformAndActivate { .. } => {
                 return Err(PacketError::Refused("dynamic reconfiguration is not supported".into()));
             }
-            t => return Err(PacketError::unexpected(t, "broadcast")),
+            _ => return Err(PacketError::unexpected(typ, "broadcast")),
         }
         Ok(())
     }

@@ -44,7 +44,6 @@
 
 pub(crate) mod leader;
 pub(crate) mod learner;
-pub mod payload;
 pub mod sync;
 
 use std::collections::VecDeque;
@@ -85,9 +84,6 @@ impl Role {
 /// ZooKeeper's `zookeeper.commitLogCount` default: committed proposals kept in memory to sync
 /// learners with DIFF.
 pub const COMMIT_LOG_COUNT_DEFAULT: usize = 500;
-
-/// The protocol version a 3.4+ leader announces in LEADERINFO and a learner in LearnerInfo.
-pub const PROTOCOL_VERSION: i32 = 0x10000;
 
 /// ZooKeeper's `OpCode.sync`: a forwarded REQUEST of this type is a sync, handled by ZAB.
 pub const OP_SYNC: i32 = 9;
@@ -214,7 +210,7 @@ pub enum Input {
     /// A learner's connection to its leader is up (answer to `Action::Connect`).
     Connected { sid: Sid },
     /// A packet from a peer. On the leader, the driver learns a connection's sid from its first
-    /// packet (FOLLOWERINFO/OBSERVERINFO, see `payload::LearnerInfo`); it keeps at most one
+    /// packet (FOLLOWERINFO/OBSERVERINFO, see `quorum::wire::LearnerInfo`); it keeps at most one
     /// connection per sid and reports `Disconnected` for the old one before any packet of a new.
     Packet { from: Sid, packet: QuorumPacket },
     /// A quorum connection closed, failed or could not be made.
@@ -237,7 +233,7 @@ pub enum Input {
     Touch { sessions: Vec<(i64, i32)> },
     /// Learner: a client reconnects with a session this server does not own; ask the leader.
     Revalidate { session: i64, timeout: i32 },
-    /// Leader: the answer to an `Action::Revalidate`.
+    /// Leader: the answer to an `Action::Revalidate` (ignored if this server no longer leads).
     RevalidateAnswer { to: Sid, session: i64, valid: bool },
 }
 
@@ -370,8 +366,8 @@ pub enum Action {
 pub enum PacketError {
     #[error("unexpected {typ} in {phase}")]
     Unexpected { typ: &'static str, phase: &'static str },
-    #[error("bad {what} payload: {detail}")]
-    Payload { what: &'static str, detail: String },
+    #[error(transparent)]
+    Wire(#[from] crate::quorum::wire::WireError),
     #[error("zxid 0x{zxid:x} goes backwards (after 0x{after:x})")]
     Backwards { zxid: i64, after: i64 },
     #[error("ACK for unknown zxid 0x{zxid:x} (last proposed 0x{last:x})")]
@@ -388,11 +384,6 @@ impl PacketError {
     pub(crate) fn unexpected(typ: i32, phase: &'static str) -> PacketError {
         PacketError::Unexpected { typ: crate::quorum::packet_type::name(typ), phase }
     }
-}
-
-/// A packet with no data or authinfo.
-pub(crate) fn packet(typ: i32, zxid: i64) -> QuorumPacket {
-    QuorumPacket { typ, zxid, data: None, authinfo: None }
 }
 
 /// What a role leaves behind when it ends.
