@@ -18,7 +18,9 @@ pub mod wire;
 use crate::proto::Id;
 
 pub mod election;
+pub mod link;
 pub mod peer;
+pub mod sync_storage;
 pub mod zab;
 
 /// A server id: `server.N` in zoo.cfg and the number in `myid` (a Java `long` on the wire).
