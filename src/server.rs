@@ -371,10 +371,20 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
     let last_zxid = tree.last_processed_zxid();
     let ensemble = cfg.ensemble().map_err(|e| StartError::Config(e.to_string()))?;
     let (replica, first_actions) = match &ensemble {
-        None => (Replica::new(replica_cfg, tree.clone(), sessions, ShardLinks::new(links), last_zxid, now), None),
+        None => {
+            (Replica::new(replica_cfg, tree.clone(), sessions, ShardLinks::new(links), last_zxid, now), None)
+        }
         Some(e) => {
             let (peer, acts) = quorum_peer(e, &settings, last_zxid, now)?;
-            let r = Replica::with_peer(replica_cfg, tree.clone(), sessions, ShardLinks::new(links), last_zxid, peer, now);
+            let r = Replica::with_peer(
+                replica_cfg,
+                tree.clone(),
+                sessions,
+                ShardLinks::new(links),
+                last_zxid,
+                peer,
+                now,
+            );
             (r, Some(acts))
         }
     };
@@ -384,7 +394,13 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
     let (fatal_tx, fatal_rx) = crossbeam_channel::bounded(1);
     host.set_fatal_notify(fatal_tx);
     if let (Some(e), Some(acts)) = (&ensemble, first_actions) {
-        let io_cfg = quorum_io_config(e, &settings, tree.clone(), host.log_truncator(), cfg.snapshot_trust_empty)?;
+        let io_cfg = quorum_io_config(
+            e,
+            &settings,
+            tree.clone(),
+            host.log_truncator(settings.jute_max_buffer + 1024),
+            cfg.snapshot_trust_empty,
+        )?;
         let io = crate::replica::quorum_io::QuorumIo::start(io_cfg, replica_tx.clone())
             .map_err(|err| StartError::Other(format!("cannot start the quorum plane: {err}")))?;
         host.set_quorum(driver::QuorumParts { io, data_dir: settings.data_dir.clone() });
@@ -483,7 +499,8 @@ fn quorum_peer(
     use crate::quorum::{epochs, peer, zab, Members, Sid};
     let dir = &settings.data_dir;
     let write = |name: &str, v: u32| {
-        epochs::write(dir, name, v).map_err(|err| StartError::Other(format!("cannot write {name} in {}: {err}", dir.display())))
+        epochs::write(dir, name, v)
+            .map_err(|err| StartError::Other(format!("cannot write {name} in {}: {err}", dir.display())))
     };
     let current = match epochs::read(dir, epochs::CURRENT_EPOCH).map_err(StartError::Load)? {
         Some(c) => c,
@@ -515,7 +532,8 @@ fn quorum_peer(
         election: Default::default(),
         announced_config: Some(crate::quorum::wire::QuorumView::from_ensemble(e).to_text().into_bytes()),
     };
-    let init = peer::PeerInit { accepted_epoch: accepted, current_epoch: current, last_zxid, log_tail: Vec::new() };
+    let init =
+        peer::PeerInit { accepted_epoch: accepted, current_epoch: current, last_zxid, log_tail: Vec::new() };
     tracing::info!(
         "server {} of an ensemble of {} voter(s) and {} observer(s): acceptedEpoch {accepted}, currentEpoch {current}, last zxid 0x{last_zxid:x}",
         e.my_id,
@@ -536,11 +554,9 @@ fn quorum_io_config(
 ) -> Result<crate::replica::quorum_io::QuorumIoConfig, StartError> {
     use std::net::ToSocketAddrs;
     let resolve = |host: &str, port: u16| -> Result<SocketAddr, StartError> {
-        (host, port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| StartError::Config(format!("{host}:{port} (a server line's address) does not resolve")))
+        (host, port).to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or_else(|| {
+            StartError::Config(format!("{host}:{port} (a server line's address) does not resolve"))
+        })
     };
     let peers = crate::quorum::peers::PeersConfig::from_ensemble(e)
         .map_err(|err| StartError::Config(format!("the election address: {err}")))?;
@@ -549,7 +565,10 @@ fn quorum_io_config(
         quorum_addrs.insert(s.id as crate::quorum::Sid, resolve(&s.host, s.quorum_port)?);
     }
     let me = e.me();
-    let listen = crate::quorum::link::LinkConfig::listen_addrs(resolve(&me.host, me.quorum_port)?, e.quorum_listen_on_all_ips);
+    let listen = crate::quorum::link::LinkConfig::listen_addrs(
+        resolve(&me.host, me.quorum_port)?,
+        e.quorum_listen_on_all_ips,
+    );
     let connect_timeout = Duration::from_millis(u64::from(e.tick_time_ms) * u64::from(e.init_limit));
     let link = crate::quorum::link::LinkConfig::new(
         e.my_id as crate::quorum::Sid,

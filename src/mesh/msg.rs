@@ -71,6 +71,13 @@ pub enum ToReplica {
         sessions: Vec<(i64, i32)>,
         current: bool,
     },
+    /// A learner's TRUNC is done: the log ends at `zxid` and the tree was rebuilt from disk
+    /// (`last_zxid`, with these sessions).
+    Truncated {
+        zxid: i64,
+        sessions: Vec<(i64, i32)>,
+        last_zxid: i64,
+    },
     /// The session tracker's buckets, for `dump` (operations surface; answered at once).
     DumpSessions {
         reply: crossbeam_channel::Sender<crate::session::SessionsDump>,

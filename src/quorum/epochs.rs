@@ -20,7 +20,9 @@ pub fn read(dir: &Path, name: &str) -> Result<Option<u32>, String> {
     let t = text.trim();
     // ZooKeeper writes a long; an epoch is the high half of a zxid, so it fits 32 bits.
     let v: i64 = t.parse().map_err(|_| format!("{} holds {t:?}, not a number", p.display()))?;
-    u32::try_from(v).map(Some).map_err(|_| format!("{} holds {v}, not an epoch (0..=4294967295)", p.display()))
+    u32::try_from(v)
+        .map(Some)
+        .map_err(|_| format!("{} holds {v}, not an epoch (0..=4294967295)", p.display()))
 }
 
 /// Writes an epoch file durably (temporary file, fsync, rename, fsync of the directory).

@@ -13,6 +13,10 @@ use crate::mesh::{ReplicaTx, ShardLinks};
 /// executor runs the replica.
 pub trait LogSink: Send {
     fn append(&mut self, txns: Vec<crate::txnlog::SharedTxn>);
+    /// A handle that truncates this log (a learner's TRUNC and SNAP); None in memory.
+    fn truncator(&self, _max_txn_bytes: usize) -> Option<crate::txnlog::LogTruncator> {
+        None
+    }
     /// Start a new log file (after a snapshot).
     fn roll(&mut self) {}
     /// Accept appends again after a full disk.
@@ -77,6 +81,9 @@ impl LogSink for DurableLog {
     fn append(&mut self, txns: Vec<crate::txnlog::SharedTxn>) {
         self.held.push_back(Held::Append(txns));
         self.retry();
+    }
+    fn truncator(&self, max_txn_bytes: usize) -> Option<crate::txnlog::LogTruncator> {
+        self.handle.as_ref().map(|h| h.truncator(max_txn_bytes))
     }
     fn roll(&mut self) {
         // Never waits on the next file's zero-fill; see `txnlog::writer`.
@@ -210,6 +217,11 @@ impl ReplicaHost {
     /// Makes this the driver of an ensemble member: the peer's network actions go to `io`.
     pub fn set_quorum(&mut self, parts: QuorumParts) {
         self.quorum = Some(parts);
+    }
+
+    /// A handle that truncates the log, for the quorum thread (None in memory).
+    pub fn log_truncator(&self, max_txn_bytes: usize) -> Option<crate::txnlog::LogTruncator> {
+        self.log.truncator(max_txn_bytes)
     }
 
     /// Performs the peer's first actions (its first election notifications), once the quorum
@@ -350,13 +362,16 @@ impl ReplicaHost {
                     tracing::info!("Notification time out: {next_timeout_ms} ms")
                 }
                 QuorumCmd::Peer(Action::State { state, leader }) => {
-                    tracing::info!("Peer state changed: {}{}", state.name(), leader.map_or(String::new(), |l| format!(" (leader: server {l})")));
+                    tracing::info!(
+                        "Peer state changed: {}{}",
+                        state.name(),
+                        leader.map_or(String::new(), |l| format!(" (leader: server {l})"))
+                    );
                     let leading = state == crate::quorum::PeerState::Leading;
                     if !q.io.send(QuorumCmd::Leading(leading)) {
                         return Err("the quorum thread's queue is full".into());
                     }
                 }
-                QuorumCmd::Peer(Action::Truncate { zxid }) => self.log.truncate(zxid)?,
                 cmd => {
                     if !q.io.send(cmd) {
                         return Err("the quorum thread's queue is full".into());

@@ -150,6 +150,7 @@ impl<L: Links> Replica<L> {
                 // log and reloads the tree (`reset_to`).
                 self.proposals.retain(|t| t.hdr.zxid <= zxid);
                 self.prep.reset();
+                self.truncating = Some(Vec::new());
                 out.quorum.push(QuorumCmd::Peer(Action::Truncate { zxid }));
             }
             Action::LoadSnapshot { zxid } => {
@@ -382,6 +383,27 @@ impl<L: Links> Replica<L> {
         if current {
             self.zab(Input::SnapshotLoaded { zxid }, now, out);
         }
+    }
+
+    /// Learner: the TRUNC is on disk and the tree was rebuilt from it; what was held goes to the
+    /// log now, and commits apply again.
+    pub(super) fn truncated(
+        &mut self,
+        zxid: i64,
+        sessions: Vec<(i64, i32)>,
+        last_zxid: i64,
+        now: Now,
+        out: &mut Outbox,
+    ) {
+        tracing::info!("log truncated to 0x{zxid:x}; the tree was rebuilt at 0x{last_zxid:x}");
+        self.sessions.replace_all(sessions, now.mono_ms);
+        // What this server had applied beyond `zxid` is gone with the reload; the proposals it
+        // keeps are those at or below it that were not applied yet, and what came after TRUNC.
+        self.proposals.retain(|t| t.hdr.zxid > last_zxid);
+        if let Some(held) = self.truncating.take() {
+            out.to_log.extend(held);
+        }
+        self.apply_committed(now, out);
     }
 
     /// Stops the node: nothing more is answered (see `ToReplica::LogFailed`).

@@ -179,6 +179,10 @@ pub struct Replica<L: Links> {
     revalidating: HashMap<i64, (ConnRef, i32), ahash::RandomState>,
     /// The (empty) bytes of a standalone server's proposals, shared rather than allocated.
     no_data: Arc<[u8]>,
+    /// Learner: a TRUNC is being carried out on disk; appends wait here and nothing is applied
+    /// until it is done (an append sent to the log before the truncation would be cut off by
+    /// it, a txn applied now would be lost by the reload).
+    truncating: Option<Vec<crate::txnlog::SharedTxn>>,
 }
 
 /// Delivers watch events straight into the watcher's shard channel, while the tree still holds
@@ -288,6 +292,7 @@ impl<L: Links> Replica<L> {
             sync_queue: VecDeque::new(),
             revalidating: HashMap::default(),
             no_data: Arc::from(&[][..]),
+            truncating: None,
         }
     }
 
@@ -366,6 +371,9 @@ impl<L: Links> Replica<L> {
             ToReplica::Quorum(input) => self.zab(input, now, out),
             ToReplica::SnapshotInstalled { zxid, sessions, current } => {
                 self.snapshot_installed(zxid, sessions, current, now, out)
+            }
+            ToReplica::Truncated { zxid, sessions, last_zxid } => {
+                self.truncated(zxid, sessions, last_zxid, now, out)
             }
             ToReplica::Shutdown => {}
         }
@@ -471,7 +479,10 @@ impl<L: Links> Replica<L> {
         if let Some(last) = self.proposals.back() {
             assert!(txn.hdr.zxid > last.hdr.zxid, "txns are logged in zxid order");
         }
-        out.to_log.push(txn.clone());
+        match &mut self.truncating {
+            Some(held) => held.push(txn.clone()),
+            None => out.to_log.push(txn.clone()),
+        }
         self.proposals.push_back(txn);
     }
 
@@ -676,6 +687,9 @@ impl<L: Links> Replica<L> {
     /// Applies every txn up to the commit point, in order, answering this node's clients as
     /// their turns come.
     fn apply_committed(&mut self, now: Now, out: &mut Outbox) {
+        if self.truncating.is_some() {
+            return;
+        }
         while self.proposals.front().is_some_and(|t| t.hdr.zxid <= self.committed_zxid) {
             let t = self.proposals.pop_front().expect("checked above");
             // What waits ahead of this txn's request in its session must not see it.

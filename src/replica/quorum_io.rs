@@ -67,9 +67,8 @@ impl QuorumIo {
         let thread = {
             let (bell, stop) = (bell.clone(), stop.clone());
             std::thread::Builder::new().name("zkd-quorum".into()).spawn(move || {
-                let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-                    .name("zkd-quorum")
-                    .make();
+                let ex =
+                    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).name("zkd-quorum").make();
                 let ex = match ex {
                     Ok(ex) => ex,
                     Err(e) => {
@@ -211,11 +210,11 @@ async fn run(
     let mut buf = [0u8; 64];
     loop {
         while let Ok(cmd) = rx.try_recv() {
-            perform(&peers, &link, cmd);
+            perform(&peers, &link, &replica, cmd);
         }
         bell.arm();
         while let Ok(cmd) = rx.try_recv() {
-            perform(&peers, &link, cmd);
+            perform(&peers, &link, &replica, cmd);
         }
         if stop.load(Ordering::Acquire) {
             break;
@@ -230,8 +229,28 @@ async fn run(
     link.close();
 }
 
-fn perform(peers: &Peers, link: &QuorumLink, cmd: QuorumCmd) {
+fn perform(peers: &Peers, link: &QuorumLink, replica: &Rc<ReplicaTx>, cmd: QuorumCmd) {
     match cmd {
+        QuorumCmd::Peer(Action::Truncate { zxid }) => {
+            // The replica holds its appends and applies until it hears back (`Truncated`).
+            let (link, replica) = (link.clone(), replica.clone());
+            glommio::spawn_local(async move {
+                match link.storage().truncate(zxid).await {
+                    Ok(t) => {
+                        let m = ToReplica::Truncated { zxid, sessions: t.sessions, last_zxid: t.last_zxid };
+                        if replica.send(m).is_err() {
+                            tracing::debug!("replica stopped before the truncation finished");
+                        }
+                    }
+                    Err(e) => {
+                        // The disk may no longer match the tree: ZooKeeper exits here too.
+                        tracing::error!("{e}; stopping");
+                        std::process::exit(1);
+                    }
+                }
+            })
+            .detach();
+        }
         QuorumCmd::Peer(Action::SendNotification { to, n }) => {
             let bytes = wire::encode_notification(&n);
             if let Err(e) = peers.send(to, &bytes) {
