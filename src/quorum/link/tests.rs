@@ -275,7 +275,7 @@ fn a_slow_learner_is_disconnected_and_does_not_delay_another() {
         let mut rounds = 0i64;
         loop {
             rounds += 1;
-            assert!(rounds < 10_000, "the slow learner was never disconnected");
+            assert!(rounds < 2_000, "the slow learner was never disconnected");
             leader.send(9, &big);
             leader.send(2, &ping(rounds));
             // The fast learner gets each round's packet while the slow one's pile up.
