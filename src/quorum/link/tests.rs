@@ -351,3 +351,31 @@ fn stale_events_are_dropped_once_the_peer_starts_over() {
         );
     });
 }
+
+#[test]
+fn stop_listening_closes_learners_and_the_port_opens_again() {
+    run(|| async {
+        let (leader, addr, learner) = leader_and_learner(2).await;
+        leader.stop_listening();
+        assert_eq!(
+            input(&learner, "dropped when the leader stops leading").await,
+            Input::Disconnected { sid: 1 }
+        );
+        assert!(leader.try_next_event().is_none(), "the peer knows its role ended");
+        assert!(leader.connected().is_empty());
+        // Refused while not leading: the learner gives up after its tries.
+        learner.connect(1);
+        assert_eq!(input(&learner, "refused").await, Input::Disconnected { sid: 1 });
+
+        // Leading again, on the same port (SO_REUSEADDR, as ZooKeeper's leader socket).
+        let mut c = cfg(1, &[]);
+        c.listen = vec![addr];
+        let again = link(c);
+        assert_eq!(again.listen().unwrap(), vec![addr]);
+        assert_eq!(again.listen().unwrap(), vec![addr], "listening twice is listening once");
+        learner.connect(1);
+        assert_eq!(input(&learner, "connected again").await, Input::Connected { sid: 1 });
+        learner.send(1, &follower_info(2));
+        assert_eq!(input(&again, "identified").await, Input::Packet { from: 2, packet: follower_info(2) });
+    });
+}
