@@ -192,7 +192,8 @@ pub(crate) struct Inner {
 }
 
 /// The quorum port of one server. Lives on one glommio executor (not `Send`); every method
-/// returns at once, the work runs in tasks of that executor.
+/// returns at once, the work runs in tasks of that executor, which must keep a timer armed (the
+/// shards' heartbeat does: glommio 0.9 can park a reactor that still has runnable tasks).
 #[derive(Clone)]
 pub struct QuorumLink {
     inner: Rc<Inner>,

@@ -250,7 +250,7 @@ fn learner_log(dir: &std::path::Path, stale_from: i64) -> LogHandle {
         })
         .collect();
     h.append(stale).unwrap();
-    // Test thread, before any executor runs.
+    // own thread: the test's, before any executor runs.
     assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap(), stale_from + 2);
     h
 }
