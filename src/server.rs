@@ -375,7 +375,7 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
             (Replica::new(replica_cfg, tree.clone(), sessions, ShardLinks::new(links), last_zxid, now), None)
         }
         Some(e) => {
-            let (peer, acts) = quorum_peer(e, &settings, last_zxid, now)?;
+            let (peer, acts) = quorum_peer(e, &settings, epoch_counter_start(cfg)?, last_zxid, now)?;
             let r = Replica::with_peer(
                 replica_cfg,
                 tree.clone(),
@@ -493,6 +493,7 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
 fn quorum_peer(
     e: &crate::config::Ensemble,
     settings: &Settings,
+    epoch_counter_start: u32,
     last_zxid: i64,
     now: crate::replica::Now,
 ) -> Result<(crate::quorum::peer::Peer, Vec<crate::quorum::peer::Action>), StartError> {
@@ -526,6 +527,7 @@ fn quorum_peer(
             init_limit: i64::from(e.init_limit),
             sync_limit: i64::from(e.sync_limit),
             commit_log_count: e.commit_log_count.max(1) as usize,
+            epoch_counter_start,
         },
         members: Members::from_ensemble(e),
         standalone: false,
@@ -598,6 +600,26 @@ fn log_write_path(cfg: &Config) -> Result<crate::txnlog::WritePath, StartError> 
         Some(v) => {
             Err(StartError::Other(format!("zkd.txnlog.writePath={v:?}: expected direct, pwrite or mmap")))
         }
+    }
+}
+
+/// `zkd.testing.epochCounterStart` (decimal or 0x-hex; default 0): see
+/// `quorum::zab::ZabConfig::epoch_counter_start`. For tests only.
+fn epoch_counter_start(cfg: &Config) -> Result<u32, StartError> {
+    const KEY: &str = "zkd.testing.epochCounterStart";
+    let Some(v) = cfg.zkd.get(KEY) else { return Ok(0) };
+    let t = v.trim();
+    let n = match t.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => t.parse(),
+    };
+    // u32::MAX would leave a leader nothing to propose: it would step down at its first write.
+    match n {
+        Ok(n) if n < u32::MAX => {
+            tracing::warn!("{KEY}={t}: every new epoch's zxids start at counter 0x{n:x} (for tests only)");
+            Ok(n)
+        }
+        _ => Err(StartError::Other(format!("{KEY}={v:?}: expected a counter below 0xffffffff"))),
     }
 }
 

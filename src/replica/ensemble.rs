@@ -27,6 +27,7 @@ pub(super) fn standalone_config(sid: Sid, tick_ms: i64) -> PeerConfig {
             init_limit: 10,
             sync_limit: 5,
             commit_log_count: COMMIT_LOG_COUNT_DEFAULT,
+            epoch_counter_start: 0,
         },
         members: Members::new([sid], []),
         standalone: true,

@@ -143,7 +143,9 @@ async fn run(
                     },
                     PeerEvent::Connected { sid, .. } => Input::ElectionPeer { sid, reachable: true },
                     PeerEvent::Lost { sid, reason } => {
-                        tracing::info!("election connection to server {sid} lost: {reason}");
+                        // The election connections' manager logged the loss and its reason: one
+                        // line per lost (or refused) connection.
+                        tracing::debug!("election connection to server {sid} lost: {reason}");
                         Input::ElectionPeer { sid, reachable: false }
                     }
                     PeerEvent::DialFailed { sid, reason } => {

@@ -795,15 +795,18 @@ impl Leader {
                     // The leader's state is now at its epoch's marker (ZooKeeper's startZkServer).
                     let marker = make_zxid(self.epoch, 0);
                     self.history.mark(marker);
-                    self.last_proposed = marker;
-                    self.last_committed = marker;
-                    self.own_durable = marker;
+                    // Proposals follow the marker, or the configured start (tests of the
+                    // counter's end): nothing lies between the two.
+                    let start = make_zxid(self.epoch, self.cfg.epoch_counter_start);
+                    self.last_proposed = start;
+                    self.last_committed = start;
+                    self.own_durable = start;
                     self.next_check_ms = now + self.cfg.tick_ms;
                     self.next_ping_ms = now + self.cfg.tick_ms / 2;
                     out.push(Action::Serving {
                         role: Role::Leader,
                         epoch: self.epoch,
-                        next_zxid: Some(marker + 1),
+                        next_zxid: Some(start + 1),
                     });
                     let waiting: Vec<Sid> = self
                         .learners

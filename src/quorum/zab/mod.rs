@@ -102,6 +102,11 @@ pub struct ZabConfig {
     pub sync_limit: i64,
     /// `zookeeper.commitLogCount`.
     pub commit_log_count: usize,
+    /// The counter a leader's proposals follow in a new epoch: 0, as in ZooKeeper (the first
+    /// proposal is counter 1). Only tests of the counter's end (ZOOKEEPER-1277) set it, with
+    /// zoo.cfg's `zkd.testing.epochCounterStart`, so that a leader exhausts its epoch within a
+    /// few writes instead of 2^32; learners follow (proposals only have to grow).
+    pub epoch_counter_start: u32,
 }
 
 impl ZabConfig {

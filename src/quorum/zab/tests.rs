@@ -9,6 +9,7 @@ use crate::quorum::{epoch_of, make_zxid, Members};
 
 fn zcfg(my_id: Sid) -> ZabConfig {
     ZabConfig {
+        epoch_counter_start: 0,
         my_id,
         tick_ms: 2000,
         init_limit: 10,
@@ -974,6 +975,40 @@ fn rollover_makes_the_leader_step_down() {
     // ... and a proposal whose counter is all ones makes the leader step down, unsent.
     let mut l2 = l;
     let (out, flow) = step_l(&mut l2, Input::Propose(prop(z(2, u32::MAX))), 50);
+    assert_eq!(out, vec![]);
+    assert_eq!(
+        flow,
+        Flow::Abandon(
+            "zxid lower 32 bits have rolled over, forcing re-election, and therefore new epoch start".into()
+        )
+    );
+}
+
+#[test]
+fn a_configured_counter_start_brings_the_rollover_within_a_few_writes() {
+    // What the process test of ZOOKEEPER-1277 runs with (`zkd.testing.epochCounterStart`): the
+    // epoch's marker stays at counter 0 (NEWLEADER and its ACK), proposals start after the
+    // configured counter, and the leader steps down at the all-ones counter as usual.
+    let mut out = Vec::new();
+    let h = history(z(1, 2), &[]);
+    let cfg = ZabConfig { epoch_counter_start: u32::MAX - 2, ..zcfg(3) };
+    let (mut l, _) = Leader::start(cfg, Members::new([1, 2, 3], []), h, 1, 1, 0, &mut out);
+    ok_l(&mut l, from(1, info(pt::FOLLOWERINFO, 1, 1)), 10);
+    ok_l(&mut l, from(1, ackepoch(z(1, 2), 1)), 20);
+    let acts = ok_l(&mut l, from(1, pk(pt::ACK, z(2, 0))), 30);
+    assert!(
+        acts.contains(&Action::Serving { role: Role::Leader, epoch: 2, next_zxid: Some(z(2, u32::MAX - 1)) }),
+        "{acts:?}"
+    );
+    ok_l(&mut l, Input::Propose(prop(z(2, u32::MAX - 1))), 40);
+    assert_eq!(
+        ok_l(&mut l, Input::Durable { zxid: z(2, u32::MAX - 1) }, 41),
+        vec![],
+        "the leader alone is no quorum"
+    );
+    let acts = ok_l(&mut l, from(1, pk(pt::ACK, z(2, u32::MAX - 1))), 42);
+    assert!(acts.contains(&Action::Commit { zxid: z(2, u32::MAX - 1) }), "{acts:?}");
+    let (out, flow) = step_l(&mut l, Input::Propose(prop(z(2, u32::MAX))), 50);
     assert_eq!(out, vec![]);
     assert_eq!(
         flow,
