@@ -364,7 +364,7 @@ fn logged_creates(data: &Path) -> Vec<(String, i64)> {
 
 #[test]
 fn the_leader_steps_down_before_the_zxid_counter_rolls_over() {
-    let mut e = start_ensemble();
+    let e = start_ensemble();
     wait_until(Duration::from_secs(30), "every node serves", || {
         e.nodes.iter().all(|n| n.role().is_some()).then_some(())
     });
