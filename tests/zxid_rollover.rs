@@ -278,8 +278,13 @@ impl Client {
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
         s.set_nodelay(true)?;
         let (session_id, passwd) = session.unwrap_or((0, vec![0; 16]));
-        let req =
-            ConnectRequest { time_out: 10_000, session_id, passwd, last_zxid_seen: last_zxid, ..Default::default() };
+        let req = ConnectRequest {
+            time_out: 10_000,
+            session_id,
+            passwd,
+            last_zxid_seen: last_zxid,
+            ..Default::default()
+        };
         s.write_all(&frame(&req.to_bytes()))?;
         let resp = ConnectResponse::from_bytes(&read_frame(&mut s)?)
             .map_err(|e| std::io::Error::other(format!("connect response: {e:?}")))?;
@@ -326,7 +331,8 @@ fn children(port: u16, parent: &str) -> std::io::Result<Vec<(String, Vec<u8>, i6
     let mut out = Vec::new();
     for k in kids {
         let path = format!("{parent}/{k}");
-        let (h, b) = c.call(OpCode::GetData, &GetDataRequest { path: path.clone(), watch: false }.to_bytes())?;
+        let (h, b) =
+            c.call(OpCode::GetData, &GetDataRequest { path: path.clone(), watch: false }.to_bytes())?;
         assert_eq!(h.err, 0, "getData {path}");
         let r = GetDataResponse::from_bytes(&b).unwrap();
         out.push((path, r.data.unwrap_or_default(), r.stat.czxid));
@@ -426,7 +432,12 @@ fn the_leader_steps_down_before_the_zxid_counter_rolls_over() {
         if epoch_of(new.1) == epoch_of(old.1) {
             continue;
         }
-        assert_eq!(counter_of(old.1), u32::MAX - 1, "epoch {} ended before its last counter", epoch_of(old.1));
+        assert_eq!(
+            counter_of(old.1),
+            u32::MAX - 1,
+            "epoch {} ended before its last counter",
+            epoch_of(old.1)
+        );
         assert!(counter_of(new.1) > LAST_COUNTER, "epoch {} starts where configured", epoch_of(new.1));
         let unavailable = new.2 - old.2;
         println!(
@@ -445,7 +456,11 @@ fn the_leader_steps_down_before_the_zxid_counter_rolls_over() {
         .map(|n| n.log().matches("stopped serving clients: zxid lower 32 bits have rolled over").count())
         .sum();
     // (The session that closed the last write's connection may have used an epoch up too.)
-    assert!(said >= rollovers.len(), "each leader says why it steps down: {said} for {} rollovers", rollovers.len());
+    assert!(
+        said >= rollovers.len(),
+        "each leader says why it steps down: {said} for {} rollovers",
+        rollovers.len()
+    );
     println!(
         "zxid rollover: {} rollovers, writes unavailable for at most {} ms ({reconnects} reconnect attempts, tick {TICK_MS} ms)",
         rollovers.len(),
@@ -480,8 +495,13 @@ fn the_leader_steps_down_before_the_zxid_counter_rolls_over() {
     }
     assert_eq!(zxid_of.len(), WRITES, "the 30 creates are in the logs");
     for n in &e.nodes {
-        let current: u32 = std::fs::read_to_string(n.data().join("currentEpoch")).unwrap().trim().parse().unwrap();
+        let current: u32 =
+            std::fs::read_to_string(n.data().join("currentEpoch")).unwrap().trim().parse().unwrap();
         let last = epochs.last().copied().unwrap();
-        assert!(current >= last, "node {}: currentEpoch {current} is behind the last write's epoch {last}", n.sid);
+        assert!(
+            current >= last,
+            "node {}: currentEpoch {current} is behind the last write's epoch {last}",
+            n.sid
+        );
     }
 }

@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
@@ -229,7 +228,8 @@ class Node:
             if self.proc.poll() is not None:
                 return None
             time.sleep(0.01)
-        raise RuntimeError("node %d bound no client port within %d s; log %s" % (self.sid, timeout, self.log_path))
+        raise RuntimeError("node %d bound no client port within %d s; log %s"
+                           % (self.sid, timeout, self.log_path))
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -239,15 +239,6 @@ class Node:
             self.proc.send_signal(signal.SIGKILL)
         if self.proc is not None:
             self.proc.wait()
-
-    def stop(self):
-        if self.alive():
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
     def log(self):
         try:
@@ -379,23 +370,18 @@ class Ensemble:
             self.write_config(sid, config_sids)
         n.spawn()
         if n.wait_port() is None:
-            raise RuntimeError("node %d exited (%s) on restart; log:\n%s" % (sid, n.proc.returncode, n.log()[-3000:]))
+            raise RuntimeError("node %d exited (%s) on restart; log:\n%s"
+                               % (sid, n.proc.returncode, n.log()[-3000:]))
 
     def wait_serving(self, timeout=30, sids=None):
         """Until a write through each of `sids` (default: every running node) is acknowledged."""
         for s in sids or [s for s in self.sids if self.nodes[s].alive()]:
             wait_for(lambda s=s: try_write(self.nodes[s]), timeout, "node %d serves writes" % s, step=0.05)
 
-    def leader(self):
-        leaders = [s for s in self.sids if self.nodes[s].role() == "Leader"]
-        return leaders[0] if len(leaders) == 1 else None
-
     def wait_leader(self, timeout=20, exclude=()):
-        return wait_for(lambda: next((s for s in self.sids if s not in exclude and self.nodes[s].role() == "Leader"),
-                                     None), timeout, "a leader")
-
-    def followers(self):
-        return [s for s in self.sids if self.nodes[s].role() == "Follower"]
+        def leader():
+            return next((s for s in self.sids if s not in exclude and self.nodes[s].role() == "Leader"), None)
+        return wait_for(leader, timeout, "a leader")
 
     def close(self):
         for n in self.nodes.values():
@@ -458,7 +444,3 @@ def tree(node, timeout=10.0, skip=("/zookeeper",)):
         return out
     finally:
         c.close_socket()
-
-
-def base_dir(prefix):
-    return tempfile.mkdtemp(prefix="zkd-%s-" % prefix)
