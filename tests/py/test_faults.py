@@ -11,6 +11,7 @@ ZKD_REQUIRE_ALL=1 (tests/run-all.sh).
     ZKD_BIN=$CARGO_TARGET_DIR/release/zkd python3 -m pytest -q tests/py/test_faults.py
 """
 import contextlib
+import datetime
 import re
 import socket
 import struct
@@ -228,7 +229,11 @@ def test_bad_election_bytes_cost_one_connection_and_the_listener_lives(tmp_path)
             if what.startswith("frame"):
                 assert str(2**31 - 1) in lines[0], lines[0]
         assert target.alive()
-        assert " ERROR " not in target.log(), "nothing the listener saw is an error of the server"
+        # (A learner's connect to a leader not yet listening may end in an ERROR line while the
+        # ensemble forms, as in ZooKeeper; nothing of the election connections may.)
+        errors = [l for l in target.log().splitlines()
+                  if " ERROR " in l and ("quorum::peers" in l or "listener" in l)]
+        assert errors == [], "the election listener reported an error: %s" % errors
 
         # The listener lives: with node 2 down, node 3 (killed and restarted) can rejoin only
         # through node 1's listener.
@@ -264,15 +269,24 @@ def first_write(e, sids, deadline):
 
 def restart_and_time(e, sid, config_sids, bound_s, what):
     """Restarts `sid` with `config_sids`, and returns how long the ensemble took to serve a write
-    again, counted from the restart (the spawn of the new process); fails past `bound_s`."""
-    t0 = time.monotonic()
+    again, counted from the restart (the spawn of the new process); fails past `bound_s`. The
+    message says how much of it the new process took to listen on its election port (its own
+    start-up, which CPU contention stretches)."""
+    mark = e.nodes[sid].log_size()
+    wall0, t0 = time.time(), time.monotonic()
     e.restart(sid, config_sids)
     t = first_write(e, e.sids, t0 + max(bound_s, 10))
     assert t is not None, "%s: the ensemble does not serve 10 s after the restart" % what
     took = t - t0
-    print("%s: serving %.0f ms after the restart" % (what, took * 1000))
-    assert took <= bound_s, "%s: serving %.0f ms after the restart (bound %.0f ms)" % (
-        what, took * 1000, bound_s * 1000)
+    m = re.search(r"^(\S+)Z .*accepting election connections", e.nodes[sid].log_since(mark), re.M)
+    listening = "?"
+    if m is not None:
+        at = datetime.datetime.fromisoformat(m.group(1)).replace(tzinfo=datetime.timezone.utc).timestamp()
+        listening = "%.0f" % ((at - wall0) * 1000)
+    said = "%s: serving %.0f ms after the restart (its election listener was up after %s ms)" % (
+        what, took * 1000, listening)
+    print(said)
+    assert took <= bound_s, "%s; the bound is %.0f ms" % (said, bound_s * 1000)
     return took
 
 
