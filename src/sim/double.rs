@@ -26,8 +26,16 @@ pub enum Bug {
     NoTruncate,
     /// The leader proposes forwarded requests in pairs, the second first.
     ReorderRequests,
+    /// Like `ReorderRequests`, but zxids are given on arrival, so the log gets them out of order.
+    NumberOnArrival,
     /// A follower takes the epoch of a NEWLEADER from a stale leader, writing it back to disk.
     StaleEpochOnDisk,
+    /// A voter forgets whom it voted for in an epoch and votes again for another candidate.
+    VoteTwice,
+    /// A new leader numbers proposals on from its last logged zxid instead of starting its own
+    /// epoch: it reuses zxids that others logged with other content (say, the tail a crash tore
+    /// from its own log).
+    ZxidFromLastLogged,
 }
 
 const TICK_MS: Ms = 10;
@@ -38,7 +46,10 @@ const SYNC_LIMIT_MS: Ms = 500;
 pub enum RefMsg {
     VoteReq { epoch: u32, current: u32, last: i64 },
     VoteResp { epoch: u32, granted: bool },
-    NewLeader { epoch: u32, log: Vec<Entry> },
+    /// The leader's whole log; `safe`: how much of it is committed or will be when this epoch
+    /// is established (a learner's state must not hold more: ZooKeeper's leader sends TRUNC to
+    /// a learner whose last zxid is past its committed log).
+    NewLeader { epoch: u32, log: Vec<Entry>, safe: usize },
     AckNewLeader { epoch: u32, last: i64 },
     UpToDate { epoch: u32 },
     Propose { epoch: u32, entry: Entry },
@@ -141,7 +152,7 @@ impl RefZab {
     }
 
     fn election_timeout(&self) -> Ms {
-        250 + 90 * (self.sid as Ms - 1) + 40 * self.attempts.min(8)
+        250 + 25 * (self.sid as Ms - 1) + 40 * self.attempts.min(8)
     }
 
     fn send(out: &mut Out, to: Sid, msg: RefMsg) {
@@ -235,9 +246,9 @@ impl RefZab {
                         }
                     }
                 }
-                let (serving, since) = (l.serving, l.since);
+                let (serving, since, safe) = (l.serving, l.since, l.committed.max(l.start_len));
                 for s in sync {
-                    Self::send(out, s, RefMsg::NewLeader { epoch, log: self.log.clone() });
+                    Self::send(out, s, RefMsg::NewLeader { epoch, log: self.log.clone(), safe });
                 }
                 let lost = !self.quorum(alive) && (serving || now.saturating_sub(since) > 2 * SYNC_LIMIT_MS);
                 if lost {
@@ -258,7 +269,8 @@ impl RefZab {
         self.persist_current(epoch, out);
         let learners = self.peers().map(|s| (s, Learner { link: Link::Syncing, acked: 0, heard: now })).collect();
         for p in self.peers().collect::<Vec<_>>() {
-            Self::send(out, p, RefMsg::NewLeader { epoch, log: self.log.clone() });
+            let safe = self.log.len();
+            Self::send(out, p, RefMsg::NewLeader { epoch, log: self.log.clone(), safe });
         }
         self.role = Role::Leading(Box::new(Leading {
             epoch,
@@ -340,9 +352,23 @@ impl RefZab {
             return;
         }
         l.counter += 1;
-        let entry = Entry { zxid: make_zxid(l.epoch, l.counter), txn };
+        let zxid = match self.log.last() {
+            Some(last) if self.bug == Bug::ZxidFromLastLogged => last.zxid + 1,
+            _ => make_zxid(l.epoch, l.counter),
+        };
+        self.log_own(Entry { zxid, txn }, out);
+    }
+
+    /// The leader logs its proposal and sends it to every learner it syncs or has synced.
+    fn log_own(&mut self, entry: Entry, out: &mut Out) {
+        let Role::Leading(l) = &mut self.role else { return };
         let epoch = l.epoch;
         let to: Vec<Sid> = l.learners.iter().filter(|(_, lr)| lr.link != Link::Detached).map(|(s, _)| *s).collect();
+        if self.log.last().is_some_and(|last| last.zxid >= entry.zxid) && self.bug == Bug::NumberOnArrival {
+            // The world refuses an out-of-order append; keep this node's log the same.
+            out.push(Effect::LogAppend(entry));
+            return;
+        }
         self.log.push(entry);
         out.push(Effect::LogAppend(entry));
         for s in to {
@@ -353,23 +379,30 @@ impl RefZab {
     fn on_message(&mut self, from: Sid, msg: RefMsg, now: Ms, out: &mut Out) {
         match msg {
             RefMsg::VoteReq { epoch, current, last } => {
-                if epoch > self.accepted {
+                let fresh = (current, last) >= (self.current, self.last_zxid()) || self.bug == Bug::VoteIgnoresLog;
+                let granted = if epoch > self.accepted {
+                    // The first request of a new epoch: promise it, and vote only now (whom this
+                    // node voted for is not on disk, so after a restart it votes no more in the
+                    // epoch it promised).
                     self.persist_accepted(epoch, out);
                     self.look(now, out);
                     self.role = Role::Looking { candidate: None };
-                }
-                if epoch == self.accepted {
-                    let fresh = (current, last) >= (self.current, self.last_zxid()) || self.bug == Bug::VoteIgnoresLog;
-                    let granted = match self.voted {
-                        Some((e, s)) if e == epoch => s == from,
-                        _ => fresh && matches!(self.role, Role::Looking { candidate: None }),
-                    };
-                    if granted {
-                        self.voted = Some((epoch, from));
-                        self.heard = now;
+                    fresh
+                } else if epoch == self.accepted {
+                    match self.voted {
+                        Some((e, s)) if e == epoch && s == from => true,
+                        _ => self.bug == Bug::VoteTwice && fresh && !matches!(self.role, Role::Leading(_)),
                     }
-                    Self::send(out, from, RefMsg::VoteResp { epoch, granted });
+                } else {
+                    return;
+                };
+                if granted {
+                    self.voted = Some((epoch, from));
+                    self.heard = now;
+                } else if epoch > self.voted.map_or(0, |v| v.0) {
+                    self.voted = Some((epoch, 0));
                 }
+                Self::send(out, from, RefMsg::VoteResp { epoch, granted });
             }
             RefMsg::VoteResp { epoch, granted } => {
                 if let Role::Looking { candidate: Some((e, votes)) } = &mut self.role {
@@ -382,7 +415,7 @@ impl RefZab {
                     }
                 }
             }
-            RefMsg::NewLeader { epoch, log } => {
+            RefMsg::NewLeader { epoch, log, safe } => {
                 if epoch < self.accepted && self.bug != Bug::StaleEpochOnDisk {
                     return;
                 }
@@ -398,6 +431,8 @@ impl RefZab {
                 }
                 let common = self.log.iter().zip(&log).take_while(|(a, b)| a == b).count();
                 let keep = if self.bug == Bug::NoTruncate { self.log.len() } else { common };
+                // What the state holds beyond the safe point goes too (it may never commit).
+                let keep = if self.applied > safe && self.bug != Bug::NoTruncate { keep.min(safe) } else { keep };
                 if keep < self.log.len() {
                     let zxid = if keep == 0 { 0 } else { self.log[keep - 1].zxid };
                     self.log.truncate(keep);
@@ -522,11 +557,23 @@ impl RefZab {
     }
 
     fn request(&mut self, txn: Txn, out: &mut Out) {
-        if self.bug == Bug::ReorderRequests {
+        if matches!(self.bug, Bug::ReorderRequests | Bug::NumberOnArrival) {
             if let Role::Leading(l) = &mut self.role {
                 match l.held.take() {
                     None => {
                         l.held = Some(txn);
+                        if self.bug == Bug::NumberOnArrival {
+                            l.counter += 1; // this request's zxid, used when it is proposed
+                        }
+                        return;
+                    }
+                    Some(first) if self.bug == Bug::NumberOnArrival => {
+                        let held_counter = l.counter;
+                        self.propose(txn, out);
+                        if let Role::Leading(l) = &mut self.role {
+                            let entry = Entry { zxid: make_zxid(l.epoch, held_counter), txn: first };
+                            self.log_own(entry, out);
+                        }
                         return;
                     }
                     Some(first) => {

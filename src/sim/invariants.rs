@@ -29,6 +29,8 @@ pub enum Seen {
     Proposed { sid: Sid, entry: Entry },
     /// A node applied a txn (`serving` as the node was when it applied).
     Applied { sid: Sid, entry: Entry, role: PeerState, serving: bool },
+    /// A node asked to log `zxid` after `after` (not logged: the log stays in zxid order).
+    LoggedOutOfOrder { sid: Sid, zxid: i64, after: i64 },
     /// A node's state was rebuilt (boot, truncation, snapshot): session order is rechecked.
     Rebuilt { sid: Sid },
     /// A node's log became durable up to these entries (an ack's worth of evidence).
@@ -83,6 +85,7 @@ impl Watch {
             r.map_err(|e| (name, e))
         }
         named("zxid_never_proposed_twice", self.zxid_never_proposed_twice(seen))?;
+        named("log_is_in_zxid_order", self.log_is_in_zxid_order(seen))?;
         named("epochs_never_go_backwards_on_disk", self.epochs_never_go_backwards_on_disk(seen))?;
         named("session_ops_apply_in_client_order", self.session_ops_apply_in_client_order(seen, nodes))?;
         self.record_durable(seen);
@@ -115,6 +118,16 @@ impl Watch {
                         self.proposals.insert(entry.zxid, entry.txn);
                     }
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// A node logs proposals in rising zxid order (the log and every sync decision rely on it).
+    pub fn log_is_in_zxid_order(&self, seen: &[Seen]) -> Result<(), String> {
+        for s in seen {
+            if let Seen::LoggedOutOfOrder { sid, zxid, after } = s {
+                return Err(format!("sid {sid} logged zxid {zxid:#x} after {after:#x}"));
             }
         }
         Ok(())

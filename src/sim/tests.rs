@@ -25,3 +25,29 @@ fn a_seed_replays_exactly() {
     assert_eq!(a, b);
     assert!(run_seed::<RefZab>(43).is_ok());
 }
+
+/// Each broken variant of the double is caught within a few seeds, and between them every
+/// invariant fires at least once: the checks can fail.
+#[test]
+fn every_invariant_fires_on_some_broken_variant() {
+    let bugs = [
+        Bug::ApplyOnPropose,
+        Bug::CommitOnOneAck,
+        Bug::EpochNotPersisted,
+        Bug::VoteIgnoresLog,
+        Bug::NoTruncate,
+        Bug::ReorderRequests,
+        Bug::NumberOnArrival,
+        Bug::StaleEpochOnDisk,
+        Bug::VoteTwice,
+        Bug::ZxidFromLastLogged,
+    ];
+    let mut fired = std::collections::BTreeMap::new();
+    for bug in bugs {
+        let f = with_bug(bug, || first_failure::<RefZab>(0..60));
+        let f = f.unwrap_or_else(|| panic!("{bug:?} went unnoticed for 60 seeds"));
+        eprintln!("{bug:?}: seed {} step {}: {}: {}", f.seed, f.step, f.invariant, f.what);
+        fired.entry(f.invariant).or_insert_with(Vec::new).push(bug);
+    }
+    eprintln!("{fired:?}");
+}

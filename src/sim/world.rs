@@ -516,11 +516,12 @@ impl<N: SimNode> World<N> {
                 }
                 Effect::LogAppend(entry) => {
                     let d = &mut self.nodes[node].disk;
-                    if let Some(last) = d.log.last() {
-                        assert!(entry.zxid > last.zxid, "sid {sid} appended zxid {:#x} after {:#x}", entry.zxid, last.zxid);
+                    self.seen.push(Seen::Proposed { sid, entry });
+                    if let Some(last) = d.log.last().filter(|l| l.zxid >= entry.zxid) {
+                        self.seen.push(Seen::LoggedOutOfOrder { sid, zxid: entry.zxid, after: last.zxid });
+                        continue;
                     }
                     d.log.push(entry);
-                    self.seen.push(Seen::Proposed { sid, entry });
                     self.note(|| format!("n{sid} logs {:#x} {:?}", entry.zxid, entry.txn));
                     self.maybe_sync(node);
                 }
