@@ -13,6 +13,10 @@ use std::collections::BTreeSet;
 
 use crate::proto::Id;
 
+pub mod election;
+pub mod peer;
+pub mod zab;
+
 /// A server id: `server.N` in zoo.cfg and the number in `myid` (a Java `long` on the wire).
 pub type Sid = i64;
 
