@@ -609,7 +609,7 @@ impl RefZab {
 impl SimNode for RefZab {
     type Msg = RefMsg;
 
-    fn boot(boot: Boot<'_>, now_ms: Ms) -> (Self, Vec<Effect<RefMsg>>) {
+    fn boot(boot: Boot<'_>, now_ms: Ms) -> Result<(Self, Vec<Effect<RefMsg>>), String> {
         let node = RefZab {
             sid: boot.sid,
             voters: boot.members.voters.iter().copied().collect(),
@@ -625,7 +625,7 @@ impl SimNode for RefZab {
             attempts: 0,
             syncs: Vec::new(),
         };
-        (node, vec![Effect::Role { state: PeerState::Looking, epoch: boot.current_epoch, serving: false }])
+        Ok((node, vec![Effect::Role { state: PeerState::Looking, epoch: boot.current_epoch, serving: false }]))
     }
 
     fn step(&mut self, input: Input<RefMsg>, now_ms: Ms) -> Vec<Effect<RefMsg>> {
@@ -642,7 +642,7 @@ impl SimNode for RefZab {
                 }
                 _ => {}
             },
-            Input::ConnectionLost { .. } => {}
+            Input::ConnectionLost { .. } | Input::Connected { .. } => {}
             Input::LogDurable { zxid } => {
                 self.durable = self.log.iter().take_while(|e| e.zxid <= zxid).count().max(self.durable);
                 match self.role {

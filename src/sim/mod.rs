@@ -59,6 +59,7 @@
 pub mod double;
 pub mod invariants;
 pub mod net;
+pub mod peer;
 pub mod run;
 pub mod world;
 
@@ -109,8 +110,11 @@ pub enum Input<M> {
     /// The node's periodic timer fired.
     Tick,
     Message { from: Sid, channel: Channel, msg: M },
-    /// The connection to `peer` on `channel` broke; what was queued on it is gone.
+    /// The connection to `peer` on `channel` broke, or a connect to it failed; what was queued
+    /// on it is gone.
     ConnectionLost { peer: Sid, channel: Channel },
+    /// A connection this node asked for (`Effect::Connect`) is up.
+    Connected { peer: Sid, channel: Channel },
     /// Every entry of the log up to and including `zxid` is durable.
     LogDurable { zxid: i64 },
     /// A client of this node sends a write.
@@ -123,6 +127,9 @@ pub enum Input<M> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect<M> {
     Send { to: Sid, channel: Channel, msg: M },
+    /// Open a connection to `peer` (a new one: an open one is closed first). Answered with
+    /// `Connected`, or `ConnectionLost` if it fails.
+    Connect { peer: Sid, channel: Channel },
     /// Close the connection to `peer` (a reset: what is queued on it either way is dropped).
     Disconnect { peer: Sid, channel: Channel },
     /// Append to the log's unsynced tail; the world answers `LogDurable` later.
@@ -147,8 +154,9 @@ pub enum Effect<M> {
 pub trait SimNode: Sized {
     type Msg: Clone + Debug;
 
-    /// Starts a node from what its disk holds. `now_ms` is the node's own clock.
-    fn boot(boot: Boot<'_>, now_ms: Ms) -> (Self, Vec<Effect<Self::Msg>>);
+    /// Starts a node from what its disk holds. `now_ms` is the node's own clock. An error is a
+    /// node that cannot restart from what it wrote: a failure of the run.
+    fn boot(boot: Boot<'_>, now_ms: Ms) -> Result<(Self, Vec<Effect<Self::Msg>>), String>;
 
     fn step(&mut self, input: Input<Self::Msg>, now_ms: Ms) -> Vec<Effect<Self::Msg>>;
 

@@ -115,10 +115,35 @@ impl<M: Clone> Net<M> {
         matches!(self.conns[self.idx(l)].state, State::Open { .. })
     }
 
-    /// Sends `msg` from `from` over `l`, `delay_ms` after `now` (never before what was sent
-    /// earlier in the same direction: FIFO). `connect_ms` is the handshake time if a connection
-    /// must be opened, `connect_timeout_ms` how long a failed connect takes to be noticed;
-    /// `refused`: no process listens at the other end (a new connection fails).
+    /// Opens `l` from `from` if it is not open: the time it is ready, or why it cannot be used.
+    /// `connect_ms` is the handshake time, `connect_timeout_ms` how long a failed connect takes
+    /// to be noticed; `refused`: no process listens at the other end.
+    pub fn open(&mut self, now: Ms, from: usize, l: Link, connect_ms: Ms, connect_timeout_ms: Ms, refused: bool) -> Result<Ms, Sent> {
+        let blocked = self.pair_blocked(l.lo, l.hi) || refused;
+        let d = l.dir(from);
+        let c = self.conn(l);
+        match c.state {
+            State::Open { ready_at } => Ok(ready_at),
+            State::Broken if c.told_at[d] > now => Err(Sent::IntoDeadSocket),
+            State::Broken | State::Closed => {
+                c.gen += 1;
+                if blocked {
+                    // The SYN does not get through (or is refused); the sender's connect fails.
+                    c.state = State::Broken;
+                    c.told_at = [now; 2];
+                    c.told_at[d] = now + connect_timeout_ms;
+                    return Err(Sent::ConnectFailed { gen: c.gen, told_at: c.told_at[d] });
+                }
+                // The peer accepts only once it was told the old connection is gone.
+                let ready_at = (now + connect_ms).max(c.told_at[1 - d]);
+                c.state = State::Open { ready_at };
+                Ok(ready_at)
+            }
+        }
+    }
+
+    /// Sends `msg` from `from` over `l` (opening it if needed, see `open`), `delay_ms` after
+    /// `now` and never before what was sent earlier in the same direction: FIFO.
     #[allow(clippy::too_many_arguments)]
     pub fn send(
         &mut self,
@@ -131,27 +156,12 @@ impl<M: Clone> Net<M> {
         connect_timeout_ms: Ms,
         refused: bool,
     ) -> Sent {
-        let blocked = self.pair_blocked(l.lo, l.hi) || refused;
+        let ready_at = match self.open(now, from, l, connect_ms, connect_timeout_ms, refused) {
+            Ok(t) => t,
+            Err(e) => return e,
+        };
         let d = l.dir(from);
         let c = self.conn(l);
-        let ready_at = match c.state {
-            State::Open { ready_at } => ready_at,
-            State::Broken if c.told_at[d] > now => return Sent::IntoDeadSocket,
-            State::Broken | State::Closed => {
-                c.gen += 1;
-                if blocked {
-                    // The SYN does not get through; the sender's connect times out.
-                    c.state = State::Broken;
-                    c.told_at = [now; 2];
-                    c.told_at[d] = now + connect_timeout_ms;
-                    return Sent::ConnectFailed { gen: c.gen, told_at: c.told_at[d] };
-                }
-                // The peer accepts only once it was told the old connection is gone.
-                let ready_at = (now + connect_ms).max(c.told_at[1 - d]);
-                c.state = State::Open { ready_at };
-                ready_at
-            }
-        };
         let last = c.queue[d].back().map_or(0, |(t, _)| *t);
         let at = (now + delay_ms).max(ready_at).max(last);
         c.queue[d].push_back((at, msg));

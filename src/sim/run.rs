@@ -18,16 +18,30 @@ pub fn run_seed<N: SimNode>(seed: u64) -> Result<Stats, Failure> {
 /// Runs one seed; on failure runs it again with the trace on, checks that it fails at the same
 /// step with the same complaint, and returns that failure (with its trace).
 pub fn run_with<N: SimNode>(cfg: Config, seed: u64) -> Result<Stats, Failure> {
-    let first = World::<N>::new(cfg.clone(), seed).run();
+    let first = run_once::<N>(cfg.clone(), seed);
     let Err(f) = first else { return first };
     if cfg.trace {
         return Err(f);
     }
-    let traced = World::<N>::new(Config { trace: true, ..cfg }, seed).run();
+    let traced = run_once::<N>(Config { trace: true, ..cfg }, seed);
     match traced {
         Err(g) if (g.step, g.invariant, &g.what) == (f.step, f.invariant, &f.what) => Err(g),
         other => panic!("seed {seed} did not replay: it first failed with\n{f}\nthen gave {other:?}"),
     }
+}
+
+/// One run; a panic inside (a node's assertion, or the world's) is a failure of the seed too.
+fn run_once<N: SimNode>(cfg: Config, seed: u64) -> Result<Stats, Failure> {
+    let mut world = World::<N>::new(cfg, seed);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| world.run_until_done()));
+    r.unwrap_or_else(|p| {
+        let what = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "a panic".into());
+        Err(world.failure_after_panic(what))
+    })
 }
 
 /// The seeds to run: `ZKD_SIM_SEED=n` for one, else `ZKD_SIM_SEEDS` (or `default_count`)

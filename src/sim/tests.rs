@@ -51,3 +51,16 @@ fn every_invariant_fires_on_some_broken_variant() {
     }
     eprintln!("{fired:?}");
 }
+
+/// The real peer (election + ZAB) under the same chaos.
+#[test]
+fn peer_holds_every_invariant_and_recovers() {
+    let seeds = seeds(0, 30);
+    match run_many::<super::peer::PeerNode>(&seeds) {
+        Ok(sum) => {
+            eprintln!("{sum:?}");
+            assert!(sum.totals.crashes > 0 && sum.totals.partitions > 0 && sum.totals.writes_acked > 0);
+        }
+        Err(f) => panic!("{f}"),
+    }
+}

@@ -37,7 +37,9 @@ impl Config {
         Config {
             nodes,
             chaos_ms: 4_000,
-            liveness_ms: 20_000,
+            // FastLeaderElection's notification timeout doubles up to 60 s while a node looks
+            // in vain; after a long chaos phase recovery may wait that long.
+            liveness_ms: 90_000,
             clients: 3,
             fault_every_ms: 150,
             trace: false,
@@ -99,6 +101,8 @@ enum Ev<M> {
     Deliver { link: Link, to: usize },
     /// The node learns that a connection broke.
     Lost { link: Link, node: usize, gen: u64, inc: u64 },
+    /// A connection the node asked for is up.
+    Connected { link: Link, node: usize, gen: u64, inc: u64 },
     /// TCP gives up on a connection with a blocked direction.
     TcpTimeout { link: Link, gen: u64 },
     /// The log's sync of its first `len` entries (the last being `zxid`) completes.
@@ -243,6 +247,8 @@ pub struct World<N: SimNode> {
     trace: VecDeque<String>,
     /// Every write a client was told committed, with its zxid.
     acked: Vec<(i64, Txn)>,
+    /// A node that could not restart from its disk.
+    boot_failure: Option<String>,
     pub stats: Stats,
 }
 
@@ -295,6 +301,7 @@ impl<N: SimNode> World<N> {
             seen: Vec::new(),
             trace: VecDeque::new(),
             acked: Vec::new(),
+            boot_failure: None,
             stats: Stats::default(),
             cfg,
         };
@@ -344,6 +351,16 @@ impl<N: SimNode> World<N> {
     /// Runs chaos then liveness; Ok with the stats if every invariant held and the cluster
     /// recovered in time.
     pub fn run(mut self) -> Result<Stats, Failure> {
+        self.run_until_done()
+    }
+
+    /// The failure report for a run that panicked (the world is as the panic left it).
+    pub fn failure_after_panic(&self, what: String) -> Failure {
+        self.fail("no_node_panics", what)
+    }
+
+    /// `run`, on a borrowed world (so that a panic leaves the world to report from).
+    pub fn run_until_done(&mut self) -> Result<Stats, Failure> {
         let deadline = self.cfg.chaos_ms + self.cfg.liveness_ms;
         while let Some(s) = self.events.pop() {
             assert!(s.at >= self.now, "time never runs backwards");
@@ -354,6 +371,9 @@ impl<N: SimNode> World<N> {
             }
             self.step += 1;
             self.handle(s.ev);
+            if let Some(what) = self.boot_failure.take() {
+                return Err(self.fail("nodes_restart_from_their_disk", what));
+            }
             let seen = std::mem::take(&mut self.seen);
             let views: Vec<NodeView<'_>> = self
                 .nodes
@@ -377,7 +397,7 @@ impl<N: SimNode> World<N> {
             if self.liveness_done() {
                 self.final_checks()?;
                 self.stats.steps = self.step;
-                return Ok(self.stats);
+                return Ok(self.stats.clone());
             }
         }
         Err(self.fail("liveness", "the event queue ran dry (no node keeps a timer?)".into()))
@@ -421,6 +441,17 @@ impl<N: SimNode> World<N> {
                 let sid = self.nodes[node].sid;
                 self.note(|| format!("n{sid} lost connection to n{peer} ({:?})", link.channel));
                 self.input(node, Input::ConnectionLost { peer, channel: link.channel });
+            }
+            Ev::Connected { link, node, gen, inc } => {
+                if !self.current(node, inc) || self.net.gen(link) != gen || !self.net.is_live(link) {
+                    return;
+                }
+                if self.nodes[node].stopped {
+                    self.nodes[node].deferred.push(Ev::Connected { link, node, gen, inc });
+                    return;
+                }
+                let peer = self.nodes[if node == link.lo { link.hi } else { link.lo }].sid;
+                self.input(node, Input::Connected { peer, channel: link.channel });
             }
             Ev::TcpTimeout { link, gen } => {
                 if self.net.gen(link) == gen && self.net.pair_blocked(link.lo, link.hi) {
@@ -506,6 +537,10 @@ impl<N: SimNode> World<N> {
                         self.seen.push(Seen::Proposed { sid, entry });
                     }
                     self.send(node, to_idx, channel, msg);
+                }
+                Effect::Connect { peer, channel } => {
+                    let Some(p) = self.index_of(peer) else { panic!("sid {sid} connects to unknown sid {peer}") };
+                    self.connect(node, p, channel);
                 }
                 Effect::Disconnect { peer, channel } => {
                     if let Some(p) = self.index_of(peer) {
@@ -628,6 +663,33 @@ impl<N: SimNode> World<N> {
         }
     }
 
+    /// A node opens a new connection (closing the one it had, if any).
+    fn connect(&mut self, from: usize, to: usize, channel: Channel) {
+        let link = Link::new(from, to, channel);
+        if self.net.is_live(link) {
+            self.close_link(link, from);
+        }
+        let down = self.nodes[to].sm.is_none();
+        let connect = self.rng.gen_range(0..3);
+        let timeout = if down { self.rng.gen_range(0..10) } else { self.rng.gen_range(20..500) };
+        let inc = self.nodes[from].inc;
+        match self.net.open(self.now, from, link, connect, timeout, down) {
+            Ok(ready_at) => {
+                let gen = self.net.gen(link);
+                self.schedule(ready_at, Ev::Connected { link, node: from, gen, inc });
+                if self.net.pair_blocked(from, to) {
+                    self.arm_tcp_timeout(link);
+                }
+            }
+            // The old connection's notice is on its way: the node takes it as a failed connect.
+            Err(Sent::IntoDeadSocket) => {}
+            Err(Sent::ConnectFailed { gen, told_at }) => {
+                self.schedule(told_at, Ev::Lost { link, node: from, gen, inc })
+            }
+            Err(Sent::Queued(_)) => unreachable!("open never queues"),
+        }
+    }
+
     /// A node closes a connection: the peer learns after a short delay (the FIN or RST travels),
     /// or when TCP gives up if the way back is blocked.
     fn close_link(&mut self, link: Link, closer: usize) {
@@ -671,7 +733,7 @@ impl<N: SimNode> World<N> {
         d.syncing = true;
         let (len, zxid) = (d.log.len(), d.log[d.log.len() - 1].zxid);
         let inc = self.nodes[node].inc;
-        let took = if self.rng.gen_ratio(1, 30) { self.rng.gen_range(20..300) } else { self.rng.gen_range(0..5) };
+        let took = if self.rng.gen_ratio(1, 10) { self.rng.gen_range(20..300) } else { self.rng.gen_range(0..15) };
         self.schedule(self.now + took, Ev::Synced { node, inc, len, zxid });
     }
 
@@ -690,7 +752,7 @@ impl<N: SimNode> World<N> {
         // The replica rebuilds its state by replaying the log, as ZooKeeper loads its database.
         let log = n.disk.log.clone();
         n.rebuild_state(log);
-        let (sm, effects) = N::boot(
+        let booted = N::boot(
             Boot {
                 sid: n.sid,
                 members: &self.members,
@@ -700,6 +762,14 @@ impl<N: SimNode> World<N> {
             },
             now_local,
         );
+        let (sm, effects) = match booted {
+            Ok(b) => b,
+            Err(e) => {
+                let sid = n.sid;
+                self.boot_failure = Some(format!("sid {sid} cannot start from its disk: {e}"));
+                return;
+            }
+        };
         n.sm = Some(sm);
         let (sid, inc) = (n.sid, n.inc);
         self.seen.push(Seen::Rebuilt { sid });
@@ -874,8 +944,12 @@ impl<N: SimNode> World<N> {
                 self.note(|| format!("n{sid}'s clock now runs at {rate}/1000"));
             }
             _ => {
-                // A crash right after a write: the unsynced tail is most at risk.
-                if self.nodes[node].disk.log.len() > self.nodes[node].disk.durable {
+                // A crash of a node with an unsynced tail, the case a torn write matters in.
+                let unsynced: Vec<usize> = (0..n)
+                    .filter(|&i| self.nodes[i].sm.is_some() && self.nodes[i].disk.log.len() > self.nodes[i].disk.durable)
+                    .collect();
+                if !unsynced.is_empty() {
+                    let node = unsynced[self.rng.gen_range(0..unsynced.len())];
                     self.crash(node);
                     let back = self.rng.gen_range(10..1000);
                     self.schedule(self.now + back, Ev::Restart { node });
