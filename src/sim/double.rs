@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Boot, Channel, Effect, Entry, Input, Ms, SimNode, Txn};
+use super::{Boot, Booted, Channel, Effect, Entry, Input, Ms, SimNode, Txn};
 use crate::quorum::{make_zxid, PeerState, Sid};
 
 /// One deliberate fault, to show the checks catch it.
@@ -44,22 +44,61 @@ const SYNC_LIMIT_MS: Ms = 500;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefMsg {
-    VoteReq { epoch: u32, current: u32, last: i64 },
-    VoteResp { epoch: u32, granted: bool },
+    VoteReq {
+        epoch: u32,
+        current: u32,
+        last: i64,
+    },
+    VoteResp {
+        epoch: u32,
+        granted: bool,
+    },
     /// The leader's whole log; `safe`: how much of it is committed or will be when this epoch
     /// is established (a learner's state must not hold more: ZooKeeper's leader sends TRUNC to
     /// a learner whose last zxid is past its committed log).
-    NewLeader { epoch: u32, log: Vec<Entry>, safe: usize },
-    AckNewLeader { epoch: u32, last: i64 },
-    UpToDate { epoch: u32 },
-    Propose { epoch: u32, entry: Entry },
-    Ack { epoch: u32, zxid: i64 },
-    Commit { epoch: u32, zxid: i64 },
-    Ping { epoch: u32, commit: i64 },
-    Pong { epoch: u32 },
-    Request { txn: Txn },
-    SyncReq { session: i64, id: u64 },
-    SyncResp { session: i64, id: u64, zxid: i64 },
+    NewLeader {
+        epoch: u32,
+        log: Vec<Entry>,
+        safe: usize,
+    },
+    AckNewLeader {
+        epoch: u32,
+        last: i64,
+    },
+    UpToDate {
+        epoch: u32,
+    },
+    Propose {
+        epoch: u32,
+        entry: Entry,
+    },
+    Ack {
+        epoch: u32,
+        zxid: i64,
+    },
+    Commit {
+        epoch: u32,
+        zxid: i64,
+    },
+    Ping {
+        epoch: u32,
+        commit: i64,
+    },
+    Pong {
+        epoch: u32,
+    },
+    Request {
+        txn: Txn,
+    },
+    SyncReq {
+        session: i64,
+        id: u64,
+    },
+    SyncResp {
+        session: i64,
+        id: u64,
+        zxid: i64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,7 +306,8 @@ impl RefZab {
 
     fn lead(&mut self, epoch: u32, now: Ms, out: &mut Out) {
         self.persist_current(epoch, out);
-        let learners = self.peers().map(|s| (s, Learner { link: Link::Syncing, acked: 0, heard: now })).collect();
+        let learners =
+            self.peers().map(|s| (s, Learner { link: Link::Syncing, acked: 0, heard: now })).collect();
         for p in self.peers().collect::<Vec<_>>() {
             let safe = self.log.len();
             Self::send(out, p, RefMsg::NewLeader { epoch, log: self.log.clone(), safe });
@@ -291,7 +331,9 @@ impl RefZab {
     /// Recomputes the leader's commit point from the acks; commits, applies and tells learners.
     fn advance_commit(&mut self, out: &mut Out) {
         let Role::Leading(l) = &mut self.role else { return };
-        let attached = |l: &Leading, z: i64| l.learners.values().filter(|lr| lr.link == Link::Attached && lr.acked >= z).count();
+        let attached = |l: &Leading, z: i64| {
+            l.learners.values().filter(|lr| lr.link == Link::Attached && lr.acked >= z).count()
+        };
         if !l.serving {
             // Established once a quorum (the leader counting itself when its log is durable)
             // has taken the NEWLEADER sync.
@@ -304,7 +346,11 @@ impl RefZab {
             out.push(Effect::Role { state: PeerState::Leading, epoch: l.epoch, serving: true });
             for (s, lr) in l.learners.iter() {
                 if lr.link == Link::Attached {
-                    out.push(Effect::Send { to: *s, channel: Channel::Quorum, msg: RefMsg::UpToDate { epoch: l.epoch } });
+                    out.push(Effect::Send {
+                        to: *s,
+                        channel: Channel::Quorum,
+                        msg: RefMsg::UpToDate { epoch: l.epoch },
+                    });
                 }
             }
         }
@@ -312,7 +358,11 @@ impl RefZab {
         while l.committed < self.log.len() {
             let z = self.log[l.committed].zxid;
             let me = usize::from(self.durable > l.committed);
-            let ok = if self.bug == Bug::CommitOnOneAck { me == 1 } else { (me + attached(l, z)) * 2 > self.voters.len() };
+            let ok = if self.bug == Bug::CommitOnOneAck {
+                me == 1
+            } else {
+                (me + attached(l, z)) * 2 > self.voters.len()
+            };
             if !ok {
                 break;
             }
@@ -325,7 +375,11 @@ impl RefZab {
         let zxid = self.log[committed - 1].zxid;
         for (s, lr) in l.learners.iter() {
             if lr.link != Link::Detached {
-                out.push(Effect::Send { to: *s, channel: Channel::Quorum, msg: RefMsg::Commit { epoch, zxid } });
+                out.push(Effect::Send {
+                    to: *s,
+                    channel: Channel::Quorum,
+                    msg: RefMsg::Commit { epoch, zxid },
+                });
             }
         }
         let mut done = Vec::new();
@@ -363,7 +417,8 @@ impl RefZab {
     fn log_own(&mut self, entry: Entry, out: &mut Out) {
         let Role::Leading(l) = &mut self.role else { return };
         let epoch = l.epoch;
-        let to: Vec<Sid> = l.learners.iter().filter(|(_, lr)| lr.link != Link::Detached).map(|(s, _)| *s).collect();
+        let to: Vec<Sid> =
+            l.learners.iter().filter(|(_, lr)| lr.link != Link::Detached).map(|(s, _)| *s).collect();
         if self.log.last().is_some_and(|last| last.zxid >= entry.zxid) && self.bug == Bug::NumberOnArrival {
             // The world refuses an out-of-order append; keep this node's log the same.
             out.push(Effect::LogAppend(entry));
@@ -379,7 +434,8 @@ impl RefZab {
     fn on_message(&mut self, from: Sid, msg: RefMsg, now: Ms, out: &mut Out) {
         match msg {
             RefMsg::VoteReq { epoch, current, last } => {
-                let fresh = (current, last) >= (self.current, self.last_zxid()) || self.bug == Bug::VoteIgnoresLog;
+                let fresh =
+                    (current, last) >= (self.current, self.last_zxid()) || self.bug == Bug::VoteIgnoresLog;
                 let granted = if epoch > self.accepted {
                     // The first request of a new epoch: promise it, and vote only now (whom this
                     // node voted for is not on disk, so after a restart it votes no more in the
@@ -432,7 +488,8 @@ impl RefZab {
                 let common = self.log.iter().zip(&log).take_while(|(a, b)| a == b).count();
                 let keep = if self.bug == Bug::NoTruncate { self.log.len() } else { common };
                 // What the state holds beyond the safe point goes too (it may never commit).
-                let keep = if self.applied > safe && self.bug != Bug::NoTruncate { keep.min(safe) } else { keep };
+                let keep =
+                    if self.applied > safe && self.bug != Bug::NoTruncate { keep.min(safe) } else { keep };
                 if keep < self.log.len() {
                     let zxid = if keep == 0 { 0 } else { self.log[keep - 1].zxid };
                     self.log.truncate(keep);
@@ -609,7 +666,7 @@ impl RefZab {
 impl SimNode for RefZab {
     type Msg = RefMsg;
 
-    fn boot(boot: Boot<'_>, now_ms: Ms) -> Result<(Self, Vec<Effect<RefMsg>>), String> {
+    fn boot(boot: Boot<'_>, now_ms: Ms) -> Booted<Self> {
         let node = RefZab {
             sid: boot.sid,
             voters: boot.members.voters.iter().copied().collect(),
@@ -625,7 +682,10 @@ impl SimNode for RefZab {
             attempts: 0,
             syncs: Vec::new(),
         };
-        Ok((node, vec![Effect::Role { state: PeerState::Looking, epoch: boot.current_epoch, serving: false }]))
+        Ok((
+            node,
+            vec![Effect::Role { state: PeerState::Looking, epoch: boot.current_epoch, serving: false }],
+        ))
     }
 
     fn step(&mut self, input: Input<RefMsg>, now_ms: Ms) -> Vec<Effect<RefMsg>> {
@@ -653,7 +713,9 @@ impl SimNode for RefZab {
             }
             Input::ClientWrite { txn } => match self.role {
                 Role::Leading(_) => self.request(txn, &mut out),
-                Role::Following { leader, serving: true, .. } => Self::send(&mut out, leader, RefMsg::Request { txn }),
+                Role::Following { leader, serving: true, .. } => {
+                    Self::send(&mut out, leader, RefMsg::Request { txn })
+                }
                 _ => {}
             },
             Input::ClientSync { session, id } => match self.role {

@@ -26,19 +26,48 @@ pub struct NodeView<'a> {
 #[derive(Debug, Clone)]
 pub enum Seen {
     /// A proposal left a node (logged, sent, or installed from a snapshot).
-    Proposed { sid: Sid, entry: Entry },
+    Proposed {
+        sid: Sid,
+        entry: Entry,
+    },
     /// A node applied a txn (`serving` as the node was when it applied).
-    Applied { sid: Sid, entry: Entry, role: PeerState, serving: bool },
+    Applied {
+        sid: Sid,
+        entry: Entry,
+        role: PeerState,
+        serving: bool,
+    },
     /// A node asked to log `zxid` after `after` (not logged: the log stays in zxid order).
-    LoggedOutOfOrder { sid: Sid, zxid: i64, after: i64 },
+    LoggedOutOfOrder {
+        sid: Sid,
+        zxid: i64,
+        after: i64,
+    },
     /// A node's state was rebuilt (boot, truncation, snapshot): session order is rechecked.
-    Rebuilt { sid: Sid },
+    Rebuilt {
+        sid: Sid,
+    },
     /// A node's log became durable up to these entries (an ack's worth of evidence).
-    Durable { sid: Sid, zxids: Vec<i64> },
-    PersistedAccepted { sid: Sid, old: u32, new: u32, current: u32 },
-    PersistedCurrent { sid: Sid, old: u32, new: u32, accepted: u32 },
+    Durable {
+        sid: Sid,
+        zxids: Vec<i64>,
+    },
+    PersistedAccepted {
+        sid: Sid,
+        old: u32,
+        new: u32,
+        current: u32,
+    },
+    PersistedCurrent {
+        sid: Sid,
+        old: u32,
+        new: u32,
+        accepted: u32,
+    },
     /// A node started serving (it was not serving before this step).
-    StartedServing { sid: Sid },
+    StartedServing {
+        sid: Sid,
+    },
 }
 
 /// What the checks remember across steps.
@@ -143,7 +172,9 @@ impl Watch {
                         return Err(format!("sid {sid} wrote acceptedEpoch {new} over {old}"));
                     }
                     if new < current {
-                        return Err(format!("sid {sid} wrote acceptedEpoch {new} below its currentEpoch {current}"));
+                        return Err(format!(
+                            "sid {sid} wrote acceptedEpoch {new} below its currentEpoch {current}"
+                        ));
                     }
                 }
                 Seen::PersistedCurrent { sid, old, new, accepted } => {
@@ -151,7 +182,9 @@ impl Watch {
                         return Err(format!("sid {sid} wrote currentEpoch {new} over {old}"));
                     }
                     if new > accepted {
-                        return Err(format!("sid {sid} wrote currentEpoch {new} above its acceptedEpoch {accepted}"));
+                        return Err(format!(
+                            "sid {sid} wrote currentEpoch {new} above its acceptedEpoch {accepted}"
+                        ));
                     }
                 }
                 _ => {}
@@ -162,7 +195,11 @@ impl Watch {
 
     /// Within a session, ops take effect in the order the client sent them (rising cxids; a
     /// gap is an op lost with its connection, a repeat or a step back is a bug).
-    pub fn session_ops_apply_in_client_order(&mut self, seen: &[Seen], nodes: &[NodeView<'_>]) -> Result<(), String> {
+    pub fn session_ops_apply_in_client_order(
+        &mut self,
+        seen: &[Seen],
+        nodes: &[NodeView<'_>],
+    ) -> Result<(), String> {
         for s in seen {
             match s {
                 Seen::Rebuilt { sid } => {
@@ -228,7 +265,11 @@ impl Watch {
     /// A serving learner holds only txns some serving leader committed: it applies a proposal
     /// when the COMMIT comes, never on the PROPOSAL alone, and keeps nothing uncommitted from
     /// before its sync.
-    pub fn learner_never_applies_beyond_leader_commit(&mut self, seen: &[Seen], nodes: &[NodeView<'_>]) -> Result<(), String> {
+    pub fn learner_never_applies_beyond_leader_commit(
+        &mut self,
+        seen: &[Seen],
+        nodes: &[NodeView<'_>],
+    ) -> Result<(), String> {
         for n in nodes.iter().filter(|n| n.up && n.serving && n.role == PeerState::Leading) {
             // What a serving leader holds is committed (it commits its log when a quorum synced).
             for e in n.state.iter().rev() {
@@ -240,20 +281,22 @@ impl Watch {
         let learner = |r: PeerState| matches!(r, PeerState::Following | PeerState::Observing);
         for s in seen {
             match s {
-                Seen::Applied { sid, entry, role, serving: true } if learner(*role) => {
-                    if self.leader_committed.get(&entry.zxid) != Some(&entry.txn) {
-                        return Err(format!(
-                            "learner sid {sid} applied zxid {:#x} ({:?}) that no serving leader committed",
-                            entry.zxid, entry.txn
-                        ));
-                    }
+                Seen::Applied { sid, entry, role, serving: true }
+                    if learner(*role) && self.leader_committed.get(&entry.zxid) != Some(&entry.txn) =>
+                {
+                    return Err(format!(
+                        "learner sid {sid} applied zxid {:#x} ({:?}) that no serving leader committed",
+                        entry.zxid, entry.txn
+                    ));
                 }
                 Seen::StartedServing { sid } => {
                     let n = nodes.iter().find(|n| n.sid == *sid).expect("the node exists");
                     if !learner(n.role) {
                         continue;
                     }
-                    if let Some(e) = n.state.iter().find(|e| self.leader_committed.get(&e.zxid) != Some(&e.txn)) {
+                    if let Some(e) =
+                        n.state.iter().find(|e| self.leader_committed.get(&e.zxid) != Some(&e.txn))
+                    {
                         return Err(format!(
                             "learner sid {sid} started serving with zxid {:#x} ({:?}) that no serving leader committed",
                             e.zxid, e.txn

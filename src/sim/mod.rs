@@ -109,33 +109,62 @@ pub struct Boot<'a> {
 pub enum Input<M> {
     /// The node's periodic timer fired.
     Tick,
-    Message { from: Sid, channel: Channel, msg: M },
+    Message {
+        from: Sid,
+        channel: Channel,
+        msg: M,
+    },
     /// The connection to `peer` on `channel` broke, or a connect to it failed; what was queued
     /// on it is gone.
-    ConnectionLost { peer: Sid, channel: Channel },
+    ConnectionLost {
+        peer: Sid,
+        channel: Channel,
+    },
     /// A connection this node asked for (`Effect::Connect`) is up.
-    Connected { peer: Sid, channel: Channel },
+    Connected {
+        peer: Sid,
+        channel: Channel,
+    },
     /// Every entry of the log up to and including `zxid` is durable.
-    LogDurable { zxid: i64 },
+    LogDurable {
+        zxid: i64,
+    },
     /// A client of this node sends a write.
-    ClientWrite { txn: Txn },
+    ClientWrite {
+        txn: Txn,
+    },
     /// A client of this node sends a sync (its next read must see what the leader committed).
-    ClientSync { session: i64, id: u64 },
+    ClientSync {
+        session: i64,
+        id: u64,
+    },
 }
 
 /// What a node asks of the world: the replica's part (log, state, epoch files) and the network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect<M> {
-    Send { to: Sid, channel: Channel, msg: M },
+    Send {
+        to: Sid,
+        channel: Channel,
+        msg: M,
+    },
     /// Open a connection to `peer` (a new one: an open one is closed first). Answered with
     /// `Connected`, or `ConnectionLost` if it fails.
-    Connect { peer: Sid, channel: Channel },
+    Connect {
+        peer: Sid,
+        channel: Channel,
+    },
     /// Close the connection to `peer` (a reset: what is queued on it either way is dropped).
-    Disconnect { peer: Sid, channel: Channel },
+    Disconnect {
+        peer: Sid,
+        channel: Channel,
+    },
     /// Append to the log's unsynced tail; the world answers `LogDurable` later.
     LogAppend(Entry),
     /// Drop every logged entry after `zxid` (durably) and rebuild the state from the log.
-    LogTruncate { zxid: i64 },
+    LogTruncate {
+        zxid: i64,
+    },
     /// Replace log and state with a snapshot (durably): SNAP sync.
     InstallSnapshot(Vec<Entry>),
     /// Apply a committed txn to the state.
@@ -144,10 +173,20 @@ pub enum Effect<M> {
     PersistCurrentEpoch(u32),
     /// The node's role changed. `serving`: a leader that a quorum has synced with, or a learner
     /// that got UPTODATE; only a serving node takes clients.
-    Role { state: PeerState, epoch: u32, serving: bool },
+    Role {
+        state: PeerState,
+        epoch: u32,
+        serving: bool,
+    },
     /// A client's sync is answered.
-    SyncDone { session: i64, id: u64 },
+    SyncDone {
+        session: i64,
+        id: u64,
+    },
 }
+
+/// A booted node and its first effects, or why it cannot start.
+pub type Booted<N> = Result<(N, Vec<Effect<<N as SimNode>::Msg>>), String>;
 
 /// A quorum state machine the simulator can run. The real `quorum::peer::Peer` and the test
 /// double in [`double`] implement it.
@@ -156,7 +195,7 @@ pub trait SimNode: Sized {
 
     /// Starts a node from what its disk holds. `now_ms` is the node's own clock. An error is a
     /// node that cannot restart from what it wrote: a failure of the run.
-    fn boot(boot: Boot<'_>, now_ms: Ms) -> Result<(Self, Vec<Effect<Self::Msg>>), String>;
+    fn boot(boot: Boot<'_>, now_ms: Ms) -> Booted<Self>;
 
     fn step(&mut self, input: Input<Self::Msg>, now_ms: Ms) -> Vec<Effect<Self::Msg>>;
 

@@ -80,7 +80,12 @@ impl Link {
 impl<M: Clone> Net<M> {
     pub fn new(n: usize) -> Net<M> {
         let conns = (0..n * n * 2)
-            .map(|_| Conn { state: State::Closed, gen: 0, queue: [VecDeque::new(), VecDeque::new()], told_at: [0; 2] })
+            .map(|_| Conn {
+                state: State::Closed,
+                gen: 0,
+                queue: [VecDeque::new(), VecDeque::new()],
+                told_at: [0; 2],
+            })
             .collect();
         Net { n, conns, blocked: vec![false; n * n] }
     }
@@ -118,7 +123,15 @@ impl<M: Clone> Net<M> {
     /// Opens `l` from `from` if it is not open: the time it is ready, or why it cannot be used.
     /// `connect_ms` is the handshake time, `connect_timeout_ms` how long a failed connect takes
     /// to be noticed; `refused`: no process listens at the other end.
-    pub fn open(&mut self, now: Ms, from: usize, l: Link, connect_ms: Ms, connect_timeout_ms: Ms, refused: bool) -> Result<Ms, Sent> {
+    pub fn open(
+        &mut self,
+        now: Ms,
+        from: usize,
+        l: Link,
+        connect_ms: Ms,
+        connect_timeout_ms: Ms,
+        refused: bool,
+    ) -> Result<Ms, Sent> {
         let blocked = self.pair_blocked(l.lo, l.hi) || refused;
         let d = l.dir(from);
         let c = self.conn(l);

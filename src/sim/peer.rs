@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::{Boot, Channel, Effect, Entry, Input, Ms, SimNode, Txn};
+use super::{Boot, Booted, Channel, Effect, Entry, Input, Ms, SimNode, Txn};
 use crate::quorum::election::ElectionConfig;
 use crate::quorum::peer::{Action, Input as PIn, Peer, PeerConfig, PeerInit};
 use crate::quorum::zab::{Proposal, ZabConfig};
@@ -29,7 +29,10 @@ pub enum PeerMsg {
     Notification(Notification),
     Packet(QuorumPacket),
     /// The snapshot stream a leader writes after SNAP: its state as of `zxid`.
-    Snapshot { zxid: i64, entries: Vec<Entry> },
+    Snapshot {
+        zxid: i64,
+        entries: Vec<Entry>,
+    },
 }
 
 pub fn encode_txn(t: &Txn) -> Vec<u8> {
@@ -51,8 +54,38 @@ pub fn decode_txn(d: &[u8]) -> Option<Txn> {
     })
 }
 
+/// A deliberate fault in the driver or replica around the real peer, to show the checks catch
+/// what a wrong integration would do. `None` in every real run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    /// A serving follower's replica applies a proposal as soon as it logs it (before COMMIT).
+    ApplyOnAppend,
+    /// The leader's replica applies (and answers) its own proposal once its log made it
+    /// durable, without waiting for a quorum's ACKs.
+    CommitOnLocalDurable,
+    /// The driver never writes the epoch files.
+    SkipEpochFiles,
+    /// The replica ignores TRUNC: it keeps its log and state.
+    IgnoreTruncate,
+}
+
+// The fault for every `PeerNode` booted on this thread (the simulator is single-threaded).
+thread_local! {
+    static FAULT: std::cell::Cell<Fault> = const { std::cell::Cell::new(Fault::None) };
+}
+
+/// Runs `f` with every `PeerNode` booted in it carrying `fault`.
+pub fn with_fault<T>(fault: Fault, f: impl FnOnce() -> T) -> T {
+    let old = FAULT.with(|c| c.replace(fault));
+    let out = f();
+    FAULT.with(|c| c.set(old));
+    out
+}
+
 /// The real peer with its simulated driver and replica.
 pub struct PeerNode {
+    fault: Fault,
     sid: Sid,
     peer: Peer,
     /// The replica's log (mirrors the world's disk) and how much of it the state holds.
@@ -72,7 +105,13 @@ pub struct PeerNode {
 
 fn config(sid: Sid, members: &crate::quorum::Members) -> PeerConfig {
     PeerConfig {
-        zab: ZabConfig { my_id: sid, tick_ms: TICK_TIME_MS, init_limit: 10, sync_limit: 5, commit_log_count: COMMIT_LOG_COUNT },
+        zab: ZabConfig {
+            my_id: sid,
+            tick_ms: TICK_TIME_MS,
+            init_limit: 10,
+            sync_limit: 5,
+            commit_log_count: COMMIT_LOG_COUNT,
+        },
         members: members.clone(),
         standalone: false,
         election: ElectionConfig::default(),
@@ -119,7 +158,11 @@ impl PeerNode {
                 let entries: Vec<Entry> = self.log.iter().filter(|e| e.zxid <= zxid).copied().collect();
                 let unapplied = entries.last().is_some_and(|e| e.zxid > self.applied_zxid);
                 assert!(!unapplied, "a snapshot as of 0x{zxid:x} from a state at 0x{:x}", self.applied_zxid);
-                out.push(Effect::Send { to, channel: Channel::Quorum, msg: PeerMsg::Snapshot { zxid, entries } });
+                out.push(Effect::Send {
+                    to,
+                    channel: Channel::Quorum,
+                    msg: PeerMsg::Snapshot { zxid, entries },
+                });
             }
             Action::Disconnect { sid, .. } => {
                 // A snapshot stream that has not come yet will not: the connection is gone.
@@ -130,6 +173,8 @@ impl PeerNode {
                 }
                 out.push(Effect::Disconnect { peer: sid, channel: Channel::Quorum });
             }
+            Action::PersistAcceptedEpoch(_) | Action::PersistCurrentEpoch(_)
+                if self.fault == Fault::SkipEpochFiles => {}
             Action::PersistAcceptedEpoch(e) => out.push(Effect::PersistAcceptedEpoch(e)),
             Action::PersistCurrentEpoch(e) => out.push(Effect::PersistCurrentEpoch(e)),
             Action::Append(p) => {
@@ -139,9 +184,16 @@ impl PeerNode {
                     self.log.push(e);
                 }
                 out.push(Effect::LogAppend(e));
+                if self.fault == Fault::ApplyOnAppend
+                    && self.serving
+                    && self.peer.state() == PeerState::Following
+                {
+                    self.apply_to(e.zxid, out);
+                }
             }
             Action::Commit { zxid } | Action::FastForward { zxid } => self.apply_to(zxid, out),
             Action::LoadSnapshot { .. } => self.loading = true,
+            Action::Truncate { .. } if self.fault == Fault::IgnoreTruncate => {}
             Action::Truncate { zxid } => {
                 self.log.retain(|e| e.zxid <= zxid);
                 self.applied_zxid = self.log.last().map_or(0, |e| e.zxid).min(zxid);
@@ -199,7 +251,7 @@ impl PeerNode {
 impl SimNode for PeerNode {
     type Msg = PeerMsg;
 
-    fn boot(boot: Boot<'_>, now_ms: Ms) -> Result<(Self, Vec<Effect<PeerMsg>>), String> {
+    fn boot(boot: Boot<'_>, now_ms: Ms) -> Booted<Self> {
         let last_zxid = boot.log.last().map_or(0, |e| e.zxid);
         let init = PeerInit {
             accepted_epoch: boot.accepted_epoch,
@@ -207,8 +259,10 @@ impl SimNode for PeerNode {
             last_zxid,
             log_tail: boot.log.iter().rev().take(COMMIT_LOG_COUNT).rev().map(Self::proposal).collect(),
         };
-        let (peer, actions) = Peer::new(config(boot.sid, boot.members), init, now_ms).map_err(|e| e.to_string())?;
+        let (peer, actions) =
+            Peer::new(config(boot.sid, boot.members), init, now_ms).map_err(|e| e.to_string())?;
         let mut node = PeerNode {
+            fault: FAULT.with(|c| c.get()),
             sid: boot.sid,
             peer,
             log: boot.log.to_vec(),
@@ -246,7 +300,11 @@ impl SimNode for PeerNode {
             Input::Message { from, msg, .. } => match msg {
                 PeerMsg::Notification(n) => self.run(PIn::Notification { from, n }, now, &mut out),
                 PeerMsg::Packet(packet) => {
-                    assert!(!self.loading, "sid {}: a packet from {from} before the snapshot stream", self.sid);
+                    assert!(
+                        !self.loading,
+                        "sid {}: a packet from {from} before the snapshot stream",
+                        self.sid
+                    );
                     self.run(PIn::Packet { from, packet }, now, &mut out)
                 }
                 PeerMsg::Snapshot { zxid, entries } => {
@@ -281,7 +339,12 @@ impl SimNode for PeerNode {
                     self.run(PIn::Connected { sid: peer }, now, &mut out);
                 }
             }
-            Input::LogDurable { zxid } => self.run(PIn::Durable { zxid }, now, &mut out),
+            Input::LogDurable { zxid } => {
+                if self.fault == Fault::CommitOnLocalDurable && self.serving && self.next_zxid.is_some() {
+                    self.apply_to(zxid, &mut out);
+                }
+                self.run(PIn::Durable { zxid }, now, &mut out)
+            }
             Input::ClientWrite { txn } => {
                 if self.serving {
                     if self.next_zxid.is_some() {
@@ -292,7 +355,13 @@ impl SimNode for PeerNode {
                         }
                     } else {
                         let data = encode_txn(&txn);
-                        let f = PIn::Forward { session: txn.session, cxid: txn.cxid, typ: 1, data, authinfo: Vec::new() };
+                        let f = PIn::Forward {
+                            session: txn.session,
+                            cxid: txn.cxid,
+                            typ: 1,
+                            data,
+                            authinfo: Vec::new(),
+                        };
                         self.run(f, now, &mut out);
                     }
                 }

@@ -45,12 +45,14 @@ fn run_once<N: SimNode>(cfg: Config, seed: u64) -> Result<Stats, Failure> {
 }
 
 /// The seeds to run: `ZKD_SIM_SEED=n` for one, else `ZKD_SIM_SEEDS` (or `default_count`)
-/// seeds from `first`.
+/// seeds from `ZKD_SIM_FIRST_SEED` (or `first`).
 pub fn seeds(first: u64, default_count: u64) -> Vec<u64> {
-    if let Some(s) = std::env::var("ZKD_SIM_SEED").ok().and_then(|v| v.trim().parse().ok()) {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(s) = env("ZKD_SIM_SEED") {
         return vec![s];
     }
-    let count = std::env::var("ZKD_SIM_SEEDS").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default_count);
+    let count = env("ZKD_SIM_SEEDS").unwrap_or(default_count);
+    let first = env("ZKD_SIM_FIRST_SEED").unwrap_or(first);
     (first..first + count).collect()
 }
 

@@ -33,7 +33,7 @@ pub struct Config {
 
 impl Config {
     pub fn new(nodes: usize) -> Config {
-        assert!(nodes >= 1 && nodes <= 63, "node bitmasks are 64 bits wide");
+        assert!((1..=63).contains(&nodes), "node bitmasks are 64 bits wide");
         Config {
             nodes,
             chaos_ms: 4_000,
@@ -97,23 +97,58 @@ pub struct Stats {
 #[derive(Debug)]
 enum Ev<M> {
     /// `gen` tells the node's current timer from one a stop ended.
-    Tick { node: usize, inc: u64, gen: u64 },
-    Deliver { link: Link, to: usize },
+    Tick {
+        node: usize,
+        inc: u64,
+        gen: u64,
+    },
+    Deliver {
+        link: Link,
+        to: usize,
+    },
     /// The node learns that a connection broke.
-    Lost { link: Link, node: usize, gen: u64, inc: u64 },
+    Lost {
+        link: Link,
+        node: usize,
+        gen: u64,
+        inc: u64,
+    },
     /// A connection the node asked for is up.
-    Connected { link: Link, node: usize, gen: u64, inc: u64 },
+    Connected {
+        link: Link,
+        node: usize,
+        gen: u64,
+        inc: u64,
+    },
     /// TCP gives up on a connection with a blocked direction.
-    TcpTimeout { link: Link, gen: u64 },
+    TcpTimeout {
+        link: Link,
+        gen: u64,
+    },
     /// The log's sync of its first `len` entries (the last being `zxid`) completes.
-    Synced { node: usize, inc: u64, len: usize, zxid: i64 },
-    Restart { node: usize },
-    Resume { node: usize },
+    Synced {
+        node: usize,
+        inc: u64,
+        len: usize,
+        zxid: i64,
+    },
+    Restart {
+        node: usize,
+    },
+    Resume {
+        node: usize,
+    },
     Chaos,
     Liveness,
-    Client { c: usize },
+    Client {
+        c: usize,
+    },
     /// A client's request reaches its node.
-    Request { node: usize, inc: u64, input: Input<M> },
+    Request {
+        node: usize,
+        inc: u64,
+        input: Input<M>,
+    },
 }
 
 struct Scheduled<M> {
@@ -281,7 +316,14 @@ impl<N: SimNode> World<N> {
             })
             .collect();
         let clients = (0..cfg.clients)
-            .map(|_| Client { session: 0, node: None, next_cxid: 1, outstanding: VecDeque::new(), syncs: 0, last_sent: 0 })
+            .map(|_| Client {
+                session: 0,
+                node: None,
+                next_cxid: 1,
+                outstanding: VecDeque::new(),
+                syncs: 0,
+                last_sent: 0,
+            })
             .collect();
         let mut w = World {
             seed,
@@ -539,7 +581,9 @@ impl<N: SimNode> World<N> {
                     self.send(node, to_idx, channel, msg);
                 }
                 Effect::Connect { peer, channel } => {
-                    let Some(p) = self.index_of(peer) else { panic!("sid {sid} connects to unknown sid {peer}") };
+                    let Some(p) = self.index_of(peer) else {
+                        panic!("sid {sid} connects to unknown sid {peer}")
+                    };
                     self.connect(node, p, channel);
                 }
                 Effect::Disconnect { peer, channel } => {
@@ -594,13 +638,23 @@ impl<N: SimNode> World<N> {
                 }
                 Effect::PersistAcceptedEpoch(e) => {
                     let d = &mut self.nodes[node].disk;
-                    self.seen.push(Seen::PersistedAccepted { sid, old: d.accepted, new: e, current: d.current });
+                    self.seen.push(Seen::PersistedAccepted {
+                        sid,
+                        old: d.accepted,
+                        new: e,
+                        current: d.current,
+                    });
                     d.accepted = e;
                     self.note(|| format!("n{sid} persists acceptedEpoch {e}"));
                 }
                 Effect::PersistCurrentEpoch(e) => {
                     let d = &mut self.nodes[node].disk;
-                    self.seen.push(Seen::PersistedCurrent { sid, old: d.current, new: e, accepted: d.accepted });
+                    self.seen.push(Seen::PersistedCurrent {
+                        sid,
+                        old: d.current,
+                        new: e,
+                        accepted: d.accepted,
+                    });
                     d.current = e;
                     self.note(|| format!("n{sid} persists currentEpoch {e}"));
                 }
@@ -617,7 +671,13 @@ impl<N: SimNode> World<N> {
                     if !serving {
                         self.drop_clients_of(node);
                     }
-                    self.note(|| format!("n{sid} is {} in epoch {epoch}{}", state.name(), if serving { ", serving" } else { "" }));
+                    self.note(|| {
+                        format!(
+                            "n{sid} is {} in epoch {epoch}{}",
+                            state.name(),
+                            if serving { ", serving" } else { "" }
+                        )
+                    });
                 }
                 Effect::SyncDone { session, id } => {
                     self.note(|| format!("n{sid} answers sync {id} of session {session:#x}"));
@@ -694,7 +754,11 @@ impl<N: SimNode> World<N> {
     /// or when TCP gives up if the way back is blocked.
     fn close_link(&mut self, link: Link, closer: usize) {
         let other = if closer == link.lo { link.hi } else { link.lo };
-        let late = if self.net.is_blocked(closer, other) { self.rng.gen_range(200..3000) } else { self.rng.gen_range(0..10) };
+        let late = if self.net.is_blocked(closer, other) {
+            self.rng.gen_range(200..3000)
+        } else {
+            self.rng.gen_range(0..10)
+        };
         let told_other = self.now + late;
         let (tl, th) = if closer == link.lo { (self.now, told_other) } else { (told_other, self.now) };
         if let Some(gen) = self.net.break_link(link, tl, th) {
@@ -733,7 +797,8 @@ impl<N: SimNode> World<N> {
         d.syncing = true;
         let (len, zxid) = (d.log.len(), d.log[d.log.len() - 1].zxid);
         let inc = self.nodes[node].inc;
-        let took = if self.rng.gen_ratio(1, 10) { self.rng.gen_range(20..300) } else { self.rng.gen_range(0..15) };
+        let took =
+            if self.rng.gen_ratio(1, 10) { self.rng.gen_range(20..300) } else { self.rng.gen_range(0..15) };
         self.schedule(self.now + took, Ev::Synced { node, inc, len, zxid });
     }
 
@@ -824,7 +889,9 @@ impl<N: SimNode> World<N> {
         n.clock.running = clock_runs;
         self.stats.stops += 1;
         let sid = n.sid;
-        self.note(|| format!("n{sid} stopped for {for_ms} ms (clock {})", if clock_runs { "runs" } else { "stands" }));
+        self.note(|| {
+            format!("n{sid} stopped for {for_ms} ms (clock {})", if clock_runs { "runs" } else { "stands" })
+        });
         self.schedule(self.now + for_ms, Ev::Resume { node });
     }
 
@@ -908,7 +975,9 @@ impl<N: SimNode> World<N> {
                 // Symmetric: a random side is cut off from the rest.
                 let side: Vec<usize> = (0..n).filter(|_| self.rng.gen_bool(0.4)).collect();
                 self.stats.partitions += 1;
-                self.note(|| format!("partition: {:?} | rest", side.iter().map(|i| i + 1).collect::<Vec<_>>()));
+                self.note(|| {
+                    format!("partition: {:?} | rest", side.iter().map(|i| i + 1).collect::<Vec<_>>())
+                });
                 for &a in &side {
                     for b in (0..n).filter(|b| !side.contains(b)) {
                         self.block(a, b);
@@ -946,7 +1015,10 @@ impl<N: SimNode> World<N> {
             _ => {
                 // A crash of a node with an unsynced tail, the case a torn write matters in.
                 let unsynced: Vec<usize> = (0..n)
-                    .filter(|&i| self.nodes[i].sm.is_some() && self.nodes[i].disk.log.len() > self.nodes[i].disk.durable)
+                    .filter(|&i| {
+                        self.nodes[i].sm.is_some()
+                            && self.nodes[i].disk.log.len() > self.nodes[i].disk.durable
+                    })
                     .collect();
                 if !unsynced.is_empty() {
                     let node = unsynced[self.rng.gen_range(0..unsynced.len())];
@@ -970,7 +1042,14 @@ impl<N: SimNode> World<N> {
             }
         }
         let client = self.clients.len();
-        self.clients.push(Client { session: 0, node: None, next_cxid: 1, outstanding: VecDeque::new(), syncs: 0, last_sent: 0 });
+        self.clients.push(Client {
+            session: 0,
+            node: None,
+            next_cxid: 1,
+            outstanding: VecDeque::new(),
+            syncs: 0,
+            last_sent: 0,
+        });
         self.probe = Some(Probe { started: self.now, client, txn: None, zxid: None });
         self.schedule(self.now, Ev::Client { c: client });
     }
@@ -981,7 +1060,8 @@ impl<N: SimNode> World<N> {
         let Some(p) = &self.probe else { return false };
         let Some(z) = p.zxid else { return false };
         let leader = self.nodes.iter().any(|n| n.sm.is_some() && n.serving && n.role == PeerState::Leading);
-        let all = self.nodes.iter().all(|n| n.sm.is_some() && n.serving && n.state.iter().any(|e| e.zxid == z));
+        let all =
+            self.nodes.iter().all(|n| n.sm.is_some() && n.serving && n.state.iter().any(|e| e.zxid == z));
         if leader && all {
             self.stats.recovery_ms = self.now - p.started;
             return true;
@@ -1024,7 +1104,10 @@ impl<N: SimNode> World<N> {
             if n.state[..k] != committed[..k] {
                 return Err(self.fail(
                     "committed_txn_never_lost_or_reordered",
-                    format!("after recovery sid {} holds a state that differs from the committed history", n.sid),
+                    format!(
+                        "after recovery sid {} holds a state that differs from the committed history",
+                        n.sid
+                    ),
                 ));
             }
             for (z, t) in self.acked.iter().filter(|(z, _)| *z <= probe) {
@@ -1079,10 +1162,13 @@ impl<N: SimNode> World<N> {
         if probe && self.probe.as_ref().is_some_and(|p| p.zxid.is_some()) {
             return;
         }
-        let connected = self.clients[c].node.filter(|&(n, inc)| self.current(n, inc) && self.nodes[n].serving);
+        let connected =
+            self.clients[c].node.filter(|&(n, inc)| self.current(n, inc) && self.nodes[n].serving);
         match connected {
             None => {
-                let serving: Vec<usize> = (0..self.nodes.len()).filter(|&n| self.nodes[n].sm.is_some() && self.nodes[n].serving).collect();
+                let serving: Vec<usize> = (0..self.nodes.len())
+                    .filter(|&n| self.nodes[n].sm.is_some() && self.nodes[n].serving)
+                    .collect();
                 if !serving.is_empty() {
                     let n = serving[self.rng.gen_range(0..serving.len())];
                     self.next_session += 1;
