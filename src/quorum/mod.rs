@@ -11,6 +11,8 @@
 
 use std::collections::BTreeSet;
 
+pub mod wire;
+
 use crate::proto::Id;
 
 pub mod election;

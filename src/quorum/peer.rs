@@ -7,10 +7,35 @@
 //!
 //! [`Peer::step`] is the one entry point, for the real driver and the seeded simulator alike:
 //! an [`Input`] and the time in, the [`Action`]s to perform, in order, out. Both enums are
-//! documented variant by variant in `quorum::zab`, with the rules the driver keeps (persist
-//! epochs before performing later actions; perform `LoadSnapshot` before feeding anything from
-//! that connection; one quorum connection per sid). Time is a monotonic clock in milliseconds;
-//! call `step(Input::Tick, now)` no later than [`Peer::next_wake_ms`].
+//! documented variant by variant in `quorum::zab`. Time is a monotonic clock in milliseconds.
+//!
+//! What the driver keeps to:
+//! 1. Perform actions in the order returned. `PersistAcceptedEpoch`/`PersistCurrentEpoch` are
+//!    durable before any later action is performed.
+//! 2. Call `step(Input::Tick, now)` no later than [`Peer::next_wake_ms`].
+//! 3. Quorum connections: at most one per sid. On the leader, a connection's sid is the one its
+//!    first packet names (`zab::payload::LearnerInfo`); `Disconnected` for an old connection
+//!    comes before any packet of a new one. `Disconnect` closes without a `Disconnected` back.
+//! 4. `LoadSnapshot`: read the snapshot stream that follows on the leader's connection before
+//!    feeding anything else from that connection, make it durable, then feed `SnapshotLoaded`.
+//!    If the stream is bad, close the connection and feed `Disconnected`; if the peer closes
+//!    the connection meanwhile (`Disconnect`), drop the load and keep the old tree.
+//! 5. `SendSnapshot`: write the stream into that connection right after the SNAP packet sent
+//!    before it, from the tree with every `Commit` before it applied (a fuzzy snapshot that
+//!    starts there is fine: the txns after it follow as proposals, and ZooKeeper's txns are
+//!    idempotent).
+//! 6. `Truncate` and a failed log write are fatal if they fail (ZooKeeper exits).
+//!
+//! What the replica keeps to:
+//! - `Append` → log it, report `Durable` (in order). `Commit { zxid }` → apply through zxid and
+//!   answer. `FastForward { zxid }` → apply through zxid, answer no one.
+//! - Serve only between `Serving` and `StopServing`; at `StopServing` fail every pending client
+//!   request and close client connections (ZooKeeper's `closeAllConnections`).
+//! - Leader (and standalone): `Propose` with `next_zxid` from `Serving`, then +1 each; a zxid
+//!   whose counter is all ones (`zab::counter_exhausted`) makes the leader step down (a new
+//!   epoch starts, ZOOKEEPER-1277); that request fails with the role. Learner: `Forward`,
+//!   `Sync`, `Revalidate` instead. `Touch` any time.
+//! - A local input outside this contract is a bug and panics; a peer's input never does.
 
 use crate::quorum::election::{self, Election, ElectionConfig};
 use crate::quorum::zab::leader::Leader;
@@ -353,3 +378,6 @@ impl Peer {
         self.election_step(election::Input::Start { last_zxid, current_epoch }, now_ms, out);
     }
 }
+
+#[cfg(test)]
+mod tests;

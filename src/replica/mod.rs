@@ -96,25 +96,34 @@ impl ReplyTo {
     }
 }
 
-/// Who is waiting on a pending txn (or sync barrier).
+/// A request of this node's clients, and what it needs before it is answered.
 enum Waiter {
-    /// A client request: answer it after apply.
+    /// A client request: answered with the result of its txn (a sync: with its path).
     Client { from: ConnRef, xid: i32, opcode: i32, reply: ReplyTo },
-    /// A new session's handshake.
+    /// A new session's handshake: answered when its createSession txn is applied.
     Connect { from: ConnRef, session: i64, timeout_ms: i32 },
     /// A read ordered behind its session's earlier writes: runs when it reaches the front.
     Read { from: ConnRef, session: i64, xid: i32, req: Box<Request>, auth: Arc<Vec<crate::proto::Id>> },
     /// A write refused while the disk is full, answered SystemError at its turn.
     Refused { from: ConnRef, xid: i32 },
-    /// An expiry or container sweep: nobody to answer.
-    Internal,
 }
 
-struct Pending {
-    /// None for a sync barrier or an ordered read (no txn: answered when everything before it is
-    /// applied).
-    txn: Option<crate::txnlog::SharedTxn>,
-    waiter: Waiter,
+/// One entry of a session's queue of waiting requests. A session's answers leave in the order
+/// its requests arrived (ZooKeeper's CommitProcessor keeps the same per-session queue); sessions
+/// do not wait for each other.
+enum Waiting {
+    /// Waits for its txn, matched by session id and cxid (not by position: on a learner the
+    /// leader's commits interleave other servers' txns).
+    Txn(Waiter),
+    /// A sync: answered once every txn issued before it (up to `after`) is applied.
+    Sync { waiter: Waiter, after: i64 },
+    /// Answered (a read: run) as soon as it reaches the front of its session's queue.
+    InTurn(Waiter),
+    /// Answered; the reply goes out when it reaches the front.
+    Done { shard: u16, msg: ToShard },
+    /// Its txn was just applied and its answer is being built (between `take_waiter` and
+    /// `settle`; never seen by anything else).
+    Taken,
 }
 
 pub struct Replica<L: Links> {
@@ -126,9 +135,14 @@ pub struct Replica<L: Links> {
     owners: HashMap<i64, ConnRef, ahash::RandomState>,
     pub(crate) links: L,
     zxids: zxids::Zxids,
-    /// Last zxid the log reported durable.
-    durable_zxid: i64,
-    pending: VecDeque<Pending>,
+    /// Txns up to here may be applied: a quorum has them durable (standalone: the local log).
+    committed_zxid: i64,
+    /// Txns handed to the log and not yet applied, in zxid order.
+    proposals: VecDeque<crate::txnlog::SharedTxn>,
+    /// Each session's waiting requests, in arrival order.
+    waiting: HashMap<i64, VecDeque<Waiting>, ahash::RandomState>,
+    /// Sessions whose queue holds a sync (looked at after every apply).
+    syncing: Vec<i64>,
     next_container_check_ms: i64,
     /// The log failed: the node is stopping, and answers nothing more (see `LogFailed`).
     failed: Option<String>,
@@ -199,8 +213,10 @@ impl<L: Links> Replica<L> {
             owners: HashMap::default(),
             links,
             zxids: zxids::Zxids::new(last_zxid),
-            durable_zxid: last_zxid,
-            pending: VecDeque::new(),
+            committed_zxid: last_zxid,
+            proposals: VecDeque::new(),
+            waiting: HashMap::default(),
+            syncing: Vec::new(),
             failed: None,
             no_space_retry_at_ms: None,
             txns_since_snapshot: 0,
@@ -220,8 +236,9 @@ impl<L: Links> Replica<L> {
     pub fn last_zxid(&self) -> i64 {
         self.zxids.last()
     }
+    /// Requests of this node's clients not yet answered.
     pub fn outstanding(&self) -> usize {
-        self.pending.len()
+        self.waiting.values().map(VecDeque::len).sum()
     }
 
     fn send(&self, out: &mut Outbox, shard: u16, msg: ToShard) {
@@ -252,7 +269,7 @@ impl<L: Links> Replica<L> {
                 self.on_write(from, session, xid, opcode, req, &auth, now, out)
             }
             ToReplica::Read { from, session, xid, req, auth } => {
-                self.answer_in_turn(Waiter::Read { from, session, xid, req, auth }, out)
+                self.wait(session, Waiting::InTurn(Waiter::Read { from, session, xid, req, auth }), out)
             }
             ToReplica::Touch { sessions } => {
                 for s in sessions {
@@ -266,8 +283,9 @@ impl<L: Links> Replica<L> {
             }
             ToReplica::Durable { zxid } => {
                 assert!(zxid <= self.zxids.last(), "log reported zxid {zxid:#x} beyond last issued");
-                self.durable_zxid = self.durable_zxid.max(zxid);
-                self.apply_durable(now, out);
+                // Standalone, the log's durability is the quorum's ack.
+                self.committed_zxid = self.committed_zxid.max(zxid);
+                self.apply_committed(now, out);
             }
             // Fail-stop, as ZooKeeper does when its log cannot be written: after a failed write or
             // fsync the page cache may no longer match the disk, and a write we did not answer
@@ -276,7 +294,7 @@ impl<L: Links> Replica<L> {
             ToReplica::LogFailed { reason } => {
                 out.fatal = Some(format!(
                     "transaction log failed: {reason}; stopping: {} unanswered request(s) get no reply (each may or may not be durable; every acknowledged write is)",
-                    self.pending.len()
+                    self.outstanding()
                 ));
                 self.failed = Some(reason);
             }
@@ -292,35 +310,41 @@ impl<L: Links> Replica<L> {
     /// was not logged, so its request fails and zxids are handed out again from there. Reads go
     /// on. Writes are refused for a second, then the log is asked to try again.
     fn on_no_space(&mut self, last_durable: i64, now: Now, out: &mut Outbox) {
-        self.durable_zxid = self.durable_zxid.max(last_durable);
-        self.apply_durable(now, out);
-        let failed: Vec<Pending> = self.pending.drain(..).collect();
+        self.committed_zxid = self.committed_zxid.max(last_durable);
+        self.apply_committed(now, out);
+        let failed: Vec<crate::txnlog::SharedTxn> = self.proposals.drain(..).collect();
         tracing::error!(
             "disk full: {} txn(s) after 0x{last_durable:x} were not logged and fail; reads continue, writes resume when space returns",
-            failed.iter().filter(|p| p.txn.is_some()).count()
+            failed.len()
         );
         self.prep.reset();
         // Nothing after `last_durable` was logged, applied or answered: those zxids go back.
         self.zxids.take_back_after(last_durable.max(self.tree.last_processed_zxid()));
-        for p in failed {
-            match p.waiter {
-                // A sync (no txn) answers as usual: everything logged before it is applied.
-                w @ Waiter::Client { .. } if p.txn.is_none() => self.answer_now(w, out),
-                Waiter::Client { from, xid, .. } => self.answer_now(Waiter::Refused { from, xid }, out),
-                Waiter::Connect { from, session, .. } => {
+        for t in failed {
+            let session = t.hdr.client_id;
+            let msg = match self.take_waiter(&t.hdr) {
+                Some(Waiter::Client { from, xid, .. }) => self.reply_msg(Waiter::Refused { from, xid }),
+                Some(Waiter::Connect { from, session, .. }) => {
                     self.sessions.remove(session);
                     self.owners.remove(&session);
-                    self.send(
-                        out,
-                        from.shard,
-                        ToShard::Close { conn: from.conn, reason: "disk full: session not created" },
-                    );
+                    (from.shard, ToShard::Close { conn: from.conn, reason: "disk full: session not created" })
                 }
-                // Reads still answer, at the state the failed writes never changed.
-                w @ (Waiter::Read { .. } | Waiter::Refused { .. }) => self.answer_now(w, out),
-                Waiter::Internal => {}
+                Some(Waiter::Read { .. } | Waiter::Refused { .. }) => unreachable!("these wait for no txn"),
+                None => continue,
+            };
+            self.settle(session, msg);
+            self.advance(session, out);
+        }
+        // Syncs issued after the failed txns: nothing before them is left to apply.
+        let last = self.zxids.last();
+        for q in self.waiting.values_mut() {
+            for w in q.iter_mut() {
+                if let Waiting::Sync { after, .. } = w {
+                    *after = (*after).min(last);
+                }
             }
         }
+        self.advance_syncs(out);
         self.no_space_retry_at_ms = Some(now.mono_ms + 1000);
     }
 
@@ -335,8 +359,8 @@ impl<L: Links> Replica<L> {
         for id in self.sessions.expire(now.mono_ms) {
             let timeout = self.sessions.get(id).map(|s| s.timeout_ms).unwrap_or(0);
             tracing::info!("Expiring session 0x{id:x}, timeout of {timeout}ms exceeded");
-            let (hdr, body) = self.prep_close(id, now);
-            self.log(hdr, body, Waiter::Internal, out);
+            let (hdr, body) = self.prep_close(id, 0, now);
+            self.log(hdr, body, out);
         }
         if self.cfg.container_check_interval_ms > 0 && now.mono_ms >= self.next_container_check_ms {
             self.next_container_check_ms = now.mono_ms + self.cfg.container_check_interval_ms;
@@ -344,24 +368,37 @@ impl<L: Links> Replica<L> {
             {
                 let zxid = self.next_zxid();
                 let (hdr, body) = self.prep.prep_delete_container(&self.tree, &path, zxid, now.wall_ms);
-                self.log(hdr, body, Waiter::Internal, out);
+                self.log(hdr, body, out);
             }
         }
     }
 
-    fn prep_close(&mut self, session: i64, now: Now) -> (TxnHeader, TxnBody) {
+    /// A closeSession txn: `cxid` is the client's xid, 0 for an expiry (as ZooKeeper logs them).
+    fn prep_close(&mut self, session: i64, cxid: i32, now: Now) -> (TxnHeader, TxnBody) {
         self.sessions.set_closing(session);
         let zxid = self.next_zxid();
-        self.prep.prep_close_session(&self.tree, session, 0, zxid, now.wall_ms)
+        self.prep.prep_close_session(&self.tree, session, cxid, zxid, now.wall_ms)
     }
 
-    fn log(&mut self, hdr: TxnHeader, body: TxnBody, waiter: Waiter, out: &mut Outbox) {
+    fn log(&mut self, hdr: TxnHeader, body: TxnBody, out: &mut Outbox) {
         let txn = Arc::new(LoggedTxn { hdr, body, digest: None });
         self.txns_since_snapshot += 1;
         // Its bytes count towards snapSizeLimitInKb.
         self.bytes_since_snapshot += 64 + txn.body.encoded_len() as u64;
         out.to_log.push(txn.clone());
-        self.pending.push_back(Pending { txn: Some(txn), waiter });
+        if let Some(last) = self.proposals.back() {
+            assert!(txn.hdr.zxid > last.hdr.zxid, "txns are logged in zxid order");
+        }
+        self.proposals.push_back(txn);
+    }
+
+    /// Queues a request behind its session's earlier ones; answers it at once if none wait.
+    fn wait(&mut self, session: i64, w: Waiting, out: &mut Outbox) {
+        if matches!(w, Waiting::Sync { .. }) && !self.syncing.contains(&session) {
+            self.syncing.push(session);
+        }
+        self.waiting.entry(session).or_default().push_back(w);
+        self.advance(session, out);
     }
 
     fn on_connect(
@@ -401,7 +438,8 @@ impl<L: Links> Replica<L> {
             let body = TxnBody::CreateSession(crate::proto::CreateSessionTxn { time_out: timeout_ms });
             self.sessions.add(session, timeout_ms, now.mono_ms);
             self.owners.insert(session, from);
-            self.log(hdr, body, Waiter::Connect { from, session, timeout_ms }, out);
+            self.log(hdr, body, out);
+            self.wait(session, Waiting::Txn(Waiter::Connect { from, session, timeout_ms }), out);
         } else {
             let session = req.session_id;
             // ZooKeeper closes the session's current connection before it checks the password
@@ -469,18 +507,23 @@ impl<L: Links> Replica<L> {
         if self.no_space_retry_at_ms.is_some() {
             // The disk is full: refuse rather than acknowledge, in the session's order.
             tracing::debug!("refusing write: disk full");
-            self.answer_in_turn(Waiter::Refused { from, xid }, out);
+            self.wait(session, Waiting::InTurn(Waiter::Refused { from, xid }), out);
             return;
         }
         self.sessions.touch(session, now.mono_ms);
         // What the answer needs of the request; the request itself moves into the txn.
         let reply = ReplyTo::of(&req);
         if matches!(reply, ReplyTo::Sync(_)) {
-            self.answer_in_turn(Waiter::Client { from, xid, opcode, reply }, out);
+            let after = self.zxids.last();
+            self.wait(
+                session,
+                Waiting::Sync { waiter: Waiter::Client { from, xid, opcode, reply }, after },
+                out,
+            );
             return;
         }
         let (hdr, body) = if matches!(reply, ReplyTo::Close) {
-            self.prep_close(session, now)
+            self.prep_close(session, xid, now)
         } else if !self.sessions.is_valid(session) {
             let zxid = self.next_zxid();
             request::error_txn(session, xid, zxid, now.wall_ms, crate::proto::ErrorCode::SessionExpired)
@@ -497,65 +540,63 @@ impl<L: Links> Replica<L> {
             };
             self.prep.prep(&self.tree, &ctx, req, zxid, now.wall_ms)
         };
-        self.log(hdr, body, Waiter::Client { from, xid, opcode, reply }, out);
+        self.log(hdr, body, out);
+        self.wait(session, Waiting::Txn(Waiter::Client { from, xid, opcode, reply }), out);
     }
 
-    /// Applies every pending txn the log made durable, in order, answering as it goes.
-    fn apply_durable(&mut self, now: Now, out: &mut Outbox) {
-        while let Some(front) = self.pending.front() {
-            let ready = match &front.txn {
-                Some(t) => t.hdr.zxid <= self.durable_zxid,
-                None => true,
-            };
-            if !ready {
-                break;
-            }
-            let p = self.pending.pop_front().unwrap();
-            let result = p.txn.as_ref().map(|t| {
-                let mut touched = out.touched_shards;
-                let r = {
-                    let mut sink = SinkToShards {
-                        links: &self.links,
-                        touched: &mut touched,
-                        zxid: t.hdr.zxid,
-                        filter: true,
-                    };
-                    self.tree.apply(&t.hdr, &t.body, &mut sink)
+    /// Applies every txn up to the commit point, in order, answering this node's clients as
+    /// their turns come.
+    fn apply_committed(&mut self, now: Now, out: &mut Outbox) {
+        while self.proposals.front().is_some_and(|t| t.hdr.zxid <= self.committed_zxid) {
+            let t = self.proposals.pop_front().expect("checked above");
+            let mut touched = out.touched_shards;
+            let r = {
+                let mut sink = SinkToShards {
+                    links: &self.links,
+                    touched: &mut touched,
+                    zxid: t.hdr.zxid,
+                    filter: true,
                 };
-                out.touched_shards = touched;
-                self.prep.applied(t.hdr.zxid);
-                self.zxids.expose(t.hdr.zxid);
-                if t.hdr.txn_type == OpCode::CloseSession as i32 {
-                    self.sessions.remove(t.hdr.client_id);
-                    if let Some(owner) = self.owners.remove(&t.hdr.client_id) {
-                        let is_requester = matches!(&p.waiter, Waiter::Client { from, .. } if *from == owner);
-                        if !is_requester {
-                            self.send(
-                                out,
-                                owner.shard,
-                                ToShard::Close { conn: owner.conn, reason: "session expired" },
-                            );
-                        }
-                    }
-                }
-                (t.hdr.zxid, r)
-            });
-            match p.waiter {
+                self.tree.apply(&t.hdr, &t.body, &mut sink)
+            };
+            out.touched_shards = touched;
+            self.prep.applied(t.hdr.zxid);
+            self.zxids.expose(t.hdr.zxid);
+            let session = t.hdr.client_id;
+            let waiter = self.take_waiter(&t.hdr);
+            let msg = waiter.map(|w| match w {
                 Waiter::Client { from, xid, opcode, reply } => {
-                    self.answer(from, xid, opcode, &reply, result.as_ref(), out)
+                    self.reply_msg_with(from, xid, opcode, &reply, Some(&(t.hdr.zxid, r)))
                 }
                 Waiter::Connect { from, session, timeout_ms } => {
                     let packet = connect_packet(session, timeout_ms);
-                    self.send(
-                        out,
+                    (
                         from.shard,
                         ToShard::Connected { conn: from.conn, session, timeout_ms, packet, close: false },
-                    );
+                    )
                 }
-                w @ (Waiter::Read { .. } | Waiter::Refused { .. }) => self.answer_now(w, out),
-                Waiter::Internal => {}
+                Waiter::Read { .. } | Waiter::Refused { .. } => unreachable!("these wait for no txn"),
+            });
+            if t.hdr.txn_type == OpCode::CloseSession as i32 {
+                self.sessions.remove(session);
+                if let Some(owner) = self.owners.remove(&session) {
+                    let is_requester = matches!(&msg, Some((shard, ToShard::Reply { conn, .. }))
+                        if ConnRef { shard: *shard, conn: *conn } == owner);
+                    if !is_requester {
+                        self.send(
+                            out,
+                            owner.shard,
+                            ToShard::Close { conn: owner.conn, reason: "session expired" },
+                        );
+                    }
+                }
+            }
+            if let Some(msg) = msg {
+                self.settle(session, msg);
+                self.advance(session, out);
             }
         }
+        self.advance_syncs(out);
         if self.txns_since_snapshot >= self.snapshot_threshold
             || (self.cfg.snap_size_limit_bytes > 0
                 && self.bytes_since_snapshot >= self.cfg.snap_size_limit_bytes)
@@ -568,26 +609,100 @@ impl<L: Links> Replica<L> {
         }
     }
 
-    /// Answers a request that needs no txn (a read ordered behind writes, a sync, a refusal)
-    /// after everything pending before it: at once if nothing is.
-    fn answer_in_turn(&mut self, w: Waiter, out: &mut Outbox) {
-        if self.pending.is_empty() {
-            self.answer_now(w, out);
-        } else {
-            self.pending.push_back(Pending { txn: None, waiter: w });
+    /// The waiter of this node that a txn answers, if one is here: the first of the txn's
+    /// session waiting for a txn with the txn's cxid (a createSession: the handshake).
+    fn take_waiter(&mut self, hdr: &TxnHeader) -> Option<Waiter> {
+        let q = self.waiting.get_mut(&hdr.client_id)?;
+        let create = hdr.txn_type == OpCode::CreateSession as i32;
+        let i = q.iter().position(|w| match w {
+            Waiting::Txn(Waiter::Connect { .. }) => create,
+            Waiting::Txn(Waiter::Client { xid, .. }) => !create && *xid == hdr.cxid,
+            _ => false,
+        })?;
+        let Waiting::Txn(w) = std::mem::replace(&mut q[i], Waiting::Taken) else {
+            unreachable!("found above")
+        };
+        Some(w)
+    }
+
+    /// Stores the answer of the request `take_waiter` just took from `session`'s queue.
+    fn settle(&mut self, session: i64, (shard, msg): (u16, ToShard)) {
+        let q = self.waiting.get_mut(&session).expect("take_waiter found this session");
+        let slot = q.iter_mut().find(|w| matches!(w, Waiting::Taken)).expect("take_waiter left its mark");
+        *slot = Waiting::Done { shard, msg };
+    }
+
+    /// Sends what is answered at the front of a session's queue, runs reads that reached the
+    /// front, and stops at the first request still waiting.
+    fn advance(&mut self, session: i64, out: &mut Outbox) {
+        let Some(q) = self.waiting.get_mut(&session) else { return };
+        let applied = self.tree.last_processed_zxid();
+        let mut ready = Vec::new();
+        while let Some(front) = q.front() {
+            let go = match front {
+                Waiting::Done { .. } | Waiting::InTurn(_) => true,
+                Waiting::Sync { after, .. } => *after <= applied,
+                Waiting::Txn(_) => false,
+                Waiting::Taken => unreachable!("settled before anything advances"),
+            };
+            if !go {
+                break;
+            }
+            ready.push(q.pop_front().expect("front exists"));
+        }
+        if q.is_empty() {
+            self.waiting.remove(&session);
+        }
+        for w in ready {
+            match w {
+                Waiting::Done { shard, msg } => self.send(out, shard, msg),
+                Waiting::InTurn(w) | Waiting::Sync { waiter: w, .. } => self.answer_now(w, out),
+                Waiting::Txn(_) | Waiting::Taken => unreachable!("stopped above"),
+            }
+        }
+    }
+
+    /// Answers the syncs whose txns are all applied.
+    fn advance_syncs(&mut self, out: &mut Outbox) {
+        if self.syncing.is_empty() {
+            return;
+        }
+        for session in std::mem::take(&mut self.syncing) {
+            self.advance(session, out);
+            let still = self
+                .waiting
+                .get(&session)
+                .is_some_and(|q| q.iter().any(|w| matches!(w, Waiting::Sync { .. })));
+            if still {
+                self.syncing.push(session);
+            }
         }
     }
 
     fn answer_now(&self, w: Waiter, out: &mut Outbox) {
         match w {
-            Waiter::Client { from, xid, opcode, reply } => self.answer(from, xid, opcode, &reply, None, out),
+            Waiter::Read { .. } => self.run_read(w, out),
+            w => {
+                let (shard, msg) = self.reply_msg(w);
+                self.send(out, shard, msg)
+            }
+        }
+    }
+
+    /// The answer of a request that needs no txn of its own: a sync, a refusal.
+    fn reply_msg(&self, w: Waiter) -> (u16, ToShard) {
+        match w {
+            Waiter::Client { from, xid, opcode, reply } => {
+                self.reply_msg_with(from, xid, opcode, &reply, None)
+            }
             Waiter::Refused { from, xid } => {
                 let err = crate::proto::ErrorCode::SystemError as i32;
                 let packet = framed_raw(&ReplyHeader { xid, zxid: self.zxids.last(), err }, &[]);
-                self.send(out, from.shard, ToShard::Reply { conn: from.conn, xid, packet, close: false });
+                (from.shard, ToShard::Reply { conn: from.conn, xid, packet, close: false })
             }
-            Waiter::Read { .. } => self.run_read(w, out),
-            Waiter::Connect { .. } | Waiter::Internal => unreachable!("these wait for a txn"),
+            Waiter::Read { .. } | Waiter::Connect { .. } => {
+                unreachable!("reads run, handshakes wait for a txn")
+            }
         }
     }
 
@@ -613,15 +728,14 @@ impl<L: Links> Replica<L> {
         self.send(out, from.shard, ToShard::Reply { conn: from.conn, xid, packet, close: false });
     }
 
-    fn answer(
+    fn reply_msg_with(
         &self,
         from: ConnRef,
         xid: i32,
         opcode: i32,
         reply: &ReplyTo,
         result: Option<&(i64, crate::tree::ApplyResult)>,
-        out: &mut Outbox,
-    ) {
+    ) -> (u16, ToShard) {
         // Framed in one buffer: length and header first, the error code patched in once the
         // body is encoded.
         let mut w = Writer::with_capacity(REPLY_CAPACITY);
@@ -643,7 +757,7 @@ impl<L: Links> Replica<L> {
         w.buf[..4].copy_from_slice(&len.to_be_bytes());
         let packet = w.buf;
         let close = matches!(reply, ReplyTo::Close);
-        self.send(out, from.shard, ToShard::Reply { conn: from.conn, xid, packet, close });
+        (from.shard, ToShard::Reply { conn: from.conn, xid, packet, close })
     }
 }
 

@@ -29,6 +29,9 @@
 //!   voter's vote beats, and it becomes OBSERVING where a participant would become FOLLOWING.
 //!   Voters answer an observer with their *current* vote (the last decided one while they look),
 //!   so an observer usually learns the leader when it re-notifies after the voters decided.
+//!   (So an OBSERVING observer and a LOOKING voter answer each other until the voter decides:
+//!   ZooKeeper's nodes do the same; a driver that keeps one queued notification per peer, as
+//!   ZooKeeper's connection manager does, bounds it.)
 //!
 //! Not modelled: dynamic reconfiguration (a notification with a newer config version makes a
 //! LOOKING Java node adopt it and restart the election; here a different server list is only
@@ -384,20 +387,18 @@ impl Election {
 
     /// ZooKeeper's `WorkerReceiver` (the replies) followed by `lookForLeader`'s handling.
     fn on_notification(&mut self, from: Sid, n: Notification, now_ms: u64, out: &mut Vec<Action>) {
-        if self.initial.is_none() {
-            return; // not started: nothing to answer with yet
-        }
+        let Some(cv) = self.current_vote else {
+            return; // neither started nor serving: nothing to answer with yet
+        };
         if !self.members.is_voter(from) {
             // A non-voting sender is answered at once with our current vote and our round, and
             // its notification goes no further.
-            let cv = self.current_vote.expect("set at the first start");
             let vote = Vote { election_epoch: self.logical_clock, ..cv };
             self.send(from, self.state, vote, out);
             return;
         }
         if self.round.is_none() {
             if n.state == PeerState::Looking {
-                let cv = self.current_vote.expect("set at the first start");
                 self.send(from, self.state, cv, out);
             }
             return;

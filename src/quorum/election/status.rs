@@ -103,7 +103,8 @@ impl Election {
     /// One sentence (clauses joined by "; ") on what the round in progress lacks.
     fn waiting(&self, now_ms: u64) -> Option<String> {
         let Some(r) = self.round.as_ref() else {
-            return self.initial.is_none().then(|| "the election has not started".to_owned());
+            let idle = self.initial.is_none() && self.state == PeerState::Looking;
+            return idle.then(|| "the election has not started".to_owned());
         };
         let ours = Ballot::looking(self.proposal_vote());
         let voters = &self.members.voters;

@@ -277,15 +277,63 @@ fn a_quorum_of_followers_is_not_enough_until_the_leader_says_leading() {
 
 #[test]
 fn a_joiner_in_the_leaders_round_counts_followers_by_leader_only() {
-    // Followers report the zxid they had when elected, which can differ from the leader's; a
-    // 3.4.6+ notification is matched by leader id alone against votes of our round.
+    // Followers report the vote they were elected with; the leader has since moved its peer
+    // epoch on (updateElectionVote). Against votes of our round a 3.4.6+ notification is
+    // matched by leader id alone, so the joiner follows.
     let m = three();
     let mut e = node(2, &m);
     start(&mut e, make_zxid(1, 3), 1, 0);
     assert_eq!(recv(&mut e, 1, note(&m, Following, vote(3, make_zxid(1, 4), 1, 1)), 1), vec![]);
     assert_eq!(
-        recv(&mut e, 3, note(&m, Leading, vote(3, Z5, 1, 1)), 2),
-        vec![Action::Decided { vote: vote(3, Z5, 1, 1), state: Following, duration_ms: 2 }]
+        recv(&mut e, 3, note(&m, Leading, vote(3, Z5, 1, 2)), 2),
+        vec![Action::Decided { vote: vote(3, Z5, 1, 2), state: Following, duration_ms: 2 }]
+    );
+}
+
+#[test]
+fn out_of_election_votes_must_agree_on_the_peer_epoch() {
+    // The same two votes seen from a later round: out of election the peer epoch counts too.
+    let m = three();
+    let mut e = node(2, &m);
+    start(&mut e, make_zxid(1, 3), 1, 0);
+    start(&mut e, make_zxid(1, 3), 1, 0);
+    assert_eq!(recv(&mut e, 1, note(&m, Following, vote(3, make_zxid(1, 4), 1, 1)), 1), vec![]);
+    assert_eq!(recv(&mut e, 3, note(&m, Leading, vote(3, Z5, 1, 2)), 2), vec![]);
+    // Once 1 has synced with the leader it reports epoch 2 as well.
+    assert_eq!(
+        recv(&mut e, 1, note(&m, Following, vote(3, make_zxid(1, 4), 1, 2)), 3),
+        vec![Action::Decided { vote: vote(3, make_zxid(1, 4), 1, 2), state: Following, duration_ms: 3 }]
+    );
+    assert_eq!(e.logical_clock(), 1);
+}
+
+#[test]
+fn a_higher_round_forgets_the_votes_of_the_old_round() {
+    let m = three();
+    let mut e = node(2, &m);
+    start(&mut e, Z5, 1, 0);
+    // Round 1: 1 follows 3.
+    assert_eq!(recv(&mut e, 1, note(&m, Following, vote(3, Z5, 1, 1)), 1), vec![]);
+    // 3 looks in round 5 with a worse vote: we move to round 5 and vote for ourselves.
+    let z1 = make_zxid(1, 1);
+    assert_eq!(
+        recv(&mut e, 3, note(&m, Looking, vote(3, z1, 5, 1)), 2),
+        vec![send(&m, 1, Looking, vote(2, Z5, 5, 1)), send(&m, 3, Looking, vote(2, Z5, 5, 1))]
+    );
+    // 3 now says it leads round 5 at epoch 2. 1's round-1 vote was forgotten with round 1 and,
+    // out of election, its peer epoch differs: no quorum for 3.
+    assert_eq!(recv(&mut e, 3, note(&m, Leading, vote(3, Z5, 5, 2)), 3), vec![]);
+    assert!(e.is_looking());
+}
+
+#[test]
+fn a_lone_voter_decides_at_once() {
+    // Every voter (just us) has our vote: nothing better can come, so no finalize window.
+    let m = Members::new([1], [2]);
+    let mut e = node(1, &m);
+    assert_eq!(
+        start(&mut e, Z5, 1, 0),
+        vec![Action::Decided { vote: vote(1, Z5, 1, 1), state: Leading, duration_ms: 0 }]
     );
 }
 
@@ -514,4 +562,41 @@ fn status_says_why_the_election_has_not_finished() {
     step(&mut e, Input::Tick, 1350);
     let st = e.status(1400);
     assert_eq!((st.state, st.waiting, st.vote), (Leading, None, None));
+}
+
+#[test]
+fn serving_ends_a_round_and_sets_what_peers_are_told() {
+    let m = three();
+    let mut e = node(2, &m);
+    // Before anything, there is nothing to answer with.
+    assert_eq!(recv(&mut e, 1, note(&m, Looking, vote(1, Z5, 1, 1)), 0), vec![]);
+    start(&mut e, Z5, 1, 0);
+    assert_eq!(step(&mut e, Input::Serving { state: Following, vote: vote(3, Z5, 1, 2) }, 1), vec![]);
+    assert_eq!((e.is_looking(), e.next_deadline_ms(), e.state()), (false, None, Following));
+    assert_eq!(step(&mut e, Input::Tick, 10_000), vec![]);
+    assert_eq!(
+        recv(&mut e, 1, note(&m, Looking, vote(1, Z5, 2, 1)), 2),
+        vec![send(&m, 1, Following, vote(3, Z5, 1, 2))]
+    );
+    assert_eq!(e.status(2).waiting, None);
+}
+
+#[test]
+fn servers_outside_the_configuration_are_remembered_up_to_a_bound() {
+    let m = three();
+    let mut e = node(1, &m);
+    start(&mut e, Z5, 1, 0);
+    let mut mismatches = 0;
+    for sid in 100..100 + STRANGERS_MAX as Sid + 10 {
+        for a in recv(&mut e, sid, note(&five(), Looking, vote(sid, Z5, 1, 1)), 1) {
+            match a {
+                Action::ConfigMismatch { .. } => mismatches += 1,
+                // Every one is still answered, as ZooKeeper answers any non-voter.
+                Action::Send { to, .. } => assert_eq!(to, sid),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert_eq!(mismatches, STRANGERS_MAX);
+    assert_eq!(e.status(1).peers.len(), 2 + STRANGERS_MAX);
 }

@@ -35,6 +35,10 @@ use super::{
 /// its syncs wait for a later round (which proves more).
 const MARKS_MAX: usize = 8;
 
+/// Pending syncs; a learner that forwards one more loses its connection (the replica bounds its
+/// own clients' requests).
+pub const SYNCS_MAX: usize = 100_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Discovery,
@@ -195,10 +199,13 @@ impl Leader {
         l.summary = (current_epoch, last);
         l.accepted_epoch = accepted_epoch;
         l.current_epoch = current_epoch;
-        l.epoch = accepted_epoch.checked_add(1).expect("epoch space exhausted");
         l.connecting.insert(l.cfg.my_id);
         l.phase_deadline_ms = now + l.cfg.init_ms();
         out.push(Action::State { state: crate::quorum::PeerState::Leading, leader: Some(l.cfg.my_id) });
+        let Some(epoch) = accepted_epoch.checked_add(1) else {
+            return (l, Flow::Abandon(format!("no epoch after the accepted epoch {accepted_epoch}")));
+        };
+        l.epoch = epoch;
         let flow = l.advance(now, out);
         (l, flow)
     }
@@ -398,7 +405,8 @@ impl Leader {
                 ));
             }
         }
-        if now >= self.next_ping_ms {
+        // ZooKeeper's leader pings only once it serves (its lead() loop).
+        if self.phase == Phase::Broadcast && now >= self.next_ping_ms {
             self.next_ping_ms = now + self.cfg.tick_ms / 2;
             self.ping_round(now, out);
         }
@@ -606,6 +614,13 @@ impl Leader {
                     Ok(self.advance(now, out))
                 }
             }
+            // ZooKeeper 3.8.0/3.8.1 learners log what NEWLEADER brought asynchronously and ACK
+            // it as it becomes durable, possibly before UPTODATE; ZooKeeper's leader reads those
+            // ACKs once it serves. They are of txns the leader already has: checked, then
+            // nothing to count.
+            (HState::AwaitStart, pt::ACK) => {
+                self.on_broadcast_packet(from, pk, now, out).map(|()| Flow::Continue)
+            }
             (HState::Broadcast, _) => {
                 h.ack_deadline_ms = now + self.cfg.sync_ms();
                 h.read_deadline_ms = Some(now + self.cfg.sync_ms());
@@ -779,6 +794,7 @@ impl Leader {
                     self.last_committed = marker;
                     self.own_durable = marker;
                     self.next_check_ms = now + self.cfg.tick_ms;
+                    self.next_ping_ms = now + self.cfg.tick_ms / 2;
                     out.push(Action::Serving {
                         role: Role::Leader,
                         epoch: self.epoch,
@@ -892,6 +908,9 @@ impl Leader {
             pt::REQUEST => {
                 let (session, cxid, typ, body) = payload::decode_request(pk.data.as_deref())?;
                 if typ == super::OP_SYNC {
+                    if self.syncs.len() >= SYNCS_MAX {
+                        return Err(PacketError::Refused(format!("more than {SYNCS_MAX} syncs pending")));
+                    }
                     self.add_sync(Some(from), now, out);
                 } else {
                     out.push(Action::Request {

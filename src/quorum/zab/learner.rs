@@ -18,6 +18,10 @@
 //! applies the commits, and serves. PINGs during sync are ignored, as ZooKeeper's learner
 //! ignores them (the leader counts only pings sent after UPTODATE).
 //!
+//! This is ZooKeeper 3.8.2+'s order (ZOOKEEPER-4646: the NEWLEADER ACK promises the txns are
+//! on disk). 3.8.0 and 3.8.1 learners log them asynchronously, ACK NEWLEADER at once and ACK
+//! the txns as they become durable, possibly before UPTODATE; the leader accepts both.
+//!
 //! The learner abandons its leader (back to LOOKING) when nothing arrived for initLimit ticks
 //! before NEWLEADER or syncLimit ticks after (ZooKeeper's socket read timeouts), when the
 //! connection closes, or when the leader breaks the protocol.
@@ -230,12 +234,11 @@ impl Learner {
                 Flow::Continue
             }
             Input::Durable { zxid } => {
-                assert!(
-                    zxid <= self.appended,
-                    "durable 0x{zxid:x} beyond last appended 0x{:x}",
-                    self.appended
-                );
-                self.on_durable(zxid, out);
+                // A report for txns a TRUNC removed can still arrive (the log wrote them before it
+                // truncated). It cannot cover what was appended since: the leader sends only
+                // zxids beyond the learner's old last one (sync's rows 2 and 5). So it is cut to
+                // what was appended.
+                self.on_durable(zxid.min(self.appended), out);
                 Flow::Continue
             }
             Input::Forward { session, cxid, typ, data, authinfo } => {
@@ -328,20 +331,22 @@ impl Learner {
     }
 
     fn on_packet(&mut self, pk: QuorumPacket, now: i64, out: &mut Vec<Action>) -> Result<Flow, PacketError> {
-        let read_limit = if self.phase == Phase::Broadcast || self.sync.newleader {
-            self.cfg.sync_ms()
-        } else {
-            self.cfg.init_ms()
-        };
-        self.deadline_ms = now + read_limit;
-        match self.phase {
+        let flow = match self.phase {
             Phase::Connecting => Err(PacketError::unexpected(pk.typ, "connecting")),
             Phase::AwaitLeaderInfo => self.on_leader_info(pk, out),
             Phase::AwaitSyncOp => self.on_sync_op(pk, out),
             Phase::LoadingSnapshot(_) => Err(PacketError::unexpected(pk.typ, "snapshot loading")),
             Phase::Syncing => self.on_sync_packet(pk, out),
             Phase::Broadcast => self.on_broadcast_packet(pk, out).map(|()| Flow::Continue),
-        }
+        }?;
+        // ZooKeeper's socket read timeout: initLimit until NEWLEADER, syncLimit from then on.
+        let limit = if self.phase == Phase::Broadcast || self.sync.newleader {
+            self.cfg.sync_ms()
+        } else {
+            self.cfg.init_ms()
+        };
+        self.deadline_ms = now + limit;
+        Ok(flow)
     }
 
     fn on_leader_info(&mut self, pk: QuorumPacket, out: &mut Vec<Action>) -> Result<Flow, PacketError> {

@@ -65,7 +65,7 @@ pub fn encode_touches(sessions: impl ExactSizeIterator<Item = (i64, i32)>) -> Ve
 
 pub fn decode_touches(data: Option<&[u8]>) -> Result<Vec<(i64, i32)>, PacketError> {
     let data = data.unwrap_or(&[]);
-    if data.len() % 12 != 0 {
+    if !data.len().is_multiple_of(12) {
         return Err(bad(
             "PING",
             format!("{} bytes is not a whole number of (session, timeout) pairs", data.len()),
