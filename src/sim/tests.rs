@@ -65,33 +65,25 @@ fn every_invariant_fires_on_some_broken_variant() {
     }
 }
 
-/// A bug of `quorum::zab` the simulator found (reported to its authors), by the words of its
-/// failure, and seeds that show it with zab as merged here (seeds move as zab changes).
-///
-/// SNAP before NEWLEADER: a learner synced by SNAP makes the leader's snapshot durable at once
-/// (`LoadSnapshot`), but writes `currentEpoch` only at NEWLEADER. A crash in between (or a
-/// leader lost in between, then any later crash) leaves a disk whose last zxid is in an epoch
-/// newer than `currentEpoch`, and `Peer::new` refuses it (`CurrentEpochBehindLog`): the server
-/// cannot restart. ZooKeeper writes `currentEpoch.tmp` before it takes that snapshot and adopts
-/// it at start-up (QuorumPeer.loadDataBase).
-pub const KNOWN_ZAB_BUG: &str = "is older than the last zxid";
-pub const KNOWN_ZAB_BUG_SEEDS: &[u64] = &[137, 160, 666, 726, 904, 1179, 1349, 1418];
+/// A bug of `quorum::zab` the simulator found, and the seeds that showed it (kept as a
+/// regression). SNAP before NEWLEADER: a learner synced by SNAP makes the leader's snapshot
+/// durable at once (`LoadSnapshot`) but writes `currentEpoch` only at NEWLEADER. A crash in
+/// between (or a leader lost in between, then any later crash) left a disk whose last zxid is in
+/// an epoch newer than `currentEpoch`, and `Peer::new` refused it: the server could not restart.
+/// ZooKeeper covers the window with `currentEpoch.tmp`; `Peer::new` now adopts the epoch of the
+/// data when this server had accepted it.
+pub const ZAB_SNAP_EPOCH_SEEDS: &[u64] = &[137, 160, 666, 726, 904, 1179, 1349, 1418];
 
-/// Runs the budget; a failure other than the known zab bug fails the test, the known one is
-/// counted and printed (so the budget keeps guarding everything else until zab is fixed).
+/// Runs the budget; any failing seed fails the test.
 fn run_peer_budget(first: u64, count: u64) {
-    let mut known = Vec::new();
     let mut ran = 0;
     for seed in seeds(first, count) {
-        match run_seed::<super::peer::PeerNode>(seed) {
-            Ok(_) => ran += 1,
-            Err(f) if f.invariant == "nodes_restart_from_their_disk" && f.what.contains(KNOWN_ZAB_BUG) => {
-                known.push(seed)
-            }
-            Err(f) => panic!("{f}"),
+        if let Err(f) = run_seed::<super::peer::PeerNode>(seed) {
+            panic!("{f}");
         }
+        ran += 1;
     }
-    eprintln!("{ran} seeds passed; the known zab bug (SNAP before NEWLEADER) failed seeds {known:?}");
+    eprintln!("{ran} seeds passed");
     assert!(ran > 0, "no seed ran to the end");
 }
 
@@ -113,18 +105,17 @@ fn peer_holds_every_invariant_and_recovers_second_half() {
 
 const PEER_SEEDS_PER_HALF: u64 = 750;
 
-/// The seeds that show the known zab bug, replayed: each must pass once zab is fixed.
+/// The seeds that showed the SNAP-before-NEWLEADER bug, replayed.
 #[test]
-#[ignore = "fails until quorum::zab fixes KNOWN_ZAB_BUG (SNAP before NEWLEADER)"]
 fn zab_regression_seeds() {
-    for &seed in KNOWN_ZAB_BUG_SEEDS {
+    for &seed in ZAB_SNAP_EPOCH_SEEDS {
         if let Err(f) = run_seed::<super::peer::PeerNode>(seed) {
             panic!("{f}");
         }
     }
 }
 
-/// Lists the failing seeds of a range (a tool to find seeds for `KNOWN_ZAB_BUG_SEEDS`).
+/// Lists the failing seeds of a range (a tool to find regression seeds).
 #[test]
 #[ignore = "a tool: ZKD_SIM_FIRST_SEED and ZKD_SIM_SEEDS pick the range"]
 fn list_failing_peer_seeds() {
