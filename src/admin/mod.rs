@@ -206,3 +206,6 @@ impl crate::shard::Ops for OpsState {
         Box::pin(self.answer_four_letter(w))
     }
 }
+
+#[cfg(test)]
+mod tests;

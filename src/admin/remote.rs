@@ -158,7 +158,7 @@ mod tests {
         .unwrap();
         assert_eq!(Target::from_config(&cfg).unwrap(), Target::ClientPort { host_port: "[::1]:2181".into() });
         let (cfg, _) = Config::parse_str(
-            "dataDir=/tmp/x\nadmin.serverAddress=10.1.2.3\nadmin.serverPort=9999\nadmin.commandURL=/c/\n",
+            "dataDir=/tmp/x\nclientPort=2181\nadmin.serverAddress=10.1.2.3\nadmin.serverPort=9999\nadmin.commandURL=/c/\n",
             dir,
         )
         .unwrap();
