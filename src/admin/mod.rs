@@ -106,7 +106,9 @@ impl OpsState {
 
     /// The quorum status last published (None only before the replica core published one).
     pub fn quorum_status(&self) -> Option<QuorumStatus> {
-        self.quorum.status()
+        // The driver's clock: `clock::mono_ms`, as the replica core steps the peer with.
+        let now = crate::clock::mono_ms().max(0) as u64;
+        self.quorum.status().map(|s| s.at(now))
     }
     /// Whether clients are served now (ZooKeeper's `isZKServerRunning`): standalone always;
     /// a member of an ensemble once synced with a leader, until it looks for one again.

@@ -71,8 +71,11 @@ fn status(me: i64, state: PeerState, zab: ZabState) -> QuorumStatus {
         PeerState::Looking => unreachable!("a looking server does not serve"),
     });
     let leading = state == PeerState::Leading;
+    // Built "later" than any read in these tests: readers age a status by the time since it was
+    // built (`QuorumStatus::at`), and these figures must read as given.
+    let at_ms = crate::clock::mono_ms() as u64 + 3_600_000;
     QuorumStatus {
-        at_ms: 10_000,
+        at_ms,
         my_id: me,
         standalone: false,
         learner_type: LearnerType::Participant,
@@ -88,7 +91,7 @@ fn status(me: i64, state: PeerState, zab: ZabState) -> QuorumStatus {
         voters: vec![1, 2, 3],
         observers: vec![],
         election: None::<ElectionStatus>,
-        last_election: Some(Decision { leader: 3, state, duration_ms: 440, round: 1, at_ms: 8_000 }),
+        last_election: Some(Decision { leader: 3, state, duration_ms: 440, round: 1, at_ms: at_ms - 2_000 }),
         lookings: 1,
         leader_side: leading.then(|| LeaderStatus {
             learners: vec![learner(1, LearnerType::Participant, true), learner(2, LearnerType::Participant, true)],

@@ -188,6 +188,8 @@ fn conf(ops: &OpsState) -> String {
         let line = match line.as_str() {
             "dataDirSize=0" => format!("dataDirSize={data}"),
             "dataLogSize=0" => format!("dataLogSize={log}"),
+            // clientPort=0: the port the kernel chose.
+            "clientPort=0" => format!("clientPort={}", ops.client_addr.port()),
             _ => line,
         };
         s.push_str(&line);

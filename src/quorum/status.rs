@@ -206,6 +206,38 @@ impl QuorumStatus {
         }
     }
 
+    /// The same status seen at `now_ms`, a little after it was built: ages and durations grow by
+    /// the time between, timers shrink (the driver publishes at every tick, so a reader is at
+    /// most a tick behind; this keeps what it shows from going backwards).
+    pub fn at(mut self, now_ms: u64) -> QuorumStatus {
+        let d = now_ms.saturating_sub(self.at_ms);
+        self.at_ms = self.at_ms.max(now_ms);
+        let grow = |v: &mut u64| *v = v.saturating_add(d);
+        if let Some(v) = self.serving_for_ms.as_mut() {
+            grow(v);
+        }
+        if let Some(l) = self.leader_side.as_mut() {
+            l.learners.iter_mut().for_each(|x| grow(&mut x.last_heard_ago_ms));
+        }
+        if let Some(v) = self.learner_side.as_mut().and_then(|l| l.leader_heard_ago_ms.as_mut()) {
+            grow(v);
+        }
+        if let Some(e) = self.election.as_mut() {
+            if let Some(v) = e.looking_for_ms.as_mut() {
+                grow(v);
+            }
+            for v in [e.next_notification_ms.as_mut(), e.finalize_left_ms.as_mut()].into_iter().flatten() {
+                *v = v.saturating_sub(d);
+            }
+            for p in e.peers.iter_mut() {
+                if let Some(l) = p.last.as_mut() {
+                    grow(&mut l.age_ms);
+                }
+            }
+        }
+        self
+    }
+
     /// `Mode:` / `server_state`: the role clients are served in; None while not serving.
     pub fn mode(&self) -> Option<&'static str> {
         self.serving.map(mode_name)

@@ -358,6 +358,32 @@ fn observers_are_counted_apart_and_report_observing() {
 }
 
 #[test]
+fn a_status_read_later_has_older_ages_and_nearer_timers() {
+    let mut c = Cluster::new(&[1, 2, 3], &[]);
+    c.run(Cluster::all_serve, |_| {});
+    c.now += 1_000;
+    let (l, f) = (c.status(3), c.status(1));
+    let (l2, f2) = (l.clone().at(c.now + 250), f.clone().at(c.now + 250));
+    assert_eq!(l2.at_ms, c.now + 250);
+    assert_eq!(l2.serving_for_ms.unwrap(), l.serving_for_ms.unwrap() + 250);
+    let ages = |s: &QuorumStatus| s.leader_side.as_ref().unwrap().learners.iter().map(|x| x.last_heard_ago_ms).collect::<Vec<_>>();
+    assert_eq!(ages(&l2), ages(&l).iter().map(|a| a + 250).collect::<Vec<_>>());
+    let heard = |s: &QuorumStatus| s.learner_side.unwrap().leader_heard_ago_ms.unwrap();
+    assert_eq!(heard(&f2), heard(&f) + 250);
+    let peer_ages = |s: &QuorumStatus| {
+        s.election.as_ref().unwrap().peers.iter().map(|p| p.last.as_ref().unwrap().age_ms).collect::<Vec<_>>()
+    };
+    assert_eq!(peer_ages(&f2), peer_ages(&f).iter().map(|a| a + 250).collect::<Vec<_>>());
+    assert_eq!(l.clone().at(c.now - 10), l, "a read before the build changes nothing");
+
+    // A looking peer: its round runs longer and its next notification comes nearer.
+    let (p, _) = Peer::new(cfg(1, &[1, 2, 3], &[], false), init(), 0).unwrap();
+    let s = QuorumStatus::of(&p, 50).at(150);
+    let e = s.election.unwrap();
+    assert_eq!((e.looking_for_ms, e.next_notification_ms), (Some(150), Some(50)));
+}
+
+#[test]
 fn a_standalone_server_serves_without_an_election() {
     let (p, _) = Peer::new(cfg(1, &[1], &[], true), init(), 0).unwrap();
     let s = QuorumStatus::of(&p, 500);
