@@ -452,6 +452,8 @@ impl Leader {
             self.confirmed_round = self.confirmed_round.max(self.marks[i].round);
             self.marks.drain(..=i);
             self.release_syncs(now, out);
+            // Proposals held behind the syncs just released may commit now.
+            self.try_commit(now, out);
         }
     }
 
@@ -535,9 +537,15 @@ impl Leader {
 
     /// Commits, in order, every outstanding proposal a quorum acked.
     fn try_commit(&mut self, now: i64, out: &mut Vec<Action>) {
-        let before = self.last_committed;
+        let mut emitted = self.last_committed;
         while let Some(o) = self.outstanding.front() {
             if !self.has_quorum(o) {
+                break;
+            }
+            // A sync answers at its place in the commit order: nothing proposed after it commits
+            // before it is released (its ping round confirmed), so the sync, and the reads of its
+            // session queued behind it, never see the writes that came after it.
+            if self.syncs.front().is_some_and(|s| s.after < o.p.zxid && s.round > self.confirmed_round) {
                 break;
             }
             let Some(o) = self.outstanding.pop_front() else { break };
@@ -557,8 +565,14 @@ impl Leader {
             }
             self.last_committed = zxid;
             self.history.push(o.p);
+            if self.syncs.front().is_some_and(|s| s.after <= zxid && s.round <= self.confirmed_round) {
+                // The commits so far, then the sync, then what follows it.
+                out.push(Action::Commit { zxid });
+                emitted = zxid;
+                self.release_syncs(now, out);
+            }
         }
-        if self.last_committed != before {
+        if self.last_committed != emitted {
             out.push(Action::Commit { zxid: self.last_committed });
             self.release_syncs(now, out);
         }

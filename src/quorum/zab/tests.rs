@@ -1022,3 +1022,47 @@ fn acks_of_a_3_8_0_learner_before_uptodate_are_accepted() {
         }]
     );
 }
+
+/// A sync answers at its place in the commit order: the proposals after it commit after it
+/// (standalone: in the same step, but after the `SyncDone`), so neither the sync nor a read
+/// behind it can see a later write.
+#[test]
+fn standalone_sync_answers_between_the_commits_before_and_after_it() {
+    let mut p = standalone(make_zxid(3, 7));
+    let z = make_zxid(3, 8);
+    let sync = Input::Sync { session: 1, cxid: 1, data: vec![], authinfo: vec![] };
+    p.step(Input::Propose(prop(z)), 10);
+    assert_eq!(p.step(sync, 10), vec![]);
+    p.step(Input::Propose(prop(z + 1)), 10);
+    assert_eq!(
+        p.step(Input::Durable { zxid: z + 1 }, 11),
+        vec![Action::Commit { zxid: z }, Action::SyncDone, Action::Commit { zxid: z + 1 }]
+    );
+}
+
+/// With followers the sync waits for its ping round; a proposal after it does not commit
+/// before the round confirms, even with a quorum of acks.
+#[test]
+fn a_proposal_after_a_sync_commits_only_after_the_sync_is_released() {
+    let mut l = serving_leader(false);
+    let t = 70 + T / 2;
+    assert_eq!(
+        ok_l(&mut l, sync_input(), t),
+        vec![send(1, pk(pt::PING, z(2, 0))), send(2, pk(pt::PING, z(2, 0)))]
+    );
+    assert_eq!(
+        ok_l(&mut l, Input::Propose(prop(z(2, 1))), t + 1),
+        vec![send(1, proposal_pk(z(2, 1))), send(2, proposal_pk(z(2, 1))), Action::Append(prop(z(2, 1)))]
+    );
+    ok_l(&mut l, Input::Durable { zxid: z(2, 1) }, t + 2);
+    assert_eq!(ok_l(&mut l, from(1, pk(pt::ACK, z(2, 1))), t + 3), vec![], "held behind the sync");
+    assert_eq!(
+        ok_l(&mut l, from(1, pkd(pt::PING, z(2, 1), vec![])), t + 4),
+        vec![
+            Action::SyncDone,
+            send(1, pk(pt::COMMIT, z(2, 1))),
+            send(2, pk(pt::COMMIT, z(2, 1))),
+            Action::Commit { zxid: z(2, 1) },
+        ]
+    );
+}
