@@ -449,6 +449,11 @@ class Ensemble:
         sids = sids if sids is not None else self.running()
         self._check_alive(sids)
         m = self.modes(sids)
+        standalone = [s for s, v in m.items() if v == "standalone"]
+        if standalone:
+            # Never right for a member of an ensemble: fail now rather than at the deadline.
+            raise EnsembleError("servers %s answer srvr with Mode: standalone although their zoo.cfg describes "
+                                "an ensemble (modes %s)" % (standalone, m))
         if any(v not in SERVING_MODES for v in m.values()):
             return None
         leaders = [s for s, v in m.items() if v == "leader"]
