@@ -225,7 +225,14 @@ fn two_servers_connect_and_exchange_messages_both_ways() {
             let c = cluster(2);
             let ((a, ai), (b, bi)) = (&c[0], &c[1]);
             a.send(2, b"vote from 1").unwrap();
+            // Server 1 connects, writes its handshake and drops its connection (2 is higher); 2
+            // calls back. Neither reports any other connection on the way.
+            let not_msg = |e: &PeerEvent| !matches!(e, PeerEvent::Message { .. });
+            let status = wait_for(bi, Duration::from_secs(10), not_msg).await;
+            assert_eq!(status, Some(PeerEvent::Connected { sid: 1, outgoing: true }));
             expect_msg(bi, 1, b"vote from 1").await;
+            let status = wait_for(ai, Duration::from_secs(10), not_msg).await;
+            assert_eq!(status, Some(PeerEvent::Connected { sid: 2, outgoing: false }));
             b.send(1, b"vote from 2").unwrap();
             expect_msg(ai, 2, b"vote from 2").await;
             // Server 1 connected first, lost (lower sid), and server 2 called back: the connection is
