@@ -787,7 +787,7 @@ fn java_servers_and_zkd_keep_one_connection_per_pair_and_exchange_notifications(
     let servers: String =
         (0..3).map(|i| format!("server.{}=127.0.0.1:{}:{}\n", i + 1, q[i], elections[i])).collect();
     let mut javas = Javas(Vec::new());
-    for n in 0..2 {
+    for (n, client_port) in client.iter().enumerate() {
         let home = dir.path().join(format!("zk{}", n + 1));
         std::fs::create_dir_all(home.join("data")).unwrap();
         std::fs::write(home.join("data").join("myid"), format!("{}\n", n + 1)).unwrap();
@@ -798,7 +798,7 @@ fn java_servers_and_zkd_keep_one_connection_per_pair_and_exchange_notifications(
                 "tickTime=200\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
                  admin.enableServer=false\n4lw.commands.whitelist=*\n{servers}",
                 home.join("data").display(),
-                client[n]
+                client_port
             ),
         )
         .unwrap();

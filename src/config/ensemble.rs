@@ -473,7 +473,7 @@ pub fn warnings(e: &Ensemble, peer_type: Option<PeerType>) -> Vec<String> {
         w.push(format!(
             "{voters} participant(s): no server failure will be tolerated; an ensemble needs at least 3."
         ));
-    } else if voters % 2 == 0 {
+    } else if voters.is_multiple_of(2) {
         w.push(format!(
             "{voters} participants tolerate no more failures than {}: consider an odd number.",
             voters - 1
