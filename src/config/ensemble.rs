@@ -821,16 +821,4 @@ mod tests {
         assert_eq!(version_from_filename("zoo.cfg.dynamic"), None);
         assert_eq!(version_from_filename("zoo.cfg.dynamic.0"), Some(0));
     }
-
-    #[test]
-    fn the_default_start_path_still_refuses_a_valid_ensemble() {
-        let d = tempfile::tempdir().unwrap();
-        let data = d.path().join("data");
-        std::fs::create_dir(&data).unwrap();
-        std::fs::write(data.join("myid"), "1").unwrap();
-        let cfg = d.path().join("zoo.cfg");
-        std::fs::write(&cfg, format!("dataDir={}\n{THREE}", data.display())).unwrap();
-        assert!(matches!(Config::from_file(&cfg), Err(ConfigError::Unsupported(_))));
-        assert!(Config::load(&cfg).unwrap().ensemble.is_some());
-    }
 }

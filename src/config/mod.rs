@@ -189,24 +189,13 @@ impl Config {
         self.my_id
     }
 
-    /// Reads zoo.cfg and what it names, refusing what this build cannot run: a replicated
-    /// ensemble (after its server lines were checked) and TLS/SASL settings.
-    pub fn from_file(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
-        let l = Config::load_with(path, false)?;
-        Ok((l.config, l.warnings))
-    }
-
     /// Reads zoo.cfg, its `dynamicConfigFile` and `dataDir/myid`, and checks the ensemble they
     /// describe as ZooKeeper does (`Loaded::ensemble` is None for a standalone server). TLS/SASL
     /// settings are still refused.
     pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-        Config::load_with(path, true)
-    }
-
-    fn load_with(path: &Path, ensemble_allowed: bool) -> Result<Loaded, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::Io { path: path.to_owned(), reason: e.to_string() })?;
-        let (mut cfg, mut warnings, mut refusals) = Config::parse_unchecked(&text)?;
+        let (mut cfg, mut warnings, refusals) = Config::parse_unchecked(&text)?;
         // ZooKeeper 3.5+ reads the server lines from dynamicConfigFile when it is set.
         if let Some(file) = cfg.quorum.dynamic_config_file.clone() {
             let file = PathBuf::from(file);
@@ -223,9 +212,6 @@ impl Config {
             cfg.my_id = Some(read_myid(&cfg.data_dir)?);
         }
         ensemble::check_servers(&cfg)?;
-        if !ensemble_allowed {
-            refusals.splice(0..0, cfg.ensemble_refusal(Some(&myid_path)));
-        }
         if !refusals.is_empty() {
             return Err(ConfigError::Unsupported(refusals));
         }
@@ -271,37 +257,12 @@ impl Config {
     /// relative paths against it, and neither do we; kept for messages). A replicated ensemble
     /// or a TLS/SASL setting is an `Unsupported` error.
     pub fn parse_str(text: &str, _base: &Path) -> Result<(Config, Vec<String>), ConfigError> {
-        let (cfg, warnings, mut refusals) = Config::parse_unchecked(text)?;
+        let (cfg, warnings, refusals) = Config::parse_unchecked(text)?;
         ensemble::check_servers(&cfg)?;
-        refusals.splice(0..0, cfg.ensemble_refusal(None));
         if !refusals.is_empty() {
             return Err(ConfigError::Unsupported(refusals));
         }
         Ok((cfg, warnings))
-    }
-
-    /// The sentence refusing a replicated ensemble, if the server lines describe one: two or
-    /// more participants, or one with `standaloneEnabled=false` (ZooKeeper 3.8 runs a single
-    /// participant standalone only while standaloneEnabled is true, its default).
-    fn ensemble_refusal(&self, myid: Option<&Path>) -> Option<String> {
-        if !is_distributed(&self.servers, self.standalone_enabled) {
-            return None;
-        }
-        let keys: Vec<String> = self.servers.iter().map(|s| format!("server.{}", s.id)).collect();
-        let (mut what, mut verb) = if self.servers.len() == 1 {
-            (format!("{} with standaloneEnabled=false", keys[0]), "describes")
-        } else {
-            (keys.join(", "), "describe")
-        };
-        if let (Some(id), Some(p)) = (self.my_id, myid) {
-            what.push_str(&format!(" and {} (server id {id})", p.display()));
-            verb = "describe";
-        }
-        Some(format!(
-            "{what} {verb} a replicated ensemble, and replicated ensembles are not supported yet by \
-             this build: remove the server.N lines (and standaloneEnabled=false) to run this server \
-             standalone."
-        ))
     }
 
     /// Parses without refusing: the config, the warnings, and the TLS/SASL refusal (if any).
@@ -730,25 +691,20 @@ mod tests {
     }
 
     #[test]
-    fn an_ensemble_is_refused_naming_its_server_lines() {
-        let m = unsupported(
+    fn an_ensemble_parses_with_its_server_lines() {
+        let (c, _) = Config::parse_str(
             "dataDir=/d\nclientPort=2181\ninitLimit=10\nsyncLimit=5\nserver.1=a:2888:3888\nserver.2=b:2888:3888\nserver.3=c:2888:3888\n",
-        );
-        assert!(m.starts_with("server.1, server.2, server.3 describe a replicated ensemble"), "{m}");
-        assert!(m.contains("replicated ensembles are not supported yet by this build"), "{m}");
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(c.servers.iter().map(|s| s.id).collect::<Vec<_>>(), [1, 2, 3]);
         // With the zookeeper. prefix (a system property written in zoo.cfg) too.
-        let m = unsupported(
+        let (c, _) = Config::parse_str(
             "dataDir=/d\ninitLimit=1\nsyncLimit=1\nzookeeper.server.1=a:2888:3888\nserver.2=b:2888:3888\n",
-        );
-        assert!(m.contains("server.1, server.2 describe"), "{m}");
-        // One server line with standaloneEnabled=false: ZooKeeper runs it as a one-member quorum.
-        let m = unsupported(
-            "dataDir=/d\nclientPort=1\ninitLimit=1\nsyncLimit=1\nstandaloneEnabled=false\nserver.7=a:2888:3888\n",
-        );
-        assert!(
-            m.starts_with("server.7 with standaloneEnabled=false describes a replicated ensemble"),
-            "{m}"
-        );
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(c.servers.len(), 2);
     }
 
     #[test]
@@ -762,7 +718,7 @@ mod tests {
     }
 
     #[test]
-    fn from_file_names_myid_and_reads_dynamic_config_files() {
+    fn load_reads_myid_and_dynamic_config_files() {
         let d = tempfile::tempdir().unwrap();
         let cfg = d.path().join("zoo.cfg");
         let data = d.path().join("data");
@@ -770,30 +726,27 @@ mod tests {
         std::fs::write(data.join("myid"), "2\n").unwrap();
         let body = format!("dataDir={}\nclientPort=2181\ninitLimit=10\nsyncLimit=5\n", data.display());
         std::fs::write(&cfg, format!("{body}server.1=a:2888:3888\nserver.2=b:2888:3888\n")).unwrap();
-        let e = Config::from_file(&cfg).unwrap_err().to_string();
-        let myid = data.join("myid");
-        assert!(
-            e.starts_with(&format!(
-                "server.1, server.2 and {} (server id 2) describe a replicated",
-                myid.display()
-            )),
-            "{e}"
-        );
-        assert!(e.contains("not supported yet by this build"), "{e}");
+        let l = Config::load(&cfg).unwrap();
+        assert_eq!(l.config.my_id, Some(2));
+        let e = l.ensemble.expect("two participants are an ensemble");
+        assert_eq!((e.my_id, e.servers.len()), (2, 2));
 
         // A single server line: standalone, myid read when present, and not needed when absent.
+        let myid = data.join("myid");
         std::fs::write(&cfg, format!("{body}server.2=b:2888:3888\n")).unwrap();
-        assert_eq!(Config::from_file(&cfg).unwrap().0.my_id, Some(2));
+        let l = Config::load(&cfg).unwrap();
+        assert_eq!((l.config.my_id, l.ensemble.is_none()), (Some(2), true));
         std::fs::remove_file(&myid).unwrap();
-        assert_eq!(Config::from_file(&cfg).unwrap().0.my_id, None);
+        assert_eq!(Config::load(&cfg).unwrap().config.my_id, None);
 
         // The server lines of a dynamicConfigFile count (ZooKeeper 3.5+ reads them from there).
+        std::fs::write(&myid, "1").unwrap();
         let dynamic = d.path().join("zoo.cfg.dynamic.100000000");
         std::fs::write(&dynamic, "server.1=a:2888:3888:participant;2181\nserver.2=b:2888:3888;2181\n")
             .unwrap();
         std::fs::write(&cfg, format!("{body}dynamicConfigFile={}\n", dynamic.display())).unwrap();
-        let e = Config::from_file(&cfg).unwrap_err().to_string();
-        assert!(e.starts_with("server.1, server.2 describe a replicated ensemble"), "{e}");
+        let e = Config::load(&cfg).unwrap().ensemble.expect("from the dynamic file");
+        assert_eq!((e.my_id, e.servers.len(), e.config_version), (1, 2, 0x1_0000_0000));
     }
 
     #[test]
@@ -888,15 +841,15 @@ mod tests {
     }
 
     #[test]
-    fn an_ensemble_and_tls_are_both_reported() {
+    fn an_ensemble_with_tls_reports_only_tls() {
         let e = Config::parse_str(
             "dataDir=/d\ninitLimit=1\nsyncLimit=1\nserver.1=a:1:2\nserver.2=b:1:2\nsecureClientPort=2281\n",
             Path::new("."),
         )
         .unwrap_err();
         let ConfigError::Unsupported(s) = e else { panic!("{e:?}") };
-        assert_eq!(s.len(), 2, "{s:?}");
-        assert!(s[0].contains("replicated ensembles are not supported yet") && s[1].contains("TLS/SASL"));
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert!(s[0].contains("TLS/SASL"), "{s:?}");
     }
 
     #[test]

@@ -3,7 +3,10 @@
 //!
 //! Pure modules (`step(input, now) -> actions`; no sockets, files, clocks, channels or logging
 //! inside) hold the protocol; a thin driver on the quorum core owns peer sockets, timers and the
-//! epoch files. The seeded simulator runs the same state machines.
+//! epoch files. The seeded simulator runs the same state machines. Of the drivers, `link` is the
+//! quorum port (leader ↔ learner connections, the SNAP stream) and `sync_storage` what a
+//! learner's TRUNC and SNAP do to the disk and the live tree; both run on the replica core's
+//! glommio executor.
 //!
 //! This file holds the types every part shares: server ids, zxids, peer states, votes, the
 //! election notification and the quorum packet as values (their byte forms live in `wire`), and
@@ -11,10 +14,17 @@
 
 use std::collections::BTreeSet;
 
+pub mod epochs;
 pub mod peers;
 pub mod wire;
 
 use crate::proto::Id;
+
+pub mod election;
+pub mod link;
+pub mod peer;
+pub mod sync_storage;
+pub mod zab;
 
 /// A server id: `server.N` in zoo.cfg and the number in `myid` (a Java `long` on the wire).
 pub type Sid = i64;

@@ -106,7 +106,8 @@ pub enum HandshakeVersion {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handshake {
     /// Before 3.5: the first long is the caller's sid and nothing else follows. A 3.8 server still
-    /// accepts it (any non-negative first long).
+    /// accepts it (any non-negative first long). In either form, sid `i64::MAX`
+    /// (`QuorumPeer.OBSERVER_ID`) is an observer without an id; the receiver numbers it.
     Legacy { sid: Sid },
     /// 3.5+: protocol version, sid and the caller's election address(es).
     Initial { version: HandshakeVersion, sid: Sid, addrs: Vec<HostPort> },

@@ -38,7 +38,10 @@ mod golden;
 pub use election::{decode_frame, decode_notification, encode_frame, encode_notification};
 pub use handshake::{decode_handshake, Handshake, HandshakeVersion, HostPort};
 pub use packet::{decode_packet, encode_packet, encode_packet_into, packet_data_max, AUTHINFO_COUNT_MAX};
-pub use snap::{encode_snap_end, encode_snap_head, encode_snap_node, SnapItem, SnapNode, SnapStreamDecoder};
+pub use snap::{
+    encode_snap_end, encode_snap_head, encode_snap_node, encode_snap_node_ref, SnapItem, SnapNode,
+    SnapStreamDecoder,
+};
 pub use verifier::{QuorumView, ServerAddr, ServerSpec};
 pub use zab::{LeaderMessage, LearnerInfo, LearnerMessage, Touch};
 

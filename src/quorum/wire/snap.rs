@@ -184,10 +184,14 @@ pub fn encode_snap_head(w: &mut Writer, sessions: &[(i64, i32)], acls: &[(i64, V
 
 /// Writes one node.
 pub fn encode_snap_node(w: &mut Writer, n: &SnapNode) {
-    w.string(&n.path);
-    w.opt_buffer(n.data.as_deref());
-    w.i64(n.acl);
-    let s = &n.stat;
+    encode_snap_node_ref(w, &n.path, n.data.as_deref(), n.acl, &n.stat);
+}
+
+/// Writes one node from borrowed fields (a leader walking its tree copies nothing).
+pub fn encode_snap_node_ref(w: &mut Writer, path: &str, data: Option<&[u8]>, acl: i64, s: &StatPersisted) {
+    w.string(path);
+    w.opt_buffer(data);
+    w.i64(acl);
     w.i64(s.czxid);
     w.i64(s.mzxid);
     w.i64(s.ctime);

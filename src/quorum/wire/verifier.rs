@@ -248,6 +248,14 @@ mod tests {
     }
 
     #[test]
+    fn addresses_are_written_in_host_order() {
+        // QuorumServer.toString sorts a server's addresses by host.
+        let v = QuorumView::parse(b"server.2=zz:1:2|aa:3:4:participant\nversion=0").unwrap();
+        assert_eq!(v.servers[&2].addrs[0].host, "zz", "parsed in the order written");
+        assert_eq!(v.to_text(), "server.2=aa:3:4|zz:1:2:participant\nversion=0");
+    }
+
+    #[test]
     fn config_file_forms_read_as_zookeeper_reads_them() {
         // No role: participant. A bare client port: 0.0.0.0.
         let v = QuorumView::parse(b"server.5=h:1:2;2181\nversion=0").unwrap();
