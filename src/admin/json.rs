@@ -488,7 +488,7 @@ pub fn run(ops: &OpsState, name: &str, query: &str) -> J {
         ]));
     };
     let status = ops.quorum_status();
-    if needs_serving(cmd) && !status.as_ref().is_some_and(|q| q.serving.is_some()) {
+    if needs_serving(cmd) && status.as_ref().is_none_or(|q| q.serving.is_none()) {
         // ZooKeeper's `runCommand`: the name as asked, and the error.
         return J::Obj(obj(vec![("command", name.into()), ("error", ZK_NOT_SERVING.into())]));
     }

@@ -75,15 +75,15 @@ impl Cluster {
                         self.queue.push_back((me, Input::Connected { sid: leader }));
                     }
                 }
-                Action::Send { to, packet } => {
-                    if self.conns.contains(&(me, to)) || self.conns.contains(&(to, me)) {
-                        self.queue.push_back((to, Input::Packet { from: me, packet }));
-                    }
+                Action::Send { to, packet }
+                    if self.conns.contains(&(me, to)) || self.conns.contains(&(to, me)) =>
+                {
+                    self.queue.push_back((to, Input::Packet { from: me, packet }));
                 }
-                Action::Disconnect { sid, .. } => {
-                    if self.conns.remove(&(me, sid)) || self.conns.remove(&(sid, me)) {
-                        self.queue.push_back((sid, Input::Disconnected { sid: me }));
-                    }
+                Action::Disconnect { sid, .. }
+                    if self.conns.remove(&(me, sid)) || self.conns.remove(&(sid, me)) =>
+                {
+                    self.queue.push_back((sid, Input::Disconnected { sid: me }));
                 }
                 Action::Append(p) => self.queue.push_back((me, Input::Durable { zxid: p.zxid })),
                 Action::LoadSnapshot { zxid } => {
