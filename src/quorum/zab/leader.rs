@@ -385,6 +385,10 @@ impl Leader {
     }
 
     pub fn next_wake_ms(&self) -> i64 {
+        if self.standalone {
+            // No learners, no pings, no quorum to check: nothing is ever due.
+            return i64::MAX;
+        }
         let mut t = self.next_ping_ms.min(self.next_check_ms);
         if self.phase != Phase::Broadcast {
             t = t.min(self.phase_deadline_ms);
