@@ -46,6 +46,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DumpCmd,
     },
+    /// The leader election of a running ensemble member.
+    Election {
+        #[command(subcommand)]
+        cmd: ElectionCmd,
+    },
     /// Load generator speaking the ZooKeeper client protocol (.hgrm + plots).
     Bench(zkd_tools::bench::BenchArgs),
     /// What the txnlog writer would see on a disk: sync latency and throughput per method, and the
@@ -65,6 +70,28 @@ enum Cmd {
         /// Snapshots to keep (at least 3).
         #[arg(short = 'n', long, default_value_t = 3)]
         count: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ElectionCmd {
+    /// Print a server's view of the election: the leader, the last election, each peer's last
+    /// vote, state, epoch and reachability, the round, and why the election has not finished.
+    /// Asks the AdminServer's `election` command (or the `elec` four-letter word on the client
+    /// port when the configuration has no AdminServer).
+    Status {
+        /// The server's AdminServer, host:adminPort.
+        #[arg(long, conflicts_with = "config")]
+        server: Option<String>,
+        /// The server's zoo.cfg: where its AdminServer (or client port) listens.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print the AdminServer's JSON instead of the text.
+        #[arg(long)]
+        json: bool,
+        /// How long to wait for the server, in milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
     },
 }
 
@@ -221,6 +248,41 @@ fn serve(
     ExitCode::SUCCESS
 }
 
+fn election_status(server: Option<String>, config: Option<PathBuf>, json: bool, timeout_ms: u64) -> ExitCode {
+    use zkd::admin::remote::{election_status, Target};
+    let target = match (server, config) {
+        (Some(s), _) => Target::Admin { host_port: s, command_url: "/commands".into() },
+        (None, Some(p)) => match zkd::config::Config::load(&p)
+            .map_err(|e| e.to_string())
+            .and_then(|l| Target::from_config(&l.config))
+        {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("zkd: {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
+        },
+        (None, None) => Target::Admin { host_port: "127.0.0.1:8080".into(), command_url: "/commands".into() },
+    };
+    match election_status(&target, std::time::Duration::from_millis(timeout_ms)) {
+        Ok((text, v)) => {
+            match (json, v) {
+                (true, Some(v)) => println!("{v:#}"),
+                (true, None) => {
+                    eprintln!("zkd: --json needs the AdminServer (the four-letter word answers text)");
+                    return ExitCode::from(2);
+                }
+                _ => print!("{text}"),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("zkd: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn tool(r: anyhow::Result<()>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -244,6 +306,9 @@ fn main() -> ExitCode {
         }
         Some(Cmd::Txnlog { cmd: DumpCmd::Dump { file, json } }) => dump(false, &file, json),
         Some(Cmd::Snapshot { cmd: DumpCmd::Dump { file, json } }) => dump(true, &file, json),
+        Some(Cmd::Election { cmd: ElectionCmd::Status { server, config, json, timeout_ms } }) => {
+            election_status(server, config, json, timeout_ms)
+        }
         Some(Cmd::Bench(a)) => tool(zkd_tools::bench::run(a)),
         Some(Cmd::FsyncTest(a)) => tool(zkd_tools::fsync_test::run(a)),
         Some(Cmd::MaxbufferStress(a)) => tool(zkd_tools::maxbuffer_stress::run(a)),

@@ -325,6 +325,8 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
     let mut links = Vec::new();
     let mut inits = Vec::new();
     let limits = Arc::new(ConnLimits::new(limits_config(cfg)?));
+    // The replica core publishes the quorum status here; the operations surface reads it.
+    let status_board = Arc::new(crate::quorum::status::StatusBoard::default());
     let ops = crate::admin::OpsState::new(
         cfg,
         settings.clone(),
@@ -333,6 +335,8 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         limits.clone(),
         replica_tx.clone(),
         log_stats,
+        status_board.clone(),
+        bound,
     );
     ops.start_worker().map_err(|e| StartError::Other(format!("spawn the ops thread: {e}")))?;
     for (i, (l, (tx, rx, bell, bell_rx))) in listeners.into_iter().zip(shard_chans).enumerate() {
@@ -393,6 +397,7 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
     let mut host = ReplicaHost::new(replica, replica_rx, log, snapshotter, tick);
     let (fatal_tx, fatal_rx) = crossbeam_channel::bounded(1);
     host.set_fatal_notify(fatal_tx);
+    host.set_status_board(status_board);
     if let (Some(e), Some(acts)) = (&ensemble, first_actions) {
         let io_cfg = quorum_io_config(
             e,

@@ -5,7 +5,12 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 use super::words::{self, jdouble};
-use super::{OpsState, VERSION_LINE};
+use super::{OpsState, VERSION_LINE, ZK_NOT_SERVING};
+use crate::config::host_port;
+use crate::quorum::election::{ElectionStatus, PeerStatus};
+use crate::quorum::peer::Role;
+use crate::quorum::status::QuorumStatus;
+use crate::quorum::{LearnerType, Vote};
 
 /// An ordered JSON value.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,7 +130,8 @@ pub const COMMANDS: &[(&str, &[&str])] = &[
     ("connections", &["cons"]),
     ("dirs", &[]),
     ("dump", &[]),
-    ("environment", &["envi", "environ"]),
+    ("election", &["elec"]),
+    ("environment", &["env", "envi"]),
     ("get_trace_mask", &["gtmk"]),
     ("hash", &[]),
     ("initial_configuration", &["icfg"]),
@@ -229,7 +235,7 @@ fn client_response_obj(m: &crate::metrics::Totals) -> J {
     ]))
 }
 
-fn server_stats_obj(ops: &OpsState) -> J {
+fn server_stats_obj(ops: &OpsState, q: Option<&QuorumStatus>) -> J {
     let m = ops.metrics.snapshot();
     let data = words::dir_size(&ops.cfg.data_dir) as i64;
     let log = words::dir_size(&ops.cfg.data_log_dir) as i64;
@@ -241,7 +247,7 @@ fn server_stats_obj(ops: &OpsState) -> J {
         ("data_dir_size", data.into()),
         ("log_dir_size", log.into()),
         ("provider_null", false.into()),
-        ("server_state", "standalone".into()),
+        ("server_state", words::server_state(q).into()),
         ("last_processed_zxid", ops.tree.last_processed_zxid().into()),
         ("outstanding_requests", m.outstanding.max(0).into()),
         ("avg_latency", J::Num(m.latency_avg_ms)),
@@ -253,6 +259,219 @@ fn server_stats_obj(ops: &OpsState) -> J {
         ("non_mtlslocal_conn_count", J::Int(0)),
         ("uptime", ops.uptime_ms().into()),
     ]))
+}
+
+/// ZooKeeper's commands that need a running server (`CommandBase.serverRequired`); zkd's own
+/// work any time.
+fn needs_serving(cmd: &str) -> bool {
+    !matches!(
+        cmd,
+        "environment"
+            | "get_trace_mask"
+            | "monitor"
+            | "set_trace_mask"
+            | "system_properties"
+            | "zabstate"
+            | "election"
+            | "zkd_limits"
+            | "zkd_log_level"
+    )
+}
+
+/// `srvr`'s body; a serving leader adds its proposal sizes (ZooKeeper's `proposal_stats`).
+fn server_stats_cmd(ops: &OpsState, q: Option<&QuorumStatus>) -> Vec<(String, J)> {
+    let mut v = obj(vec![
+        ("version", VERSION_LINE.into()),
+        ("read_only", false.into()),
+        ("server_stats", server_stats_obj(ops, q)),
+        ("client_response", client_response_obj(&ops.metrics.snapshot())),
+    ]);
+    if let Some(l) = q.filter(|q| q.serving == Some(Role::Leader)).and_then(|q| q.leader_side.as_ref()) {
+        let (last, min, max) = l.proposal_sizes;
+        v.push((
+            "proposal_stats".into(),
+            J::Obj(obj(vec![
+                ("last_buffer_size", J::Int(last.into())),
+                ("min_buffer_size", J::Int(min.into())),
+                ("max_buffer_size", J::Int(max.into())),
+            ])),
+        ));
+    }
+    v.push(("node_count".into(), J::Int(ops.zk_node_count() as i64)));
+    v
+}
+
+/// `voting_view`'s `current_config`: every voter's addresses as ZooKeeper's `QuorumServerView`
+/// shows them. A server line's client address; for this server, where its clients connect.
+fn voting_view(ops: &OpsState, e: &crate::config::Ensemble) -> J {
+    let servers = e
+        .voters()
+        .map(|s| {
+            let client = match &s.client {
+                Some(c) => c.to_host_port(),
+                None if s.id == e.my_id => {
+                    host_port(&ops.client_addr.ip().to_string(), ops.client_addr.port())
+                }
+                None => String::new(),
+            };
+            let view = obj(vec![
+                ("server_addresses", J::Arr(vec![s.quorum_addr().into()])),
+                ("election_addresses", J::Arr(vec![s.election_addr().into()])),
+                ("client_address", client.into()),
+                ("learner_type", s.peer_type.name().into()),
+            ]);
+            (s.id.to_string(), J::Obj(view))
+        })
+        .collect();
+    J::Obj(servers)
+}
+
+/// Jackson's form of ZooKeeper's `MultipleAddresses` for one `host:port` (zkd servers have one
+/// address each; every address counts as reachable).
+fn multiple_addresses(host: &str, port: u16) -> J {
+    let hp = host_port(host, port);
+    let wildcard = host_port("0.0.0.0", port);
+    J::Obj(obj(vec![
+        ("empty", false.into()),
+        ("all_addresses", J::Arr(vec![hp.clone().into()])),
+        ("all_reachable_addresses", J::Arr(vec![hp.clone().into()])),
+        ("one", hp.clone().into()),
+        ("reachable_address", hp.clone().into()),
+        ("wildcard_addresses", J::Arr(vec![wildcard.into()])),
+        ("all_ports", J::Arr(vec![J::Int(port.into())])),
+        ("all_host_strings", J::Arr(vec![host.into()])),
+        ("all_reachable_addresses_or_all", J::Arr(vec![hp.clone().into()])),
+        ("reachable_or_one", hp.into()),
+    ]))
+}
+
+fn zabstate(ops: &OpsState, e: &crate::config::Ensemble, q: &QuorumStatus) -> Vec<(String, J)> {
+    let me = e.me();
+    let client = match &me.client {
+        Some(c) => c.to_host_port(),
+        None => host_port(&ops.client_addr.ip().to_string(), ops.client_addr.port()),
+    };
+    let zxid = ops.tree.last_processed_zxid();
+    obj(vec![
+        ("myid", J::Int(e.my_id as i64)),
+        ("is_leader", (q.serving == Some(Role::Leader)).into()),
+        ("quorum_address", multiple_addresses(&me.host, me.quorum_port)),
+        ("election_address", multiple_addresses(&me.host, me.election_port)),
+        ("client_address", client.into()),
+        ("voting", (!me.is_observer()).into()),
+        ("last_zxid", format!("0x{zxid:x}").into()),
+        ("zab_epoch", J::Int(crate::quorum::epoch_of(zxid).into())),
+        ("zab_counter", J::Int(crate::quorum::counter_of(zxid).into())),
+        ("zabstate", q.zab_state.name().into()),
+    ])
+}
+
+fn learner_obj(l: &crate::quorum::status::LearnerStatus) -> J {
+    J::Obj(obj(vec![
+        ("sid", J::Int(l.sid)),
+        (
+            "learner_type",
+            match l.learner_type {
+                LearnerType::Participant => "participant",
+                LearnerType::Observer => "observer",
+            }
+            .into(),
+        ),
+        ("waiting_for", l.waiting_for.into()),
+        ("forwarding", l.forwarding.into()),
+        ("up_to_date", l.up_to_date.into()),
+        ("last_heard_ms_ago", l.last_heard_ago_ms.into()),
+        ("last_ack_zxid", format!("0x{:x}", l.last_ack_zxid).into()),
+        ("pings_sent", l.pings_sent.into()),
+        ("pings_answered", l.pings_answered.into()),
+    ]))
+}
+
+fn vote_obj(v: &Vote) -> J {
+    // An observer's initial vote holds Long.MIN_VALUE: no candidate.
+    let n = |x: i64| if x == i64::MIN { J::Null } else { J::Int(x) };
+    let zxid = if v.zxid == i64::MIN { J::Null } else { format!("0x{:x}", v.zxid).into() };
+    J::Obj(obj(vec![
+        ("leader", n(v.leader)),
+        ("zxid", zxid),
+        ("peer_epoch", n(v.peer_epoch)),
+        ("round", J::Int(v.election_epoch)),
+    ]))
+}
+
+fn peer_obj(p: &PeerStatus) -> J {
+    let role = match p.role {
+        Some(LearnerType::Participant) => "participant",
+        Some(LearnerType::Observer) => "observer",
+        None => "not in our configuration",
+    };
+    let last = match &p.last {
+        Some(l) => {
+            let mut v = obj(vec![("state", l.state.name().into())]);
+            if let J::Obj(vote) = vote_obj(&l.vote) {
+                v.extend(vote);
+            }
+            v.push(("version".into(), J::Int(l.version.into())));
+            v.push(("age_ms".into(), l.age_ms.into()));
+            J::Obj(v)
+        }
+        None => J::Null,
+    };
+    J::Obj(obj(vec![
+        ("sid", J::Int(p.sid)),
+        ("role", role.into()),
+        ("reachable", p.reachable.map_or(J::Null, J::Bool)),
+        ("last_notification", last),
+        ("agrees", p.agrees.into()),
+    ]))
+}
+
+fn election_status_obj(e: &ElectionStatus) -> J {
+    let opt = |v: Option<u64>| v.map_or(J::Null, |x| J::Int(x as i64));
+    J::Obj(obj(vec![
+        ("state", e.state.name().into()),
+        ("round", J::Int(e.round)),
+        ("vote", e.vote.as_ref().map_or(J::Null, vote_obj)),
+        ("current_vote", e.current_vote.as_ref().map_or(J::Null, vote_obj)),
+        ("looking_for_ms", opt(e.looking_for_ms)),
+        ("next_notification_ms", opt(e.next_notification_ms)),
+        ("finalize_left_ms", opt(e.finalize_left_ms)),
+        ("voters", J::Int(e.voters as i64)),
+        ("quorum", J::Int(e.quorum as i64)),
+        ("waiting", e.waiting.clone().map_or(J::Null, J::Str)),
+        ("peers", J::Arr(e.peers.iter().map(peer_obj).collect())),
+    ]))
+}
+
+/// zkd's `election` command: this server's view of the election and of its leader, with the text
+/// `zkd election status` prints.
+fn election_obj(q: &QuorumStatus) -> Vec<(String, J)> {
+    let last = q.last_election.map_or(J::Null, |d| {
+        J::Obj(obj(vec![
+            ("round", J::Int(d.round)),
+            ("duration_ms", d.duration_ms.into()),
+            ("leader", J::Int(d.leader)),
+            ("state", d.state.name().into()),
+            ("ms_ago", q.at_ms.saturating_sub(d.at_ms).into()),
+        ]))
+    });
+    let learners: Vec<J> = q.leader_side.iter().flat_map(|l| l.learners.iter()).map(learner_obj).collect();
+    obj(vec![
+        ("my_id", J::Int(q.my_id)),
+        ("standalone", q.standalone.into()),
+        ("peer_state", q.detailed_peer_state().into()),
+        ("leader", q.leader.map_or(J::Null, J::Int)),
+        ("serving", q.mode().map_or(J::Null, |m| m.into())),
+        ("accepted_epoch", J::Int(q.accepted_epoch.into())),
+        ("current_epoch", J::Int(q.current_epoch.into())),
+        ("last_zxid", format!("0x{:x}", q.last_zxid).into()),
+        ("looking_count", q.lookings.into()),
+        ("last_election", last),
+        ("election", q.election.as_ref().map_or(J::Null, election_status_obj)),
+        ("learners", J::Arr(learners)),
+        ("config_mismatches", J::Arr(q.config_mismatches.iter().map(|(_, m)| J::Str(m.clone())).collect())),
+        ("text", q.election_report().into()),
+    ])
 }
 
 /// Parses a query string into (key, value) pairs (no percent-decoding needed for our keys).
@@ -268,6 +487,11 @@ pub fn run(ops: &OpsState, name: &str, query: &str) -> J {
             ("error", format!("Unknown command: {name}").into()),
         ]));
     };
+    let status = ops.quorum_status();
+    if needs_serving(cmd) && status.as_ref().is_none_or(|q| q.serving.is_none()) {
+        // ZooKeeper's `runCommand`: the name as asked, and the error.
+        return J::Obj(obj(vec![("command", name.into()), ("error", ZK_NOT_SERVING.into())]));
+    }
     let mut error: Option<String> = None;
     let mut v: Vec<(String, J)> = match cmd {
         "configuration" => obj(vec![
@@ -323,10 +547,21 @@ pub fn run(ops: &OpsState, name: &str, query: &str) -> J {
             let (zxid, ts) = last_snapshot(ops);
             obj(vec![("zxid", format!("{zxid:x}").into()), ("timestamp", J::Int(ts))])
         }
-        "leader" => {
-            error = Some("server is not initialized".into());
-            vec![]
-        }
+        "leader" => match (&ops.ensemble, &status) {
+            (Some(e), Some(q)) => {
+                let leader = q.leader.unwrap_or(-1);
+                let ip = e.servers.get(&(leader as u64)).map_or(String::new(), |s| s.host.clone());
+                obj(vec![
+                    ("is_leader", (q.serving == Some(Role::Leader)).into()),
+                    ("leader_id", J::Int(leader)),
+                    ("leader_ip", ip.into()),
+                ])
+            }
+            _ => {
+                error = Some("server is not initialized".into());
+                vec![]
+            }
+        },
         "monitor" => words::monitor(ops)
             .into_iter()
             .map(|(k, v)| {
@@ -341,14 +576,20 @@ pub fn run(ops: &OpsState, name: &str, query: &str) -> J {
             })
             .collect(),
         "observer_connection_stat_reset" | "ruok" => vec![],
-        "observers" => obj(vec![("synced_observers", J::Int(0)), ("observers", J::Arr(vec![]))]),
-        "server_stats" => obj(vec![
-            ("version", VERSION_LINE.into()),
-            ("read_only", false.into()),
-            ("server_stats", server_stats_obj(ops)),
-            ("client_response", client_response_obj(&ops.metrics.snapshot())),
-            ("node_count", J::Int(ops.zk_node_count() as i64)),
-        ]),
+        "observers" => {
+            // Only a leader has observers to show (a follower shows its ObserverMaster's, which
+            // zkd does not run).
+            let observers: Vec<J> = status
+                .iter()
+                .filter(|q| q.serving == Some(Role::Leader))
+                .filter_map(|q| q.leader_side.as_ref())
+                .flat_map(|l| l.learners.iter())
+                .filter(|l| l.learner_type == LearnerType::Observer && l.forwarding)
+                .map(learner_obj)
+                .collect();
+            obj(vec![("synced_observers", J::Int(observers.len() as i64)), ("observers", J::Arr(observers))])
+        }
+        "server_stats" => server_stats_cmd(ops, status.as_ref()),
         "set_trace_mask" => match query_get(query, "traceMask").and_then(|v| v.parse::<i64>().ok()) {
             Some(m) => obj(vec![("tracemask", J::Int(m))]),
             None => {
@@ -362,22 +603,20 @@ pub fn run(ops: &OpsState, name: &str, query: &str) -> J {
         }
         "stats" => {
             let conns: Vec<J> = ops.connections().iter().map(|c| connection_obj(c, true)).collect();
-            obj(vec![
-                ("version", VERSION_LINE.into()),
-                ("read_only", false.into()),
-                ("server_stats", server_stats_obj(ops)),
-                ("client_response", client_response_obj(&ops.metrics.snapshot())),
-                ("node_count", J::Int(ops.zk_node_count() as i64)),
-                ("connections", J::Arr(conns)),
-                ("secure_connections", J::Arr(vec![])),
-            ])
+            let mut v = server_stats_cmd(ops, status.as_ref());
+            v.push(("connections".into(), J::Arr(conns)));
+            v.push(("secure_connections".into(), J::Arr(vec![])));
+            v
         }
         "system_properties" => {
             let mut env: Vec<(String, J)> = std::env::vars().map(|(k, v)| (k, J::Str(v))).collect();
             env.sort_by(|a, b| a.0.cmp(&b.0));
             env
         }
-        "voting_view" => obj(vec![("current_config", J::Obj(vec![]))]),
+        "voting_view" => match &ops.ensemble {
+            Some(e) => obj(vec![("current_config", voting_view(ops, e))]),
+            None => obj(vec![("current_config", J::Obj(vec![]))]),
+        },
         "watch_summary" => {
             let (c, p, t) = words::watch_summary(ops);
             obj(vec![
@@ -402,7 +641,17 @@ pub fn run(ops: &OpsState, name: &str, query: &str) -> J {
                 .collect();
             vec![("path_to_session_ids".into(), J::Obj(m))]
         }
-        "zabstate" => obj(vec![("voting", false.into()), ("zabstate", "".into())]),
+        "zabstate" => match (&ops.ensemble, &status) {
+            (Some(e), Some(q)) => zabstate(ops, e, q),
+            _ => obj(vec![("voting", false.into()), ("zabstate", "".into())]),
+        },
+        "election" => match &status {
+            Some(q) => election_obj(q),
+            None => {
+                error = Some("the replica core has not published its quorum status yet".into());
+                vec![]
+            }
+        },
         "zkd_limits" => match limits_obj(ops) {
             J::Obj(v) => v,
             _ => vec![],

@@ -11,6 +11,7 @@ pub mod http;
 pub mod json;
 pub mod logging;
 pub mod prom;
+pub mod remote;
 pub mod words;
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ use crate::config::{Config, Settings};
 use crate::mesh::msg::ToReplica;
 use crate::mesh::ReplicaTx;
 use crate::metrics::Metrics;
+use crate::quorum::status::{QuorumStatus, StatusBoard};
 use crate::session::SessionsDump;
 use crate::shard::{ConnLimits, ConnStats};
 use crate::tree::DataTree;
@@ -57,9 +59,20 @@ pub struct OpsState {
     jobs: Mutex<Option<Sender<Job>>>,
     /// The log writer's counters and fsync histogram (None for an in-memory server).
     pub log_stats: Option<Arc<Mutex<crate::txnlog::LogStats>>>,
+    /// The quorum plane as the replica core last published it (standalone too: a one-voter peer).
+    pub quorum: Arc<StatusBoard>,
+    /// The server lines and quorum settings, for a member of an ensemble.
+    pub ensemble: Option<crate::config::Ensemble>,
+    /// Where the client port listens (the port the kernel chose when clientPort is 0).
+    pub client_addr: std::net::SocketAddr,
 }
 
+/// What ZooKeeper answers (four-letter words and AdminServer commands that need a running
+/// server) while it does not serve: looking for a leader, or syncing with it.
+pub const ZK_NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests";
+
 impl OpsState {
+    #[allow(clippy::too_many_arguments)] // one handle per thing the operations surface reports on
     pub fn new(
         cfg: &Config,
         settings: Arc<Settings>,
@@ -68,9 +81,16 @@ impl OpsState {
         limits: Arc<ConnLimits>,
         replica_tx: ReplicaTx,
         log_stats: Option<Arc<Mutex<crate::txnlog::LogStats>>>,
+        quorum: Arc<StatusBoard>,
+        client_addr: std::net::SocketAddr,
     ) -> Arc<Self> {
         let shards = metrics.shard_count();
         Arc::new(OpsState {
+            // The server started with this configuration, so it describes a valid ensemble or
+            // none.
+            ensemble: cfg.ensemble().ok().flatten(),
+            quorum,
+            client_addr,
             cfg: cfg.clone(),
             global_outstanding_limit: settings.max_outstanding as i64,
             settings,
@@ -83,6 +103,18 @@ impl OpsState {
             jobs: Mutex::new(None),
             log_stats,
         })
+    }
+
+    /// The quorum status last published (None only before the replica core published one).
+    pub fn quorum_status(&self) -> Option<QuorumStatus> {
+        // The driver's clock: `clock::mono_ms`, as the replica core steps the peer with.
+        let now = crate::clock::mono_ms().max(0) as u64;
+        self.quorum.status().map(|s| s.at(now))
+    }
+    /// Whether clients are served now (ZooKeeper's `isZKServerRunning`): standalone always;
+    /// a member of an ensemble once synced with a leader, until it looks for one again.
+    pub fn serving(&self) -> bool {
+        self.quorum_status().is_some_and(|s| s.serving.is_some())
     }
 
     /// A copy of the log writer's statistics, if there is a log.
@@ -177,3 +209,6 @@ impl crate::shard::Ops for OpsState {
         Box::pin(self.answer_four_letter(w))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,6 +9,9 @@ use hdrhistogram::Histogram;
 
 use super::words::{fd_counts, jdouble};
 use super::OpsState;
+use crate::quorum::peer::Role;
+use crate::quorum::status::ZabState;
+use crate::quorum::{LearnerType, PeerState};
 
 /// The className that turns the provider on.
 pub const PROVIDER_CLASS: &str = "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider";
@@ -42,6 +45,108 @@ fn summary(out: &mut String, name: &str, help: &str, h: &Histogram<u64>, quantil
     let sum: u64 = h.iter_recorded().map(|x| x.value_iterated_to() * x.count_at_value()).sum();
     let _ = writeln!(out, "{name}_count {}", jdouble(h.len() as f64));
     let _ = writeln!(out, "{name}_sum {}", jdouble(sum as f64 / unit_div));
+}
+
+/// Bucket bounds of `zkd_election_duration_seconds`.
+pub const ELECTION_BUCKETS_S: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// A member of an ensemble: ZooKeeper's quorum gauges (a serving leader's only on it, as
+/// ZooKeeper registers them), counters and `election_time` summary (ms, its BASIC detail: the
+/// median), then zkd's: peer and ZAB state, the election round, learners, election durations.
+fn quorum(o: &mut String, ops: &OpsState) {
+    let Some(q) = ops.quorum_status().filter(|q| !q.standalone) else { return };
+    let c = ops.quorum.counters();
+    gauge(o, "quorum_size", q.quorum_size() as f64);
+    if let (Some(Role::Leader), Some(l)) = (q.serving, &q.leader_side) {
+        gauge(o, "learners", l.learners.len() as f64);
+        gauge(o, "synced_followers", q.synced_followers() as f64);
+        gauge(o, "synced_non_voting_followers", q.synced_non_voting_followers() as f64);
+        gauge(o, "synced_observers", q.synced_observers() as f64);
+        gauge(o, "pending_syncs", l.pending_syncs as f64);
+        gauge(o, "leader_uptime", q.serving_for_ms.unwrap_or(0) as f64);
+        let (last, min, max) = l.proposal_sizes;
+        gauge(o, "last_proposal_size", last as f64);
+        gauge(o, "min_proposal_size", min as f64);
+        gauge(o, "max_proposal_size", max as f64);
+    }
+    counter(o, "looking_count", "looking_count", q.lookings);
+    counter(o, "diff_count", "diff_count", c.diff_syncs);
+    counter(o, "snap_count", "snap_count", c.snap_syncs);
+    summary(o, "election_time", "election_time", &c.election_ms, &[0.5], 1.0);
+
+    family(o, "zkd_peer_state", "gauge", "1 for the peer state this server is in");
+    for st in [PeerState::Looking, PeerState::Following, PeerState::Leading, PeerState::Observing] {
+        let _ = writeln!(o, "zkd_peer_state{{state=\"{}\"}} {}", st.name(), (q.state == st) as u8);
+    }
+    family(o, "zkd_zab_state", "gauge", "1 for the phase of the quorum protocol this server is in");
+    for z in [ZabState::Election, ZabState::Discovery, ZabState::Synchronization, ZabState::Broadcast] {
+        let _ = writeln!(o, "zkd_zab_state{{state=\"{}\"}} {}", z.name(), (q.zab_state == z) as u8);
+    }
+    gauge(o, "zkd_serving", q.serving.is_some() as u8 as f64);
+    let round = q.election.as_ref().map_or(0, |e| e.round);
+    family(
+        o,
+        "zkd_election_info",
+        "gauge",
+        "The election as this server sees it: its round, state and leader",
+    );
+    let leader = q.leader.map_or(String::new(), |l| l.to_string());
+    let _ = writeln!(
+        o,
+        "zkd_election_info{{round=\"{round}\",state=\"{}\",leader=\"{leader}\"}} 1",
+        q.state.name()
+    );
+    gauge(o, "zkd_election_round", round as f64);
+    gauge(o, "zkd_accepted_epoch", q.accepted_epoch as f64);
+    gauge(o, "zkd_current_epoch", q.current_epoch as f64);
+    gauge(o, "zkd_config_mismatches", q.config_mismatches.len() as f64);
+    family(
+        o,
+        "zkd_election_duration_seconds",
+        "histogram",
+        "How long each election took, from LOOKING to a decision",
+    );
+    let h = &c.election_ms;
+    for b in ELECTION_BUCKETS_S {
+        let n = h.count_between(0, (b * 1000.0) as u64);
+        let _ = writeln!(o, "zkd_election_duration_seconds_bucket{{le=\"{}\"}} {n}", jdouble(*b));
+    }
+    let sum_ms: u64 = h.iter_recorded().map(|x| x.value_iterated_to() * x.count_at_value()).sum();
+    let _ = writeln!(o, "zkd_election_duration_seconds_bucket{{le=\"+Inf\"}} {}", h.len());
+    let _ = writeln!(o, "zkd_election_duration_seconds_sum {}", jdouble(sum_ms as f64 / 1000.0));
+    let _ = writeln!(o, "zkd_election_duration_seconds_count {}", h.len());
+    if let Some(l) = &q.leader_side {
+        family(o, "zkd_learner_up_to_date", "gauge", "1 for a learner this leader sent UPTODATE (it serves)");
+        for x in &l.learners {
+            let _ = writeln!(
+                o,
+                "zkd_learner_up_to_date{{sid=\"{}\",type=\"{}\"}} {}",
+                x.sid,
+                learner_type(x.learner_type),
+                x.up_to_date as u8
+            );
+        }
+        family(o, "zkd_learner_last_heard_seconds", "gauge", "Since this leader last heard from a learner");
+        for x in &l.learners {
+            let _ = writeln!(
+                o,
+                "zkd_learner_last_heard_seconds{{sid=\"{}\",type=\"{}\"}} {}",
+                x.sid,
+                learner_type(x.learner_type),
+                jdouble(x.last_heard_ago_ms as f64 / 1000.0)
+            );
+        }
+    }
+    if let Some(ms) = q.learner_side.and_then(|l| l.leader_heard_ago_ms) {
+        gauge(o, "zkd_leader_last_heard_seconds", ms as f64 / 1000.0);
+    }
+}
+
+fn learner_type(t: LearnerType) -> &'static str {
+    match t {
+        LearnerType::Participant => "participant",
+        LearnerType::Observer => "observer",
+    }
 }
 
 pub fn render(ops: &OpsState) -> String {
@@ -91,6 +196,8 @@ pub fn render(ops: &OpsState) -> String {
             1.0,
         );
     }
+
+    quorum(&mut o, ops);
 
     // zkd's own.
     if let Some(ls) = ops.log_stats() {

@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-use super::{OpsState, VERSION_LINE};
+use super::{OpsState, VERSION_LINE, ZK_NOT_SERVING};
 use crate::config::Settings;
+use crate::quorum::peer::Role;
+use crate::quorum::status::QuorumStatus;
 use crate::shard::ConnStats;
 
 /// ZooKeeper always allows `srvr` (zkServer.sh needs it); `*` allows every word.
@@ -23,12 +25,38 @@ pub fn not_whitelisted(word: &str) -> String {
 }
 
 /// What a word answers when the ops thread is unavailable.
-pub fn run_local(_ops: &OpsState, word: &str) -> String {
+pub fn run_local(ops: &OpsState, word: &str) -> String {
     match word {
         "ruok" => "imok".into(),
-        "isro" => "rw".into(),
+        "isro" => isro(ops),
         _ => String::new(),
     }
+}
+
+/// `isro`: "rw" while serving, ZooKeeper's "null" while not.
+fn isro(ops: &OpsState) -> String {
+    if ops.serving() { "rw" } else { "null" }.into()
+}
+
+/// ZooKeeper's words that need a running server answer only this while it does not serve
+/// (`hash` without the newline).
+fn needs_serving(word: &str) -> bool {
+    matches!(
+        word,
+        "conf"
+            | "cons"
+            | "crst"
+            | "dirs"
+            | "dump"
+            | "mntr"
+            | "srvr"
+            | "stat"
+            | "srst"
+            | "wchc"
+            | "wchp"
+            | "wchs"
+            | "hash"
+    )
 }
 
 /// Java's `Double.toString` for the values ZooKeeper prints (`2.0`, `1.7143`, `1.0E-4`).
@@ -172,12 +200,36 @@ fn conf(ops: &OpsState) -> String {
         let line = match line.as_str() {
             "dataDirSize=0" => format!("dataDirSize={data}"),
             "dataLogSize=0" => format!("dataLogSize={log}"),
+            // clientPort=0: the port the kernel chose.
+            "clientPort=0" => format!("clientPort={}", ops.client_addr.port()),
             _ => line,
         };
         s.push_str(&line);
         s.push('\n');
     }
+    if let Some(e) = &ops.ensemble {
+        s.push_str(&quorum_conf(e));
+    }
     s
+}
+
+/// The lines a member of an ensemble adds to `conf` (ZooKeeper's `QuorumZooKeeperServer.dumpConf`):
+/// its quorum settings and ports, then the membership as peers exchange it (no newline after
+/// the last line, as ZooKeeper prints it).
+pub fn quorum_conf(e: &crate::config::Ensemble) -> String {
+    let me = e.me();
+    let peer_type = match me.peer_type {
+        crate::config::PeerType::Participant => 0,
+        crate::config::PeerType::Observer => 1,
+    };
+    format!(
+        "initLimit={}\nsyncLimit={}\nelectionAlg=3\nelectionPort={}\nquorumPort={}\npeerType={peer_type}\nmembership: \n{}",
+        e.init_limit,
+        e.sync_limit,
+        me.election_port,
+        me.quorum_port,
+        crate::quorum::wire::QuorumView::from_ensemble(e).to_text()
+    )
 }
 
 /// zkd's per-IP section of `cons` (only when something is worth showing).
@@ -209,7 +261,8 @@ fn limits_section(ops: &OpsState) -> String {
     s
 }
 
-fn server_stats(ops: &OpsState, s: &mut String) {
+/// `srvr`/`stat`'s `Mode:`: the role clients are served in.
+fn server_stats(ops: &OpsState, q: &QuorumStatus, s: &mut String) {
     let m = ops.metrics.snapshot();
     let _ = writeln!(
         s,
@@ -223,8 +276,12 @@ fn server_stats(ops: &OpsState, s: &mut String) {
     let _ = writeln!(s, "Connections: {}", m.connections);
     let _ = writeln!(s, "Outstanding: {}", m.outstanding.max(0));
     let _ = writeln!(s, "Zxid: 0x{:x}", ops.tree.last_processed_zxid());
-    let _ = writeln!(s, "Mode: standalone");
+    let _ = writeln!(s, "Mode: {}", q.mode().unwrap_or("standalone"));
     let _ = writeln!(s, "Node count: {}", ops.zk_node_count());
+    if let (Some(Role::Leader), Some(l)) = (q.serving, &q.leader_side) {
+        let (last, min, max) = l.proposal_sizes;
+        let _ = writeln!(s, "Proposal sizes last/min/max: {last}/{min}/{max}");
+    }
 }
 
 /// Data watches grouped by session (`wchc`) or by path (`wchp`), sorted.
@@ -398,13 +455,32 @@ pub fn monitor(ops: &OpsState) -> Vec<(String, String)> {
     let (open_fds, max_fds) = fd_counts();
     let sessions = ops.sessions();
     let (refused_total, maxbuf_by_ip, sessionless) = ops.limits.totals();
+    let status = ops.quorum_status();
+    // A member of an ensemble, and the leader's figures while it leads (ZooKeeper registers
+    // those gauges only on a serving leader).
+    let quorum = status.as_ref().filter(|q| !q.standalone);
+    let leader = quorum
+        .filter(|q| q.serving == Some(Role::Leader))
+        .and_then(|q| q.leader_side.as_ref().map(|l| (q, l)));
+    let counters = quorum.map(|_| ops.quorum.counters());
     let mut v: Vec<(String, String)> = Vec::new();
     let mut kv = |k: &str, val: String| v.push((k.to_string(), val));
+    // Keys in the order ZooKeeper 3.8 prints them (its gauges come out in hash order, the same
+    // for the same set of names).
     kv("version", VERSION_LINE.into());
-    kv("server_state", "standalone".into());
+    kv("server_state", server_state(status.as_ref()).into());
+    if let Some(q) = quorum {
+        kv("peer_state", q.detailed_peer_state());
+        if q.serving == Some(Role::Observer) {
+            kv("observer_master_id", q.leader.unwrap_or(-1).to_string());
+        }
+    }
     kv("ephemerals_count", ops.tree.ephemerals_count().to_string());
     kv("num_alive_connections", m.connections.to_string());
     kv("avg_latency", jdouble(m.latency_avg_ms));
+    if let Some((_, l)) = leader {
+        kv("min_proposal_size", l.proposal_sizes.1.to_string());
+    }
     kv("outstanding_requests", m.outstanding.max(0).to_string());
     kv("znode_count", ops.zk_node_count().to_string());
     kv("global_sessions", sessions.count.to_string());
@@ -412,34 +488,71 @@ pub fn monitor(ops: &OpsState) -> Vec<(String, String)> {
     kv("last_client_response_size", m.resp_last.to_string());
     kv("packets_sent", m.packets_sent.to_string());
     kv("packets_received", m.packets_received.to_string());
+    if let Some((_, l)) = leader {
+        kv("max_proposal_size", l.proposal_sizes.2.to_string());
+    }
     kv("max_client_response_size", m.resp_max.to_string());
+    if let Some((q, _)) = leader {
+        kv("synced_followers", q.synced_followers().to_string());
+    }
     kv("connection_drop_probability", "0.0".into());
     kv("watch_count", ops.tree.watch_count().to_string());
+    if let Some((q, _)) = leader {
+        kv("synced_non_voting_followers", q.synced_non_voting_followers().to_string());
+        kv("synced_observers", q.synced_observers().to_string());
+    }
     kv("auth_failed_count", m.auth_failed.to_string());
     kv("min_latency", m.latency_min_ms.to_string());
     kv("max_file_descriptor_count", max_fds.to_string());
     kv("approximate_data_size", ops.tree.approximate_data_size().to_string());
     kv("open_file_descriptor_count", open_fds.to_string());
+    if let Some((q, l)) = leader {
+        kv("last_proposal_size", l.proposal_sizes.0.to_string());
+        kv("pending_syncs", l.pending_syncs.to_string());
+        kv("leader_uptime", q.serving_for_ms.unwrap_or(0).to_string());
+    }
     kv("local_sessions", "0".into());
     kv("uptime", ops.uptime_ms().to_string());
     kv("max_latency", m.latency_max_ms.to_string());
     kv("outstanding_tls_handshake", "0".into());
+    if let Some((_, l)) = leader {
+        kv("learners", l.learners.len().to_string());
+    }
     kv("min_client_response_size", m.resp_min.to_string());
     kv("non_mtls_local_conn_count", "0".into());
+    if let Some(q) = quorum {
+        kv("quorum_size", q.quorum_size().to_string());
+    }
     kv("large_requests_rejected", m.frames_rejected.to_string());
     kv("connection_rejected", m.rejected_max_cnxns.to_string());
     kv("bytes_received_count", m.bytes_received.to_string());
-    // Quorum-only counters: always 0 on a standalone server, as on ZooKeeper's.
-    for k in [
-        "proposal_count",
-        "looking_count",
-        "learner_proposal_received_count",
-        "digest_mismatches_count",
-        "diff_count",
-        "commit_count",
-        "unrecoverable_error_count",
-    ] {
-        kv(k, "0".into());
+    match (quorum, &counters) {
+        (Some(q), Some(c)) => {
+            // Counted by the quorum plane. ZooKeeper's proposal and commit counters are left out:
+            // zkd does not count proposals and commits one by one.
+            kv("looking_count", q.lookings.to_string());
+            kv("digest_mismatches_count", "0".into());
+            kv("diff_count", c.diff_syncs.to_string());
+            kv("snap_count", c.snap_syncs.to_string());
+            kv("unrecoverable_error_count", "0".into());
+        }
+        _ => {
+            // Quorum-only counters: always 0 on a standalone server, as on ZooKeeper's.
+            for k in [
+                "proposal_count",
+                "looking_count",
+                "learner_proposal_received_count",
+                "digest_mismatches_count",
+                "diff_count",
+                "commit_count",
+                "unrecoverable_error_count",
+            ] {
+                kv(k, "0".into());
+            }
+        }
+    }
+    if let Some(c) = &counters {
+        basic_summary(&mut kv, "election_time", &c.election_ms, 1);
     }
     let lat = ops.metrics.latency();
     for (name, h) in [("readlatency", &lat.read_us), ("updatelatency", &lat.update_us)] {
@@ -501,11 +614,35 @@ pub fn monitor(ops: &OpsState) -> Vec<(String, String)> {
     v
 }
 
+/// ZooKeeper's `server_state`: the role served; while a member of an ensemble does not serve,
+/// what it is busy being (ZooKeeper then reports the role of its last server object).
+pub fn server_state(q: Option<&QuorumStatus>) -> &'static str {
+    match q {
+        None => "standalone",
+        Some(q) => q.mode().unwrap_or(match q.state {
+            crate::quorum::PeerState::Looking => "looking",
+            crate::quorum::PeerState::Following => "follower",
+            crate::quorum::PeerState::Leading => "leader",
+            crate::quorum::PeerState::Observing => "observer",
+        }),
+    }
+}
+
 /// Answers a word (on the ops thread).
 pub fn run(ops: &OpsState, word: &str) -> String {
+    let status = ops.quorum_status();
+    let serving = status.as_ref().and_then(|q| q.serving.map(|_| q));
+    if needs_serving(word) && serving.is_none() {
+        return if word == "hash" { ZK_NOT_SERVING.into() } else { format!("{ZK_NOT_SERVING}\n") };
+    }
     match word {
         "ruok" => "imok".into(),
-        "isro" => "rw".into(),
+        "isro" => isro(ops),
+        // zkd's own word (ZooKeeper has none by this name): the election as this server sees it.
+        "elec" => match &status {
+            Some(q) => q.election_report(),
+            None => "the replica core has not published its quorum status yet\n".into(),
+        },
         "conf" => conf(ops),
         "envi" => {
             let mut s = String::from("Environment:\n");
@@ -516,7 +653,9 @@ pub fn run(ops: &OpsState, word: &str) -> String {
         }
         "srvr" => {
             let mut s = format!("Zookeeper version: {VERSION_LINE}\n");
-            server_stats(ops, &mut s);
+            if let Some(q) = serving {
+                server_stats(ops, q, &mut s);
+            }
             s
         }
         "stat" => {
@@ -526,7 +665,9 @@ pub fn run(ops: &OpsState, word: &str) -> String {
                 s.push('\n');
             }
             s.push('\n');
-            server_stats(ops, &mut s);
+            if let Some(q) = serving {
+                server_stats(ops, q, &mut s);
+            }
             s
         }
         "cons" => {

@@ -25,10 +25,13 @@ pub enum FirstWord {
     FourLetter([u8; 4]),
 }
 
-/// All four-letter words of ZooKeeper 3.8 (the set `checkFourLetterWord` recognises).
+/// All four-letter words of ZooKeeper 3.8 (the set `checkFourLetterWord` recognises), then
+/// zkd's own: `elec` (the election as this server sees it), a word ZooKeeper 3.8 and 3.9 do not
+/// use, whose bytes as a length (1 701 602 659) are beyond any `jute.maxbuffer` a client could
+/// need.
 pub const FOUR_LETTER_WORDS: &[&str] = &[
     "conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "hash", "isro", "mntr", "ruok", "srst", "srvr",
-    "stat", "stmk", "wchc", "wchp", "wchs",
+    "stat", "stmk", "wchc", "wchp", "wchs", "elec",
 ];
 
 pub fn is_four_letter_word(b: [u8; 4]) -> bool {

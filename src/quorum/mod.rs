@@ -23,6 +23,7 @@ use crate::proto::Id;
 pub mod election;
 pub mod link;
 pub mod peer;
+pub mod status;
 pub mod sync_storage;
 pub mod zab;
 

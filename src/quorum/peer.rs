@@ -105,6 +105,22 @@ pub struct Peer {
     current_epoch: u32,
     serving: Option<Role>,
     election_out: Vec<election::Action>,
+    /// Status only: when clients started being served in the current role.
+    serving_since_ms: Option<u64>,
+    /// Status only: the last election's outcome, and how many rounds LOOKING was entered for.
+    last_decision: Option<Decision>,
+    lookings: u64,
+}
+
+/// How the last election ended, for status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub leader: Sid,
+    pub state: PeerState,
+    pub duration_ms: u64,
+    /// The round (`logicalclock`) it was decided in.
+    pub round: i64,
+    pub at_ms: u64,
 }
 
 impl Peer {
@@ -127,12 +143,23 @@ impl Peer {
                 observers: cfg.members.observers.len(),
             });
         }
+        let mut init = init;
+        let mut adopted = None;
         if !cfg.standalone {
-            if epoch_of(init.last_zxid) > init.current_epoch {
-                return Err(PeerInitError::CurrentEpochBehindLog {
-                    current: init.current_epoch,
-                    last_zxid: init.last_zxid,
-                });
+            let last_epoch = epoch_of(init.last_zxid);
+            if last_epoch > init.current_epoch {
+                if init.accepted_epoch < last_epoch {
+                    return Err(PeerInitError::CurrentEpochBehindLog {
+                        current: init.current_epoch,
+                        last_zxid: init.last_zxid,
+                    });
+                }
+                // A learner synced by SNAP makes the leader's snapshot durable before NEWLEADER
+                // writes currentEpoch; a crash in between leaves data of an epoch it had already
+                // accepted (ZooKeeper covers the same window with currentEpoch.tmp). Its current
+                // epoch is that of its data.
+                init.current_epoch = last_epoch;
+                adopted = Some(last_epoch);
             }
             if init.accepted_epoch < init.current_epoch {
                 return Err(PeerInitError::AcceptedBehindCurrent {
@@ -143,6 +170,9 @@ impl Peer {
         }
         let history = History::new(cfg.zab.commit_log_count, init.last_zxid, init.log_tail);
         let mut out = Vec::new();
+        if let Some(e) = adopted {
+            out.push(Action::PersistCurrentEpoch(e));
+        }
         let mut peer = Peer {
             election: None,
             role: None,
@@ -150,6 +180,9 @@ impl Peer {
             current_epoch: init.current_epoch,
             serving: None,
             election_out: Vec::new(),
+            serving_since_ms: None,
+            last_decision: None,
+            lookings: 0,
             cfg,
         };
         let now = now_ms as i64;
@@ -157,6 +190,7 @@ impl Peer {
             let l = Leader::standalone(peer.cfg.zab.clone(), history, now, &mut out);
             peer.role = Some(RoleState::Leading(Box::new(l)));
             peer.serving = Some(Role::Standalone);
+            peer.serving_since_ms = Some(now_ms);
         } else {
             peer.election = Some(Election::new(
                 me,
@@ -250,6 +284,49 @@ impl Peer {
         self.election.as_ref()
     }
 
+    // ---- status (read only; `quorum::status` builds what operators see from these) ----
+
+    pub fn my_id(&self) -> Sid {
+        self.cfg.zab.my_id
+    }
+    pub fn config(&self) -> &PeerConfig {
+        &self.cfg
+    }
+    /// The role's leader side, while leading (standalone too).
+    pub(crate) fn leading(&self) -> Option<&Leader> {
+        match &self.role {
+            Some(RoleState::Leading(l)) => Some(l),
+            _ => None,
+        }
+    }
+    /// The role's learner side, while following or observing.
+    pub(crate) fn learning(&self) -> Option<&Learner> {
+        match &self.role {
+            Some(RoleState::Learning(l)) => Some(l),
+            _ => None,
+        }
+    }
+    /// The last zxid of this server's history: committed, or (while looking) what it votes with.
+    pub fn last_zxid(&self) -> i64 {
+        match &self.role {
+            Some(RoleState::Looking(h)) => h.last_zxid(),
+            Some(RoleState::Leading(l)) => l.last_zxid(),
+            Some(RoleState::Learning(l)) => l.last_zxid(),
+            None => unreachable!("a peer always has a role between steps"),
+        }
+    }
+    /// When clients started being served in this role (None: not serving).
+    pub fn serving_since_ms(&self) -> Option<u64> {
+        self.serving_since_ms
+    }
+    pub fn last_decision(&self) -> Option<Decision> {
+        self.last_decision
+    }
+    /// How many times this peer went LOOKING (ZooKeeper's `looking_count`).
+    pub fn lookings(&self) -> u64 {
+        self.lookings
+    }
+
     fn election_step(&mut self, input: election::Input, now_ms: u64, out: &mut Vec<Action>) {
         let Some(e) = self.election.as_mut() else { return };
         let mut eo = std::mem::take(&mut self.election_out);
@@ -264,6 +341,13 @@ impl Peer {
                     out.push(Action::NotificationTimeout { next_timeout_ms })
                 }
                 election::Action::Decided { vote, state, duration_ms } => {
+                    self.last_decision = Some(Decision {
+                        leader: vote.leader,
+                        state,
+                        duration_ms,
+                        round: vote.election_epoch,
+                        at_ms: now_ms,
+                    });
                     out.push(Action::Decided { leader: vote.leader, state, duration_ms });
                     self.start_role(vote.leader, state, now_ms, out);
                 }
@@ -345,6 +429,7 @@ impl Peer {
         };
         if serving.is_some() && self.serving.is_none() {
             self.serving = serving;
+            self.serving_since_ms = Some(now_ms);
             let state = self.state();
             if let Some(e) = self.election.as_mut() {
                 if let Some(mut vote) = e.current_vote() {
@@ -358,6 +443,7 @@ impl Peer {
     fn abandon(&mut self, reason: String, now_ms: u64, out: &mut Vec<Action>) {
         out.push(Action::StopServing { reason: reason.clone() });
         self.serving = None;
+        self.serving_since_ms = None;
         let ended: Ended = match self.role.take() {
             Some(RoleState::Leading(l)) => l.finish(&reason, out),
             Some(RoleState::Learning(l)) => l.finish(&reason, out),
@@ -374,6 +460,7 @@ impl Peer {
     fn look(&mut self, history: History, now_ms: u64, out: &mut Vec<Action>) {
         let last_zxid = history.last_zxid();
         self.role = Some(RoleState::Looking(history));
+        self.lookings += 1;
         out.push(Action::State { state: PeerState::Looking, leader: None });
         let current_epoch = i64::from(self.current_epoch);
         self.election_step(election::Input::Start { last_zxid, current_epoch }, now_ms, out);

@@ -182,6 +182,8 @@ pub struct ReplicaHost {
     on_fatal: Option<Sender<String>>,
     /// A member of an ensemble: the quorum thread and where the epoch files live.
     quorum: Option<QuorumParts>,
+    /// Where the peer's status goes for the operations surface.
+    board: Option<std::sync::Arc<crate::quorum::status::StatusBoard>>,
 }
 
 /// What a member of an ensemble adds to the replica core's driver.
@@ -211,6 +213,20 @@ impl ReplicaHost {
             stopped: false,
             on_fatal: None,
             quorum: None,
+            board: None,
+        }
+    }
+
+    /// Publishes the peer's status on `board` from now on: after every round that changed
+    /// something of the quorum, and at every tick.
+    pub fn set_status_board(&mut self, board: std::sync::Arc<crate::quorum::status::StatusBoard>) {
+        self.board = Some(board);
+        self.publish_status();
+    }
+
+    fn publish_status(&self) {
+        if let Some(b) = &self.board {
+            b.publish(crate::quorum::status::QuorumStatus::of(self.replica.peer(), now_ms()));
         }
     }
 
@@ -234,6 +250,7 @@ impl ReplicaHost {
         if let Err(why) = self.perform_quorum(&mut out) {
             tracing::error!("{why}");
         }
+        self.publish_status();
     }
 
     pub fn set_fatal_notify(&mut self, tx: Sender<String>) {
@@ -270,9 +287,18 @@ impl ReplicaHost {
         let now = now();
         let mut out = Outbox::default();
         let mut stop = false;
+        // What the status shows changes with the election's inputs and connections, and with
+        // the peer's state and role; broadcast traffic (acks, pings) only moves ages and zxids,
+        // which the tick refreshes.
+        let before = self.board.as_ref().map(|_| crate::quorum::status::Fingerprint::of(self.replica.peer()));
+        let mut quorum_event = false;
         for m in self.batch.drain(..) {
-            if matches!(m, ToReplica::Shutdown) {
-                stop = true;
+            match &m {
+                ToReplica::Shutdown => stop = true,
+                ToReplica::Quorum(i) => {
+                    quorum_event |= !matches!(i, crate::quorum::peer::Input::Packet { .. })
+                }
+                _ => {}
             }
             self.replica.step(m, now, &mut out);
         }
@@ -285,6 +311,14 @@ impl ReplicaHost {
         if !out.quorum.is_empty() {
             if let Err(why) = self.perform_quorum(&mut out) {
                 out.fatal.get_or_insert(why);
+            }
+        }
+        if let Some(before) = before {
+            if tick_due
+                || quorum_event
+                || crate::quorum::status::Fingerprint::of(self.replica.peer()) != before
+            {
+                self.publish_status();
             }
         }
         if !out.to_log.is_empty() {
@@ -355,7 +389,10 @@ impl ReplicaHost {
                     tracing::info!(
                         "{} - LEADER ELECTION TOOK - {duration_ms} MS (leader: server {leader})",
                         state.name().to_uppercase()
-                    )
+                    );
+                    if let Some(b) = &self.board {
+                        b.record_election(duration_ms);
+                    }
                 }
                 QuorumCmd::Peer(Action::ConfigMismatch { message }) => tracing::warn!("{message}"),
                 QuorumCmd::Peer(Action::NotificationTimeout { next_timeout_ms }) => {
@@ -373,6 +410,15 @@ impl ReplicaHost {
                     }
                 }
                 cmd => {
+                    if let (Some(b), QuorumCmd::Peer(Action::Send { packet, .. })) = (&self.board, &cmd) {
+                        // The leader's sync of a learner (ZooKeeper's diff_count, snap_count).
+                        use crate::quorum::packet_type as pt;
+                        match packet.typ {
+                            pt::DIFF | pt::TRUNC => b.record_sync(false),
+                            pt::SNAP => b.record_sync(true),
+                            _ => {}
+                        }
+                    }
                     if !q.io.send(cmd) {
                         return Err("the quorum thread's queue is full".into());
                     }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::{Ballot, Election};
+use super::{Ballot, Election, ServerList};
 use crate::quorum::{LearnerType, PeerState, Sid, Vote};
 
 /// A snapshot of one server's election.
@@ -98,6 +98,21 @@ impl Election {
             peers,
             waiting: self.waiting(now_ms),
         }
+    }
+
+    /// Peers whose last notification announced a server list other than ours, each with the
+    /// WARN sentence (the log reports a list once, as `Action::ConfigMismatch`; this is what
+    /// holds now).
+    pub fn config_mismatches(&self) -> Vec<(Sid, String)> {
+        self.peers
+            .iter()
+            .filter_map(|(sid, p)| {
+                let (n, _) = p.last.as_ref()?;
+                let theirs = ServerList::parse(n.config.as_deref()?)?;
+                (theirs != self.servers)
+                    .then(|| (*sid, ServerList::mismatch_message(*sid, &self.servers, &theirs)))
+            })
+            .collect()
     }
 
     /// One sentence (clauses joined by "; ") on what the round in progress lacks.

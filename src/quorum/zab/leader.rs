@@ -115,6 +115,8 @@ struct Handler {
     /// Last per-proposal ACK (counter ≠ 0), to refuse ACKs going backwards.
     last_ack: i64,
     clock: AckClock,
+    /// When its last packet arrived (status only).
+    last_heard_ms: i64,
 }
 
 #[derive(Debug)]
@@ -173,6 +175,53 @@ pub struct Leader {
     marks: VecDeque<Mark>,
     next_ping_ms: i64,
     next_check_ms: i64,
+    /// Sizes of the txns proposed (status only).
+    proposal_sizes: ProposalSizes,
+}
+
+/// ZooKeeper's `BufferStats` of the leader's proposals: the last, smallest and largest txn size
+/// in bytes, -1 before the first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProposalSizes {
+    pub last: i32,
+    pub min: i32,
+    pub max: i32,
+}
+
+impl Default for ProposalSizes {
+    fn default() -> ProposalSizes {
+        ProposalSizes { last: -1, min: -1, max: -1 }
+    }
+}
+
+impl ProposalSizes {
+    fn record(&mut self, len: usize) {
+        let len = i32::try_from(len).unwrap_or(i32::MAX);
+        self.last = len;
+        if self.min == -1 || len < self.min {
+            self.min = len;
+        }
+        self.max = self.max.max(len);
+    }
+}
+
+/// One learner as the leader sees it, for status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LearnerView {
+    pub sid: Sid,
+    pub typ: LearnerType,
+    /// What the leader waits for from it.
+    pub waiting_for: &'static str,
+    /// It receives broadcast proposals and commits (or informs): ZooKeeper's forwarding
+    /// followers and observing learners, counted from the sync on.
+    pub forwarding: bool,
+    /// UPTODATE was sent: it serves.
+    pub up_to_date: bool,
+    pub last_heard_ms: i64,
+    /// Its last ACK of a proposal (0: none yet).
+    pub last_ack: i64,
+    pub pings_sent: u64,
+    pub pings_answered: u64,
 }
 
 impl Leader {
@@ -256,6 +305,7 @@ impl Leader {
             next_ping_ms: now + cfg.tick_ms / 2,
             // ZooKeeper skips the quorum check on the first tick after it starts.
             next_check_ms: now + cfg.tick_ms,
+            proposal_sizes: ProposalSizes::default(),
             cfg,
         }
     }
@@ -271,6 +321,48 @@ impl Leader {
     }
     pub fn is_serving(&self) -> bool {
         self.serving
+    }
+
+    // ---- status (read only) ----
+
+    pub fn zab_phase(&self) -> super::ZabPhase {
+        match self.phase {
+            Phase::Discovery | Phase::EpochAck => super::ZabPhase::Discovery,
+            Phase::NewLeaderAck => super::ZabPhase::Synchronization,
+            Phase::Broadcast => super::ZabPhase::Broadcast,
+        }
+    }
+    /// The last committed zxid (the epoch's marker before the first commit).
+    pub fn last_zxid(&self) -> i64 {
+        self.history.last_zxid()
+    }
+    pub fn last_proposed(&self) -> i64 {
+        self.last_proposed
+    }
+    /// Proposals not yet committed.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.len()
+    }
+    /// Syncs not yet answered (the local replica's and learners').
+    pub fn pending_syncs(&self) -> usize {
+        self.syncs.len()
+    }
+    pub fn proposal_sizes(&self) -> ProposalSizes {
+        self.proposal_sizes
+    }
+    /// Every connected learner, by sid.
+    pub fn learner_views(&self) -> impl Iterator<Item = LearnerView> + '_ {
+        self.learners.iter().map(|(sid, h)| LearnerView {
+            sid: *sid,
+            typ: h.typ,
+            waiting_for: state_name(h.state),
+            forwarding: h.forwarding,
+            up_to_date: h.state == HState::Broadcast,
+            last_heard_ms: h.last_heard_ms,
+            last_ack: h.last_ack,
+            pings_sent: h.pings_sent,
+            pings_answered: h.pings_answered,
+        })
     }
 
     /// The role ends: every learner is disconnected, the proposals it logged but did not commit
@@ -293,6 +385,10 @@ impl Leader {
     }
 
     pub fn next_wake_ms(&self) -> i64 {
+        if self.standalone {
+            // No learners, no pings, no quorum to check: nothing is ever due.
+            return i64::MAX;
+        }
         let mut t = self.next_ping_ms.min(self.next_check_ms);
         if self.phase != Phase::Broadcast {
             t = t.min(self.phase_deadline_ms);
@@ -316,7 +412,7 @@ impl Leader {
                 Flow::Continue
             }
             Input::Disconnected { sid } => {
-                self.learners.remove(&sid);
+                self.forget_learner(sid);
                 Flow::Continue
             }
             Input::Propose(p) => self.propose(p, now, out),
@@ -357,8 +453,17 @@ impl Leader {
     }
 
     fn drop_learner(&mut self, sid: Sid, reason: String, out: &mut Vec<Action>) {
-        self.learners.remove(&sid);
+        self.forget_learner(sid);
         out.push(Action::Disconnect { sid, reason });
+    }
+
+    /// A learner's connection is gone: so are the ping answers the syncs' rounds expected of it
+    /// (a new connection from the same sid counts its pings from zero).
+    fn forget_learner(&mut self, sid: Sid) {
+        self.learners.remove(&sid);
+        for m in self.marks.iter_mut() {
+            m.seqs.retain(|(s, _)| *s != sid);
+        }
     }
 
     fn tick(&mut self, now: i64, out: &mut Vec<Action>) -> Flow {
@@ -425,7 +530,10 @@ impl Leader {
                 h.pings_sent += 1;
             }
         }
-        if self.syncs.iter().any(|s| s.round == self.round) {
+        // Every round while a sync waits is a chance to confirm it: any round started after the
+        // sync arrived will do, so a round that can no longer complete (its learners reconnected)
+        // does not hold the sync forever.
+        if self.syncs.iter().any(|s| s.round <= self.round && s.round > self.confirmed_round) {
             let seqs = self
                 .learners
                 .iter()
@@ -515,6 +623,7 @@ impl Leader {
             );
         }
         self.last_proposed = p.zxid;
+        self.proposal_sizes.record(p.data.len());
         for (sid, h) in self.learners.iter_mut() {
             if h.forwarding && h.typ == LearnerType::Participant {
                 out.push(Action::Send { to: *sid, packet: proposal_packet(&p) });
@@ -599,6 +708,7 @@ impl Leader {
         let Some(h) = self.learners.get_mut(&from) else {
             return Err(PacketError::unexpected(typ, "a connection that sent no FOLLOWERINFO"));
         };
+        h.last_heard_ms = now;
         match (h.state, m) {
             (HState::AwaitAckEpoch, LearnerMessage::AckEpoch { last_zxid, current_epoch }) => {
                 h.read_deadline_ms = None;
@@ -665,7 +775,7 @@ impl Leader {
             )));
         }
         // A new connection from a sid replaces its old one.
-        self.learners.remove(&from);
+        self.forget_learner(from);
         let accepted = epoch_of(zxid);
         self.learners.insert(
             from,
@@ -681,6 +791,7 @@ impl Leader {
                 pings_answered: 0,
                 last_ack: 0,
                 clock: AckClock::default(),
+                last_heard_ms: now,
             },
         );
         if self.phase == Phase::Discovery {

@@ -36,7 +36,9 @@ fn to_leader(leader: Sid, m: LearnerMessage) -> Action {
     Action::Send { to: leader, packet: m.to_packet() }
 }
 
-use super::{Action, Ended, Flow, History, Input, PacketError, Proposal, Role, ZabConfig};
+use super::{
+    Action, Ended, Flow, History, Input, PacketError, Proposal, Role, SyncMode, ZabConfig, ZabPhase,
+};
 use crate::quorum::wire::{LeaderMessage, LearnerInfo, LearnerMessage, Touch, ZAB_PROTOCOL_VERSION};
 
 /// Sessions awaiting a REVALIDATE answer; more are refused at once (answered invalid) rather
@@ -92,6 +94,10 @@ pub struct Learner {
     touches: BTreeMap<i64, i32>,
     syncs: usize,
     revalidations: BTreeSet<i64>,
+    /// How the leader synchronises us (status only).
+    sync_mode: Option<SyncMode>,
+    /// When the leader's last packet arrived (status only).
+    last_heard_ms: Option<i64>,
 }
 
 impl Learner {
@@ -130,6 +136,8 @@ impl Learner {
             touches: BTreeMap::new(),
             syncs: 0,
             revalidations: BTreeSet::new(),
+            sync_mode: None,
+            last_heard_ms: None,
         }
     }
 
@@ -153,6 +161,29 @@ impl Learner {
     }
     pub fn next_wake_ms(&self) -> i64 {
         self.deadline_ms
+    }
+
+    // ---- status (read only) ----
+
+    pub fn zab_phase(&self) -> ZabPhase {
+        match self.phase {
+            Phase::Connecting | Phase::AwaitLeaderInfo => ZabPhase::Discovery,
+            Phase::AwaitSyncOp | Phase::LoadingSnapshot(_) | Phase::Syncing => ZabPhase::Synchronization,
+            Phase::Broadcast => ZabPhase::Broadcast,
+        }
+    }
+    /// DIFF, TRUNC or SNAP from the time it arrived until NEWLEADER (as ZooKeeper reports it).
+    pub fn sync_mode(&self) -> Option<SyncMode> {
+        let syncing = matches!(self.phase, Phase::LoadingSnapshot(_) | Phase::Syncing);
+        self.sync_mode.filter(|_| syncing && !self.sync.newleader)
+    }
+    /// The last zxid of this server's history (committed, or received in sync).
+    pub fn last_zxid(&self) -> i64 {
+        self.history.last_zxid()
+    }
+    /// When the leader's last packet arrived; None before the first.
+    pub fn last_heard_ms(&self) -> Option<i64> {
+        self.last_heard_ms
     }
     fn role(&self) -> Role {
         if self.typ == LearnerType::Observer {
@@ -323,6 +354,7 @@ impl Learner {
 
     fn on_packet(&mut self, pk: QuorumPacket, now: i64, out: &mut Vec<Action>) -> Result<Flow, PacketError> {
         let typ = pk.typ;
+        self.last_heard_ms = Some(now);
         let m = LeaderMessage::from_packet(pk)?;
         let flow = match self.phase {
             Phase::Connecting => return Err(PacketError::unexpected(typ, "connecting")),
@@ -377,7 +409,10 @@ impl Learner {
 
     fn on_sync_op(&mut self, typ: i32, m: LeaderMessage, out: &mut Vec<Action>) -> Result<Flow, PacketError> {
         match m {
-            LeaderMessage::Diff { .. } => self.phase = Phase::Syncing,
+            LeaderMessage::Diff { .. } => {
+                self.sync_mode = Some(SyncMode::Diff);
+                self.phase = Phase::Syncing;
+            }
             LeaderMessage::Trunc { zxid: z } => {
                 if z > self.history.last_zxid() {
                     return Err(PacketError::Refused(format!(
@@ -385,6 +420,7 @@ impl Learner {
                         self.history.last_zxid()
                     )));
                 }
+                self.sync_mode = Some(SyncMode::Trunc);
                 out.push(Action::Truncate { zxid: z });
                 self.history.truncate(z);
                 self.last_queued = z;
@@ -393,6 +429,7 @@ impl Learner {
                 self.phase = Phase::Syncing;
             }
             LeaderMessage::Snap { zxid } => {
+                self.sync_mode = Some(SyncMode::Snap);
                 out.push(Action::LoadSnapshot { zxid });
                 self.phase = Phase::LoadingSnapshot(zxid);
             }

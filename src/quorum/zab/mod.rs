@@ -81,6 +81,24 @@ impl Role {
     }
 }
 
+/// The phase of ZAB a role is in, for status (ZooKeeper's `QuorumPeer.ZabState` without
+/// ELECTION, which is the peer's LOOKING).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ZabPhase {
+    Discovery,
+    Synchronization,
+    Broadcast,
+}
+
+/// How a learner is being synchronised, for status (ZooKeeper's `QuorumPeer.SyncMode` without
+/// NONE): from the DIFF, TRUNC or SNAP it received until NEWLEADER.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SyncMode {
+    Diff,
+    Snap,
+    Trunc,
+}
+
 /// ZooKeeper's `zookeeper.commitLogCount` default: committed proposals kept in memory to sync
 /// learners with DIFF.
 pub const COMMIT_LOG_COUNT_DEFAULT: usize = 500;
