@@ -252,7 +252,10 @@ fn election_status(server: Option<String>, config: Option<PathBuf>, json: bool, 
     use zkd::admin::remote::{election_status, Target};
     let target = match (server, config) {
         (Some(s), _) => Target::Admin { host_port: s, command_url: "/commands".into() },
-        (None, Some(p)) => match zkd::config::Config::load(&p).map_err(|e| e.to_string()).and_then(|l| Target::from_config(&l.config)) {
+        (None, Some(p)) => match zkd::config::Config::load(&p)
+            .map_err(|e| e.to_string())
+            .and_then(|l| Target::from_config(&l.config))
+        {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("zkd: {}: {e}", p.display());

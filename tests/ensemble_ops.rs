@@ -80,9 +80,8 @@ impl Ensemble {
             p
         };
         let ports: Vec<[u16; 4]> = (0..3).map(|_| [hold(), hold(), hold(), hold()]).collect();
-        let servers: String = (0..3)
-            .map(|i| format!("server.{}=127.0.0.1:{}:{}\n", i + 1, ports[i][0], ports[i][1]))
-            .collect();
+        let servers: String =
+            (0..3).map(|i| format!("server.{}=127.0.0.1:{}:{}\n", i + 1, ports[i][0], ports[i][1])).collect();
         let mut nodes = Vec::new();
         for (i, p) in ports.iter().enumerate() {
             let id = i as u64 + 1;
@@ -100,7 +99,15 @@ impl Ensemble {
             );
             let cfg = data.join("zoo.cfg");
             std::fs::write(&cfg, text).unwrap();
-            nodes.push(Node { id, cfg, log: data.join("zkd.log"), child: None, client: None, admin: p[2], metrics: p[3] });
+            nodes.push(Node {
+                id,
+                cfg,
+                log: data.join("zkd.log"),
+                child: None,
+                client: None,
+                admin: p[2],
+                metrics: p[3],
+            });
         }
         let mut e = Ensemble { nodes, _holds: holds, _dir: dir };
         for n in &mut e.nodes {
@@ -131,7 +138,10 @@ impl Ensemble {
                 return Ok(e);
             }
             if Instant::now() > deadline {
-                return Err(StartFailure::Other(format!("the servers wrote no port files within {DEADLINE:?}\n{}", logs(&e.nodes))));
+                return Err(StartFailure::Other(format!(
+                    "the servers wrote no port files within {DEADLINE:?}\n{}",
+                    logs(&e.nodes)
+                )));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -150,7 +160,10 @@ impl Ensemble {
             }
             if let Some(status) = exited {
                 let id = n.id;
-                return Err(StartFailure::Other(format!("server {id} exited ({status})\n{}", logs(&self.nodes))));
+                return Err(StartFailure::Other(format!(
+                    "server {id} exited ({status})\n{}",
+                    logs(&self.nodes)
+                )));
             }
         }
         Ok(())
@@ -162,8 +175,12 @@ impl Ensemble {
 
     fn word(&self, id: u64, w: &str) -> String {
         let n = self.node(id);
-        zkd::admin::remote::four_letter(&format!("127.0.0.1:{}", n.client.unwrap()), w, Duration::from_secs(10))
-            .unwrap_or_default()
+        zkd::admin::remote::four_letter(
+            &format!("127.0.0.1:{}", n.client.unwrap()),
+            w,
+            Duration::from_secs(10),
+        )
+        .unwrap_or_default()
     }
 
     fn mode(&self, id: u64) -> Option<String> {
@@ -190,13 +207,18 @@ impl Ensemble {
                 panic!("{why}");
             }
             let modes: Vec<(u64, Option<String>)> = servers.iter().map(|&s| (s, self.mode(s))).collect();
-            let leaders: Vec<u64> = modes.iter().filter(|(_, m)| m.as_deref() == Some("leader")).map(|(s, _)| *s).collect();
+            let leaders: Vec<u64> =
+                modes.iter().filter(|(_, m)| m.as_deref() == Some("leader")).map(|(s, _)| *s).collect();
             let followers = modes.iter().filter(|(_, m)| m.as_deref() == Some("follower")).count();
             if leaders.len() == 1 && followers == servers.len() - 1 {
                 return leaders[0];
             }
             if Instant::now() > deadline {
-                panic!("no leader with {} followers within {DEADLINE:?}: {modes:?}\n{}", servers.len() - 1, logs(&self.nodes));
+                panic!(
+                    "no leader with {} followers within {DEADLINE:?}: {modes:?}\n{}",
+                    servers.len() - 1,
+                    logs(&self.nodes)
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -211,7 +233,10 @@ impl Ensemble {
                 return text;
             }
             if Instant::now() > deadline {
-                panic!("{word} on server {id} never became what was expected:\n{text}\n{}", logs(&self.nodes));
+                panic!(
+                    "{word} on server {id} never became what was expected:\n{text}\n{}",
+                    logs(&self.nodes)
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -269,7 +294,8 @@ fn an_ensemble_reports_its_leader_and_a_new_one_after_the_leader_is_killed() {
     let followers: Vec<u64> = [1, 2, 3].into_iter().filter(|s| *s != leader).collect();
 
     // The leader's mntr: its peer state, its learners, both followers synced.
-    let mntr = e.wait_for_word(leader, "mntr", |m| mntr_value(m, "zk_synced_followers").as_deref() == Some("2"));
+    let mntr =
+        e.wait_for_word(leader, "mntr", |m| mntr_value(m, "zk_synced_followers").as_deref() == Some("2"));
     assert_eq!(mntr_value(&mntr, "zk_server_state").as_deref(), Some("leader"), "{mntr}");
     assert_eq!(mntr_value(&mntr, "zk_peer_state").as_deref(), Some("leading - broadcast"), "{mntr}");
     // ZooKeeper 3.8 calls the followers gauge `learners` (3.4 printed zk_followers).
@@ -283,7 +309,10 @@ fn an_ensemble_reports_its_leader_and_a_new_one_after_the_leader_is_killed() {
         assert_eq!(mntr_value(&m, "zk_learners"), None, "only the leader has learners: {m}");
     }
     let conf = e.word(leader, "conf");
-    assert!(conf.contains("\nelectionAlg=3\n") && conf.contains("\nmembership: \nserver.1=127.0.0.1:"), "{conf}");
+    assert!(
+        conf.contains("\nelectionAlg=3\n") && conf.contains("\nmembership: \nserver.1=127.0.0.1:"),
+        "{conf}"
+    );
 
     // The AdminServer, on every server: who leads, and the voting view.
     for id in [1, 2, 3] {
@@ -299,7 +328,10 @@ fn an_ensemble_reports_its_leader_and_a_new_one_after_the_leader_is_killed() {
             assert_eq!(s["learner_type"], "participant");
             let quorum = s["server_addresses"][0].as_str().unwrap();
             let cfg = std::fs::read_to_string(&e.node(id).cfg).unwrap();
-            assert!(cfg.contains(&format!("server.{sid}={quorum}:")), "{quorum} is not server.{sid}'s in\n{cfg}");
+            assert!(
+                cfg.contains(&format!("server.{sid}={quorum}:")),
+                "{quorum} is not server.{sid}'s in\n{cfg}"
+            );
         }
         let z = e.command(id, "zabstate");
         assert_eq!(z["zabstate"], "broadcast", "server {id}: {z}");
@@ -331,7 +363,10 @@ fn an_ensemble_reports_its_leader_and_a_new_one_after_the_leader_is_killed() {
         let (code, out, err) = election_status(&["--server", &admin]);
         assert_eq!(code, 0, "{err}");
         assert!(out.starts_with(&format!("leader: {new_leader}")), "{out}");
-        assert!(out.contains("\nlast election: round ") && out.contains(&format!(" with leader {new_leader})\n")), "{out}");
+        assert!(
+            out.contains("\nlast election: round ") && out.contains(&format!(" with leader {new_leader})\n")),
+            "{out}"
+        );
         let row = out
             .lines()
             .find(|l| l.starts_with(&format!("{leader} ")))
@@ -339,7 +374,8 @@ fn an_ensemble_reports_its_leader_and_a_new_one_after_the_leader_is_killed() {
         let cells: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cells[1..3], ["participant", "down"], "the dead server is unreachable: {row}\n{out}");
     }
-    let mntr = e.wait_for_word(new_leader, "mntr", |m| mntr_value(m, "zk_synced_followers").as_deref() == Some("1"));
+    let mntr =
+        e.wait_for_word(new_leader, "mntr", |m| mntr_value(m, "zk_synced_followers").as_deref() == Some("1"));
     // At least the first election and the one after the kill; every LOOKING ended in a decision.
     // (More when a server decided for a leader that was not leading and looked again.)
     let lookings: u64 = mntr_value(&mntr, "zk_looking_count").unwrap().parse().unwrap();

@@ -309,7 +309,9 @@ fn voting_view(ops: &OpsState, e: &crate::config::Ensemble) -> J {
         .map(|s| {
             let client = match &s.client {
                 Some(c) => c.to_host_port(),
-                None if s.id == e.my_id => host_port(&ops.client_addr.ip().to_string(), ops.client_addr.port()),
+                None if s.id == e.my_id => {
+                    host_port(&ops.client_addr.ip().to_string(), ops.client_addr.port())
+                }
                 None => String::new(),
             };
             let view = obj(vec![
@@ -467,10 +469,7 @@ fn election_obj(q: &QuorumStatus) -> Vec<(String, J)> {
         ("last_election", last),
         ("election", q.election.as_ref().map_or(J::Null, election_status_obj)),
         ("learners", J::Arr(learners)),
-        (
-            "config_mismatches",
-            J::Arr(q.config_mismatches.iter().map(|(_, m)| J::Str(m.clone())).collect()),
-        ),
+        ("config_mismatches", J::Arr(q.config_mismatches.iter().map(|(_, m)| J::Str(m.clone())).collect())),
         ("text", q.election_report().into()),
     ])
 }
@@ -489,7 +488,7 @@ pub fn run(ops: &OpsState, name: &str, query: &str) -> J {
         ]));
     };
     let status = ops.quorum_status();
-    if needs_serving(cmd) && !status.as_ref().is_some_and(|q| q.serving.is_some()) {
+    if needs_serving(cmd) && status.as_ref().is_none_or(|q| q.serving.is_none()) {
         // ZooKeeper's `runCommand`: the name as asked, and the error.
         return J::Obj(obj(vec![("command", name.into()), ("error", ZK_NOT_SERVING.into())]));
     }

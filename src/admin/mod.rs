@@ -72,6 +72,8 @@ pub struct OpsState {
 pub const ZK_NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests";
 
 impl OpsState {
+    // One argument per shared handle `server::start` builds.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         cfg: &Config,
         settings: Arc<Settings>,

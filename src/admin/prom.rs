@@ -84,7 +84,12 @@ fn quorum(o: &mut String, ops: &OpsState) {
     }
     gauge(o, "zkd_serving", q.serving.is_some() as u8 as f64);
     let round = q.election.as_ref().map_or(0, |e| e.round);
-    family(o, "zkd_election_info", "gauge", "The election as this server sees it: its round, state and leader");
+    family(
+        o,
+        "zkd_election_info",
+        "gauge",
+        "The election as this server sees it: its round, state and leader",
+    );
     let leader = q.leader.map_or(String::new(), |l| l.to_string());
     let _ = writeln!(
         o,
@@ -95,7 +100,12 @@ fn quorum(o: &mut String, ops: &OpsState) {
     gauge(o, "zkd_accepted_epoch", q.accepted_epoch as f64);
     gauge(o, "zkd_current_epoch", q.current_epoch as f64);
     gauge(o, "zkd_config_mismatches", q.config_mismatches.len() as f64);
-    family(o, "zkd_election_duration_seconds", "histogram", "How long each election took, from LOOKING to a decision");
+    family(
+        o,
+        "zkd_election_duration_seconds",
+        "histogram",
+        "How long each election took, from LOOKING to a decision",
+    );
     let h = &c.election_ms;
     for b in ELECTION_BUCKETS_S {
         let n = h.count_between(0, (b * 1000.0) as u64);

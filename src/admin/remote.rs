@@ -54,10 +54,8 @@ impl Target {
 }
 
 fn connect(host_port: &str, timeout: Duration) -> Result<TcpStream, String> {
-    let addrs: Vec<SocketAddr> = host_port
-        .to_socket_addrs()
-        .map_err(|e| format!("{host_port} does not resolve: {e}"))?
-        .collect();
+    let addrs: Vec<SocketAddr> =
+        host_port.to_socket_addrs().map_err(|e| format!("{host_port} does not resolve: {e}"))?.collect();
     let mut last = format!("{host_port} does not resolve to any address");
     for a in addrs {
         match TcpStream::connect_timeout(&a, timeout) {
@@ -88,9 +86,8 @@ pub fn http_get(host_port: &str, path: &str, timeout: Duration) -> Result<String
     let req = format!("GET {path} HTTP/1.1\r\nHost: {host_port}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).map_err(|e| format!("sending to {host_port}: {e}"))?;
     let text = read_bounded(&mut s)?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("{host_port} did not answer with HTTP"))?;
+    let (head, body) =
+        text.split_once("\r\n\r\n").ok_or_else(|| format!("{host_port} did not answer with HTTP"))?;
     let status = head.lines().next().unwrap_or("");
     if status.split(' ').nth(1) != Some("200") {
         return Err(format!("{host_port}{path} answered {status:?}"));
@@ -107,7 +104,10 @@ pub fn four_letter(host_port: &str, word: &str, timeout: Duration) -> Result<Str
 
 /// The election report of the server at `target`: the text `zkd election status` prints, and
 /// the AdminServer's JSON when asked there.
-pub fn election_status(target: &Target, timeout: Duration) -> Result<(String, Option<serde_json::Value>), String> {
+pub fn election_status(
+    target: &Target,
+    timeout: Duration,
+) -> Result<(String, Option<serde_json::Value>), String> {
     match target {
         Target::Admin { host_port, command_url } => {
             let path = format!("{}/election", command_url.trim_end_matches('/'));
@@ -115,7 +115,10 @@ pub fn election_status(target: &Target, timeout: Duration) -> Result<(String, Op
             let v: serde_json::Value = serde_json::from_str(&body)
                 .map_err(|e| format!("{host_port}{path} did not answer JSON: {e}"))?;
             if let Some(err) = v.get("error").and_then(|e| e.as_str()) {
-                return Err(format!("{}: {err} (a zkd server answers this command; Apache ZooKeeper does not)", target.addr()));
+                return Err(format!(
+                    "{}: {err} (a zkd server answers this command; Apache ZooKeeper does not)",
+                    target.addr()
+                ));
             }
             let text = v
                 .get("text")
@@ -166,7 +169,8 @@ mod tests {
             Target::from_config(&cfg).unwrap(),
             Target::Admin { host_port: "10.1.2.3:9999".into(), command_url: "/c/".into() }
         );
-        let (cfg, _) = Config::parse_str("dataDir=/tmp/x\nclientPort=0\nadmin.enableServer=false\n", dir).unwrap();
+        let (cfg, _) =
+            Config::parse_str("dataDir=/tmp/x\nclientPort=0\nadmin.enableServer=false\n", dir).unwrap();
         assert!(Target::from_config(&cfg).unwrap_err().contains("--server"));
     }
 

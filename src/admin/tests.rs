@@ -8,7 +8,7 @@ use super::json::J;
 use super::*;
 use crate::quorum::election::ElectionStatus;
 use crate::quorum::peer::{Decision, Role};
-use crate::quorum::status::{LearnerStatus, LeaderStatus, LearnerSide, QuorumStatus, StatusBoard, ZabState};
+use crate::quorum::status::{LeaderStatus, LearnerSide, LearnerStatus, QuorumStatus, StatusBoard, ZabState};
 use crate::quorum::{LearnerType, PeerState};
 
 const CLIENT: [u16; 3] = [36557, 45381, 40635];
@@ -94,7 +94,10 @@ fn status(me: i64, state: PeerState, zab: ZabState) -> QuorumStatus {
         last_election: Some(Decision { leader: 3, state, duration_ms: 440, round: 1, at_ms: at_ms - 2_000 }),
         lookings: 1,
         leader_side: leading.then(|| LeaderStatus {
-            learners: vec![learner(1, LearnerType::Participant, true), learner(2, LearnerType::Participant, true)],
+            learners: vec![
+                learner(1, LearnerType::Participant, true),
+                learner(2, LearnerType::Participant, true),
+            ],
             pending_syncs: 0,
             outstanding_proposals: 0,
             last_proposed: 0x1_0000_0002,
@@ -140,14 +143,43 @@ fn srvr_and_stat_say_the_role_served_and_nothing_while_not_serving() {
 fn mntr_prints_the_quorum_keys_where_zookeeper_does() {
     // The keys of a ZooKeeper 3.8 leader's and follower's mntr up to quorum_size.
     const LEADER: &[&str] = &[
-        "version", "server_state", "peer_state", "ephemerals_count", "num_alive_connections", "avg_latency",
-        "min_proposal_size", "outstanding_requests", "znode_count", "global_sessions",
-        "non_mtls_remote_conn_count", "last_client_response_size", "packets_sent", "packets_received",
-        "max_proposal_size", "max_client_response_size", "synced_followers", "connection_drop_probability",
-        "watch_count", "synced_non_voting_followers", "synced_observers", "auth_failed_count", "min_latency",
-        "max_file_descriptor_count", "approximate_data_size", "open_file_descriptor_count", "last_proposal_size",
-        "pending_syncs", "leader_uptime", "local_sessions", "uptime", "max_latency", "outstanding_tls_handshake",
-        "learners", "min_client_response_size", "non_mtls_local_conn_count", "quorum_size",
+        "version",
+        "server_state",
+        "peer_state",
+        "ephemerals_count",
+        "num_alive_connections",
+        "avg_latency",
+        "min_proposal_size",
+        "outstanding_requests",
+        "znode_count",
+        "global_sessions",
+        "non_mtls_remote_conn_count",
+        "last_client_response_size",
+        "packets_sent",
+        "packets_received",
+        "max_proposal_size",
+        "max_client_response_size",
+        "synced_followers",
+        "connection_drop_probability",
+        "watch_count",
+        "synced_non_voting_followers",
+        "synced_observers",
+        "auth_failed_count",
+        "min_latency",
+        "max_file_descriptor_count",
+        "approximate_data_size",
+        "open_file_descriptor_count",
+        "last_proposal_size",
+        "pending_syncs",
+        "leader_uptime",
+        "local_sessions",
+        "uptime",
+        "max_latency",
+        "outstanding_tls_handshake",
+        "learners",
+        "min_client_response_size",
+        "non_mtls_local_conn_count",
+        "quorum_size",
     ];
     let d = tempfile::tempdir().unwrap();
     let o = ops(3, Some(status(3, PeerState::Leading, ZabState::Broadcast)), d.path());
@@ -190,7 +222,11 @@ fn mntr_prints_the_quorum_keys_where_zookeeper_does() {
     let want: Vec<&str> = LEADER
         .iter()
         .copied()
-        .filter(|k| !k.contains("proposal_size") && !k.starts_with("synced_") && !["pending_syncs", "leader_uptime", "learners"].contains(k))
+        .filter(|k| {
+            !k.contains("proposal_size")
+                && !k.starts_with("synced_")
+                && !["pending_syncs", "leader_uptime", "learners"].contains(k)
+        })
         .collect();
     let keys: Vec<&str> = m.iter().map(|(k, _)| k.as_str()).take(want.len()).collect();
     assert_eq!(keys, want);
@@ -199,7 +235,13 @@ fn mntr_prints_the_quorum_keys_where_zookeeper_does() {
     // Standalone stays as it was: no quorum keys.
     let server = crate::quorum::peer::Peer::new(
         crate::quorum::peer::PeerConfig {
-            zab: crate::quorum::zab::ZabConfig { my_id: 0, tick_ms: 200, init_limit: 10, sync_limit: 5, commit_log_count: 500 },
+            zab: crate::quorum::zab::ZabConfig {
+                my_id: 0,
+                tick_ms: 200,
+                init_limit: 10,
+                sync_limit: 5,
+                commit_log_count: 500,
+            },
             members: crate::quorum::Members::new([0], []),
             standalone: true,
             election: Default::default(),
@@ -211,7 +253,8 @@ fn mntr_prints_the_quorum_keys_where_zookeeper_does() {
     .unwrap()
     .0;
     let s = QuorumStatus::of(&server, 5);
-    let (cfg, _) = Config::parse_str(&format!("dataDir={}\nclientPort=2181\n", d.path().display()), d.path()).unwrap();
+    let (cfg, _) =
+        Config::parse_str(&format!("dataDir={}\nclientPort=2181\n", d.path().display()), d.path()).unwrap();
     let board = Arc::new(StatusBoard::default());
     board.publish(s);
     let (tx, _) = crossbeam_channel::bounded(1);

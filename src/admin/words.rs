@@ -43,7 +43,19 @@ fn isro(ops: &OpsState) -> String {
 fn needs_serving(word: &str) -> bool {
     matches!(
         word,
-        "conf" | "cons" | "crst" | "dirs" | "dump" | "mntr" | "srvr" | "stat" | "srst" | "wchc" | "wchp" | "wchs" | "hash"
+        "conf"
+            | "cons"
+            | "crst"
+            | "dirs"
+            | "dump"
+            | "mntr"
+            | "srvr"
+            | "stat"
+            | "srst"
+            | "wchc"
+            | "wchp"
+            | "wchs"
+            | "hash"
     )
 }
 
@@ -447,7 +459,9 @@ pub fn monitor(ops: &OpsState) -> Vec<(String, String)> {
     // A member of an ensemble, and the leader's figures while it leads (ZooKeeper registers
     // those gauges only on a serving leader).
     let quorum = status.as_ref().filter(|q| !q.standalone);
-    let leader = quorum.filter(|q| q.serving == Some(Role::Leader)).and_then(|q| q.leader_side.as_ref().map(|l| (q, l)));
+    let leader = quorum
+        .filter(|q| q.serving == Some(Role::Leader))
+        .and_then(|q| q.leader_side.as_ref().map(|l| (q, l)));
     let counters = quorum.map(|_| ops.quorum.counters());
     let mut v: Vec<(String, String)> = Vec::new();
     let mut kv = |k: &str, val: String| v.push((k.to_string(), val));

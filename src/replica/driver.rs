@@ -295,7 +295,9 @@ impl ReplicaHost {
         for m in self.batch.drain(..) {
             match &m {
                 ToReplica::Shutdown => stop = true,
-                ToReplica::Quorum(i) => quorum_event |= !matches!(i, crate::quorum::peer::Input::Packet { .. }),
+                ToReplica::Quorum(i) => {
+                    quorum_event |= !matches!(i, crate::quorum::peer::Input::Packet { .. })
+                }
                 _ => {}
             }
             self.replica.step(m, now, &mut out);
@@ -312,7 +314,10 @@ impl ReplicaHost {
             }
         }
         if let Some(before) = before {
-            if tick_due || quorum_event || crate::quorum::status::Fingerprint::of(self.replica.peer()) != before {
+            if tick_due
+                || quorum_event
+                || crate::quorum::status::Fingerprint::of(self.replica.peer()) != before
+            {
                 self.publish_status();
             }
         }

@@ -75,15 +75,15 @@ impl Cluster {
                         self.queue.push_back((me, Input::Connected { sid: leader }));
                     }
                 }
-                Action::Send { to, packet } => {
-                    if self.conns.contains(&(me, to)) || self.conns.contains(&(to, me)) {
-                        self.queue.push_back((to, Input::Packet { from: me, packet }));
-                    }
+                Action::Send { to, packet }
+                    if self.conns.contains(&(me, to)) || self.conns.contains(&(to, me)) =>
+                {
+                    self.queue.push_back((to, Input::Packet { from: me, packet }));
                 }
-                Action::Disconnect { sid, .. } => {
-                    if self.conns.remove(&(me, sid)) || self.conns.remove(&(sid, me)) {
-                        self.queue.push_back((sid, Input::Disconnected { sid: me }));
-                    }
+                Action::Disconnect { sid, .. }
+                    if self.conns.remove(&(me, sid)) || self.conns.remove(&(sid, me)) =>
+                {
+                    self.queue.push_back((sid, Input::Disconnected { sid: me }));
                 }
                 Action::Append(p) => self.queue.push_back((me, Input::Durable { zxid: p.zxid })),
                 Action::LoadSnapshot { zxid } => {
@@ -114,7 +114,8 @@ impl Cluster {
                 Some((to, input)) => self.step(to, input),
                 None => {
                     self.now += TICK;
-                    let live: Vec<Sid> = self.peers.keys().copied().filter(|s| !self.down.contains(s)).collect();
+                    let live: Vec<Sid> =
+                        self.peers.keys().copied().filter(|s| !self.down.contains(s)).collect();
                     for s in live {
                         self.step(s, Input::Tick);
                     }
@@ -147,7 +148,8 @@ impl Cluster {
     /// SIGKILL: its connections drop and the others' election connections to it are lost.
     fn kill(&mut self, sid: Sid) {
         self.down.insert(sid);
-        let gone: Vec<(Sid, Sid)> = self.conns.iter().copied().filter(|(a, b)| *a == sid || *b == sid).collect();
+        let gone: Vec<(Sid, Sid)> =
+            self.conns.iter().copied().filter(|(a, b)| *a == sid || *b == sid).collect();
         for (a, b) in gone {
             self.conns.remove(&(a, b));
             let other = if a == sid { b } else { a };
@@ -176,7 +178,11 @@ impl Phases {
             let seen = self.seen.entry(*sid).or_default();
             if seen.last() != Some(&s) {
                 if !seen.is_empty() {
-                    assert_ne!(self.prints.get(sid), Some(&f), "server {sid} became {s:?} without a new fingerprint");
+                    assert_ne!(
+                        self.prints.get(sid),
+                        Some(&f),
+                        "server {sid} became {s:?} without a new fingerprint"
+                    );
                 }
                 seen.push(s);
             }
@@ -231,12 +237,21 @@ fn a_peer_looking_alone_reports_the_election_and_no_mode() {
     assert_eq!((d.leader, d.state, d.duration_ms, d.round, d.at_ms), (3, PeerState::Following, 70, 1, 1_070));
     assert_eq!((s.zab_state, s.leader, s.mode()), (ZabState::Discovery, Some(3), None));
     let report = s.election_report();
-    assert!(report.starts_with("leader: 3; following - discovery, not serving
-"), "{report}");
-    assert!(report.contains("last election: round 1, took 70 ms, decided 10 ms ago (following with leader 3)
-"));
     assert!(
-        report.contains("config mismatch: server 3 runs with servers 1, 2, 3, 4 but this server runs with 1, 2, 3;"),
+        report.starts_with(
+            "leader: 3; following - discovery, not serving
+"
+        ),
+        "{report}"
+    );
+    assert!(report.contains(
+        "last election: round 1, took 70 ms, decided 10 ms ago (following with leader 3)
+"
+    ));
+    assert!(
+        report.contains(
+            "config mismatch: server 3 runs with servers 1, 2, 3, 4 but this server runs with 1, 2, 3;"
+        ),
         "{report}"
     );
 }
@@ -274,14 +289,20 @@ fn an_ensemble_reports_leader_followers_and_every_phase_they_pass() {
     assert_eq!((l.synced_followers(), l.synced_observers(), l.synced_non_voting_followers()), (2, 0, 0));
     let side = l.leader_side.as_ref().unwrap();
     assert_eq!(side.learners.iter().map(|x| x.sid).collect::<Vec<_>>(), [1, 2]);
-    assert!(side.learners.iter().all(|x| x.up_to_date && x.forwarding && x.voter && x.waiting_for == "broadcast"));
+    assert!(side
+        .learners
+        .iter()
+        .all(|x| x.up_to_date && x.forwarding && x.voter && x.waiting_for == "broadcast"));
     assert_eq!((side.pending_syncs, side.outstanding_proposals, side.proposal_sizes), (0, 0, (-1, -1, -1)));
     let report = l.election_report();
     assert!(report.starts_with("leader: 3 (this server); leading - broadcast, serving for "), "{report}");
     assert!(report.contains("last election: round 1, took "), "{report}");
     for f in [1, 2] {
         let s = c.status(f);
-        assert_eq!((s.mode(), s.leader, s.detailed_peer_state().as_str()), (Some("follower"), Some(3), "following - broadcast"));
+        assert_eq!(
+            (s.mode(), s.leader, s.detailed_peer_state().as_str()),
+            (Some("follower"), Some(3), "following - broadcast")
+        );
         assert!(s.leader_side.is_none());
         assert!(s.learner_side.unwrap().leader_heard_ago_ms.is_some());
         assert!(s.election_report().starts_with("leader: 3; following - broadcast, serving for "));
@@ -319,7 +340,8 @@ fn a_killed_leader_is_unreachable_and_a_second_election_elects_another() {
     c.run(Cluster::all_serve, |_| {});
     c.kill(3);
     let mut phases = Phases::default();
-    let again = |c: &Cluster| [1, 2].iter().all(|s| c.peers[s].lookings() == 2 && c.peers[s].serving().is_some());
+    let again =
+        |c: &Cluster| [1, 2].iter().all(|s| c.peers[s].lookings() == 2 && c.peers[s].serving().is_some());
     c.run(again, |c| phases.watch(c));
     let l = c.leader();
     assert_eq!(l, 2);
@@ -366,7 +388,9 @@ fn a_status_read_later_has_older_ages_and_nearer_timers() {
     let (l2, f2) = (l.clone().at(c.now + 250), f.clone().at(c.now + 250));
     assert_eq!(l2.at_ms, c.now + 250);
     assert_eq!(l2.serving_for_ms.unwrap(), l.serving_for_ms.unwrap() + 250);
-    let ages = |s: &QuorumStatus| s.leader_side.as_ref().unwrap().learners.iter().map(|x| x.last_heard_ago_ms).collect::<Vec<_>>();
+    let ages = |s: &QuorumStatus| {
+        s.leader_side.as_ref().unwrap().learners.iter().map(|x| x.last_heard_ago_ms).collect::<Vec<_>>()
+    };
     assert_eq!(ages(&l2), ages(&l).iter().map(|a| a + 250).collect::<Vec<_>>());
     let heard = |s: &QuorumStatus| s.learner_side.unwrap().leader_heard_ago_ms.unwrap();
     assert_eq!(heard(&f2), heard(&f) + 250);

@@ -36,7 +36,9 @@ fn to_leader(leader: Sid, m: LearnerMessage) -> Action {
     Action::Send { to: leader, packet: m.to_packet() }
 }
 
-use super::{Action, Ended, Flow, History, Input, PacketError, Proposal, Role, SyncMode, ZabConfig, ZabPhase};
+use super::{
+    Action, Ended, Flow, History, Input, PacketError, Proposal, Role, SyncMode, ZabConfig, ZabPhase,
+};
 use crate::quorum::wire::{LeaderMessage, LearnerInfo, LearnerMessage, Touch, ZAB_PROTOCOL_VERSION};
 
 /// Sessions awaiting a REVALIDATE answer; more are refused at once (answered invalid) rather
