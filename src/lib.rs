@@ -8,7 +8,8 @@
 //!
 //! Imports run one way: a module uses only modules earlier in this order — `proto`, `config`,
 //! `session`, `clock`, `metrics`, `tree`, `request`, `txnlog`, `snapshot`, `db`, `quorum`
-//! (election and ZAB), `mesh`, `replica`, `shard`, `admin`, `server`.
+//! (election and ZAB), `sim` (the seeded simulator of the quorum core; tests and the `sim`
+//! feature only), `mesh`, `replica`, `shard`, `admin`, `server`.
 
 pub mod admin;
 pub mod clock;
@@ -23,6 +24,8 @@ pub mod request;
 pub mod server;
 pub mod session;
 pub mod shard;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 pub mod snapshot;
 pub mod tree;
 pub mod txnlog;

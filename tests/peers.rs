@@ -225,7 +225,14 @@ fn two_servers_connect_and_exchange_messages_both_ways() {
             let c = cluster(2);
             let ((a, ai), (b, bi)) = (&c[0], &c[1]);
             a.send(2, b"vote from 1").unwrap();
+            // Server 1 connects, writes its handshake and drops its connection (2 is higher); 2
+            // calls back. Neither reports any other connection on the way.
+            let not_msg = |e: &PeerEvent| !matches!(e, PeerEvent::Message { .. });
+            let status = wait_for(bi, Duration::from_secs(10), not_msg).await;
+            assert_eq!(status, Some(PeerEvent::Connected { sid: 1, outgoing: true }));
             expect_msg(bi, 1, b"vote from 1").await;
+            let status = wait_for(ai, Duration::from_secs(10), not_msg).await;
+            assert_eq!(status, Some(PeerEvent::Connected { sid: 2, outgoing: false }));
             b.send(1, b"vote from 2").unwrap();
             expect_msg(ai, 2, b"vote from 2").await;
             // Server 1 connected first, lost (lower sid), and server 2 called back: the connection is
@@ -726,4 +733,200 @@ fn a_listener_that_cannot_bind_says_so_loudly() {
             drop(taken);
         },
     );
+}
+
+/// A port for a server that cannot bind port 0 and report it (Apache ZooKeeper): a socket bound to
+/// 0.0.0.0:0 with SO_REUSEADDR, never listened on, held while the server runs (as
+/// tests/py/ports.py's PortHold): ZooKeeper binds and listens beside it.
+struct PortHold(socket2::Socket);
+
+impl PortHold {
+    fn new() -> PortHold {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_reuse_address(true).unwrap();
+        s.bind(&SocketAddr::from(([0, 0, 0, 0], 0)).into()).unwrap();
+        PortHold(s)
+    }
+    fn port(&self) -> u16 {
+        self.0.local_addr().unwrap().as_socket().unwrap().port()
+    }
+}
+
+/// Java processes killed on drop.
+struct Javas(Vec<std::process::Child>);
+
+impl Drop for Javas {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+const ZK_CLASSPATH: &str = "/usr/share/java/*:/etc/zookeeper/conf";
+
+#[test]
+#[ignore = "needs Java 17 and Apache ZooKeeper 3.8 (Debian package zookeeper); run with --include-ignored, as tests/run-all.sh does"]
+fn java_servers_and_zkd_keep_one_connection_per_pair_and_exchange_notifications() {
+    use zkd::quorum::wire::{decode_notification, encode_notification, QuorumView, ServerAddr, ServerSpec};
+    use zkd::quorum::{LearnerType, Notification, PeerState, Vote};
+    let java_ok = Command::new("java").arg("-version").output().is_ok_and(|o| o.status.success());
+    assert!(
+        java_ok && std::path::Path::new("/usr/share/java/zookeeper.jar").exists(),
+        "prerequisite missing: java and /usr/share/java/zookeeper.jar (apt-get install zookeeper default-jre-headless)"
+    );
+    // Servers 1 and 2 are Java; server 3 is zkd's election connections (no election behind them).
+    let dir = tempfile::tempdir().unwrap();
+    let holds: Vec<PortHold> = (0..7).map(|_| PortHold::new()).collect();
+    let p: Vec<u16> = holds.iter().map(PortHold::port).collect();
+    let (q, e, client) = ([p[0], p[1], p[2]], [p[3], p[4]], [p[5], p[6]]);
+    let ours = listener();
+    let e3 = ours.local_addr().unwrap().port();
+    let elections = [e[0], e[1], e3];
+    let servers: String =
+        (0..3).map(|i| format!("server.{}=127.0.0.1:{}:{}\n", i + 1, q[i], elections[i])).collect();
+    let mut javas = Javas(Vec::new());
+    for (n, client_port) in client.iter().enumerate() {
+        let home = dir.path().join(format!("zk{}", n + 1));
+        std::fs::create_dir_all(home.join("data")).unwrap();
+        std::fs::write(home.join("data").join("myid"), format!("{}\n", n + 1)).unwrap();
+        let cfg = home.join("zoo.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "tickTime=200\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
+                 admin.enableServer=false\n4lw.commands.whitelist=*\n{servers}",
+                home.join("data").display(),
+                client_port
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(home.join("zk.log")).unwrap();
+        let child = Command::new("java")
+            .args(["-Xshare:auto", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx256m"])
+            .arg("-Dzookeeper.root.logger=INFO,CONSOLE")
+            .arg(format!("-Dzookeeper.log.dir={}", home.display()))
+            .args(["-cp", ZK_CLASSPATH, "org.apache.zookeeper.server.quorum.QuorumPeerMain"])
+            .arg(&cfg)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("java starts");
+        javas.0.push(child);
+    }
+    let java_log = {
+        let d = dir.path().to_owned();
+        move || {
+            (1..=2)
+                .map(|n| std::fs::read_to_string(d.join(format!("zk{n}/zk.log"))).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n---\n")
+        }
+    };
+    let view: BTreeMap<Sid, u16> = [(1, e[0]), (2, e[1]), (3, e3)].into();
+    let config_text = QuorumView {
+        servers: (0..3)
+            .map(|i| {
+                let spec = ServerSpec {
+                    addrs: vec![ServerAddr {
+                        host: "127.0.0.1".into(),
+                        quorum_port: q[i],
+                        election_port: elections[i],
+                    }],
+                    learner_type: LearnerType::Participant,
+                    client: None,
+                };
+                (i as Sid + 1, spec)
+            })
+            .collect(),
+        version: 0,
+    }
+    .to_text();
+    let jl = java_log.clone();
+    on_executor(
+        Duration::from_secs(120),
+        || {},
+        move |logs| async move {
+            let (z, zi) = Peers::start(config(3, ours, &view));
+            // 1. Both Java servers, LOOKING, send us their votes: each connects, sees our higher sid
+            //    and drops its connection; we call back, and the vote arrives on our connection.
+            let mut connected = Vec::new();
+            let mut looking_from = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while connected.len() < 2 || looking_from.len() < 2 {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let ev = wait_for(&zi, left, |_| true).await;
+                match ev {
+                Some(PeerEvent::Connected { sid, outgoing }) => {
+                    assert!(outgoing, "the connection with Java server {sid} is ours (we are the higher sid)");
+                    connected.push(sid);
+                }
+                Some(PeerEvent::Message { sid, data }) => {
+                    let n = decode_notification(&data).unwrap_or_else(|e| panic!("from {sid}: {e}"));
+                    assert_eq!(n.version, 2, "3.8's notification form");
+                    if n.state == PeerState::Looking && !looking_from.contains(&sid) {
+                        looking_from.push(sid);
+                    }
+                }
+                Some(_) => {}
+                None => panic!(
+                    "no votes from both Java servers within 60 s (connected {connected:?}, votes from {looking_from:?}); \
+                     our log:\n{}\nJava's:\n{}",
+                    logs.lines().join("\n"),
+                    jl()
+                ),
+            }
+            }
+            // 2. Once they have elected a leader between them, a LOOKING vote from us is answered
+            //    with theirs (FOLLOWING or LEADING), on the same connections: our bytes are read too.
+            let ours = Notification {
+                state: PeerState::Looking,
+                vote: Vote { leader: 2, zxid: 0, election_epoch: 1, peer_epoch: 0 },
+                version: 2,
+                config: Some(config_text.into_bytes()),
+            };
+            let bytes = encode_notification(&ours);
+            let mut settled: BTreeMap<Sid, Notification> = BTreeMap::new();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while settled.len() < 2 {
+                assert!(
+                    Instant::now() < deadline,
+                    "no FOLLOWING/LEADING answer from both; Java's log:\n{}",
+                    jl()
+                );
+                for sid in [1, 2] {
+                    if !settled.contains_key(&sid) {
+                        z.send(sid, &bytes).unwrap();
+                    }
+                }
+                let until = Instant::now() + Duration::from_millis(500);
+                while let Some(PeerEvent::Message { sid, data }) =
+                    wait_for(&zi, until.saturating_duration_since(Instant::now()), |e| {
+                        matches!(e, PeerEvent::Message { .. })
+                    })
+                    .await
+                {
+                    let n = decode_notification(&data).unwrap();
+                    if matches!(n.state, PeerState::Following | PeerState::Leading) {
+                        settled.insert(sid, n);
+                    }
+                }
+            }
+            let (n1, n2) = (&settled[&1], &settled[&2]);
+            assert_eq!(n1.vote.leader, n2.vote.leader, "both name one leader: {n1:?} {n2:?}");
+            let leader = n1.vote.leader;
+            assert_eq!(settled[&leader].state, PeerState::Leading, "{settled:?}");
+            // One connection per pair, each opened by the higher sid: Java 1 accepted 2's and ours,
+            // Java 2 accepted ours, we accepted none.
+            until(Duration::from_secs(10), "one connection per pair", || {
+                (established_on(view[&1]), established_on(view[&2]), established_on(view[&3])) == (2, 1, 0)
+            })
+            .await;
+            // No connection of ours was dropped along the way for bad bytes.
+            assert!(z.stats().bad_frames == 0, "{:?}", z.stats());
+        },
+    );
+    drop(javas);
+    drop(holds);
 }

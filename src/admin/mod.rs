@@ -72,8 +72,7 @@ pub struct OpsState {
 pub const ZK_NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests";
 
 impl OpsState {
-    // One argument per shared handle `server::start` builds.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)] // one handle per thing the operations surface reports on
     pub fn new(
         cfg: &Config,
         settings: Arc<Settings>,

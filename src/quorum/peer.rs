@@ -143,12 +143,23 @@ impl Peer {
                 observers: cfg.members.observers.len(),
             });
         }
+        let mut init = init;
+        let mut adopted = None;
         if !cfg.standalone {
-            if epoch_of(init.last_zxid) > init.current_epoch {
-                return Err(PeerInitError::CurrentEpochBehindLog {
-                    current: init.current_epoch,
-                    last_zxid: init.last_zxid,
-                });
+            let last_epoch = epoch_of(init.last_zxid);
+            if last_epoch > init.current_epoch {
+                if init.accepted_epoch < last_epoch {
+                    return Err(PeerInitError::CurrentEpochBehindLog {
+                        current: init.current_epoch,
+                        last_zxid: init.last_zxid,
+                    });
+                }
+                // A learner synced by SNAP makes the leader's snapshot durable before NEWLEADER
+                // writes currentEpoch; a crash in between leaves data of an epoch it had already
+                // accepted (ZooKeeper covers the same window with currentEpoch.tmp). Its current
+                // epoch is that of its data.
+                init.current_epoch = last_epoch;
+                adopted = Some(last_epoch);
             }
             if init.accepted_epoch < init.current_epoch {
                 return Err(PeerInitError::AcceptedBehindCurrent {
@@ -159,6 +170,9 @@ impl Peer {
         }
         let history = History::new(cfg.zab.commit_log_count, init.last_zxid, init.log_tail);
         let mut out = Vec::new();
+        if let Some(e) = adopted {
+            out.push(Action::PersistCurrentEpoch(e));
+        }
         let mut peer = Peer {
             election: None,
             role: None,

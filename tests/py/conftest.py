@@ -146,6 +146,19 @@ class Server:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A fixture value with a failure_report() method (tests/py/ensemble.py's ensembles) adds
+    its report (where its logs are, their last lines) to a failed test's output."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed and rep.when in ("setup", "call"):
+        for v in getattr(item, "funcargs", {}).values():
+            report = getattr(v, "failure_report", None)
+            if callable(report):
+                rep.sections.append(("failure report", report()))
+
+
 def target_kind():
     return os.environ.get("ZKD_TARGET", "zkd")
 

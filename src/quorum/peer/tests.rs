@@ -324,10 +324,16 @@ fn an_uncommitted_proposal_of_a_dead_leader_is_replaced_by_a_snapshot() {
 fn peer_init_is_validated() {
     let init = |a, c, z| PeerInit { accepted_epoch: a, current_epoch: c, last_zxid: z, log_tail: vec![] };
     let c = cfg(1, &[1, 2, 3], &[]);
+    // Data of an epoch never accepted: refused.
     assert_eq!(
-        Peer::new(c.clone(), init(2, 1, make_zxid(2, 1)), 0).unwrap_err(),
+        Peer::new(c.clone(), init(1, 1, make_zxid(2, 1)), 0).unwrap_err(),
         PeerInitError::CurrentEpochBehindLog { current: 1, last_zxid: make_zxid(2, 1) }
     );
+    // Data of an accepted epoch that currentEpoch does not show yet (a crash between a SNAP and
+    // NEWLEADER): the current epoch becomes the data's, durably, before anything else.
+    let (p, acts) = Peer::new(c.clone(), init(2, 1, make_zxid(2, 1)), 0).unwrap();
+    assert_eq!(acts[0], Action::PersistCurrentEpoch(2));
+    assert_eq!(p.current_epoch(), 2);
     assert_eq!(
         Peer::new(c.clone(), init(1, 2, 0), 0).unwrap_err(),
         PeerInitError::AcceptedBehindCurrent { accepted: 1, current: 2 }

@@ -385,6 +385,10 @@ impl Leader {
     }
 
     pub fn next_wake_ms(&self) -> i64 {
+        if self.standalone {
+            // No learners, no pings, no quorum to check: nothing is ever due.
+            return i64::MAX;
+        }
         let mut t = self.next_ping_ms.min(self.next_check_ms);
         if self.phase != Phase::Broadcast {
             t = t.min(self.phase_deadline_ms);
@@ -408,7 +412,7 @@ impl Leader {
                 Flow::Continue
             }
             Input::Disconnected { sid } => {
-                self.learners.remove(&sid);
+                self.forget_learner(sid);
                 Flow::Continue
             }
             Input::Propose(p) => self.propose(p, now, out),
@@ -449,8 +453,17 @@ impl Leader {
     }
 
     fn drop_learner(&mut self, sid: Sid, reason: String, out: &mut Vec<Action>) {
-        self.learners.remove(&sid);
+        self.forget_learner(sid);
         out.push(Action::Disconnect { sid, reason });
+    }
+
+    /// A learner's connection is gone: so are the ping answers the syncs' rounds expected of it
+    /// (a new connection from the same sid counts its pings from zero).
+    fn forget_learner(&mut self, sid: Sid) {
+        self.learners.remove(&sid);
+        for m in self.marks.iter_mut() {
+            m.seqs.retain(|(s, _)| *s != sid);
+        }
     }
 
     fn tick(&mut self, now: i64, out: &mut Vec<Action>) -> Flow {
@@ -517,7 +530,10 @@ impl Leader {
                 h.pings_sent += 1;
             }
         }
-        if self.syncs.iter().any(|s| s.round == self.round) {
+        // Every round while a sync waits is a chance to confirm it: any round started after the
+        // sync arrived will do, so a round that can no longer complete (its learners reconnected)
+        // does not hold the sync forever.
+        if self.syncs.iter().any(|s| s.round <= self.round && s.round > self.confirmed_round) {
             let seqs = self
                 .learners
                 .iter()
@@ -759,7 +775,7 @@ impl Leader {
             )));
         }
         // A new connection from a sid replaces its old one.
-        self.learners.remove(&from);
+        self.forget_learner(from);
         let accepted = epoch_of(zxid);
         self.learners.insert(
             from,

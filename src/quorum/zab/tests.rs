@@ -62,6 +62,8 @@ fn standalone_durable_commits_at_once() {
         p.step(Input::Durable { zxid: z + 2 }, 14),
         vec![Action::Commit { zxid: z + 2 }, Action::SyncDone]
     );
+    // Nothing is ever due: a driver that ticks at next_wake_ms must not spin.
+    assert_eq!(p.next_wake_ms(), i64::MAX as u64);
     // The reused-buffer entry point.
     let mut out = Vec::with_capacity(4);
     p.step_into(Input::Propose(prop(z + 3)), 15, &mut out);
