@@ -80,7 +80,8 @@ enum ElectionCmd {
     /// Asks the AdminServer's `election` command (or the `elec` four-letter word on the client
     /// port when the configuration has no AdminServer).
     Status {
-        /// The server's AdminServer, host:adminPort.
+        /// The server's AdminServer, host:adminPort (default 127.0.0.1:8080, ZooKeeper's
+        /// admin.serverPort).
         #[arg(long, conflicts_with = "config")]
         server: Option<String>,
         /// The server's zoo.cfg: where its AdminServer (or client port) listens.

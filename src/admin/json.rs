@@ -495,7 +495,8 @@ pub fn run(ops: &OpsState, name: &str, query: &str) -> J {
     let mut error: Option<String> = None;
     let mut v: Vec<(String, J)> = match cmd {
         "configuration" => obj(vec![
-            ("client_port", J::Int(ops.cfg.client_port as i64)),
+            // clientPort=0: the port the kernel chose.
+            ("client_port", J::Int(ops.client_addr.port().into())),
             ("data_dir", ops.cfg.data_dir.join("version-2").display().to_string().into()),
             ("data_log_dir", ops.cfg.data_log_dir.join("version-2").display().to_string().into()),
             ("tick_time", J::Int(ops.cfg.tick_time_ms as i64)),
