@@ -7,7 +7,7 @@
 //! `txnlog::writer`) own threads and I/O.
 //!
 //! Imports run one way: a module uses only modules earlier in this order — `proto`, `config`,
-//! `session`, `clock`, `metrics`, `tree`, `request`, `txnlog`, `snapshot`, `db`, `mesh`,
+//! `tls` (TLS on the client port: rustls configuration, stores, x509 ids), `session`, `clock`, `metrics`, `tree`, `request`, `txnlog`, `snapshot`, `db`, `mesh`,
 //! `quorum` (election and ZAB), `replica`, `shard`, `admin`, `server`.
 
 pub mod admin;
@@ -24,5 +24,6 @@ pub mod server;
 pub mod session;
 pub mod shard;
 pub mod snapshot;
+pub mod tls;
 pub mod tree;
 pub mod txnlog;

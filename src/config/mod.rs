@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+pub mod jaas;
+pub mod security;
 mod settings;
-pub use settings::Settings;
+pub use security::{is_secret_key, Secret, SecurityConfig};
+pub use settings::{AuthSettings, Settings};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -23,8 +26,8 @@ pub enum ConfigError {
     Io { path: PathBuf, reason: String },
     #[error("{0}")]
     Invalid(String),
-    /// Settings this build cannot honour (a replicated ensemble, TLS, SASL): refused rather than
-    /// ignored, one sentence per kind.
+    /// Settings this build cannot honour (a replicated ensemble, the quorum's TLS/SASL, JKS
+    /// stores, Java classes): refused rather than ignored, one sentence per kind.
     #[error("{}", .0.join(" "))]
     Unsupported(Vec<String>),
 }
@@ -45,7 +48,8 @@ pub struct Config {
     pub tick_time_ms: u32,
     pub data_dir: PathBuf,
     pub data_log_dir: PathBuf,
-    pub client_port: u16,
+    /// None: no plain client port (only `secureClientPort`).
+    pub client_port: Option<u16>,
     pub client_port_address: Option<String>,
     pub max_client_cnxns: u32,
     /// -1: 2 × tickTime.
@@ -89,6 +93,8 @@ pub struct Config {
     pub servers: Vec<ServerLine>,
     /// From `dataDir/myid` when server lines exist.
     pub my_id: Option<u64>,
+    /// TLS on the client port, x509/SASL authentication, enforced authentication.
+    pub security: SecurityConfig,
     /// zkd's own keys (`zkd.*`), kept as written.
     pub zkd: BTreeMap<String, String>,
     /// Every key as written (for `conf`).
@@ -99,7 +105,7 @@ impl Config {
     /// The embedded default: standalone, port 2181, data in ./zkd-data.
     pub fn embedded_default() -> Config {
         let mut c = Config::base(PathBuf::from("./zkd-data"));
-        c.client_port = 2181;
+        c.client_port = Some(2181);
         c
     }
 
@@ -108,7 +114,7 @@ impl Config {
             tick_time_ms: 2000,
             data_log_dir: data_dir.clone(),
             data_dir,
-            client_port: 2181,
+            client_port: Some(2181),
             client_port_address: None,
             max_client_cnxns: 60,
             min_session_timeout_raw: -1,
@@ -146,6 +152,7 @@ impl Config {
             local_session_enabled: false,
             servers: Vec::new(),
             my_id: None,
+            security: SecurityConfig::default(),
             zkd: BTreeMap::new(),
             raw: Vec::new(),
         }
@@ -178,8 +185,19 @@ impl Config {
     }
 
     pub fn from_file(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
-        let text = std::fs::read_to_string(path)
+        Config::from_file_with(path, &[])
+    }
+
+    /// `from_file`, with `props` (system properties given to a Java ZooKeeper, see
+    /// `jvm_properties`) read before the file's own lines, which win.
+    pub fn from_file_with(path: &Path, props: &[(String, String)]) -> Result<(Config, Vec<String>), ConfigError> {
+        let file = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::Io { path: path.to_owned(), reason: e.to_string() })?;
+        let mut text = String::new();
+        for (k, v) in props {
+            text.push_str(&format!("{k}={v}\n"));
+        }
+        text.push_str(&file);
         let (mut cfg, warnings, mut refusals) = Config::parse_unchecked(&text)?;
         // ZooKeeper 3.5+ reads the server lines from dynamicConfigFile when it is set.
         if let Some((key, file)) =
@@ -253,34 +271,12 @@ impl Config {
         let mut data_dir = None;
         let mut data_log_dir = None;
         let mut client_port = None;
-        let mut security = Vec::new();
-        // enforce.auth.schemes only matters with enforce.auth.enabled=true (itself refused); it is
-        // refused too unless enforce.auth.enabled=false says enforcement is off.
-        let mut enforce_schemes = None;
-        let mut enforce_explicitly_off = false;
+        let mut security = security::SecurityParser::default();
         for (key, value) in &props {
             let v = value.trim();
             let k = key.strip_prefix("zookeeper.").unwrap_or(key);
-            if k == "enforce.auth.schemes" {
-                if !v.is_empty() {
-                    enforce_schemes = Some(key.clone());
-                }
+            if security.take(key, k, v) {
                 continue;
-            }
-            if k == "enforce.auth.enabled" && !on(v) {
-                enforce_explicitly_off = true;
-            }
-            match security_key(k, v) {
-                Some(Security::Refuse) => {
-                    security.push(describe(key, k, v));
-                    continue;
-                }
-                Some(Security::Off) => continue,
-                Some(Security::Ignored(why)) => {
-                    warnings.push(format!("{key}={v} ignored: {why}"));
-                    continue;
-                }
-                None => {}
             }
             match k {
                 "tickTime" => c.tick_time_ms = num(key, v)?,
@@ -365,12 +361,17 @@ impl Config {
         }
         c.data_dir = data_dir.ok_or(ConfigError::Missing("dataDir"))?;
         c.data_log_dir = data_log_dir.unwrap_or_else(|| c.data_dir.clone());
+        let (sec, sec_refusals, sec_warnings) = security.finish();
+        warnings.extend(sec_warnings);
         c.client_port = match client_port {
-            Some(p) => p,
+            Some(p) => Some(p),
+            // secureClientPort alone: ZooKeeper then serves TLS only.
+            None if sec.secure_client_port.is_some() => None,
             // A standalone ZooKeeper refuses to start without clientPort.
             None if c.servers.is_empty() => return Err(ConfigError::Missing("clientPort")),
-            None => 2181,
+            None => Some(2181),
         };
+        c.security = sec;
         if c.tick_time_ms == 0 {
             return Err(bad("tickTime", "0", "a positive number of milliseconds"));
         }
@@ -382,27 +383,15 @@ impl Config {
             )));
         }
         c.raw = props;
-        if let Some(key) = enforce_schemes.filter(|_| !enforce_explicitly_off) {
-            security.push(key);
-        }
-        let mut refusals = Vec::new();
-        if !security.is_empty() {
-            refusals.push(format!(
-                "{} {} TLS or SASL, and TLS/SASL are not supported yet by this build: remove {} to \
-                 serve plain TCP with digest/ip authentication.",
-                security.join(", "),
-                if security.len() == 1 { "asks for" } else { "ask for" },
-                if security.len() == 1 { "it" } else { "them" },
-            ));
-        }
+        let refusals = sec_refusals;
         Ok((c, warnings, refusals))
     }
 
     /// `conf` four-letter word lines, in ZooKeeper's order and format.
     pub fn to_conf_lines(&self) -> Vec<String> {
         let mut v = vec![
-            format!("clientPort={}", self.client_port),
-            format!("secureClientPort=-1"),
+            format!("clientPort={}", self.client_port.map_or(-1, i32::from)),
+            format!("secureClientPort={}", self.security.secure_client_port.map_or(-1, i32::from)),
             format!("dataDir={}", self.data_dir.join("version-2").display()),
             format!("dataDirSize=0"),
             format!("dataLogDir={}", self.data_log_dir.join("version-2").display()),
@@ -415,83 +404,6 @@ impl Config {
         ];
         v.push(format!("serverId={}", self.my_id.unwrap_or(0)));
         v
-    }
-}
-
-/// What zkd does with a key that belongs to ZooKeeper's TLS/SASL machinery.
-#[derive(Debug, PartialEq, Eq)]
-enum Security {
-    /// It turns TLS or SASL on (or configures them): refused.
-    Refuse,
-    /// Explicitly off, empty, or the plain-TCP default: accepted.
-    Off,
-    /// Not TLS/SASL after all, and without effect in zkd: a warning.
-    Ignored(&'static str),
-}
-
-/// ZooKeeper 3.8's boolean parsing is `Boolean.parseBoolean` (only "true" is true); "yes" is
-/// taken as on too, so that a switch meant to be on is never accepted as off.
-fn on(v: &str) -> bool {
-    v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("yes")
-}
-
-/// The built-in authentication providers zkd implements (digest, ip); naming them in
-/// `authProvider.N` changes nothing.
-const BUILTIN_AUTH_PROVIDERS: [&str; 2] = [
-    "org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
-    "org.apache.zookeeper.server.auth.IPAuthenticationProvider",
-];
-
-/// Classifies a key (without its `zookeeper.` prefix) that ZooKeeper 3.8 reads for TLS or SASL:
-/// `QuorumPeerConfig` (secureClientPort[Address], sslQuorum, portUnification, quorum.auth.*),
-/// `X509Util` / `ClientX509Util` / `QuorumX509Util` (`zookeeper.ssl.*`, `zookeeper.ssl.quorum.*`),
-/// `ProviderRegistry` (`zookeeper.authProvider.*`), `AuthenticationHelper`
-/// (`zookeeper.enforce.auth.*`, `zookeeper.sessionRequireClientSASLAuth`), `ServerCnxnFactory`
-/// (`zookeeper.serverCnxnFactory`), `ZKClientConfig` (`zookeeper.client.secure`). None: not such a
-/// key.
-fn security_key(k: &str, v: &str) -> Option<Security> {
-    let set = |refuse: bool| Some(if refuse { Security::Refuse } else { Security::Off });
-    match k {
-        // secureClientPort=0 is ZooKeeper's "no secure port".
-        "secureClientPort" => set(!v.is_empty() && v != "0"),
-        "sslQuorum"
-        | "sslQuorumReloadCertFiles"
-        | "portUnification"
-        | "client.portUnification"
-        | "admin.portUnification"
-        | "client.secure"
-        | "enforce.auth.enabled"
-        | "sessionRequireClientSASLAuth"
-        | "quorum.auth.enableSasl"
-        | "quorum.auth.learnerRequireSasl"
-        | "quorum.auth.serverRequireSasl" => set(on(v)),
-        "secureClientPortAddress"
-        | "requireClientAuthScheme"
-        | "superUser"
-        | "X509AuthenticationProvider.superUser" => set(!v.is_empty()),
-        "serverCnxnFactory" => {
-            if v.contains("NettyServerCnxnFactory") {
-                Some(Security::Refuse)
-            } else if v.is_empty() || v == "org.apache.zookeeper.server.NIOServerCnxnFactory" {
-                Some(Security::Off)
-            } else {
-                Some(Security::Ignored("zkd has its own connection layer (plain TCP)"))
-            }
-        }
-        _ if k.starts_with("ssl.") || k.starts_with("quorum.auth.") => set(!v.is_empty()),
-        _ if k.starts_with("authProvider.") => set(!v.is_empty() && !BUILTIN_AUTH_PROVIDERS.contains(&v)),
-        _ => None,
-    }
-}
-
-/// A refused key as the message names it: with its value where the value is the point (a class
-/// name, a switch), without it where it may be a secret or a path.
-fn describe(key: &str, k: &str, v: &str) -> String {
-    let secret_or_path = k.starts_with("ssl.") || k.starts_with("quorum.auth.") || k.contains("superUser");
-    if secret_or_path || v.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{key}={v}")
     }
 }
 
@@ -537,6 +449,22 @@ fn server_line(key: &str, v: &str) -> Result<ServerLine, ConfigError> {
         Some(_) => return Err(bad(key, v, "role participant or observer")),
     };
     Ok(ServerLine { id, host: parts[0].to_owned(), quorum_port, election_port, observer, client })
+}
+
+/// The `-Dzookeeper.*=value` system properties of `JVMFLAGS` and `SERVER_JVMFLAGS` (in that
+/// order, as zkServer.sh hands them to the JVM), which a Java ZooKeeper reads like zoo.cfg keys
+/// (zoo.cfg keys it does not know become `zookeeper.*` properties): SASL and TLS set-ups often
+/// put `-Dzookeeper.authProvider.1=...` or `-Dzookeeper.sessionRequireClientSASLAuth=true` there.
+pub fn jvm_properties(jvmflags: Option<&str>, server_jvmflags: Option<&str>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for flags in [jvmflags, server_jvmflags].into_iter().flatten() {
+        for tok in flags.split_whitespace() {
+            if let Some((k, v)) = tok.strip_prefix("-Dzookeeper.").and_then(|kv| kv.split_once('=')) {
+                out.push((format!("zookeeper.{k}"), v.trim_matches(|c| c == '"' || c == '\'').to_owned()));
+            }
+        }
+    }
+    out
 }
 
 /// Reads `dataDir/myid` as ZooKeeper does.
