@@ -97,7 +97,7 @@ pub struct Config {
     pub security: SecurityConfig,
     /// zkd's own keys (`zkd.*`), kept as written.
     pub zkd: BTreeMap<String, String>,
-    /// Every key as written (for `conf`).
+    /// Every key as written (for `icfg`), secrets as "***".
     pub raw: Vec<(String, String)>,
 }
 
@@ -382,7 +382,11 @@ impl Config {
                 c.max_session_timeout_ms()
             )));
         }
-        c.raw = props;
+        // What `icfg` and friends show: a secret (a key ending in "password") only as "***".
+        c.raw = props
+            .into_iter()
+            .map(|(k, v)| if is_secret_key(&k) { (k, "***".to_owned()) } else { (k, v) })
+            .collect();
         let refusals = sec_refusals;
         Ok((c, warnings, refusals))
     }
@@ -518,7 +522,7 @@ mod tests {
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/zookeeper"));
         assert_eq!(c.data_log_dir, c.data_dir);
-        assert_eq!((c.client_port, c.tick_time_ms), (2181, 2000));
+        assert_eq!((c.client_port, c.tick_time_ms), (Some(2181), 2000));
         assert_eq!((c.min_session_timeout_ms(), c.max_session_timeout_ms()), (4000, 40000));
         assert_eq!(c.max_client_cnxns, 60);
         assert_eq!(c.jute_max_buffer, 1048575);
@@ -605,7 +609,7 @@ mod tests {
                 .unwrap();
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(c.servers.len(), 1);
-        assert_eq!(c.client_port, 2181);
+        assert_eq!(c.client_port, Some(2181));
     }
 
     #[test]
@@ -644,63 +648,53 @@ mod tests {
     }
 
     #[test]
-    fn tls_and_sasl_settings_are_refused_naming_the_key() {
+    fn quorum_tls_sasl_and_java_only_settings_are_refused_naming_the_key() {
         let base = "dataDir=/d\nclientPort=2181\n";
         for (line, named) in [
-            ("secureClientPort=2281", "secureClientPort=2281"),
-            ("secureClientPortAddress=0.0.0.0", "secureClientPortAddress=0.0.0.0"),
-            ("ssl.keyStore.location=/k.jks", "ssl.keyStore.location"),
-            ("ssl.keyStore.password=hunter2", "ssl.keyStore.password"),
-            ("ssl.trustStore.location=/t.jks", "ssl.trustStore.location"),
-            ("ssl.trustStore.type=PKCS12", "ssl.trustStore.type"),
-            ("ssl.clientAuth=need", "ssl.clientAuth"),
-            ("ssl.protocol=TLSv1.3", "ssl.protocol"),
-            ("ssl.authProvider=x509", "ssl.authProvider"),
-            ("ssl.quorum.keyStore.location=/q.jks", "ssl.quorum.keyStore.location"),
-            ("zookeeper.ssl.hostnameVerification=false", "zookeeper.ssl.hostnameVerification"),
-            ("serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory", "serverCnxnFactory="),
-            (
-                "zookeeper.serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
-                "zookeeper.serverCnxnFactory=",
-            ),
-            (
-                "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
-                "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
-            ),
-            (
-                "authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider",
-                "authProvider.x509=",
-            ),
-            (
-                "zookeeper.authProvider.sasl=com.example.Custom",
-                "zookeeper.authProvider.sasl=com.example.Custom",
-            ),
-            ("enforce.auth.enabled=true", "enforce.auth.enabled=true"),
-            ("zookeeper.enforce.auth.enabled=TRUE", "zookeeper.enforce.auth.enabled=TRUE"),
-            ("enforce.auth.schemes=sasl", "enforce.auth.schemes"),
-            ("sessionRequireClientSASLAuth=true", "sessionRequireClientSASLAuth=true"),
-            ("zookeeper.sessionRequireClientSASLAuth=true", "zookeeper.sessionRequireClientSASLAuth=true"),
-            ("requireClientAuthScheme=sasl", "requireClientAuthScheme=sasl"),
-            ("quorum.auth.enableSasl=true", "quorum.auth.enableSasl"),
-            ("quorum.auth.learnerRequireSasl=true", "quorum.auth.learnerRequireSasl"),
-            ("quorum.auth.serverRequireSasl=true", "quorum.auth.serverRequireSasl"),
-            ("quorum.auth.kerberos.servicePrincipal=zkquorum/host", "quorum.auth.kerberos.servicePrincipal"),
-            ("sslQuorum=true", "sslQuorum=true"),
-            ("portUnification=true", "portUnification=true"),
-            ("client.portUnification=true", "client.portUnification=true"),
-            ("client.secure=true", "client.secure=true"),
-            ("zookeeper.client.secure=true", "zookeeper.client.secure=true"),
-            ("X509AuthenticationProvider.superUser=CN=admin", "X509AuthenticationProvider.superUser"),
+            ("sslQuorum=true", "sslQuorum=true ask"),
+            ("ssl.quorum.keyStore.location=/q.jks", "ssl.quorum.keyStore.location asks"),
+            ("quorum.auth.enableSasl=true", "quorum.auth.enableSasl=true asks"),
+            ("quorum.auth.kerberos.servicePrincipal=zkquorum/host", "quorum.auth.kerberos.servicePrincipal=zkquorum/host asks"),
+            ("portUnification=true", "portUnification=true asks"),
+            ("authProvider.1=com.example.Custom", "authProvider.1=com.example.Custom names a Java"),
+            ("zookeeper.authProvider.sasl=com.example.Custom", "zookeeper.authProvider.sasl=com.example.Custom names"),
+            ("ssl.context.supplier.class=com.example.Ctx", "ssl.context.supplier.class=com.example.Ctx names a Java class"),
+            ("ssl.crl=true", "ssl.crl=true asks for certificate revocation"),
+            ("enforce.auth.enabled=true", "enforce.auth.enabled is true but enforce.auth.schemes is empty"),
+            ("sessionRequireClientSASLAuth=true", "enforce.auth.schemes names sasl"),
+            ("secureClientPortAddress=0.0.0.0", "secureClientPortAddress is set but secureClientPort is not set"),
         ] {
             let m = unsupported(&format!("{base}{line}\n"));
             assert!(m.starts_with(named), "{line}: {m}");
-            assert!(m.contains("TLS/SASL are not supported yet by this build"), "{line}: {m}");
         }
+        // The quorum's keys name the reason once.
+        let m = unsupported(&format!("{base}sslQuorum=true\nquorum.auth.enableSasl=true\n"));
+        assert!(m.contains("between ensemble members, which this build does not support yet"), "{m}");
         // Secrets are never echoed.
-        assert!(!unsupported(&format!("{base}ssl.keyStore.password=hunter2\n")).contains("hunter2"));
-        // Several keys: one sentence naming each.
-        let m = unsupported(&format!("{base}secureClientPort=2281\nssl.keyStore.location=/k\n"));
-        assert!(m.starts_with("secureClientPort=2281, ssl.keyStore.location ask for TLS or SASL"), "{m}");
+        let m = unsupported(&format!(
+            "{base}secureClientPort=2281\nssl.keyStore.location=/k.jks\nssl.keyStore.password=hunter2\nssl.clientAuth=none\n"
+        ));
+        assert!(m.contains("keytool -importkeystore") && !m.contains("hunter2"), "{m}");
+    }
+
+    #[test]
+    fn client_tls_and_sasl_settings_are_accepted() {
+        let text = "dataDir=/d\nsecureClientPort=2281\n\
+                    serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
+                    ssl.keyStore.location=/k/server.pem\nssl.keyStore.password=hunter2\n\
+                    ssl.trustStore.location=/k/ca.pem\nssl.clientAuth=want\n\
+                    ssl.hostnameVerification=false\n\
+                    authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider\n\
+                    authProvider.sasl=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n\
+                    zookeeper.sessionRequireClientSASLAuth=true\nX509AuthenticationProvider.superUser=CN=admin\n";
+        let (c, w) = Config::parse_str(text, Path::new(".")).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.client_port, None, "secureClientPort alone: TLS only");
+        assert_eq!(c.security.secure_client_port, Some(2281));
+        assert!(c.security.x509_provider && c.security.sasl_provider && c.security.sasl_auth_required());
+        assert_eq!(c.security.x509_super_user.as_deref(), Some("CN=admin"));
+        assert_eq!(c.to_conf_lines()[..2], ["clientPort=-1".to_string(), "secureClientPort=2281".to_string()]);
+        assert!(!format!("{c:?}").contains("hunter2"), "Debug never shows a password");
     }
 
     #[test]
@@ -710,22 +704,25 @@ mod tests {
             "zookeeper.enforce.auth.enabled=false\nzookeeper.enforce.auth.schemes=sasl",
             "sessionRequireClientSASLAuth=false",
             "serverCnxnFactory=org.apache.zookeeper.server.NIOServerCnxnFactory",
+            "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
             "secureClientPort=0",
             "sslQuorum=false",
             "portUnification=false",
             "admin.portUnification=false",
-            "client.secure=false",
+            "client.secure=true",
             "quorum.auth.enableSasl=false",
             "ssl.keyStore.location=",
             "authProvider.1=org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
             "authProvider.2=org.apache.zookeeper.server.auth.IPAuthenticationProvider",
+            "authProvider.sasl=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
             "zookeeper.DigestAuthenticationProvider.superDigest=super:abc",
+            "superUser=bob",
         ] {
             let (_, w) = Config::parse_str(&format!("dataDir=/d\nclientPort=1\n{line}\n"), Path::new("."))
                 .unwrap_or_else(|e| panic!("{line:?} must be accepted: {e}"));
             assert!(w.is_empty(), "{line}: {w:?}");
         }
-        // Another connection factory is not TLS: a warning, not a refusal.
+        // Another connection factory: a warning, not a refusal.
         let (_, w) = Config::parse_str(
             "dataDir=/d\nclientPort=1\nserverCnxnFactory=com.example.Mine\n",
             Path::new("."),
@@ -735,15 +732,30 @@ mod tests {
     }
 
     #[test]
-    fn an_ensemble_and_tls_are_both_reported() {
-        let e = Config::parse_str(
-            "dataDir=/d\nserver.1=a:1:2\nserver.2=b:1:2\nsecureClientPort=2281\n",
-            Path::new("."),
-        )
-        .unwrap_err();
+    fn an_ensemble_and_quorum_tls_are_both_reported() {
+        let e = Config::parse_str("dataDir=/d\nserver.1=a:1:2\nserver.2=b:1:2\nsslQuorum=true\n", Path::new("."))
+            .unwrap_err();
         let ConfigError::Unsupported(s) = e else { panic!("{e:?}") };
         assert_eq!(s.len(), 2, "{s:?}");
-        assert!(s[0].contains("replicated ensembles are not supported yet") && s[1].contains("TLS/SASL"));
+        assert!(s[0].contains("replicated ensembles are not supported yet") && s[1].contains("ensemble members"));
+    }
+
+    #[test]
+    fn jvm_flags_are_read_as_keys_before_the_file() {
+        let props = jvm_properties(
+            Some("-Xmx1g -Dzookeeper.authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider"),
+            Some("-Djava.security.auth.login.config=/j.conf -Dzookeeper.sessionRequireClientSASLAuth=true"),
+        );
+        assert_eq!(props.len(), 2);
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join("zoo.cfg");
+        std::fs::write(&cfg, "dataDir=/d\nclientPort=1\n").unwrap();
+        let (c, _) = Config::from_file_with(&cfg, &props).unwrap();
+        assert!(c.security.sasl_auth_required() && c.security.sasl_provider);
+        // The file wins over a property.
+        std::fs::write(&cfg, "dataDir=/d\nclientPort=1\nsessionRequireClientSASLAuth=false\n").unwrap();
+        let (c, _) = Config::from_file_with(&cfg, &props).unwrap();
+        assert!(!c.security.enforce_auth);
     }
 
     #[test]
