@@ -292,7 +292,11 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
     let secure_bound = local(&secure[0]);
     let bound = match local(&listeners[0]).or(secure_bound) {
         Some(b) => b,
-        None => return Err(StartError::Other("no client port configured (clientPort or secureClientPort)".into())),
+        None => {
+            return Err(StartError::Other(
+                "no client port configured (clientPort or secureClientPort)".into(),
+            ))
+        }
     };
 
     let metrics = Arc::new(Metrics::new(topo.shard_cores.len()));
@@ -403,7 +407,9 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         t.start_reloader(stop_reload, Duration::from_secs(1))
             .map_err(|e| StartError::Other(format!("spawn the TLS reload thread: {e}")))?;
     }
-    for (i, ((l, sl), (tx, rx, bell, bell_rx))) in listeners.into_iter().zip(secure).zip(shard_chans).enumerate() {
+    for (i, ((l, sl), (tx, rx, bell, bell_rx))) in
+        listeners.into_iter().zip(secure).zip(shard_chans).enumerate()
+    {
         links.push(ShardLink { tx, bell: bell.clone(), probe: metrics.shard(i) });
         inits.push(ShardInit {
             id: i as u16,

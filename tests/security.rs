@@ -30,12 +30,26 @@ impl Pki {
         let mut args = vec!["req", "-x509"];
         args.extend(ec);
         args.extend([
-            "-keyout", "ca.key", "-out", "ca.pem", "-days", "30", "-subj", "/CN=zkd rust test CA",
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=zkd rust test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
         ]);
         openssl(d, &args);
         let p = Pki { dir };
-        p.issue("server", "/CN=localhost", "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n");
+        p.issue(
+            "server",
+            "/CN=localhost",
+            "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        );
         let store = [p.read("server.crt"), p.read("server.key")].concat();
         std::fs::write(d.join("server.pem"), store).unwrap();
         p
@@ -52,8 +66,21 @@ impl Pki {
         openssl(
             d,
             &[
-                "x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "30",
-                "-out", &crt, "-extfile", &extf,
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "30",
+                "-out",
+                &crt,
+                "-extfile",
+                &extf,
             ],
         );
     }
@@ -167,14 +194,19 @@ async fn zookeeper_client_over_tls_with_x509_acls() {
     let other = Pki::new();
     assert!(connect_tls(&s, tls(&other, None)).await.is_err());
     // The plain port serves too, and a plain client has no x509 id.
-    let plain = zk::Client::connector().session_timeout(Duration::from_secs(4)).connect(&s.plain).await.unwrap();
+    let plain =
+        zk::Client::connector().session_timeout(Duration::from_secs(4)).connect(&s.plain).await.unwrap();
     assert_eq!(plain.get_data("/alice").await.unwrap_err(), zk::Error::NoAuth);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zookeeper_client_sasl_digest_md5() {
     let jaas = "Server {\n org.apache.zookeeper.server.auth.DigestLoginModule required\n user_bob=\"bobsecret\"\n user_alice=\"alicesecret\";\n};\n";
-    let s = start("authProvider.sasl=org.apache.zookeeper.server.auth.SASLAuthenticationProvider", false, Some(jaas));
+    let s = start(
+        "authProvider.sasl=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+        false,
+        Some(jaas),
+    );
     let sasl = |u: &'static str, p: &'static str| {
         let mut c = zk::Client::connector();
         c.session_timeout(Duration::from_secs(4)).connection_timeout(Duration::from_secs(3));

@@ -60,7 +60,9 @@ fn tokens(text: &str) -> Result<Vec<Tok>, String> {
                 }
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
-                let end = text[i + 2..].find("*/").ok_or_else(|| format!("line {}: unclosed /* comment", line_of(i)))?;
+                let end = text[i + 2..]
+                    .find("*/")
+                    .ok_or_else(|| format!("line {}: unclosed /* comment", line_of(i)))?;
                 i += 2 + end + 2;
             }
             b'{' => {
@@ -103,7 +105,9 @@ fn tokens(text: &str) -> Result<Vec<Tok>, String> {
             }
             _ => {
                 let start = i;
-                while i < b.len() && !matches!(b[i], b' ' | b'\t' | b'\r' | b'\n' | b'{' | b'}' | b';' | b'=' | b'"') {
+                while i < b.len()
+                    && !matches!(b[i], b' ' | b'\t' | b'\r' | b'\n' | b'{' | b'}' | b';' | b'=' | b'"')
+                {
                     i += 1;
                 }
                 out.push(Tok::Word(text[start..i].to_owned()));
@@ -149,11 +153,17 @@ pub fn parse(text: &str) -> Result<Vec<Section>, String> {
                         }
                         let v = match it.next() {
                             Some(Tok::Quoted(v)) | Some(Tok::Word(v)) => v,
-                            other => return Err(format!("section {name}: option {k}: expected a value, found {other:?}")),
+                            other => {
+                                return Err(format!(
+                                    "section {name}: option {k}: expected a value, found {other:?}"
+                                ))
+                            }
                         };
                         options.push((k, Secret::new(v)));
                     }
-                    other => return Err(format!("section {name}: expected an option or ';', found {other:?}")),
+                    other => {
+                        return Err(format!("section {name}: expected an option or ';', found {other:?}"))
+                    }
                 }
             }
             entries.push(Entry { module, flag, options });
@@ -180,7 +190,9 @@ pub fn digest_users(sections: &[Section], section: &str) -> Result<Vec<(String, 
     })?;
     let mut users: Vec<(String, Secret)> = Vec::new();
     for e in &s.entries {
-        if e.module.contains("Krb5LoginModule") || e.options.iter().any(|(k, _)| k == "keyTab" || k == "principal") {
+        if e.module.contains("Krb5LoginModule")
+            || e.options.iter().any(|(k, _)| k == "keyTab" || k == "principal")
+        {
             return Err(format!(
                 "section '{section}' uses {} (Kerberos, SASL mechanism GSSAPI), which this build does \
                  not support: use org.apache.zookeeper.server.auth.DigestLoginModule with \

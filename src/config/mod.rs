@@ -190,7 +190,10 @@ impl Config {
 
     /// `from_file`, with `props` (system properties given to a Java ZooKeeper, see
     /// `jvm_properties`) read before the file's own lines, which win.
-    pub fn from_file_with(path: &Path, props: &[(String, String)]) -> Result<(Config, Vec<String>), ConfigError> {
+    pub fn from_file_with(
+        path: &Path,
+        props: &[(String, String)],
+    ) -> Result<(Config, Vec<String>), ConfigError> {
         let file = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::Io { path: path.to_owned(), reason: e.to_string() })?;
         let mut text = String::new();
@@ -654,15 +657,27 @@ mod tests {
             ("sslQuorum=true", "sslQuorum=true ask"),
             ("ssl.quorum.keyStore.location=/q.jks", "ssl.quorum.keyStore.location asks"),
             ("quorum.auth.enableSasl=true", "quorum.auth.enableSasl=true asks"),
-            ("quorum.auth.kerberos.servicePrincipal=zkquorum/host", "quorum.auth.kerberos.servicePrincipal=zkquorum/host asks"),
+            (
+                "quorum.auth.kerberos.servicePrincipal=zkquorum/host",
+                "quorum.auth.kerberos.servicePrincipal=zkquorum/host asks",
+            ),
             ("portUnification=true", "portUnification=true asks"),
             ("authProvider.1=com.example.Custom", "authProvider.1=com.example.Custom names a Java"),
-            ("zookeeper.authProvider.sasl=com.example.Custom", "zookeeper.authProvider.sasl=com.example.Custom names"),
-            ("ssl.context.supplier.class=com.example.Ctx", "ssl.context.supplier.class=com.example.Ctx names a Java class"),
+            (
+                "zookeeper.authProvider.sasl=com.example.Custom",
+                "zookeeper.authProvider.sasl=com.example.Custom names",
+            ),
+            (
+                "ssl.context.supplier.class=com.example.Ctx",
+                "ssl.context.supplier.class=com.example.Ctx names a Java class",
+            ),
             ("ssl.crl=true", "ssl.crl=true asks for certificate revocation"),
             ("enforce.auth.enabled=true", "enforce.auth.enabled is true but enforce.auth.schemes is empty"),
             ("sessionRequireClientSASLAuth=true", "enforce.auth.schemes names sasl"),
-            ("secureClientPortAddress=0.0.0.0", "secureClientPortAddress is set but secureClientPort is not set"),
+            (
+                "secureClientPortAddress=0.0.0.0",
+                "secureClientPortAddress is set but secureClientPort is not set",
+            ),
         ] {
             let m = unsupported(&format!("{base}{line}\n"));
             assert!(m.starts_with(named), "{line}: {m}");
@@ -693,7 +708,10 @@ mod tests {
         assert_eq!(c.security.secure_client_port, Some(2281));
         assert!(c.security.x509_provider && c.security.sasl_provider && c.security.sasl_auth_required());
         assert_eq!(c.security.x509_super_user.as_deref(), Some("CN=admin"));
-        assert_eq!(c.to_conf_lines()[..2], ["clientPort=-1".to_string(), "secureClientPort=2281".to_string()]);
+        assert_eq!(
+            c.to_conf_lines()[..2],
+            ["clientPort=-1".to_string(), "secureClientPort=2281".to_string()]
+        );
         assert!(!format!("{c:?}").contains("hunter2"), "Debug never shows a password");
     }
 
@@ -733,11 +751,14 @@ mod tests {
 
     #[test]
     fn an_ensemble_and_quorum_tls_are_both_reported() {
-        let e = Config::parse_str("dataDir=/d\nserver.1=a:1:2\nserver.2=b:1:2\nsslQuorum=true\n", Path::new("."))
-            .unwrap_err();
+        let e =
+            Config::parse_str("dataDir=/d\nserver.1=a:1:2\nserver.2=b:1:2\nsslQuorum=true\n", Path::new("."))
+                .unwrap_err();
         let ConfigError::Unsupported(s) = e else { panic!("{e:?}") };
         assert_eq!(s.len(), 2, "{s:?}");
-        assert!(s[0].contains("replicated ensembles are not supported yet") && s[1].contains("ensemble members"));
+        assert!(
+            s[0].contains("replicated ensembles are not supported yet") && s[1].contains("ensemble members")
+        );
     }
 
     #[test]

@@ -204,7 +204,10 @@ impl SecurityParser {
             "client.certReload" => self.cert_reload = on(v),
             "serverCnxnFactory" => {
                 // ZooKeeper needs Netty for TLS; zkd has one connection layer that does both.
-                if !(v.is_empty() || v.ends_with(".NettyServerCnxnFactory") || v.ends_with(".NIOServerCnxnFactory")) {
+                if !(v.is_empty()
+                    || v.ends_with(".NettyServerCnxnFactory")
+                    || v.ends_with(".NIOServerCnxnFactory"))
+                {
                     self.warnings.push(format!(
                         "{key}={v} ignored: zkd has its own connection layer (plain TCP and TLS)"
                     ));
@@ -212,11 +215,15 @@ impl SecurityParser {
             }
             "ssl.keyStore.location" => self.ks_location = v.to_owned(),
             "ssl.keyStore.password" => self.ks_password = Secret::new(v),
-            "ssl.keyStore.passwordPath" => self.ks_password_path = Some(v.to_owned()).filter(|s| !s.is_empty()),
+            "ssl.keyStore.passwordPath" => {
+                self.ks_password_path = Some(v.to_owned()).filter(|s| !s.is_empty())
+            }
             "ssl.keyStore.type" => self.ks_type = Some(v.to_owned()).filter(|s| !s.is_empty()),
             "ssl.trustStore.location" => self.ts_location = v.to_owned(),
             "ssl.trustStore.password" => self.ts_password = Secret::new(v),
-            "ssl.trustStore.passwordPath" => self.ts_password_path = Some(v.to_owned()).filter(|s| !s.is_empty()),
+            "ssl.trustStore.passwordPath" => {
+                self.ts_password_path = Some(v.to_owned()).filter(|s| !s.is_empty())
+            }
             "ssl.trustStore.type" => self.ts_type = Some(v.to_owned()).filter(|s| !s.is_empty()),
             "ssl.clientAuth" => self.client_auth = Some(v.to_owned()),
             "ssl.protocol" => self.protocol = Some(v.to_owned()).filter(|s| !s.is_empty()),
@@ -224,7 +231,9 @@ impl SecurityParser {
             "ssl.ciphersuites" => self.ciphersuites = Some(v.to_owned()),
             "ssl.authProvider" => self.ssl_auth_provider = Some(v.to_owned()).filter(|s| !s.is_empty()),
             // The server does not verify its clients' host names (ClientX509Util), nor look them up.
-            "ssl.hostnameVerification" | "ssl.allowReverseDnsLookup" | "ssl.handshakeDetectionTimeoutMillis" => {}
+            "ssl.hostnameVerification"
+            | "ssl.allowReverseDnsLookup"
+            | "ssl.handshakeDetectionTimeoutMillis" => {}
             "ssl.crl" | "ssl.ocsp" => {
                 if on(v) {
                     self.refusals.push(format!(
@@ -238,7 +247,9 @@ impl SecurityParser {
                 "{key}={v} names a Java class, which zkd cannot load: configure the stores with \
                  ssl.keyStore.* and ssl.trustStore.* instead."
             )),
-            "X509AuthenticationProvider.superUser" => self.x509_super_user = Some(v.to_owned()).filter(|s| !s.is_empty()),
+            "X509AuthenticationProvider.superUser" => {
+                self.x509_super_user = Some(v.to_owned()).filter(|s| !s.is_empty())
+            }
             "SASLAuthenticationProvider.superPassword" => self.sasl_super_password = Some(Secret::new(v)),
             "sasl.serverconfig" => self.sasl_login_context = Some(v.to_owned()).filter(|s| !s.is_empty()),
             "kerberos.removeHostFromPrincipal" => self.kerberos_remove_host = v == "true",
@@ -564,7 +575,11 @@ impl SecurityParser {
             self.warnings.push(format!(
                 "{key}: {} not supported (insecure), using {}",
                 dropped.join(", "),
-                protocols.iter().map(|v| if *v == TlsVersion::Tls12 { "TLSv1.2" } else { "TLSv1.3" }).collect::<Vec<_>>().join(",")
+                protocols
+                    .iter()
+                    .map(|v| if *v == TlsVersion::Tls12 { "TLSv1.2" } else { "TLSv1.3" })
+                    .collect::<Vec<_>>()
+                    .join(",")
             ));
         }
         let cipher_suites = self
@@ -636,7 +651,11 @@ mod tests {
 
     #[test]
     fn protocols_and_client_auth() {
-        let base = [("secureClientPort", "1"), ("ssl.keyStore.location", "/k.pem"), ("ssl.trustStore.location", "/t.pem")];
+        let base = [
+            ("secureClientPort", "1"),
+            ("ssl.keyStore.location", "/k.pem"),
+            ("ssl.trustStore.location", "/t.pem"),
+        ];
         let with = |extra: (&'static str, &'static str)| {
             let mut v = base.to_vec();
             v.push(extra);
@@ -664,10 +683,8 @@ mod tests {
         let (c, r, _) = parse(&[("sessionRequireClientSASLAuth", "true")]);
         assert!(c.enforce_auth && c.sasl_auth_required());
         assert!(r[0].contains("authentication scheme sasl is not available"), "{r:?}");
-        let (c, r, _) = parse(&[
-            ("sessionRequireClientSASLAuth", "true"),
-            ("authProvider.sasl", SASL_PROVIDER),
-        ]);
+        let (c, r, _) =
+            parse(&[("sessionRequireClientSASLAuth", "true"), ("authProvider.sasl", SASL_PROVIDER)]);
         assert!(r.is_empty() && c.enforce_schemes == vec!["sasl".to_string()]);
         let (_, r, _) = parse(&[("enforce.auth.enabled", "true")]);
         assert!(r[0].contains("enforce.auth.schemes is empty"), "{r:?}");
@@ -682,9 +699,17 @@ mod tests {
     fn quorum_and_java_only_keys_are_refused() {
         let (_, r, _) = parse(&[("sslQuorum", "true"), ("ssl.quorum.keyStore.location", "/q.jks")]);
         assert_eq!(r.len(), 1);
-        assert!(r[0].starts_with("sslQuorum=true, ssl.quorum.keyStore.location ask for TLS or SASL between ensemble members"), "{r:?}");
+        assert!(
+            r[0].starts_with(
+                "sslQuorum=true, ssl.quorum.keyStore.location ask for TLS or SASL between ensemble members"
+            ),
+            "{r:?}"
+        );
         let (_, r, _) = parse(&[("authProvider.1", "com.example.Custom")]);
-        assert!(r[0].starts_with("authProvider.1=com.example.Custom names a Java authentication provider"), "{r:?}");
+        assert!(
+            r[0].starts_with("authProvider.1=com.example.Custom names a Java authentication provider"),
+            "{r:?}"
+        );
         let (_, r, _) = parse(&[("sslQuorum", "false"), ("quorum.auth.enableSasl", "false")]);
         assert!(r.is_empty());
     }

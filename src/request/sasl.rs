@@ -128,10 +128,13 @@ impl DigestMd5Server {
         if token.len() > MAX_RESPONSE_BYTES {
             return fail("digest response too long");
         }
-        let text = std::str::from_utf8(token).map_err(|_| SaslError("digest response is not UTF-8".into()))?;
+        let text =
+            std::str::from_utf8(token).map_err(|_| SaslError("digest response is not UTF-8".into()))?;
         let d = parse_directives(text).map_err(SaslError)?;
         let get = |k: &str| d.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.as_str());
-        let Some(user) = get("username") else { return fail("digest response format violation. Missing username.") };
+        let Some(user) = get("username") else {
+            return fail("digest response format violation. Missing username.");
+        };
         let realm = get("realm").unwrap_or("");
         if !realm.is_empty() && realm != SERVER_NAME {
             return Err(SaslError(format!("digest response format violation. Nonexistent realm: {realm}")));
@@ -139,23 +142,31 @@ impl DigestMd5Server {
         if get("nonce") != Some(self.nonce.as_str()) {
             return fail("digest response format violation. Mismatched nonce.");
         }
-        let Some(cnonce) = get("cnonce") else { return fail("digest response format violation. Missing cnonce.") };
+        let Some(cnonce) = get("cnonce") else {
+            return fail("digest response format violation. Missing cnonce.");
+        };
         let nc = get("nc").unwrap_or("");
         if u32::from_str_radix(nc, 16) != Ok(1) {
-            return Err(SaslError(format!("digest response format violation. Nonce count does not match: {nc}")));
+            return Err(SaslError(format!(
+                "digest response format violation. Nonce count does not match: {nc}"
+            )));
         }
         let qop = get("qop").unwrap_or("auth");
         if qop != "auth" {
             return Err(SaslError(format!("digest response format violation. Invalid QOP: {qop}")));
         }
-        let Some(uri) = get("digest-uri") else { return fail("digest response format violation. Missing digest-uri.") };
+        let Some(uri) = get("digest-uri") else {
+            return fail("digest response format violation. Missing digest-uri.");
+        };
         // serv-type "/" host [ "/" serv-name ]: this service, this server name.
         let mut parts = uri.splitn(3, '/');
         let (serv, host) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         if !serv.eq_ignore_ascii_case(PROTOCOL) || !host.eq_ignore_ascii_case(SERVER_NAME) {
             return Err(SaslError(format!("digest response format violation. Mismatched URI: {uri}")));
         }
-        let Some(response) = get("response") else { return fail("digest response format violation. Missing response.") };
+        let Some(response) = get("response") else {
+            return fail("digest response format violation. Missing response.");
+        };
         let authzid = get("authzid").filter(|a| !a.is_empty());
         let utf8 = get("charset").is_some_and(|c| c.eq_ignore_ascii_case("utf-8"));
         let Some(password) = users.password(user) else {
@@ -186,7 +197,10 @@ impl DigestMd5Server {
             return fail("digest response format violation. Mismatched response.");
         }
         let rspauth = kd(&format!(":{uri}"));
-        Ok(SaslStep::Complete { token: format!("rspauth={rspauth}").into_bytes(), authorization_id: users.authorization_id(user) })
+        Ok(SaslStep::Complete {
+            token: format!("rspauth={rspauth}").into_bytes(),
+            authorization_id: users.authorization_id(user),
+        })
     }
 }
 
@@ -217,7 +231,8 @@ fn parse_directives(text: &str) -> Result<Vec<(String, String)>, String> {
     let mut out: Vec<(String, String)> = Vec::new();
     let mut rest = text.trim_start();
     while !rest.is_empty() {
-        let eq = rest.find('=').ok_or_else(|| format!("digest response format violation: no '=' in {rest:?}"))?;
+        let eq =
+            rest.find('=').ok_or_else(|| format!("digest response format violation: no '=' in {rest:?}"))?;
         let name = rest[..eq].trim().to_owned();
         if name.is_empty() || name.contains([',', '"']) {
             return Err("digest response format violation: bad directive name".into());
@@ -299,7 +314,8 @@ mod tests {
             String::from_utf8(c).unwrap(),
             "realm=\"zk-sasl-md5\",nonce=\"OA6MG9tEQGm2hh\",qop=\"auth\",charset=utf-8,algorithm=md5-sess"
         );
-        let r = client_response("bob", "bobsecret", "OA6MG9tEQGm2hh", "OA6MHXh6VqTrRk", "zookeeper/zk-sasl-md5");
+        let r =
+            client_response("bob", "bobsecret", "OA6MG9tEQGm2hh", "OA6MHXh6VqTrRk", "zookeeper/zk-sasl-md5");
         match s.step(r.as_bytes(), &users()).unwrap() {
             SaslStep::Complete { token, authorization_id } => {
                 assert_eq!(authorization_id, "bob");
@@ -321,9 +337,8 @@ mod tests {
             hex(&Md5::digest(&a1))
         };
         let ha2 = hex(&Md5::digest(b"AUTHENTICATE:imap/elwood.innosoft.com"));
-        let resp = hex(&Md5::digest(
-            format!("{ha1}:OA6MG9tEQGm2hh:00000001:OA6MHXh6VqTrRk:auth:{ha2}").as_bytes(),
-        ));
+        let resp =
+            hex(&Md5::digest(format!("{ha1}:OA6MG9tEQGm2hh:00000001:OA6MHXh6VqTrRk:auth:{ha2}").as_bytes()));
         assert_eq!(resp, "d388dad90d4bbd760a152321f2143af7");
     }
 
@@ -337,10 +352,16 @@ mod tests {
         };
         let ok = |u: &str, p: &str| client_response(u, p, nonce, "c", "zookeeper/zk-sasl-md5");
         assert!(run(ok("bob", "bobsecret")).is_ok());
-        assert_eq!(run(ok("bob", "wrong")).unwrap_err().0, "digest response format violation. Mismatched response.");
+        assert_eq!(
+            run(ok("bob", "wrong")).unwrap_err().0,
+            "digest response format violation. Mismatched response."
+        );
         assert!(run(ok("eve", "x")).unwrap_err().0.starts_with("cannot acquire password for eve"));
         assert!(run(client_response("bob", "bobsecret", "other", "c", "zookeeper/zk-sasl-md5")).is_err());
-        assert!(run(client_response("bob", "bobsecret", nonce, "c", "http/zk-sasl-md5")).unwrap_err().0.contains("Mismatched URI"));
+        assert!(run(client_response("bob", "bobsecret", nonce, "c", "http/zk-sasl-md5"))
+            .unwrap_err()
+            .0
+            .contains("Mismatched URI"));
         assert!(run("garbage".into()).is_err());
         assert!(run("username=\"bob".into()).is_err());
         assert!(run("a=1,a=2".into()).is_err());
@@ -357,7 +378,9 @@ mod tests {
         let mut s = DigestMd5Server::new("n".into());
         s.step(b"", &u).unwrap();
         let r = client_response("super", "sup", "n", "c", "zookeeper/zk-sasl-md5");
-        assert!(matches!(s.step(r.as_bytes(), &u), Ok(SaslStep::Complete { authorization_id, .. }) if authorization_id == "super"));
+        assert!(
+            matches!(s.step(r.as_bytes(), &u), Ok(SaslStep::Complete { authorization_id, .. }) if authorization_id == "super")
+        );
         assert_eq!(u.authorization_id("zk/host@REALM"), "zk/host@REALM");
         u.remove_host = true;
         u.remove_realm = true;

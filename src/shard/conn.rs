@@ -695,8 +695,11 @@ impl Conn {
             }
         }
         let established = !t.is_handshaking() && !self.tls_established.get();
-        let chain: Option<Vec<Vec<u8>>> =
-            if established { t.peer_certificates().map(|c| c.iter().map(|d| d.to_vec()).collect()) } else { None };
+        let chain: Option<Vec<Vec<u8>>> = if established {
+            t.peer_certificates().map(|c| c.iter().map(|d| d.to_vec()).collect())
+        } else {
+            None
+        };
         let wants_write = t.wants_write();
         drop(guard);
         if wants_write {
@@ -718,7 +721,11 @@ impl Conn {
         if handshaking {
             tracing::warn!("Unsuccessful TLS handshake with {}: {e}", self.peer);
         } else {
-            tracing::warn!("TLS error on the connection from {} (session 0x{:x}): {e}", self.peer, self.session.get());
+            tracing::warn!(
+                "TLS error on the connection from {} (session 0x{:x}): {e}",
+                self.peer,
+                self.session.get()
+            );
         }
         self.close_after_flush.set(true);
         let _ = self.wake_writer.try_send(());
@@ -740,7 +747,10 @@ impl Conn {
             chain.iter().map(|c| rustls::pki_types::CertificateDer::from(c.as_slice())).collect();
         let Some(dn) = crate::tls::client_id(&der) else {
             shard.limits.auth_failed(self.peer.ip());
-            tracing::error!("Authentication failed for {}: its certificate's subject cannot be read", self.peer);
+            tracing::error!(
+                "Authentication failed for {}: its certificate's subject cannot be read",
+                self.peer
+            );
             self.close();
             return Err(());
         };
@@ -828,7 +838,7 @@ impl Conn {
                 if !ids.contains(&id) {
                     ids.push(id);
                 }
-                if auth.sasl_super_users.iter().any(|u| *u == authorization_id) {
+                if auth.sasl_super_users.contains(&authorization_id) {
                     ids.push(Id { scheme: "super".into(), id: String::new() });
                     tracing::info!(
                         "Session 0x{:x}: Authenticated Id '{authorization_id}' as super user",

@@ -29,10 +29,12 @@ fn keyword(oid: &str) -> Option<&'static str> {
 
 /// The subject DN of a DER certificate, or why it cannot be read.
 pub fn subject_of(cert_der: &[u8]) -> Result<String, String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|e| format!("bad certificate: {e}"))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(cert_der).map_err(|e| format!("bad certificate: {e}"))?;
     let mut rdns = Vec::new();
     for rdn in cert.subject().iter_rdn() {
-        let avas: Vec<String> = rdn.iter().map(|a| ava(&a.attr_type().to_id_string(), a.attr_value())).collect();
+        let avas: Vec<String> =
+            rdn.iter().map(|a| ava(&a.attr_type().to_id_string(), a.attr_value())).collect();
         rdns.push(avas.join("+"));
     }
     rdns.reverse();
@@ -52,7 +54,7 @@ fn directory_string(v: &Any<'_>) -> Option<String> {
     if v.class() != Class::Universal {
         return None;
     }
-    let data = v.data.as_ref();
+    let data = v.data;
     match v.tag() {
         Tag::PrintableString | Tag::Ia5String | Tag::GeneralString | Tag::Utf8String => {
             String::from_utf8(data.to_vec()).ok()
@@ -60,7 +62,7 @@ fn directory_string(v: &Any<'_>) -> Option<String> {
         // Java decodes a T61String as ISO 8859-1.
         Tag::T61String => Some(data.iter().map(|&b| b as char).collect()),
         Tag::BmpString => {
-            if data.len() % 2 != 0 {
+            if !data.len().is_multiple_of(2) {
                 return None;
             }
             let units: Vec<u16> = data.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
@@ -107,7 +109,7 @@ fn escape(s: &str) -> String {
 
 /// The value's whole DER encoding (identifier, length, contents), as lowercase hex.
 fn hex_der(v: &Any<'_>) -> String {
-    let data = v.data.as_ref();
+    let data = v.data;
     let mut der = Vec::with_capacity(data.len() + 6);
     let class = (v.class() as u8) << 6;
     let constructed = if v.header.is_constructed() { 0x20 } else { 0 };

@@ -214,20 +214,22 @@ pub fn build(ssl: &SslConfig) -> Result<ServerConfig, String> {
         (auth, Some(ts)) => {
             let mut roots = RootCertStore::empty();
             for c in store::load_trust("trustStore", ts)? {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("ssl.trustStore {}: a certificate cannot be used as a CA ({e})", ts.location))?;
+                roots.add(c).map_err(|e| {
+                    format!("ssl.trustStore {}: a certificate cannot be used as a CA ({e})", ts.location)
+                })?;
             }
             let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
             let v = if auth == ClientAuth::Want { v.allow_unauthenticated() } else { v };
-            builder.with_client_cert_verifier(v.build().map_err(|e| format!("ssl.trustStore {}: {e}", ts.location))?)
+            builder.with_client_cert_verifier(
+                v.build().map_err(|e| format!("ssl.trustStore {}: {e}", ts.location))?,
+            )
         }
     };
     let ks = ssl.key_store.as_ref().ok_or("ssl.keyStore.location is not set")?;
     let id = store::load_identity("keyStore", ks)?;
-    let mut cfg = builder
-        .with_single_cert(id.chain, id.key)
-        .map_err(|e| format!("ssl.keyStore {}: the certificate and key do not make an identity ({e})", ks.location))?;
+    let mut cfg = builder.with_single_cert(id.chain, id.key).map_err(|e| {
+        format!("ssl.keyStore {}: the certificate and key do not make an identity ({e})", ks.location)
+    })?;
     // ZooKeeper speaks its own protocol on the socket: no ALPN; renegotiation does not exist in
     // rustls (ZooKeeper turns client-initiated renegotiation off too).
     cfg.ignore_client_order = false;

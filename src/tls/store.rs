@@ -28,7 +28,10 @@ pub fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
         .read_to_end(&mut data)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if data.len() as u64 > STORE_MAX_BYTES {
-        return Err(format!("{} is larger than {STORE_MAX_BYTES} bytes: not a key or trust store", path.display()));
+        return Err(format!(
+            "{} is larger than {STORE_MAX_BYTES} bytes: not a key or trust store",
+            path.display()
+        ));
     }
     Ok(data)
 }
@@ -134,7 +137,9 @@ fn p12_trusted(data: &[u8], pw: &Secret) -> Result<Vec<CertificateDer<'static>>,
     let mut chains = Vec::new();
     for (_, e) in ks.entries() {
         match e {
-            p12_keystore::KeyStoreEntry::Certificate(c) => out.push(CertificateDer::from(c.as_der().to_vec())),
+            p12_keystore::KeyStoreEntry::Certificate(c) => {
+                out.push(CertificateDer::from(c.as_der().to_vec()))
+            }
             p12_keystore::KeyStoreEntry::PrivateKeyChain(k) => {
                 chains.extend(k.chain().iter().map(|c| CertificateDer::from(c.as_der().to_vec())))
             }
