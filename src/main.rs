@@ -144,8 +144,8 @@ fn serve(
     let props = zkd::config::jvm_properties(jvmflags.as_deref(), server_jvmflags.as_deref());
     let (mut cfg, warnings) = match &config {
         None => (zkd::config::Config::embedded_default(), Vec::new()),
-        Some(p) => match zkd::config::Config::from_file_with(p, &props) {
-            Ok(x) => x,
+        Some(p) => match zkd::config::Config::load_with(p, &props) {
+            Ok(l) => (l.config, l.warnings),
             // 2: the configuration must be changed by a person; nothing was started.
             Err(e @ zkd::config::ConfigError::Unsupported(_)) => {
                 eprintln!("zkd: refusing to start with {}: {e}", p.display());
@@ -186,10 +186,12 @@ fn serve(
         Ok(h) => h,
         Err(e) => {
             eprintln!("zkd: cannot start: {e}");
-            // 2: the data directory or the TLS/SASL files must be looked at by a person (as for
-            // a bad config).
+            // 2: the data directory, the TLS/SASL files or zoo.cfg must be looked at by a
+            // person (as for a bad config).
             let code = match e {
-                zkd::server::StartError::Load(_) | zkd::server::StartError::Security(_) => 2,
+                zkd::server::StartError::Load(_)
+                | zkd::server::StartError::Security(_)
+                | zkd::server::StartError::Config(_) => 2,
                 _ => 1,
             };
             return ExitCode::from(code);

@@ -323,7 +323,7 @@ impl SecurityParser {
             let n = self.quorum_keys.len();
             self.refusals.push(format!(
                 "{} {} for TLS or SASL between ensemble members, which this build does not support \
-                 yet (it runs standalone): remove {}.",
+                 yet: remove {} (the members then talk plain TCP, as without them).",
                 self.quorum_keys.join(", "),
                 if n == 1 { "asks" } else { "ask" },
                 if n == 1 { "it" } else { "them" }
