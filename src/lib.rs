@@ -7,9 +7,10 @@
 //! `txnlog::writer`) own threads and I/O.
 //!
 //! Imports run one way: a module uses only modules earlier in this order — `proto`, `config`,
-//! `session`, `clock`, `metrics`, `tree`, `request`, `txnlog`, `snapshot`, `db`, `quorum`
-//! (election and ZAB), `sim` (the seeded simulator of the quorum core; tests and the `sim`
-//! feature only), `mesh`, `replica`, `shard`, `admin`, `server`.
+//! `tls` (TLS on the client port: rustls configuration, stores, x509 ids), `session`, `clock`,
+//! `metrics`, `tree`, `request`, `txnlog`, `snapshot`, `db`, `quorum` (election and ZAB), `sim`
+//! (the seeded simulator of the quorum core; tests and the `sim` feature only), `mesh`,
+//! `replica`, `shard`, `admin`, `server`.
 
 pub mod admin;
 pub mod clock;
@@ -27,5 +28,6 @@ pub mod shard;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod snapshot;
+pub mod tls;
 pub mod tree;
 pub mod txnlog;

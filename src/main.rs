@@ -35,6 +35,13 @@ enum Cmd {
         /// port, and this is where a supervisor or a test reads which.
         #[arg(long)]
         port_file: Option<PathBuf>,
+        /// The JAAS file whose `Server` section lists the SASL DIGEST-MD5 users (what Java's
+        /// -Djava.security.auth.login.config names). Without it, zkd takes that flag from the
+        /// SERVER_JVMFLAGS and JVMFLAGS environment variables, as zkServer.sh passes them to
+        /// ZooKeeper; their -Dzookeeper.* properties are read too, as zoo.cfg keys (the file's own
+        /// lines win).
+        #[arg(long)]
+        jaas_config: Option<PathBuf>,
     },
     /// Transaction log tools.
     Txnlog {
@@ -148,6 +155,7 @@ fn serve(
     cores: Option<Vec<usize>>,
     dedicated_replica: bool,
     port_file: Option<PathBuf>,
+    jaas_config: Option<PathBuf>,
 ) -> ExitCode {
     // A port file left by an earlier run must not be taken for this run's.
     if let Some(p) = &port_file {
@@ -159,9 +167,12 @@ fn serve(
             _ => {}
         }
     }
-    let (cfg, warnings) = match &config {
+    let jvmflags = std::env::var("JVMFLAGS").ok();
+    let server_jvmflags = std::env::var("SERVER_JVMFLAGS").ok();
+    let props = zkd::config::jvm_properties(jvmflags.as_deref(), server_jvmflags.as_deref());
+    let (mut cfg, warnings) = match &config {
         None => (zkd::config::Config::embedded_default(), Vec::new()),
-        Some(p) => match zkd::config::Config::load(p) {
+        Some(p) => match zkd::config::Config::load_with(p, &props) {
             Ok(l) => (l.config, l.warnings),
             // 2: the configuration must be changed by a person; nothing was started.
             Err(e @ zkd::config::ConfigError::Unsupported(_)) => {
@@ -174,6 +185,9 @@ fn serve(
             }
         },
     };
+    cfg.security.jaas_config = jaas_config.map(|p| p.display().to_string()).or_else(|| {
+        zkd::config::jaas::login_config_from_jvm_flags(jvmflags.as_deref(), server_jvmflags.as_deref())
+    });
     let log_opts = match zkd::admin::logging::LogOptions::from_zkd_keys(&cfg.zkd) {
         Ok(o) => o,
         Err(e) => {
@@ -200,11 +214,13 @@ fn serve(
         Ok(h) => h,
         Err(e) => {
             eprintln!("zkd: cannot start: {e}");
-            // 2: the data directory must be looked at by a person (as for a bad config).
-            let code = if matches!(e, zkd::server::StartError::Load(_) | zkd::server::StartError::Config(_)) {
-                2
-            } else {
-                1
+            // 2: the data directory, the TLS/SASL files or zoo.cfg must be looked at by a
+            // person (as for a bad config).
+            let code = match e {
+                zkd::server::StartError::Load(_)
+                | zkd::server::StartError::Security(_)
+                | zkd::server::StartError::Config(_) => 2,
+                _ => 1,
             };
             return ExitCode::from(code);
         }
@@ -301,9 +317,9 @@ fn main() -> ExitCode {
         Some(_) => init_logging(&zkd::admin::logging::LogOptions::default()),
     };
     match cli.cmd {
-        None => serve(None, None, None, false, None),
-        Some(Cmd::Serve { config, shards, cores, dedicated_replica, port_file }) => {
-            serve(config, shards, cores, dedicated_replica, port_file)
+        None => serve(None, None, None, false, None, None),
+        Some(Cmd::Serve { config, shards, cores, dedicated_replica, port_file, jaas_config }) => {
+            serve(config, shards, cores, dedicated_replica, port_file, jaas_config)
         }
         Some(Cmd::Txnlog { cmd: DumpCmd::Dump { file, json } }) => dump(false, &file, json),
         Some(Cmd::Snapshot { cmd: DumpCmd::Dump { file, json } }) => dump(true, &file, json),

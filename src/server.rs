@@ -34,6 +34,10 @@ pub enum StartError {
     /// files are not a database zkd can read). The process exits with code 2.
     #[error("cannot load the database: {0}")]
     Load(String),
+    /// The TLS or SASL set-up cannot be used (a store that does not load, a JAAS file without
+    /// its section): the configuration must be fixed, exit code 2.
+    #[error("{0}")]
+    Security(String),
     /// zoo.cfg describes something that cannot run (exit code 2, as a refused config).
     #[error("{0}")]
     Config(String),
@@ -89,7 +93,12 @@ pub struct RunOptions {
 
 pub struct ServerHandle {
     pub replica_tx: ReplicaTx,
+    /// The plain client port's address (the secure one's when there is no plain port).
     pub addr: SocketAddr,
+    /// `secureClientPort`'s address, when configured.
+    pub secure_addr: Option<SocketAddr>,
+    /// The TLS configuration in use (reloaded in place with `client.certReload`).
+    pub tls: Option<Arc<crate::tls::TlsContext>>,
     pub metrics: Arc<Metrics>,
     pub tree: Arc<DataTree>,
     pub ops: Arc<crate::admin::OpsState>,
@@ -142,13 +151,17 @@ fn pin(core: Option<usize>) {
     }
 }
 
+fn ip_of(key: &str, a: &Option<String>) -> Result<std::net::IpAddr, StartError> {
+    match a {
+        Some(a) => a.parse().map_err(|_| StartError::Other(format!("{key} {a:?} is not an IP address"))),
+        None => Ok(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+    }
+}
+
 pub fn settings_from(cfg: &Config) -> Result<Settings, StartError> {
-    let ip: std::net::IpAddr = match &cfg.client_port_address {
-        Some(a) => a
-            .parse()
-            .map_err(|_| StartError::Other(format!("clientPortAddress {a:?} is not an IP address")))?,
-        None => std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-    };
+    let ip = ip_of("clientPortAddress", &cfg.client_port_address)?;
+    let sec = &cfg.security;
+    let secure_ip = ip_of("secureClientPortAddress", &sec.secure_client_port_address)?;
     Ok(Settings {
         jute_max_buffer: cfg.jute_max_buffer as usize,
         max_client_cnxns: cfg.max_client_cnxns,
@@ -156,7 +169,18 @@ pub fn settings_from(cfg: &Config) -> Result<Settings, StartError> {
         skip_acl: cfg.skip_acl,
         four_letter_whitelist: cfg.four_letter_words_whitelist(),
         server_id: cfg.server_id().unwrap_or(0) as u8,
-        client_addr: SocketAddr::new(ip, cfg.client_port),
+        client_addr: cfg.client_port.map(|p| SocketAddr::new(ip, p)),
+        secure_client_addr: sec.secure_client_port.map(|p| SocketAddr::new(secure_ip, p)),
+        port_unification: sec.port_unification && cfg.client_port.is_some(),
+        auth: crate::config::AuthSettings {
+            sasl: None,
+            sasl_super_users: sec.sasl_super_users.clone(),
+            x509_super_user: sec.x509_super_user.clone(),
+            enforce_auth: sec.enforce_auth,
+            enforce_schemes: sec.enforce_schemes.clone(),
+            allow_sasl_failed_clients: sec.allow_sasl_failed_clients,
+            digest_enabled: sec.digest_enabled,
+        },
         data_dir: cfg.data_dir.clone(),
         data_log_dir: cfg.data_log_dir.clone(),
         tick_ms: cfg.tick_time_ms as i64,
@@ -166,14 +190,27 @@ pub fn settings_from(cfg: &Config) -> Result<Settings, StartError> {
     })
 }
 
-/// How long start-up waits for a client port that is in use to be released.
-const PORT_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// The DIGEST-MD5 users of the JAAS file, when one is named (ZooKeeper's
+/// `ServerCnxnFactory.configureSaslLogin`: a named file without the server's section stops it).
+pub fn load_sasl(cfg: &Config) -> Result<Option<crate::config::jaas::SaslUsers>, StartError> {
+    let sec = &cfg.security;
+    let Some(path) = &sec.jaas_config else { return Ok(None) };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| StartError::Security(format!("cannot read the JAAS file {path}: {e}")))?;
+    let bad = |e: String| StartError::Security(format!("the JAAS file {path} cannot be used: {e}"));
+    let sections = crate::config::jaas::parse(&text).map_err(bad)?;
+    let users = crate::config::jaas::digest_users(&sections, &sec.sasl_login_context).map_err(bad)?;
+    Ok(Some(crate::config::jaas::SaslUsers {
+        users,
+        super_password: sec.sasl_super_password.clone(),
+        remove_host: sec.kerberos_remove_host,
+        remove_realm: sec.kerberos_remove_realm,
+    }))
+}
 
-/// Starts a server; returns once every shard is listening.
-pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError> {
-    let settings = Arc::new(settings_from(cfg)?);
-    let addr = settings.client_addr;
-    // Probe without SO_REUSEPORT first: otherwise a second zkd would silently share the port.
+/// Binds the port every shard listens on (SO_REUSEPORT), after probing it without: a second
+/// zkd must not silently share it.
+fn bind_all(addr: SocketAddr, shards: usize) -> Result<Vec<TcpListener>, StartError> {
     // A process killed with -9 releases the sockets its io_uring rings held a moment AFTER it
     // was reaped (the kernel tears rings down asynchronously), so a supervisor's immediate
     // restart can find the port still taken: wait for that, briefly, before calling it in use.
@@ -200,6 +237,32 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
             Err(e) => return Err(StartError::Listen { addr, source: e }),
         }
     }
+    let mut listeners: Vec<TcpListener> = Vec::new();
+    for _ in 0..shards {
+        // Every shard listens on the port the first one bound: with port 0 each bind would
+        // otherwise get a port of its own, and clients (told the first) would reach one shard.
+        let at = match listeners.first() {
+            Some(l) => l.local_addr().map_err(|e| StartError::Listen { addr, source: e })?,
+            None => addr,
+        };
+        let l = listener(at, true).map_err(|e| StartError::Listen { addr: at, source: e })?;
+        listeners.push(l);
+    }
+    Ok(listeners)
+}
+
+/// How long start-up waits for a client port that is in use to be released.
+const PORT_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Starts a server; returns once every shard is listening.
+pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError> {
+    let mut settings = settings_from(cfg)?;
+    settings.auth.sasl = load_sasl(cfg)?;
+    let settings = Arc::new(settings);
+    let tls = match &cfg.security.ssl {
+        Some(ssl) => Some(crate::tls::TlsContext::new(ssl).map_err(StartError::Security)?),
+        None => None,
+    };
     let available: Vec<usize> = match &opts.cores {
         Some(c) => c.clone(),
         None => core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect(),
@@ -219,18 +282,25 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         },
         topo.log_core
     );
-    let mut listeners: Vec<TcpListener> = Vec::new();
-    for _ in &topo.shard_cores {
-        // Every shard listens on the port the first one bound: with clientPort=0 each bind would
-        // otherwise get a port of its own, and clients (told the first) would reach one shard.
-        let at = match listeners.first() {
-            Some(l) => l.local_addr().map_err(|e| StartError::Listen { addr, source: e })?,
-            None => addr,
-        };
-        let l = listener(at, true).map_err(|e| StartError::Listen { addr: at, source: e })?;
-        listeners.push(l);
-    }
-    let bound = listeners[0].local_addr().map_err(|e| StartError::Listen { addr, source: e })?;
+    let n = topo.shard_cores.len();
+    let listeners: Vec<Option<TcpListener>> = match settings.client_addr {
+        Some(a) => bind_all(a, n)?.into_iter().map(Some).collect(),
+        None => (0..n).map(|_| None).collect(),
+    };
+    let secure: Vec<Option<TcpListener>> = match settings.secure_client_addr {
+        Some(a) => bind_all(a, n)?.into_iter().map(Some).collect(),
+        None => (0..n).map(|_| None).collect(),
+    };
+    let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+    let secure_bound = local(&secure[0]);
+    let bound = match local(&listeners[0]).or(secure_bound) {
+        Some(b) => b,
+        None => {
+            return Err(StartError::Other(
+                "no client port configured (clientPort or secureClientPort)".into(),
+            ))
+        }
+    };
 
     let metrics = Arc::new(Metrics::new(topo.shard_cores.len()));
     let now = driver::now();
@@ -339,7 +409,14 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         bound,
     );
     ops.start_worker().map_err(|e| StartError::Other(format!("spawn the ops thread: {e}")))?;
-    for (i, (l, (tx, rx, bell, bell_rx))) in listeners.into_iter().zip(shard_chans).enumerate() {
+    let stop_reload = stop.clone();
+    if let Some(t) = &tls {
+        t.start_reloader(stop_reload, Duration::from_secs(1))
+            .map_err(|e| StartError::Other(format!("spawn the TLS reload thread: {e}")))?;
+    }
+    for (i, ((l, sl), (tx, rx, bell, bell_rx))) in
+        listeners.into_iter().zip(secure).zip(shard_chans).enumerate()
+    {
         links.push(ShardLink { tx, bell: bell.clone(), probe: metrics.shard(i) });
         inits.push(ShardInit {
             id: i as u16,
@@ -351,6 +428,8 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
             bell_rx,
             settings: settings.clone(),
             listener: l,
+            secure_listener: sl,
+            tls: tls.clone(),
             limits: limits.clone(),
             stop: stop.clone(),
             probe: metrics.shard(i),
@@ -475,10 +554,17 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
             Err(_) => return Err(StartError::Other("a shard did not start within 30 s".into())),
         }
     }
-    tracing::info!("zkd serving clients on {bound}");
+    match secure_bound {
+        Some(s) if s != bound => tracing::info!("zkd serving clients on {bound}, and over TLS on {s}"),
+        Some(_) => tracing::info!("zkd serving clients over TLS on {bound}"),
+        None if settings.port_unification => tracing::info!("zkd serving clients on {bound} (plain and TLS)"),
+        None => tracing::info!("zkd serving clients on {bound}"),
+    }
     Ok(ServerHandle {
         replica_tx,
         addr: bound,
+        secure_addr: secure_bound,
+        tls,
         metrics,
         tree,
         ops,

@@ -26,7 +26,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
-python3 -c 'import kazoo, pytest, prometheus_client' 2>/dev/null || python3 -m pip install -q kazoo pytest prometheus_client
+# pure-sasl: kazoo's SASL (DIGEST-MD5); cryptography: the TLS tests' certificates.
+python3 -c 'import kazoo, pytest, prometheus_client, puresasl, cryptography' 2>/dev/null || python3 -m pip install -q kazoo pytest prometheus_client pure-sasl cryptography
 
 export ZKD_REQUIRE_ALL=1
 

@@ -1,5 +1,5 @@
 //! `zkd serve` start-up, through the binary: configurations this build cannot honour (a
-//! replicated ensemble, TLS, SASL) are refused with exit code 2 and a sentence naming the keys;
+//! replicated ensemble, the quorum's TLS/SASL, JKS stores, Kerberos, Java classes) are refused with exit code 2 and a sentence naming the keys;
 //! the ones it can (a single server line, security switches that are off) serve; `--port-file`
 //! reports the port of a clientPort=0 config, and every shard listens on it.
 
@@ -33,8 +33,18 @@ fn config(extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
 /// Runs `zkd serve` on `cfg`, expecting it to refuse: its exit code and stderr. A zkd that
 /// starts instead is killed after 20 s and fails the test.
 fn refused(cfg: &Path) -> (i32, String) {
+    refused_with(cfg, None)
+}
+
+/// `refused`, with the JAAS file given the way zkServer.sh gives it to ZooKeeper
+/// (SERVER_JVMFLAGS).
+fn refused_with(cfg: &Path, jaas: Option<&Path>) -> (i32, String) {
     let port_file = cfg.parent().unwrap().join("zkd.port");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zkd"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zkd"));
+    if let Some(j) = jaas {
+        cmd.env("SERVER_JVMFLAGS", format!("-Djava.security.auth.login.config={}", j.display()));
+    }
+    let mut child = cmd
         .args(["serve", "--config"])
         .arg(cfg)
         .arg("--port-file")
@@ -109,39 +119,56 @@ fn an_invalid_ensemble_is_refused_with_exit_2_in_one_sentence() {
 }
 
 #[test]
-fn tls_and_sasl_settings_are_refused_with_exit_2_naming_the_key() {
-    for (line, named) in [
-        ("secureClientPort=2281", "secureClientPort=2281"),
+fn unsupported_security_settings_are_refused_with_exit_2_naming_the_key() {
+    let d = tempfile::tempdir().unwrap();
+    let jks = d.path().join("keystore.jks");
+    std::fs::write(&jks, b"not read").unwrap();
+    let krb = d.path().join("jaas-krb.conf");
+    std::fs::write(
+        &krb,
+        "Server { com.sun.security.auth.module.Krb5LoginModule required useKeyTab=true \
+         keyTab=\"/etc/zk.keytab\" principal=\"zookeeper/host@REALM\"; };",
+    )
+    .unwrap();
+    let missing_pem = d.path().join("missing.pem");
+    let secure = "secureClientPort=0\nclient.portUnification=true\nssl.clientAuth=none\n";
+    for (line, jaas, named) in [
         (
-            "ssl.keyStore.location=/etc/zk/keystore.jks\nssl.keyStore.password=hunter2",
-            "ssl.keyStore.location, ssl.keyStore.password",
+            format!("{secure}ssl.keyStore.location={}\nssl.keyStore.password=hunter2", jks.display()),
+            None,
+            format!("keytool -importkeystore -srckeystore {}", jks.display()),
         ),
         (
-            "zookeeper.ssl.quorum.trustStore.location=/etc/zk/trust.jks",
-            "zookeeper.ssl.quorum.trustStore.location",
+            format!("{secure}ssl.keyStore.location={}", missing_pem.display()),
+            None,
+            format!("cannot read {}", missing_pem.display()),
         ),
         (
-            "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
-            "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+            "sslQuorum=true".to_string(),
+            None,
+            "sslQuorum=true asks for TLS or SASL between ensemble members".into(),
+        ),
+        ("quorum.auth.enableSasl=true".into(), None, "quorum.auth.enableSasl=true asks".into()),
+        (
+            "authProvider.1=com.example.MyAuth".into(),
+            None,
+            "authProvider.1=com.example.MyAuth names a Java authentication provider".into(),
         ),
         (
-            "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
-            "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+            "sessionRequireClientSASLAuth=true".into(),
+            None,
+            "enforce.auth.schemes names sasl, and authentication scheme sasl is not available".into(),
         ),
         (
-            "enforce.auth.enabled=true\nenforce.auth.schemes=sasl",
-            "enforce.auth.enabled=true, enforce.auth.schemes",
+            "authProvider.sasl=org.apache.zookeeper.server.auth.SASLAuthenticationProvider".into(),
+            Some(&krb),
+            "(Kerberos, SASL mechanism GSSAPI), which this build does not support".into(),
         ),
-        ("zookeeper.sessionRequireClientSASLAuth=true", "zookeeper.sessionRequireClientSASLAuth=true"),
-        ("requireClientAuthScheme=sasl", "requireClientAuthScheme=sasl"),
-        ("quorum.auth.enableSasl=true", "quorum.auth.enableSasl"),
-        ("client.secure=true", "client.secure=true"),
     ] {
-        let (_d, cfg) = config(line);
-        let (code, err) = refused(&cfg);
+        let (_d, cfg) = config(&line);
+        let (code, err) = refused_with(&cfg, jaas.map(|p| p.as_path()));
         assert_eq!(code, 2, "{line}: {err}");
-        assert!(err.contains(named), "{line}: the key is named: {err}");
-        assert!(err.contains("TLS/SASL are not supported yet by this build"), "{line}: {err}");
+        assert!(err.contains(&named), "{line}: the key is named: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
         assert!(!err.contains("hunter2"), "secrets are not echoed: {err}");
     }

@@ -212,6 +212,8 @@ fn limits_obj(ops: &OpsState) -> J {
                 ("refused_max_client_cnxns", e.refused.into()),
                 ("maxbuffer_rejected", e.maxbuffer_rejects.into()),
                 ("closed_without_session", e.closed_without_session.into()),
+                ("auth_failures", e.auth_failures.into()),
+                ("unauthenticated_sessions", e.unauthenticated.into()),
                 ("connects_per_second", e.rate_per_s.into()),
                 ("peak_connects_per_second", e.peak_rate_per_s.into()),
             ]))
@@ -495,8 +497,11 @@ pub fn run(ops: &OpsState, name: &str, query: &str) -> J {
     let mut error: Option<String> = None;
     let mut v: Vec<(String, J)> = match cmd {
         "configuration" => obj(vec![
-            // clientPort=0: the port the kernel chose.
-            ("client_port", J::Int(ops.client_addr.port().into())),
+            // clientPort=0: the port the kernel chose; -1 when only secureClientPort is set.
+            (
+                "client_port",
+                J::Int(ops.cfg.client_port.map_or(-1, |_| ops.client_addr.port().into())),
+            ),
             ("data_dir", ops.cfg.data_dir.join("version-2").display().to_string().into()),
             ("data_log_dir", ops.cfg.data_log_dir.join("version-2").display().to_string().into()),
             ("tick_time", J::Int(ops.cfg.tick_time_ms as i64)),
@@ -540,7 +545,16 @@ pub fn run(ops: &OpsState, name: &str, query: &str) -> J {
         "get_trace_mask" => obj(vec![("tracemask", J::Int(306))]),
         "hash" => obj(vec![("digests", J::Arr(vec![]))]),
         "initial_configuration" => {
-            let text: String = ops.cfg.raw.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+            // Secrets (keys ending in "password", as ZooKeeper's log redactor) are masked.
+            let text: String = ops
+                .cfg
+                .raw
+                .iter()
+                .map(|(k, v)| {
+                    let v = if crate::config::is_secret_key(k) { "***" } else { v.as_str() };
+                    format!("{k}={v}\n")
+                })
+                .collect();
             obj(vec![("initial_configuration", text.into())])
         }
         "is_read_only" => obj(vec![("read_only", false.into())]),

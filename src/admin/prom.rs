@@ -333,6 +333,34 @@ pub fn render(ops: &OpsState) -> String {
             r.entry.closed_without_session
         );
     }
+    family(
+        &mut o,
+        "zkd_ip_auth_failures_total",
+        "counter",
+        "Failed authentications (TLS handshakes, SASL, addauth) by client IP (top offenders)",
+    );
+    for r in &off {
+        let _ = writeln!(
+            o,
+            "zkd_ip_auth_failures_total{{ip=\"{}\"}} {}",
+            label_escape(&r.ip.to_string()),
+            r.entry.auth_failures
+        );
+    }
+    family(
+        &mut o,
+        "zkd_ip_unauthenticated_sessions_total",
+        "counter",
+        "Sessions closed for not authenticating with an enforced scheme, by client IP (top offenders)",
+    );
+    for r in &off {
+        let _ = writeln!(
+            o,
+            "zkd_ip_unauthenticated_sessions_total{{ip=\"{}\"}} {}",
+            label_escape(&r.ip.to_string()),
+            r.entry.unauthenticated
+        );
+    }
     family(&mut o, "zkd_ip_connects_per_second", "gauge", "Connects per second by client IP (top offenders)");
     for r in &off {
         let _ = writeln!(

@@ -247,13 +247,15 @@ fn limits_section(ops: &OpsState) -> String {
         let e = &r.entry;
         let _ = writeln!(
             s,
-            " /{}(open={},connects={},refused={},maxbuffer_rejected={},closed_without_session={},rate={}/s,peak_rate={}/s)",
+            " /{}(open={},connects={},refused={},maxbuffer_rejected={},closed_without_session={},auth_failures={},unauthenticated={},rate={}/s,peak_rate={}/s)",
             r.ip,
             e.open,
             e.connects,
             e.refused,
             e.maxbuffer_rejects,
             e.closed_without_session,
+            e.auth_failures,
+            e.unauthenticated,
             e.rate_per_s,
             e.peak_rate_per_s
         );

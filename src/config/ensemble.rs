@@ -407,22 +407,21 @@ pub fn build(cfg: &super::Config, myid_path: &str) -> Result<Option<Ensemble>, C
             ids()
         )));
     };
-    if let (Some(ClientAddr { host, port }), true) =
-        (&me.client, cfg.client_port_given && cfg.client_port != 0)
-    {
+    let client_port = cfg.client_port.unwrap_or(0);
+    if let (Some(ClientAddr { host, port }), true) = (&me.client, cfg.client_port_given && client_port != 0) {
         // ZooKeeper's setupClientPort: the static clientPort(Address) must agree with this
         // server's own client address in its server line.
         let static_host = cfg.client_port_address.as_deref().filter(|h| !is_wildcard(h));
         let same = match static_host {
-            None => *port == cfg.client_port,
-            Some(h) => *port == cfg.client_port && host.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(h)),
+            None => *port == client_port,
+            Some(h) => *port == client_port && host.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(h)),
         };
         if !same {
             return Err(ConfigError::Invalid(format!(
                 "clientPort{} ({}) differs from the client address of this server's line {}={}: \
                  give it in one place.",
                 if static_host.is_some() { "Address:clientPort" } else { "" },
-                host_port(static_host.unwrap_or("0.0.0.0"), cfg.client_port),
+                host_port(static_host.unwrap_or("0.0.0.0"), client_port),
                 me.key,
                 me.to_value()
             )));

@@ -11,12 +11,15 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 mod ensemble;
+pub mod jaas;
+pub mod security;
 mod settings;
 pub use ensemble::{
     host_port, is_distributed, parse_server_line, version_from_filename, ClientAddr, Ensemble, PeerType,
     QuorumKeys, ServerLine, COMMIT_LOG_COUNT_MIN, SERVER_ID_MAX,
 };
-pub use settings::Settings;
+pub use security::{is_secret_key, Secret, SecurityConfig};
+pub use settings::{AuthSettings, Settings};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -48,7 +51,8 @@ pub struct Config {
     pub tick_time_ms: u32,
     pub data_dir: PathBuf,
     pub data_log_dir: PathBuf,
-    pub client_port: u16,
+    /// None: no plain client port (only `secureClientPort`).
+    pub client_port: Option<u16>,
     /// Whether `clientPort` was written (an ensemble member may take it from its server line).
     pub client_port_given: bool,
     pub client_port_address: Option<String>,
@@ -99,9 +103,11 @@ pub struct Config {
     pub quorum: QuorumKeys,
     /// From `dataDir/myid` when server lines exist.
     pub my_id: Option<u64>,
+    /// TLS on the client port, x509/SASL authentication, enforced authentication.
+    pub security: SecurityConfig,
     /// zkd's own keys (`zkd.*`), kept as written.
     pub zkd: BTreeMap<String, String>,
-    /// Every key as written (for `conf`).
+    /// Every key as written (for `icfg`), secrets as "***".
     pub raw: Vec<(String, String)>,
 }
 
@@ -109,7 +115,7 @@ impl Config {
     /// The embedded default: standalone, port 2181, data in ./zkd-data.
     pub fn embedded_default() -> Config {
         let mut c = Config::base(PathBuf::from("./zkd-data"));
-        c.client_port = 2181;
+        c.client_port = Some(2181);
         c
     }
 
@@ -118,7 +124,7 @@ impl Config {
             tick_time_ms: 2000,
             data_log_dir: data_dir.clone(),
             data_dir,
-            client_port: 2181,
+            client_port: Some(2181),
             client_port_given: false,
             client_port_address: None,
             max_client_cnxns: 60,
@@ -158,6 +164,7 @@ impl Config {
             servers: Vec::new(),
             quorum: QuorumKeys::default(),
             my_id: None,
+            security: SecurityConfig::default(),
             zkd: BTreeMap::new(),
             raw: Vec::new(),
         }
@@ -193,8 +200,19 @@ impl Config {
     /// describe as ZooKeeper does (`Loaded::ensemble` is None for a standalone server). TLS/SASL
     /// settings are still refused.
     pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-        let text = std::fs::read_to_string(path)
+        Config::load_with(path, &[])
+    }
+
+    /// `load`, with `props` (system properties given to a Java ZooKeeper, see `jvm_properties`)
+    /// read before the file's own lines, which win.
+    pub fn load_with(path: &Path, props: &[(String, String)]) -> Result<Loaded, ConfigError> {
+        let file = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::Io { path: path.to_owned(), reason: e.to_string() })?;
+        let mut text = String::new();
+        for (k, v) in props {
+            text.push_str(&format!("{k}={v}\n"));
+        }
+        text.push_str(&file);
         let (mut cfg, mut warnings, refusals) = Config::parse_unchecked(&text)?;
         // ZooKeeper 3.5+ reads the server lines from dynamicConfigFile when it is set.
         if let Some(file) = cfg.quorum.dynamic_config_file.clone() {
@@ -273,37 +291,15 @@ impl Config {
         let mut data_dir = None;
         let mut data_log_dir = None;
         let mut client_port = None;
-        let mut security = Vec::new();
-        // enforce.auth.schemes only matters with enforce.auth.enabled=true (itself refused); it is
-        // refused too unless enforce.auth.enabled=false says enforcement is off.
-        let mut enforce_schemes = None;
-        let mut enforce_explicitly_off = false;
+        let mut security = security::SecurityParser::default();
         // ZooKeeper refuses server lines in zoo.cfg beside a dynamicConfigFile.
         let has_dynamic =
             props.iter().any(|(k, _)| k.strip_prefix("zookeeper.").unwrap_or(k) == "dynamicConfigFile");
         for (key, value) in &props {
             let v = value.trim();
             let k = key.strip_prefix("zookeeper.").unwrap_or(key);
-            if k == "enforce.auth.schemes" {
-                if !v.is_empty() {
-                    enforce_schemes = Some(key.clone());
-                }
+            if security.take(key, k, v) {
                 continue;
-            }
-            if k == "enforce.auth.enabled" && !on(v) {
-                enforce_explicitly_off = true;
-            }
-            match security_key(k, v) {
-                Some(Security::Refuse) => {
-                    security.push(describe(key, k, v));
-                    continue;
-                }
-                Some(Security::Off) => continue,
-                Some(Security::Ignored(why)) => {
-                    warnings.push(format!("{key}={v} ignored: {why}"));
-                    continue;
-                }
-                None => {}
             }
             match k {
                 "tickTime" => c.tick_time_ms = num(key, v)?,
@@ -430,13 +426,18 @@ impl Config {
         }
         c.data_dir = data_dir.ok_or(ConfigError::Missing("dataDir"))?;
         c.data_log_dir = data_log_dir.unwrap_or_else(|| c.data_dir.clone());
+        let (sec, refusals, sec_warnings) = security.finish();
+        warnings.extend(sec_warnings);
         c.client_port_given = client_port.is_some();
         c.client_port = match client_port {
-            Some(p) => p,
+            Some(p) => Some(p),
+            // secureClientPort alone: ZooKeeper then serves TLS only.
+            None if sec.secure_client_port.is_some() => None,
             // A standalone ZooKeeper refuses to start without clientPort.
             None if c.servers.is_empty() => return Err(ConfigError::Missing("clientPort")),
-            None => 2181,
+            None => Some(2181),
         };
+        c.security = sec;
         if c.tick_time_ms == 0 {
             return Err(bad("tickTime", "0", "a positive number of milliseconds"));
         }
@@ -447,28 +448,19 @@ impl Config {
                 c.max_session_timeout_ms()
             )));
         }
-        c.raw = props;
-        if let Some(key) = enforce_schemes.filter(|_| !enforce_explicitly_off) {
-            security.push(key);
-        }
-        let mut refusals = Vec::new();
-        if !security.is_empty() {
-            refusals.push(format!(
-                "{} {} TLS or SASL, and TLS/SASL are not supported yet by this build: remove {} to \
-                 serve plain TCP with digest/ip authentication.",
-                security.join(", "),
-                if security.len() == 1 { "asks for" } else { "ask for" },
-                if security.len() == 1 { "it" } else { "them" },
-            ));
-        }
+        // What `icfg` and friends show: a secret (a key ending in "password") only as "***".
+        c.raw = props
+            .into_iter()
+            .map(|(k, v)| if is_secret_key(&k) { (k, "***".to_owned()) } else { (k, v) })
+            .collect();
         Ok((c, warnings, refusals))
     }
 
     /// `conf` four-letter word lines, in ZooKeeper's order and format.
     pub fn to_conf_lines(&self) -> Vec<String> {
         let mut v = vec![
-            format!("clientPort={}", self.client_port),
-            format!("secureClientPort=-1"),
+            format!("clientPort={}", self.client_port.map_or(-1, i32::from)),
+            format!("secureClientPort={}", self.security.secure_client_port.map_or(-1, i32::from)),
             format!("dataDir={}", self.data_dir.join("version-2").display()),
             format!("dataDirSize=0"),
             format!("dataLogDir={}", self.data_log_dir.join("version-2").display()),
@@ -481,83 +473,6 @@ impl Config {
         ];
         v.push(format!("serverId={}", self.my_id.unwrap_or(0)));
         v
-    }
-}
-
-/// What zkd does with a key that belongs to ZooKeeper's TLS/SASL machinery.
-#[derive(Debug, PartialEq, Eq)]
-enum Security {
-    /// It turns TLS or SASL on (or configures them): refused.
-    Refuse,
-    /// Explicitly off, empty, or the plain-TCP default: accepted.
-    Off,
-    /// Not TLS/SASL after all, and without effect in zkd: a warning.
-    Ignored(&'static str),
-}
-
-/// ZooKeeper 3.8's boolean parsing is `Boolean.parseBoolean` (only "true" is true); "yes" is
-/// taken as on too, so that a switch meant to be on is never accepted as off.
-fn on(v: &str) -> bool {
-    v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("yes")
-}
-
-/// The built-in authentication providers zkd implements (digest, ip); naming them in
-/// `authProvider.N` changes nothing.
-const BUILTIN_AUTH_PROVIDERS: [&str; 2] = [
-    "org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
-    "org.apache.zookeeper.server.auth.IPAuthenticationProvider",
-];
-
-/// Classifies a key (without its `zookeeper.` prefix) that ZooKeeper 3.8 reads for TLS or SASL:
-/// `QuorumPeerConfig` (secureClientPort[Address], sslQuorum, portUnification, quorum.auth.*),
-/// `X509Util` / `ClientX509Util` / `QuorumX509Util` (`zookeeper.ssl.*`, `zookeeper.ssl.quorum.*`),
-/// `ProviderRegistry` (`zookeeper.authProvider.*`), `AuthenticationHelper`
-/// (`zookeeper.enforce.auth.*`, `zookeeper.sessionRequireClientSASLAuth`), `ServerCnxnFactory`
-/// (`zookeeper.serverCnxnFactory`), `ZKClientConfig` (`zookeeper.client.secure`). None: not such a
-/// key.
-fn security_key(k: &str, v: &str) -> Option<Security> {
-    let set = |refuse: bool| Some(if refuse { Security::Refuse } else { Security::Off });
-    match k {
-        // secureClientPort=0 is ZooKeeper's "no secure port".
-        "secureClientPort" => set(!v.is_empty() && v != "0"),
-        "sslQuorum"
-        | "sslQuorumReloadCertFiles"
-        | "portUnification"
-        | "client.portUnification"
-        | "admin.portUnification"
-        | "client.secure"
-        | "enforce.auth.enabled"
-        | "sessionRequireClientSASLAuth"
-        | "quorum.auth.enableSasl"
-        | "quorum.auth.learnerRequireSasl"
-        | "quorum.auth.serverRequireSasl" => set(on(v)),
-        "secureClientPortAddress"
-        | "requireClientAuthScheme"
-        | "superUser"
-        | "X509AuthenticationProvider.superUser" => set(!v.is_empty()),
-        "serverCnxnFactory" => {
-            if v.contains("NettyServerCnxnFactory") {
-                Some(Security::Refuse)
-            } else if v.is_empty() || v == "org.apache.zookeeper.server.NIOServerCnxnFactory" {
-                Some(Security::Off)
-            } else {
-                Some(Security::Ignored("zkd has its own connection layer (plain TCP)"))
-            }
-        }
-        _ if k.starts_with("ssl.") || k.starts_with("quorum.auth.") => set(!v.is_empty()),
-        _ if k.starts_with("authProvider.") => set(!v.is_empty() && !BUILTIN_AUTH_PROVIDERS.contains(&v)),
-        _ => None,
-    }
-}
-
-/// A refused key as the message names it: with its value where the value is the point (a class
-/// name, a switch), without it where it may be a secret or a path.
-fn describe(key: &str, k: &str, v: &str) -> String {
-    let secret_or_path = k.starts_with("ssl.") || k.starts_with("quorum.auth.") || k.contains("superUser");
-    if secret_or_path || v.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{key}={v}")
     }
 }
 
@@ -575,6 +490,22 @@ fn boolean(key: &str, v: &str) -> Result<bool, ConfigError> {
         "false" | "no" => Ok(false),
         _ => Err(bad(key, v, "true or false")),
     }
+}
+
+/// The `-Dzookeeper.*=value` system properties of `JVMFLAGS` and `SERVER_JVMFLAGS` (in that
+/// order, as zkServer.sh hands them to the JVM), which a Java ZooKeeper reads like zoo.cfg keys
+/// (zoo.cfg keys it does not know become `zookeeper.*` properties): SASL and TLS set-ups often
+/// put `-Dzookeeper.authProvider.1=...` or `-Dzookeeper.sessionRequireClientSASLAuth=true` there.
+pub fn jvm_properties(jvmflags: Option<&str>, server_jvmflags: Option<&str>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for flags in [jvmflags, server_jvmflags].into_iter().flatten() {
+        for tok in flags.split_whitespace() {
+            if let Some((k, v)) = tok.strip_prefix("-Dzookeeper.").and_then(|kv| kv.split_once('=')) {
+                out.push((format!("zookeeper.{k}"), v.trim_matches(|c| c == '"' || c == '\'').to_owned()));
+            }
+        }
+    }
+    out
 }
 
 /// Reads `dataDir/myid` as ZooKeeper does.
@@ -628,7 +559,7 @@ mod tests {
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/zookeeper"));
         assert_eq!(c.data_log_dir, c.data_dir);
-        assert_eq!((c.client_port, c.tick_time_ms), (2181, 2000));
+        assert_eq!((c.client_port, c.tick_time_ms), (Some(2181), 2000));
         assert_eq!((c.min_session_timeout_ms(), c.max_session_timeout_ms()), (4000, 40000));
         assert_eq!(c.max_client_cnxns, 60);
         assert_eq!(c.jute_max_buffer, 1048575);
@@ -714,7 +645,7 @@ mod tests {
                 .unwrap();
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(c.servers.len(), 1);
-        assert_eq!(c.client_port, 2181);
+        assert_eq!(c.client_port, Some(2181));
     }
 
     #[test]
@@ -750,63 +681,68 @@ mod tests {
     }
 
     #[test]
-    fn tls_and_sasl_settings_are_refused_naming_the_key() {
+    fn quorum_tls_sasl_and_java_only_settings_are_refused_naming_the_key() {
         let base = "dataDir=/d\nclientPort=2181\n";
         for (line, named) in [
-            ("secureClientPort=2281", "secureClientPort=2281"),
-            ("secureClientPortAddress=0.0.0.0", "secureClientPortAddress=0.0.0.0"),
-            ("ssl.keyStore.location=/k.jks", "ssl.keyStore.location"),
-            ("ssl.keyStore.password=hunter2", "ssl.keyStore.password"),
-            ("ssl.trustStore.location=/t.jks", "ssl.trustStore.location"),
-            ("ssl.trustStore.type=PKCS12", "ssl.trustStore.type"),
-            ("ssl.clientAuth=need", "ssl.clientAuth"),
-            ("ssl.protocol=TLSv1.3", "ssl.protocol"),
-            ("ssl.authProvider=x509", "ssl.authProvider"),
-            ("ssl.quorum.keyStore.location=/q.jks", "ssl.quorum.keyStore.location"),
-            ("zookeeper.ssl.hostnameVerification=false", "zookeeper.ssl.hostnameVerification"),
-            ("serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory", "serverCnxnFactory="),
+            ("sslQuorum=true", "sslQuorum=true ask"),
+            ("ssl.quorum.keyStore.location=/q.jks", "ssl.quorum.keyStore.location asks"),
+            ("quorum.auth.enableSasl=true", "quorum.auth.enableSasl=true asks"),
             (
-                "zookeeper.serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
-                "zookeeper.serverCnxnFactory=",
+                "quorum.auth.kerberos.servicePrincipal=zkquorum/host",
+                "quorum.auth.kerberos.servicePrincipal=zkquorum/host asks",
             ),
-            (
-                "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
-                "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
-            ),
-            (
-                "authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider",
-                "authProvider.x509=",
-            ),
+            ("portUnification=true", "portUnification=true asks"),
+            ("authProvider.1=com.example.Custom", "authProvider.1=com.example.Custom names a Java"),
             (
                 "zookeeper.authProvider.sasl=com.example.Custom",
-                "zookeeper.authProvider.sasl=com.example.Custom",
+                "zookeeper.authProvider.sasl=com.example.Custom names",
             ),
-            ("enforce.auth.enabled=true", "enforce.auth.enabled=true"),
-            ("zookeeper.enforce.auth.enabled=TRUE", "zookeeper.enforce.auth.enabled=TRUE"),
-            ("enforce.auth.schemes=sasl", "enforce.auth.schemes"),
-            ("sessionRequireClientSASLAuth=true", "sessionRequireClientSASLAuth=true"),
-            ("zookeeper.sessionRequireClientSASLAuth=true", "zookeeper.sessionRequireClientSASLAuth=true"),
-            ("requireClientAuthScheme=sasl", "requireClientAuthScheme=sasl"),
-            ("quorum.auth.enableSasl=true", "quorum.auth.enableSasl"),
-            ("quorum.auth.learnerRequireSasl=true", "quorum.auth.learnerRequireSasl"),
-            ("quorum.auth.serverRequireSasl=true", "quorum.auth.serverRequireSasl"),
-            ("quorum.auth.kerberos.servicePrincipal=zkquorum/host", "quorum.auth.kerberos.servicePrincipal"),
-            ("sslQuorum=true", "sslQuorum=true"),
-            ("portUnification=true", "portUnification=true"),
-            ("client.portUnification=true", "client.portUnification=true"),
-            ("client.secure=true", "client.secure=true"),
-            ("zookeeper.client.secure=true", "zookeeper.client.secure=true"),
-            ("X509AuthenticationProvider.superUser=CN=admin", "X509AuthenticationProvider.superUser"),
+            (
+                "ssl.context.supplier.class=com.example.Ctx",
+                "ssl.context.supplier.class=com.example.Ctx names a Java class",
+            ),
+            ("ssl.crl=true", "ssl.crl=true asks for certificate revocation"),
+            ("enforce.auth.enabled=true", "enforce.auth.enabled is true but enforce.auth.schemes is empty"),
+            ("sessionRequireClientSASLAuth=true", "enforce.auth.schemes names sasl"),
+            (
+                "secureClientPortAddress=0.0.0.0",
+                "secureClientPortAddress is set but secureClientPort is not set",
+            ),
         ] {
             let m = unsupported(&format!("{base}{line}\n"));
             assert!(m.starts_with(named), "{line}: {m}");
-            assert!(m.contains("TLS/SASL are not supported yet by this build"), "{line}: {m}");
         }
+        // The quorum's keys name the reason once.
+        let m = unsupported(&format!("{base}sslQuorum=true\nquorum.auth.enableSasl=true\n"));
+        assert!(m.contains("between ensemble members, which this build does not support yet"), "{m}");
         // Secrets are never echoed.
-        assert!(!unsupported(&format!("{base}ssl.keyStore.password=hunter2\n")).contains("hunter2"));
-        // Several keys: one sentence naming each.
-        let m = unsupported(&format!("{base}secureClientPort=2281\nssl.keyStore.location=/k\n"));
-        assert!(m.starts_with("secureClientPort=2281, ssl.keyStore.location ask for TLS or SASL"), "{m}");
+        let m = unsupported(&format!(
+            "{base}secureClientPort=2281\nssl.keyStore.location=/k.jks\nssl.keyStore.password=hunter2\nssl.clientAuth=none\n"
+        ));
+        assert!(m.contains("keytool -importkeystore") && !m.contains("hunter2"), "{m}");
+    }
+
+    #[test]
+    fn client_tls_and_sasl_settings_are_accepted() {
+        let text = "dataDir=/d\nsecureClientPort=2281\n\
+                    serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
+                    ssl.keyStore.location=/k/server.pem\nssl.keyStore.password=hunter2\n\
+                    ssl.trustStore.location=/k/ca.pem\nssl.clientAuth=want\n\
+                    ssl.hostnameVerification=false\n\
+                    authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider\n\
+                    authProvider.sasl=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n\
+                    zookeeper.sessionRequireClientSASLAuth=true\nX509AuthenticationProvider.superUser=CN=admin\n";
+        let (c, w) = Config::parse_str(text, Path::new(".")).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.client_port, None, "secureClientPort alone: TLS only");
+        assert_eq!(c.security.secure_client_port, Some(2281));
+        assert!(c.security.x509_provider && c.security.sasl_provider && c.security.sasl_auth_required());
+        assert_eq!(c.security.x509_super_user.as_deref(), Some("CN=admin"));
+        assert_eq!(
+            c.to_conf_lines()[..2],
+            ["clientPort=-1".to_string(), "secureClientPort=2281".to_string()]
+        );
+        assert!(!format!("{c:?}").contains("hunter2"), "Debug never shows a password");
     }
 
     #[test]
@@ -816,22 +752,25 @@ mod tests {
             "zookeeper.enforce.auth.enabled=false\nzookeeper.enforce.auth.schemes=sasl",
             "sessionRequireClientSASLAuth=false",
             "serverCnxnFactory=org.apache.zookeeper.server.NIOServerCnxnFactory",
+            "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
             "secureClientPort=0",
             "sslQuorum=false",
             "portUnification=false",
             "admin.portUnification=false",
-            "client.secure=false",
+            "client.secure=true",
             "quorum.auth.enableSasl=false",
             "ssl.keyStore.location=",
             "authProvider.1=org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
             "authProvider.2=org.apache.zookeeper.server.auth.IPAuthenticationProvider",
+            "authProvider.sasl=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
             "zookeeper.DigestAuthenticationProvider.superDigest=super:abc",
+            "superUser=bob",
         ] {
             let (_, w) = Config::parse_str(&format!("dataDir=/d\nclientPort=1\n{line}\n"), Path::new("."))
                 .unwrap_or_else(|e| panic!("{line:?} must be accepted: {e}"));
             assert!(w.is_empty(), "{line}: {w:?}");
         }
-        // Another connection factory is not TLS: a warning, not a refusal.
+        // Another connection factory: a warning, not a refusal.
         let (_, w) = Config::parse_str(
             "dataDir=/d\nclientPort=1\nserverCnxnFactory=com.example.Mine\n",
             Path::new("."),
@@ -841,15 +780,33 @@ mod tests {
     }
 
     #[test]
-    fn an_ensemble_with_tls_reports_only_tls() {
+    fn an_ensemble_with_quorum_tls_reports_the_quorum_keys() {
         let e = Config::parse_str(
-            "dataDir=/d\ninitLimit=1\nsyncLimit=1\nserver.1=a:1:2\nserver.2=b:1:2\nsecureClientPort=2281\n",
+            "dataDir=/d\ninitLimit=1\nsyncLimit=1\nserver.1=a:1:2\nserver.2=b:1:2\nsslQuorum=true\n",
             Path::new("."),
         )
         .unwrap_err();
         let ConfigError::Unsupported(s) = e else { panic!("{e:?}") };
         assert_eq!(s.len(), 1, "{s:?}");
-        assert!(s[0].contains("TLS/SASL"), "{s:?}");
+        assert!(s[0].contains("between ensemble members"), "{s:?}");
+    }
+
+    #[test]
+    fn jvm_flags_are_read_as_keys_before_the_file() {
+        let props = jvm_properties(
+            Some("-Xmx1g -Dzookeeper.authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider"),
+            Some("-Djava.security.auth.login.config=/j.conf -Dzookeeper.sessionRequireClientSASLAuth=true"),
+        );
+        assert_eq!(props.len(), 2);
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join("zoo.cfg");
+        std::fs::write(&cfg, "dataDir=/d\nclientPort=1\n").unwrap();
+        let (c, _) = Config::load_with(&cfg, &props).map(|l| (l.config, l.warnings)).unwrap();
+        assert!(c.security.sasl_auth_required() && c.security.sasl_provider);
+        // The file wins over a property.
+        std::fs::write(&cfg, "dataDir=/d\nclientPort=1\nsessionRequireClientSASLAuth=false\n").unwrap();
+        let (c, _) = Config::load_with(&cfg, &props).map(|l| (l.config, l.warnings)).unwrap();
+        assert!(!c.security.enforce_auth);
     }
 
     #[test]

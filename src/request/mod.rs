@@ -4,6 +4,7 @@
 pub mod acl;
 pub mod prep;
 pub mod read;
+pub mod sasl;
 
 use crate::proto::jute::{Record, Writer};
 use crate::proto::ops::MULTI_END;

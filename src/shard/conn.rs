@@ -1,4 +1,6 @@
-//! One client connection: framing, the handshake, per-session FIFO of replies, the writer task.
+//! One client connection: framing, the handshake, per-session FIFO of replies, the writer task;
+//! TLS (a rustls state machine fed from and flushed to the io_uring socket, on this shard), and
+//! authentication: digest and x509 `addauth`, SASL DIGEST-MD5 (opcode 102), enforced schemes.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -21,7 +23,19 @@ use crate::proto::{
     xid, ConnectRequest, ErrorCode, EventType, Id, KeeperState, OpCode, ReplyHeader, RequestHeader,
     WatcherEvent,
 };
+use crate::request::sasl::{DigestMd5Server, SaslStep};
 use crate::tree::WatcherId;
+
+/// How the port a connection came in on speaks.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Wire {
+    /// The plain client port.
+    Plain,
+    /// `secureClientPort`: TLS from the first byte.
+    Tls,
+    /// `client.portUnification`: TLS if the first byte starts a TLS handshake, plain otherwise.
+    Unified,
+}
 
 /// Reply-queue entries, in request order.
 pub enum Slot {
@@ -70,6 +84,13 @@ pub struct Conn {
     drained: super::notify::LocalNotify,
     /// The shard's "a request was answered" signal.
     answered_signal: Rc<super::notify::LocalNotify>,
+    /// The TLS session, for a TLS connection (reader and writer take it in turn, never across
+    /// an await).
+    tls: RefCell<Option<rustls::ServerConnection>>,
+    /// The TLS handshake finished and the client's certificate (if any) was turned into its id.
+    tls_established: Cell<bool>,
+    /// The SASL exchange in progress or done (DIGEST-MD5).
+    sasl: RefCell<Option<DigestMd5Server>>,
 }
 
 /// ZooKeeper's `updatelatency` covers requests that change state (txns); the rest are reads.
@@ -80,7 +101,7 @@ fn is_update(opcode: i32) -> bool {
 /// Largest reply backlog a connection may hold before the shard stops reading from it.
 const OUT_MAX_BYTES: usize = 4 << 20;
 
-pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
+pub fn start(shard: &Rc<Shard>, stream: TcpStream, wire: Wire) {
     let peer = match stream.peer_addr() {
         Ok(p) => p,
         Err(_) => return,
@@ -119,7 +140,14 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
         probe: shard.probe.clone(),
         drained: Default::default(),
         answered_signal: shard.answered.clone(),
+        tls: RefCell::new(None),
+        tls_established: Cell::new(false),
+        sasl: RefCell::new(None),
     });
+    if wire == Wire::Tls && !conn.begin_tls(shard) {
+        shard.limits.release(peer.ip(), false);
+        return;
+    }
     shard.conns.borrow_mut().insert(id, conn.clone());
     shard.ops.register(conn.stats.clone());
     shard.probe.conn_opened();
@@ -131,6 +159,15 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
         while wake_rx.recv().await.is_some() {
             loop {
                 let buf = std::mem::take(&mut *c.out.borrow_mut());
+                // TLS: the plaintext goes through the session; what leaves is its records
+                // (and any handshake message the reader left for the writer).
+                let buf = match c.seal(buf) {
+                    Ok(b) => b,
+                    Err(()) => {
+                        c.closed.set(true);
+                        break;
+                    }
+                };
                 if buf.is_empty() {
                     break;
                 }
@@ -153,6 +190,9 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
                 break;
             }
         }
+        if let Some(bye) = c.close_notify() {
+            let _ = wr.write_all(&bye).await;
+        }
         let _ = wr.flush().await;
         c.drained.notify_all();
         // Wakes the reader (its pending read returns 0) so it can clean up.
@@ -168,6 +208,8 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
         let mut first = true;
         let mut four_letter = false;
         let max = s.settings.jute_max_buffer;
+        let mut wire = wire;
+        let mut raw: Vec<u8> = Vec::new();
         'read: while !c.closed.get() {
             if c.out.borrow().len() > OUT_MAX_BYTES {
                 // Back-pressure: a client that does not read its replies stops being read until
@@ -194,18 +236,49 @@ pub fn start(shard: &Rc<Shard>, stream: TcpStream) {
                 s.probe.set_backpressured(false);
             }
             c.stats.not_reading.store(false, std::sync::atomic::Ordering::Relaxed);
-            let spare = fb.spare(16 * 1024);
-            let spare_len = spare.len();
-            let n = match rd.read(spare).await {
-                Ok(0) | Err(_) => {
-                    fb.filled(spare_len, 0);
+            if wire == Wire::Plain {
+                let spare = fb.spare(16 * 1024);
+                let spare_len = spare.len();
+                let n = match rd.read(spare).await {
+                    Ok(0) | Err(_) => {
+                        fb.filled(spare_len, 0);
+                        break;
+                    }
+                    Ok(n) => n,
+                };
+                c.arrived.set(std::time::Instant::now());
+                s.probe.add(crate::metrics::Counter::BytesReceived, n as u64);
+                fb.filled(spare_len, n);
+            } else {
+                // Ciphertext (or, on a unified port, the first bytes that decide).
+                raw.resize(16 * 1024, 0);
+                let n = match rd.read(&mut raw).await {
+                    Ok(0) | Err(_) => {
+                        c.tls_eof();
+                        break;
+                    }
+                    Ok(n) => n,
+                };
+                c.arrived.set(std::time::Instant::now());
+                s.probe.add(crate::metrics::Counter::BytesReceived, n as u64);
+                if wire == Wire::Unified {
+                    if crate::tls::looks_like_tls(raw[0]) {
+                        wire = Wire::Tls;
+                        if !c.begin_tls(&s) {
+                            break;
+                        }
+                    } else {
+                        wire = Wire::Plain;
+                        let spare = fb.spare(n);
+                        let spare_len = spare.len();
+                        spare[..n].copy_from_slice(&raw[..n]);
+                        fb.filled(spare_len, n);
+                    }
+                }
+                if wire == Wire::Tls && c.open_tls(&s, &raw[..n], &mut fb).is_err() {
                     break;
                 }
-                Ok(n) => n,
-            };
-            c.arrived.set(std::time::Instant::now());
-            s.probe.add(crate::metrics::Counter::BytesReceived, n as u64);
-            fb.filled(spare_len, n);
+            }
             loop {
                 match fb.next_span(max, &mut first) {
                     Ok(None) => break,
@@ -439,6 +512,14 @@ impl Conn {
         shard.touch(session);
         let zxid = shard.tree.last_processed_zxid();
         let opcode = hdr.op_type;
+        // ZooKeeperServer.processPacket: auth and SASL requests are handled before the
+        // enforcement check; everything else (pings too) must come from an authenticated session.
+        if opcode == OpCode::Sasl as i32 {
+            return self.on_sasl(shard, hdr.xid, r.rest());
+        }
+        if opcode != OpCode::Auth as i32 {
+            self.enforce_auth(shard, hdr.xid)?;
+        }
         let req = match Request::decode(opcode, r.rest()) {
             Ok(req) => req,
             Err(e) => {
@@ -464,6 +545,7 @@ impl Conn {
                     self.enqueue_done(reply(hdr.xid, 0, ErrorCode::Ok));
                 } else {
                     shard.probe.add(crate::metrics::Counter::AuthFailed, 1);
+                    shard.limits.auth_failed(self.peer.ip());
                     self.enqueue_done(reply(hdr.xid, 0, ErrorCode::AuthFailed));
                     self.close_after_flush.set(true);
                     self.flush_done();
@@ -535,7 +617,7 @@ impl Conn {
 
     fn authenticate(&self, shard: &Shard, scheme: &str, auth: &[u8]) -> bool {
         match scheme {
-            "digest" => {
+            "digest" if shard.settings.auth.digest_enabled => {
                 let Ok(text) = std::str::from_utf8(auth) else { return false };
                 let Some((user, _)) = text.split_once(':') else { return false };
                 let digest = crate::request::acl::digest_id(text);
@@ -553,9 +635,281 @@ impl Conn {
                 true
             }
             "ip" => true, // the ip id was added at accept time
+            // X509AuthenticationProvider: succeeds when the TLS handshake verified a client
+            // certificate (its id was added then).
+            "x509" => self.auth.borrow().iter().any(|i| i.scheme == "x509"),
             _ => false,
         }
     }
+
+    /// Starts the TLS session of a connection on a TLS port. False: no TLS configuration (the
+    /// connection is dropped).
+    fn begin_tls(&self, shard: &Shard) -> bool {
+        let Some(ctx) = &shard.tls else {
+            tracing::error!("a TLS connection from {} without a TLS configuration", self.peer);
+            return false;
+        };
+        match rustls::ServerConnection::new(ctx.server_config()) {
+            Ok(mut t) => {
+                // Our own bound on unsent output (OUT_MAX_BYTES) applies before rustls sees it.
+                t.set_buffer_limit(None);
+                *self.tls.borrow_mut() = Some(t);
+                true
+            }
+            Err(e) => {
+                tracing::error!("cannot start a TLS session for {}: {e}", self.peer);
+                false
+            }
+        }
+    }
+
+    /// Feeds ciphertext to the TLS session; its plaintext lands in `fb`. Err: the connection
+    /// ends (one line was logged, and rustls's alert is left for the writer to send).
+    fn open_tls(&self, shard: &Shard, mut data: &[u8], fb: &mut FrameBuf) -> Result<(), ()> {
+        let mut guard = self.tls.borrow_mut();
+        let Some(t) = guard.as_mut() else { return Err(()) };
+        while !data.is_empty() {
+            if let Err(e) = t.read_tls(&mut data) {
+                tracing::warn!("TLS connection from {} closed: {e}", self.peer);
+                return Err(());
+            }
+            let state = match t.process_new_packets() {
+                Ok(st) => st,
+                Err(e) => {
+                    let handshaking = t.is_handshaking();
+                    drop(guard);
+                    self.tls_failed(shard, handshaking, &e);
+                    return Err(());
+                }
+            };
+            let mut left = state.plaintext_bytes_to_read();
+            while left > 0 {
+                let spare = fb.spare(left);
+                let spare_len = spare.len();
+                let n = std::io::Read::read(&mut t.reader(), spare).unwrap_or(0);
+                fb.filled(spare_len, n);
+                if n == 0 {
+                    break;
+                }
+                left = left.saturating_sub(n);
+            }
+        }
+        let established = !t.is_handshaking() && !self.tls_established.get();
+        let chain: Option<Vec<Vec<u8>>> = if established {
+            t.peer_certificates().map(|c| c.iter().map(|d| d.to_vec()).collect())
+        } else {
+            None
+        };
+        let wants_write = t.wants_write();
+        drop(guard);
+        if wants_write {
+            let _ = self.wake_writer.try_send(());
+        }
+        if established {
+            self.tls_established.set(true);
+            self.x509_login(shard, chain)?;
+        }
+        Ok(())
+    }
+
+    /// The handshake failed (a certificate that is expired or from an unknown CA, bytes that are
+    /// not TLS): one line naming the peer and rustls's reason; the alert goes out, then the
+    /// connection closes.
+    fn tls_failed(&self, shard: &Shard, handshaking: bool, e: &rustls::Error) {
+        shard.probe.add(crate::metrics::Counter::AuthFailed, 1);
+        shard.limits.auth_failed(self.peer.ip());
+        if handshaking {
+            tracing::warn!("Unsuccessful TLS handshake with {}: {e}", self.peer);
+        } else {
+            tracing::warn!(
+                "TLS error on the connection from {} (session 0x{:x}): {e}",
+                self.peer,
+                self.session.get()
+            );
+        }
+        self.close_after_flush.set(true);
+        let _ = self.wake_writer.try_send(());
+    }
+
+    /// The peer closed the socket.
+    fn tls_eof(&self) {
+        if self.tls.borrow().as_ref().is_some_and(|t| t.is_handshaking()) {
+            tracing::info!("{} closed the connection during the TLS handshake", self.peer);
+        }
+    }
+
+    /// NettyServerCnxnFactory.CertificateVerifier: a verified client certificate makes the
+    /// connection `x509:<subject DN>` (and `super` if it is X509AuthenticationProvider's
+    /// superUser). No certificate (clientAuth=want/none): nothing to add.
+    fn x509_login(&self, shard: &Shard, chain: Option<Vec<Vec<u8>>>) -> Result<(), ()> {
+        let Some(chain) = chain.filter(|c| !c.is_empty()) else { return Ok(()) };
+        let der: Vec<rustls::pki_types::CertificateDer<'_>> =
+            chain.iter().map(|c| rustls::pki_types::CertificateDer::from(c.as_slice())).collect();
+        let Some(dn) = crate::tls::client_id(&der) else {
+            shard.limits.auth_failed(self.peer.ip());
+            tracing::error!(
+                "Authentication failed for {}: its certificate's subject cannot be read",
+                self.peer
+            );
+            self.close();
+            return Err(());
+        };
+        let mut ids = (**self.auth.borrow()).clone();
+        if shard.settings.auth.x509_super_user.as_deref() == Some(dn.as_str()) {
+            ids.push(Id { scheme: "super".into(), id: dn.clone() });
+            tracing::info!("Authenticated Id '{dn}' as super user");
+        }
+        tracing::info!("Authenticated Id '{dn}' for Scheme 'x509' ({})", self.peer);
+        ids.push(Id { scheme: "x509".into(), id: dn });
+        *self.auth.borrow_mut() = Arc::new(ids);
+        Ok(())
+    }
+
+    /// The bytes to put on the socket for `plain`: itself on a plain connection; on a TLS one,
+    /// its records plus whatever the session has to send (handshake messages, alerts).
+    fn seal(&self, plain: Vec<u8>) -> Result<Vec<u8>, ()> {
+        let mut guard = self.tls.borrow_mut();
+        let Some(t) = guard.as_mut() else { return Ok(plain) };
+        if !plain.is_empty() && std::io::Write::write_all(&mut t.writer(), &plain).is_err() {
+            return Err(());
+        }
+        let mut out = Vec::new();
+        while t.wants_write() {
+            if t.write_tls(&mut out).is_err() {
+                return Err(());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The close_notify alert of a TLS connection that is closing.
+    fn close_notify(&self) -> Option<Vec<u8>> {
+        let mut guard = self.tls.borrow_mut();
+        let t = guard.as_mut()?;
+        if t.is_handshaking() {
+            // A failed handshake's alert was sent with the last flush.
+            return None;
+        }
+        t.send_close_notify();
+        let mut out = Vec::new();
+        while t.wants_write() {
+            if t.write_tls(&mut out).is_err() {
+                break;
+            }
+        }
+        Some(out)
+    }
+
+    /// The SASL request (opcode 102), as ZooKeeperServer.processSasl answers it: the next token
+    /// of the DIGEST-MD5 exchange, `sasl:<user>` (and `super` for zookeeper.superUser) once it
+    /// completes; a failure answers AuthFailed (SessionClosedRequireSaslAuth when SASL is
+    /// enforced) and closes the connection.
+    fn on_sasl(&self, shard: &Shard, xid: i32, body: &[u8]) -> Result<(), String> {
+        let token = match crate::proto::GetSaslRequest::decode(&mut Reader::new(body)) {
+            Ok(r) => r.token,
+            Err(e) => {
+                self.enqueue_done(reply(xid, 0, ErrorCode::MarshallingError));
+                tracing::debug!("SASL request from {} rejected: {e}", self.peer);
+                return Ok(());
+            }
+        };
+        let auth = &shard.settings.auth;
+        // Without a JAAS login ZooKeeper has no SASL server: the request is answered OK, with
+        // no token.
+        let Some(users) = &auth.sasl else {
+            tracing::error!("SASL request from {}, but no JAAS file configures SASL (-Djava.security.auth.login.config in SERVER_JVMFLAGS, or zkd serve --jaas-config)", self.peer);
+            self.enqueue_done(sasl_reply(xid, ErrorCode::Ok, None));
+            return Ok(());
+        };
+        let step = {
+            let mut server = self.sasl.borrow_mut();
+            let server = server.get_or_insert_with(|| DigestMd5Server::new(nonce()));
+            server.step(&token, users)
+        };
+        match step {
+            Ok(SaslStep::Challenge(t)) => self.enqueue_done(sasl_reply(xid, ErrorCode::Ok, Some(&t))),
+            Ok(SaslStep::Complete { token, authorization_id }) => {
+                tracing::info!(
+                    "Session 0x{:x}: adding SASL authorization for authorizationID: {authorization_id}",
+                    self.session.get()
+                );
+                let mut ids = (**self.auth.borrow()).clone();
+                let id = Id { scheme: "sasl".into(), id: authorization_id.clone() };
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+                if auth.sasl_super_users.contains(&authorization_id) {
+                    ids.push(Id { scheme: "super".into(), id: String::new() });
+                    tracing::info!(
+                        "Session 0x{:x}: Authenticated Id '{authorization_id}' as super user",
+                        self.session.get()
+                    );
+                }
+                *self.auth.borrow_mut() = Arc::new(ids);
+                self.enqueue_done(sasl_reply(xid, ErrorCode::Ok, Some(&token)));
+            }
+            Err(e) => {
+                shard.probe.add(crate::metrics::Counter::AuthFailed, 1);
+                shard.limits.auth_failed(self.peer.ip());
+                tracing::warn!("Client {} failed to SASL authenticate: {e}", self.peer);
+                if auth.allow_sasl_failed_clients && !auth.sasl_auth_required() {
+                    self.enqueue_done(sasl_reply(xid, ErrorCode::Ok, None));
+                    return Ok(());
+                }
+                let err = if auth.sasl_auth_required() {
+                    ErrorCode::SessionClosedRequireSasl
+                } else {
+                    ErrorCode::AuthFailed
+                };
+                self.queue.borrow_mut().push_back(Slot::Done(sasl_reply(xid, err, None)));
+                self.close_after_flush.set(true);
+                self.flush_done();
+                return Err(format!("SASL authentication failed ({e})"));
+            }
+        }
+        Ok(())
+    }
+
+    /// AuthenticationHelper.enforceAuthentication: with enforcement on, a session that has no id
+    /// of an enforced scheme gets SessionClosedRequireSaslAuth for its request, and its
+    /// connection is closed.
+    fn enforce_auth(&self, shard: &Shard, xid: i32) -> Result<(), String> {
+        let auth = &shard.settings.auth;
+        if !auth.enforce_auth {
+            return Ok(());
+        }
+        let ids = self.auth.borrow().clone();
+        if ids.iter().any(|i| auth.enforce_schemes.contains(&i.scheme)) {
+            return Ok(());
+        }
+        shard.limits.unauthenticated(self.peer.ip());
+        let schemes: Vec<&str> = ids.iter().map(|i| i.scheme.as_str()).collect();
+        self.queue.borrow_mut().push_back(Slot::Done(reply(xid, 0, ErrorCode::SessionClosedRequireSasl)));
+        self.close_after_flush.set(true);
+        self.flush_done();
+        Err(format!(
+            "client authentication scheme(s) {schemes:?} does not match any of the expected authentication schemes {:?}, closing session 0x{:x}",
+            auth.enforce_schemes,
+            self.session.get()
+        ))
+    }
+}
+
+/// A SASL reply: header, then SetSASLResponse (a null token is a -1 length, as Java sends it).
+fn sasl_reply(xid: i32, err: ErrorCode, token: Option<&[u8]>) -> Vec<u8> {
+    let mut w = crate::proto::jute::Writer::with_capacity(4 + token.map_or(0, <[u8]>::len));
+    w.opt_buffer(token);
+    framed_raw(&ReplyHeader { xid, zxid: 0, err: err as i32 }, &w.into_inner())
+}
+
+/// A fresh DIGEST-MD5 nonce: 32 random bytes, base64 (no quotes or commas), as Java's server
+/// makes it.
+fn nonce() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut b = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut b);
+    base64::engine::general_purpose::STANDARD.encode(b)
 }
 
 /// Events a read fires at once for its own connection (setWatches catching up, delivered

@@ -37,6 +37,11 @@ pub struct IpEntry {
     pub refused: u64,
     pub maxbuffer_rejects: u64,
     pub closed_without_session: u64,
+    /// Failed authentications: TLS handshakes, SASL, digest/x509 `addauth`.
+    pub auth_failures: u64,
+    /// Sessions closed because they had not authenticated with an enforced scheme
+    /// (`enforce.auth.enabled`, `sessionRequireClientSASLAuth`).
+    pub unauthenticated: u64,
     /// Connects in the current one-second window, and when it started.
     sec_start_ms: u64,
     sec_connects: u64,
@@ -170,6 +175,16 @@ impl IpTable {
         }
     }
 
+    /// Counts a failed authentication (TLS handshake, SASL, addauth) from `ip`.
+    pub fn auth_failed(&mut self, ip: IpAddr, now_ms: u64) {
+        self.entry(ip, now_ms).auth_failures += 1;
+    }
+
+    /// Counts a session closed for not having authenticated with an enforced scheme.
+    pub fn unauthenticated(&mut self, ip: IpAddr, now_ms: u64) {
+        self.entry(ip, now_ms).unauthenticated += 1;
+    }
+
     pub fn open(&self, ip: IpAddr) -> u32 {
         self.ips.get(&ip).map_or(0, |e| e.open)
     }
@@ -182,6 +197,8 @@ impl IpTable {
             .filter(|(_, e)| {
                 e.refused > 0
                     || e.maxbuffer_rejects > 0
+                    || e.auth_failures > 0
+                    || e.unauthenticated > 0
                     || e.closed_without_session > 0
                     || e.peak_rate_per_s > self.cfg.churn_threshold_per_s
             })
@@ -199,6 +216,7 @@ impl IpTable {
                 r.entry.rate_per_s,
                 r.entry.closed_without_session,
                 r.entry.maxbuffer_rejects,
+                r.entry.auth_failures + r.entry.unauthenticated,
             ))
         });
         v.truncate(n);
@@ -242,6 +260,14 @@ impl ConnLimits {
     pub fn maxbuffer_rejected(&self, ip: IpAddr) -> Option<u64> {
         let now = self.now_ms();
         self.table.lock().maxbuffer_rejected(ip, now)
+    }
+    pub fn auth_failed(&self, ip: IpAddr) {
+        let now = self.now_ms();
+        self.table.lock().auth_failed(ip, now)
+    }
+    pub fn unauthenticated(&self, ip: IpAddr) {
+        let now = self.now_ms();
+        self.table.lock().unauthenticated(ip, now)
     }
     pub fn offenders(&self, n: usize) -> Vec<IpReport> {
         let now = self.now_ms();

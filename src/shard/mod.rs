@@ -51,7 +51,12 @@ pub struct ShardInit {
     pub bell: Arc<Doorbell>,
     pub bell_rx: StdUnixStream,
     pub settings: Arc<Settings>,
-    pub listener: std::net::TcpListener,
+    /// The plain client port (with `client.portUnification`, TLS too), if configured.
+    pub listener: Option<std::net::TcpListener>,
+    /// `secureClientPort`, if configured.
+    pub secure_listener: Option<std::net::TcpListener>,
+    /// The TLS configuration, when a port speaks TLS.
+    pub tls: Option<Arc<crate::tls::TlsContext>>,
     pub limits: Arc<ConnLimits>,
     pub stop: Arc<AtomicBool>,
     pub probe: Arc<ShardProbe>,
@@ -88,6 +93,7 @@ pub struct Shard {
     pub probe: Arc<ShardProbe>,
     pub metrics: Arc<Metrics>,
     pub ops: Arc<dyn Ops>,
+    pub tls: Option<Arc<crate::tls::TlsContext>>,
     conns: RefCell<HashMap<u64, Rc<Conn>>>,
     next_conn: Cell<u64>,
     touched: RefCell<Vec<i64>>,
@@ -335,10 +341,18 @@ impl Shard {
 
 /// Runs a shard until shutdown. Called on the shard's own (pinned) thread, inside its executor.
 pub async fn run(init: ShardInit) {
-    let listener = unsafe {
+    let own = |l: std::net::TcpListener| unsafe {
         use std::os::fd::{FromRawFd, IntoRawFd};
-        glommio::net::TcpListener::from_raw_fd(init.listener.into_raw_fd())
+        glommio::net::TcpListener::from_raw_fd(l.into_raw_fd())
     };
+    let plain_wire = if init.settings.port_unification { conn::Wire::Unified } else { conn::Wire::Plain };
+    let mut listeners: Vec<(glommio::net::TcpListener, conn::Wire)> = Vec::new();
+    if let Some(l) = init.listener {
+        listeners.push((own(l), plain_wire));
+    }
+    if let Some(l) = init.secure_listener {
+        listeners.push((own(l), conn::Wire::Tls));
+    }
     let bell = init.bell;
     let bell_rx = unsafe {
         use std::os::fd::{FromRawFd, IntoRawFd};
@@ -358,6 +372,7 @@ pub async fn run(init: ShardInit) {
         probe: init.probe,
         metrics: init.metrics,
         ops: init.ops,
+        tls: init.tls,
         conns: RefCell::new(HashMap::new()),
         next_conn: Cell::new(1),
         touched: RefCell::new(Vec::new()),
@@ -392,23 +407,25 @@ pub async fn run(init: ShardInit) {
         .detach();
     }
 
-    let s = shard.clone();
-    glommio::spawn_local(async move {
-        loop {
-            match listener.accept().await {
-                Ok(stream) => conn::start(&s, stream),
-                Err(e) => {
-                    if s.stop.load(Ordering::Acquire) {
-                        break;
+    for (listener, wire) in listeners {
+        let s = shard.clone();
+        glommio::spawn_local(async move {
+            loop {
+                match listener.accept().await {
+                    Ok(stream) => conn::start(&s, stream, wire),
+                    Err(e) => {
+                        if s.stop.load(Ordering::Acquire) {
+                            break;
+                        }
+                        // EMFILE and friends: back off instead of spinning, say why once per pause.
+                        tracing::warn!("shard {}: accept failed: {e}", s.id);
+                        glommio::timer::sleep(Duration::from_millis(100)).await;
                     }
-                    // EMFILE and friends: back off instead of spinning, say why once per pause.
-                    tracing::warn!("shard {}: accept failed: {e}", s.id);
-                    glommio::timer::sleep(Duration::from_millis(100)).await;
                 }
             }
-        }
-    })
-    .detach();
+        })
+        .detach();
+    }
 
     // Inbox loop: this future's end ends the executor.
     let mut bell_rx = bell_rx;
