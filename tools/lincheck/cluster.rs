@@ -439,8 +439,19 @@ impl Cluster {
         Ok(len)
     }
 
+    /// Frees what `fill_disk` took, durably: an unsynced delete would come back after a later
+    /// fs-shutdown (the journal not flushed), and the disk would be full again.
     pub fn unfill_disk(&self, i: usize) -> anyhow::Result<()> {
-        std::fs::remove_file(self.mnt(i)?.join("filler"))?;
+        use std::os::fd::AsRawFd;
+        let mnt = self.mnt(i)?;
+        std::fs::remove_file(mnt.join("filler"))?;
+        let dir = std::fs::File::open(mnt)?;
+        // SAFETY: syncfs on an open descriptor.
+        anyhow::ensure!(
+            unsafe { libc::syncfs(dir.as_raw_fd()) } == 0,
+            "syncfs: {}",
+            std::io::Error::last_os_error()
+        );
         Ok(())
     }
 
