@@ -137,7 +137,7 @@ pub fn run(a: LincheckArgs) -> anyhow::Result<bool> {
             if let Some(p) = &cfg.out {
                 println!("history: {} (replay the faults: --seed {})", p.display(), cfg.seed);
             }
-            Ok(res.report.linearizable())
+            Ok(res.passed())
         }
         LincheckCmd::Check { file, budget } => {
             let h = history::History::read_file(&file)?;

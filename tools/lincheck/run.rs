@@ -37,8 +37,30 @@ pub struct RunResult {
     pub stats: RecordStats,
     /// The report as text.
     pub text: String,
+    /// Clients that got no reply at all once the last fault had healed (a second after it):
+    /// a liveness failure, reported beside the linearizability verdict.
+    pub stalled: Vec<u32>,
     /// The nodes' directory, if kept.
     pub kept: Option<PathBuf>,
+}
+
+impl RunResult {
+    /// Linearizable, and every client made progress after the faults.
+    pub fn passed(&self) -> bool {
+        self.report.linearizable() && self.stalled.is_empty()
+    }
+}
+
+/// The clients with no definite reply to an operation called at least a second after the last
+/// fault event (none if the run left less than half a second after that).
+pub fn stalled_clients(h: &History, clients: usize, end_ns: u64) -> Vec<u32> {
+    let healed = h.faults.iter().map(|f| f.at_ns).max().unwrap_or(0) + 1_000_000_000;
+    if end_ns < healed + 500_000_000 {
+        return Vec::new();
+    }
+    (0..clients as u32)
+        .filter(|&c| !h.ops.iter().any(|o| o.client == c && o.call_ns >= healed && o.ret_ns.is_some()))
+        .collect()
 }
 
 /// Records a history against servers on this machine under the configured faults, and checks it.
@@ -93,6 +115,7 @@ pub fn run_lincheck(cfg: &RunConfig) -> anyhow::Result<RunResult> {
         let n = nemesis.join().map_err(|_| anyhow::anyhow!("the nemesis thread panicked"));
         (r, n)
     });
+    let end_ns = rec.now_ns();
     let history = rec.finish();
     let stats = recorded?;
     if let Err(e) = injected.and_then(|r| r) {
@@ -106,7 +129,13 @@ pub fn run_lincheck(cfg: &RunConfig) -> anyhow::Result<RunResult> {
         "recorded: {} ok, {} failed, {} unknown; {} sessions ({} connect attempts failed)\n",
         stats.ok, stats.failed, stats.unknown, stats.connects, stats.connect_failures
     ));
-    let kept = if cfg.keep || !report.linearizable() {
+    let stalled = stalled_clients(&history, cfg.clients, end_ns);
+    if !stalled.is_empty() {
+        text.push_str(&format!(
+            "LIVENESS: clients {stalled:?} got no reply once the last fault had healed (see the nodes' logs)\n"
+        ));
+    }
+    let kept = if cfg.keep || !report.linearizable() || !stalled.is_empty() {
         text.push_str(&format!("nodes' logs and data kept in {}\n", dir.display()));
         Some(dir)
     } else {
@@ -114,5 +143,5 @@ pub fn run_lincheck(cfg: &RunConfig) -> anyhow::Result<RunResult> {
         let _ = std::fs::remove_dir_all(&dir);
         None
     };
-    Ok(RunResult { history, report, keys, stats, text, kept })
+    Ok(RunResult { history, report, keys, stats, text, stalled, kept })
 }
