@@ -21,8 +21,8 @@ for ((i = 0; i < seeds; i++)); do
   for server in $servers; do
     echo "== seed $s on $server ($secs s, faults $faults)"
     f=$faults
-    # Apache ZooKeeper stops on a full disk rather than refusing writes: no disk faults for it.
-    [ "$server" = oracle ] && f=kill,pause,clock
+    # Apache ZooKeeper exits on a full disk (the nemesis only frees it): no disk-full for it.
+    [ "$server" = oracle ] && f=${faults/all/kill,pause,clock,fs-shutdown,slow-disk}
     if ! nice -n 10 "$bin" lincheck run --server "$server" --seed "$s" --duration "$secs" \
         --clients "${CLIENTS:-8}" --faults "$f" --out "$out/lincheck-$server-$s.jsonl"; then
       echo "== FAILED: seed $s on $server; history in $out/lincheck-$server-$s.jsonl"

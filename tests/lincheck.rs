@@ -129,8 +129,14 @@ enum Lie {
 struct Proxy {
     lie: Lie,
     count: AtomicU64,
-    /// Per path, the getData reply bodies seen, and the latest Stat.
-    seen: Mutex<std::collections::HashMap<String, (Vec<Vec<u8>>, Option<Stat>)>>,
+    seen: Mutex<std::collections::HashMap<String, Seen>>,
+}
+
+/// Per path: the getData reply bodies passed on, and the latest Stat.
+#[derive(Default)]
+struct Seen {
+    bodies: Vec<Vec<u8>>,
+    stat: Option<Stat>,
 }
 
 fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
@@ -225,7 +231,7 @@ impl Proxy {
             return None;
         }
         let mut seen = self.seen.lock().unwrap();
-        let stat = seen.get_mut(&req.path)?.1.as_mut()?;
+        let stat = seen.get_mut(&req.path)?.stat.as_mut()?;
         stat.version += 1;
         let mut w = Writer::new();
         ReplyHeader { xid, zxid: stat.mzxid, err: 0 }.encode(&mut w);
@@ -241,19 +247,19 @@ impl Proxy {
         let mut seen = self.seen.lock().unwrap();
         match asked {
             Asked::Set(path) => {
-                seen.entry(path).or_default().1 = Some(SetDataResponse::from_bytes(&body).unwrap().stat);
+                seen.entry(path).or_default().stat = Some(SetDataResponse::from_bytes(&body).unwrap().stat);
                 f
             }
             Asked::Get(path) => {
                 let e = seen.entry(path).or_default();
-                e.1 = Some(GetDataResponse::from_bytes(&body).unwrap().stat);
-                e.0.push(body);
-                let old = e.0.len().checked_sub(50);
+                e.stat = Some(GetDataResponse::from_bytes(&body).unwrap().stat);
+                e.bodies.push(body);
+                let old = e.bodies.len().checked_sub(50);
                 match (self.lie, old) {
                     (Lie::StaleReads(n), Some(i)) if self.tick(n) => {
                         let mut w = Writer::new();
                         h.encode(&mut w);
-                        w.raw(&e.0[i]);
+                        w.raw(&e.bodies[i]);
                         w.buf
                     }
                     _ => f,

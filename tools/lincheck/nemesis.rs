@@ -97,6 +97,17 @@ pub enum Fault {
 }
 
 impl Fault {
+    pub fn kind(&self) -> FaultKind {
+        match self {
+            Fault::Kill { .. } => FaultKind::Kill,
+            Fault::Pause { .. } => FaultKind::Pause,
+            Fault::Clock { .. } => FaultKind::Clock,
+            Fault::FsShutdown => FaultKind::FsShutdown,
+            Fault::DiskFull { .. } => FaultKind::DiskFull,
+            Fault::SlowDisk { .. } => FaultKind::SlowDisk,
+        }
+    }
+
     /// How long the fault lasts, at most (for scheduling; a restart may take longer).
     fn span_ms(&self) -> u64 {
         match *self {
@@ -124,7 +135,7 @@ pub fn schedule(
     session_timeout_ms: u64,
 ) -> Vec<Planned> {
     const QUIET_TAIL_MS: u64 = 2000;
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x6e65_6d65_7369_73);
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x006e_656d_6573_6973);
     let mut plan = Vec::new();
     if kinds.is_empty() || nodes == 0 {
         return plan;
@@ -257,16 +268,7 @@ mod tests {
         assert!(last.at_ms + last.fault.span_ms() + 2000 <= 60_000);
         assert!(a.iter().all(|p| p.node < 3));
         for k in all {
-            let has = |p: &Planned| match (k, p.fault) {
-                (FaultKind::Kill, Fault::Kill { .. })
-                | (FaultKind::Pause, Fault::Pause { .. })
-                | (FaultKind::Clock, Fault::Clock { .. })
-                | (FaultKind::FsShutdown, Fault::FsShutdown)
-                | (FaultKind::DiskFull, Fault::DiskFull { .. })
-                | (FaultKind::SlowDisk, Fault::SlowDisk { .. }) => true,
-                _ => false,
-            };
-            assert!(a.iter().any(has), "{k:?} never drawn in {a:?}");
+            assert!(a.iter().any(|p| p.fault.kind() == k), "{k:?} never drawn in {a:?}");
         }
         // Pauses outlast the session timeout.
         assert!(a.iter().all(|p| !matches!(p.fault, Fault::Pause { ms } if ms <= 2000)));

@@ -309,7 +309,7 @@ impl Client {
                     Err(e) => {
                         self.stat(|s| s.connect_failures += 1);
                         failures += 1;
-                        if failures % 50 == 0 {
+                        if failures.is_multiple_of(50) {
                             eprintln!("lincheck: client {} still cannot connect: {e}", self.id);
                         }
                     }
