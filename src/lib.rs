@@ -7,8 +7,8 @@
 //! `txnlog::writer`) own threads and I/O.
 //!
 //! Imports run one way: a module uses only modules earlier in this order — `proto`, `config`,
-//! `session`, `clock`, `metrics`, `tree`, `request`, `txnlog`, `snapshot`, `db`, `mesh`,
-//! `quorum` (election and ZAB), `replica`, `shard`, `admin`, `server`.
+//! `session`, `clock`, `metrics`, `tree`, `request`, `txnlog`, `snapshot`, `db`, `quorum`
+//! (election and ZAB), `mesh`, `replica`, `shard`, `admin`, `server`.
 
 pub mod admin;
 pub mod clock;

@@ -135,8 +135,8 @@ fn serve(
     }
     let (cfg, warnings) = match &config {
         None => (zkd::config::Config::embedded_default(), Vec::new()),
-        Some(p) => match zkd::config::Config::from_file(p) {
-            Ok(x) => x,
+        Some(p) => match zkd::config::Config::load(p) {
+            Ok(l) => (l.config, l.warnings),
             // 2: the configuration must be changed by a person; nothing was started.
             Err(e @ zkd::config::ConfigError::Unsupported(_)) => {
                 eprintln!("zkd: refusing to start with {}: {e}", p.display());
@@ -175,7 +175,11 @@ fn serve(
         Err(e) => {
             eprintln!("zkd: cannot start: {e}");
             // 2: the data directory must be looked at by a person (as for a bad config).
-            let code = if matches!(e, zkd::server::StartError::Load(_)) { 2 } else { 1 };
+            let code = if matches!(e, zkd::server::StartError::Load(_) | zkd::server::StartError::Config(_)) {
+                2
+            } else {
+                1
+            };
             return ExitCode::from(code);
         }
     };

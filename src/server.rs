@@ -34,6 +34,9 @@ pub enum StartError {
     /// files are not a database zkd can read). The process exits with code 2.
     #[error("cannot load the database: {0}")]
     Load(String),
+    /// zoo.cfg describes something that cannot run (exit code 2, as a refused config).
+    #[error("{0}")]
+    Config(String),
     #[error("{0}")]
     Other(String),
 }
@@ -366,12 +369,43 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
         snap_size_limit_bytes: cfg.snap_size_limit_kb.saturating_mul(1024),
     };
     let last_zxid = tree.last_processed_zxid();
-    let replica = Replica::new(replica_cfg, tree.clone(), sessions, ShardLinks::new(links), last_zxid, now);
+    let ensemble = cfg.ensemble().map_err(|e| StartError::Config(e.to_string()))?;
+    let (replica, first_actions) = match &ensemble {
+        None => {
+            (Replica::new(replica_cfg, tree.clone(), sessions, ShardLinks::new(links), last_zxid, now), None)
+        }
+        Some(e) => {
+            let (peer, acts) = quorum_peer(e, &settings, last_zxid, now)?;
+            let r = Replica::with_peer(
+                replica_cfg,
+                tree.clone(),
+                sessions,
+                ShardLinks::new(links),
+                last_zxid,
+                peer,
+                now,
+            );
+            (r, Some(acts))
+        }
+    };
     let replica_core = topo.replica_core;
     let tick = Duration::from_millis((settings.tick_ms / 2).clamp(10, 500) as u64);
     let mut host = ReplicaHost::new(replica, replica_rx, log, snapshotter, tick);
     let (fatal_tx, fatal_rx) = crossbeam_channel::bounded(1);
     host.set_fatal_notify(fatal_tx);
+    if let (Some(e), Some(acts)) = (&ensemble, first_actions) {
+        let io_cfg = quorum_io_config(
+            e,
+            &settings,
+            tree.clone(),
+            host.log_truncator(settings.jute_max_buffer + 1024),
+            cfg.snapshot_trust_empty,
+        )?;
+        let io = crate::replica::quorum_io::QuorumIo::start(io_cfg, replica_tx.clone())
+            .map_err(|err| StartError::Other(format!("cannot start the quorum plane: {err}")))?;
+        host.set_quorum(driver::QuorumParts { io, data_dir: settings.data_dir.clone() });
+        host.start_peer(acts, now);
+    }
     let replica_thread = match topo.replica_host {
         Some(h) => {
             host.set_host_shard(h as u16);
@@ -454,6 +488,106 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
 }
 
 /// `zkd.txnlog.writePath`: direct (default), pwrite or mmap; see `txnlog::writer::WritePath`.
+/// The election and ZAB state of a member of `e`: its epochs from the data dir (created from the
+/// last zxid when missing, as ZooKeeper does) and its settings from zoo.cfg.
+fn quorum_peer(
+    e: &crate::config::Ensemble,
+    settings: &Settings,
+    last_zxid: i64,
+    now: crate::replica::Now,
+) -> Result<(crate::quorum::peer::Peer, Vec<crate::quorum::peer::Action>), StartError> {
+    use crate::quorum::{epochs, peer, zab, Members, Sid};
+    let dir = &settings.data_dir;
+    let write = |name: &str, v: u32| {
+        epochs::write(dir, name, v)
+            .map_err(|err| StartError::Other(format!("cannot write {name} in {}: {err}", dir.display())))
+    };
+    let current = match epochs::read(dir, epochs::CURRENT_EPOCH).map_err(StartError::Load)? {
+        Some(c) => c,
+        None => {
+            let c = crate::quorum::epoch_of(last_zxid.max(0));
+            tracing::info!("{} not found! Creating with a reasonable default of {c}. This should only happen when you are upgrading your installation", epochs::CURRENT_EPOCH);
+            write(epochs::CURRENT_EPOCH, c)?;
+            c
+        }
+    };
+    let accepted = match epochs::read(dir, epochs::ACCEPTED_EPOCH).map_err(StartError::Load)? {
+        Some(a) => a,
+        None => {
+            tracing::info!("{} not found! Creating with a reasonable default of {current}. This should only happen when you are upgrading your installation", epochs::ACCEPTED_EPOCH);
+            write(epochs::ACCEPTED_EPOCH, current)?;
+            current
+        }
+    };
+    let cfg = peer::PeerConfig {
+        zab: zab::ZabConfig {
+            my_id: e.my_id as Sid,
+            tick_ms: i64::from(e.tick_time_ms),
+            init_limit: i64::from(e.init_limit),
+            sync_limit: i64::from(e.sync_limit),
+            commit_log_count: e.commit_log_count.max(1) as usize,
+        },
+        members: Members::from_ensemble(e),
+        standalone: false,
+        election: Default::default(),
+        announced_config: Some(crate::quorum::wire::QuorumView::from_ensemble(e).to_text().into_bytes()),
+    };
+    let init =
+        peer::PeerInit { accepted_epoch: accepted, current_epoch: current, last_zxid, log_tail: Vec::new() };
+    tracing::info!(
+        "server {} of an ensemble of {} voter(s) and {} observer(s): acceptedEpoch {accepted}, currentEpoch {current}, last zxid 0x{last_zxid:x}",
+        e.my_id,
+        cfg.members.voters.len(),
+        cfg.members.observers.len()
+    );
+    peer::Peer::new(cfg, init, now.mono_ms as u64).map_err(|err| StartError::Load(err.to_string()))
+}
+
+/// The quorum thread's settings: election connections, the quorum port, and the storage a
+/// learner's sync changes.
+fn quorum_io_config(
+    e: &crate::config::Ensemble,
+    settings: &Settings,
+    tree: Arc<DataTree>,
+    log: Option<crate::txnlog::LogTruncator>,
+    trust_empty: bool,
+) -> Result<crate::replica::quorum_io::QuorumIoConfig, StartError> {
+    use std::net::ToSocketAddrs;
+    let resolve = |host: &str, port: u16| -> Result<SocketAddr, StartError> {
+        (host, port).to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or_else(|| {
+            StartError::Config(format!("{host}:{port} (a server line's address) does not resolve"))
+        })
+    };
+    let peers = crate::quorum::peers::PeersConfig::from_ensemble(e)
+        .map_err(|err| StartError::Config(format!("the election address: {err}")))?;
+    let mut quorum_addrs = std::collections::HashMap::new();
+    for s in e.servers.values() {
+        quorum_addrs.insert(s.id as crate::quorum::Sid, resolve(&s.host, s.quorum_port)?);
+    }
+    let me = e.me();
+    let listen = crate::quorum::link::LinkConfig::listen_addrs(
+        resolve(&me.host, me.quorum_port)?,
+        e.quorum_listen_on_all_ips,
+    );
+    let connect_timeout = Duration::from_millis(u64::from(e.tick_time_ms) * u64::from(e.init_limit));
+    let link = crate::quorum::link::LinkConfig::new(
+        e.my_id as crate::quorum::Sid,
+        listen,
+        quorum_addrs,
+        settings.jute_max_buffer,
+        connect_timeout,
+    );
+    let disk = log.map(|log| crate::quorum::sync_storage::Disk {
+        data_dir: settings.data_dir.clone(),
+        data_log_dir: settings.data_log_dir.clone(),
+        log,
+        max_txn_bytes: settings.jute_max_buffer + 1024,
+        trust_empty,
+    });
+    let storage = crate::quorum::sync_storage::SyncStorage::new(tree, disk);
+    Ok(crate::replica::quorum_io::QuorumIoConfig { peers, link, storage })
+}
+
 fn log_write_path(cfg: &Config) -> Result<crate::txnlog::WritePath, StartError> {
     use crate::txnlog::WritePath;
     match cfg.zkd.get("zkd.txnlog.writePath").map(|v| v.trim().to_ascii_lowercase()).as_deref() {

@@ -47,13 +47,17 @@ fn src() -> PathBuf {
 }
 
 /// The modules whose code runs on shard executors: the shards, the replica core (hosted by a
-/// shard on 1-3 cores), the request and tree code both call, and the four-letter-word path.
+/// shard on 1-3 cores), the request and tree code both call, the four-letter-word path, and the
+/// quorum port's driver.
 fn executor_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
     for dir in ["shard", "replica", "sequencer", "request", "tree", "session"] {
         rust_files(&src().join(dir), &mut files);
     }
     files.push(src().join("admin").join("mod.rs"));
+    // The quorum port and the learner's storage steps run on the replica core's executor.
+    rust_files(&src().join("quorum").join("link"), &mut files);
+    files.push(src().join("quorum").join("sync_storage.rs"));
     files.retain(|f| !f.ends_with("tests.rs"));
     assert!(files.len() > 10, "the executor modules moved: update this test ({files:?})");
     files

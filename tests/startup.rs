@@ -60,25 +60,52 @@ fn refused(cfg: &Path) -> (i32, String) {
     (status.code().unwrap_or(-1), err)
 }
 
+/// A member of an ensemble needs `dataDir/myid` naming one of its server lines, as ZooKeeper's;
+/// without it (or with a stranger's id) the start is refused with exit 2 and one sentence.
 #[test]
-fn an_ensemble_config_is_refused_with_exit_2() {
+fn an_ensemble_without_a_fitting_myid_is_refused_with_exit_2() {
     let (_d, cfg) = config("initLimit=10\nsyncLimit=5\nserver.1=127.0.0.1:2888:3888\nserver.2=127.0.0.2:2888:3888\nserver.3=127.0.0.3:2888:3888");
+    let myid = cfg.parent().unwrap().join("data").join("myid");
+    let (code, err) = refused(&cfg);
+    assert_eq!(code, 2, "{err}");
+    let want = format!(
+        "{} is missing: a member of an ensemble (server.1, server.2, server.3) needs its server id there.",
+        myid.display()
+    );
+    assert!(err.contains(&want), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+
+    std::fs::write(&myid, "4\n").unwrap();
     let (code, err) = refused(&cfg);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("server.1, server.2, server.3 describe a replicated ensemble, and replicated ensembles are not supported yet by this build"),
+        err.contains("says this is server 4, which is not in the server list (server.1, server.2, server.3)"),
         "{err}"
     );
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+}
 
-    // dataDir/myid (as ZooKeeper's ensemble set-up writes it) is named in the same sentence.
-    let myid = cfg.parent().unwrap().join("data").join("myid");
-    std::fs::write(&myid, "3\n").unwrap();
-    let (code, err) = refused(&cfg);
-    assert_eq!(code, 2, "{err}");
-    let want =
-        format!("server.1, server.2, server.3 and {} (server id 3) describe a replicated", myid.display());
-    assert!(err.contains(&want), "{err}");
+#[test]
+fn an_invalid_ensemble_is_refused_with_exit_2_in_one_sentence() {
+    for (lines, want) in [
+        (
+            "server.1=127.0.0.1:2888:3888\nserver.2=127.0.0.2:2888:3888\nserver.01=127.0.0.3:2888:3888",
+            "server.1 and server.01 both name server id 1: each server id must appear once.",
+        ),
+        (
+            "server.1=127.0.0.1:2888:3888\nserver.2=127.0.0.1:2888:3889",
+            "127.0.0.1:2888 is the quorum address of server.1 and also the quorum address of server.2",
+        ),
+        (
+            "server.1=127.0.0.1:2888:3888\nserver.2=127.0.0.2:2888:3888\npeerType=leader",
+            "peerType=\"leader\"",
+        ),
+    ] {
+        let (_d, cfg) = config(&format!("initLimit=10\nsyncLimit=5\n{lines}"));
+        let (code, err) = refused(&cfg);
+        assert_eq!(code, 2, "{lines}: {err}");
+        assert!(err.contains(want), "{lines}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    }
 }
 
 #[test]

@@ -10,7 +10,12 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+mod ensemble;
 mod settings;
+pub use ensemble::{
+    host_port, is_distributed, parse_server_line, version_from_filename, ClientAddr, Ensemble, PeerType,
+    QuorumKeys, ServerLine, COMMIT_LOG_COUNT_MIN, SERVER_ID_MAX,
+};
 pub use settings::Settings;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -29,15 +34,13 @@ pub enum ConfigError {
     Unsupported(Vec<String>),
 }
 
-/// One `server.N=host:quorumPort:electionPort[:role][;[clientAddr:]clientPort]` line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerLine {
-    pub id: u64,
-    pub host: String,
-    pub quorum_port: u16,
-    pub election_port: u16,
-    pub observer: bool,
-    pub client: Option<String>,
+/// A configuration file read with everything it names (`dynamicConfigFile`, `dataDir/myid`):
+/// the configuration, the ensemble it describes (None: standalone) and the warnings to log.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub ensemble: Option<Ensemble>,
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +49,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub data_log_dir: PathBuf,
     pub client_port: u16,
+    /// Whether `clientPort` was written (an ensemble member may take it from its server line).
+    pub client_port_given: bool,
     pub client_port_address: Option<String>,
     pub max_client_cnxns: u32,
     /// -1: 2 × tickTime.
@@ -81,12 +86,17 @@ pub struct Config {
     pub metrics_provider_class_name: Option<String>,
     pub metrics_http_host: String,
     pub metrics_http_port: u16,
+    /// 0: not set (an ensemble refuses to start without it, as ZooKeeper does).
     pub init_limit: u32,
+    /// 0: not set (an ensemble refuses to start without it, as ZooKeeper does).
     pub sync_limit: u32,
     pub standalone_enabled: bool,
     pub reconfig_enabled: bool,
     pub local_session_enabled: bool,
+    /// The `server.N` lines, from zoo.cfg or its `dynamicConfigFile`, in the order written.
     pub servers: Vec<ServerLine>,
+    /// The other quorum keys (timeouts, switches, the dynamic config file).
+    pub quorum: QuorumKeys,
     /// From `dataDir/myid` when server lines exist.
     pub my_id: Option<u64>,
     /// zkd's own keys (`zkd.*`), kept as written.
@@ -109,6 +119,7 @@ impl Config {
             data_log_dir: data_dir.clone(),
             data_dir,
             client_port: 2181,
+            client_port_given: false,
             client_port_address: None,
             max_client_cnxns: 60,
             min_session_timeout_raw: -1,
@@ -139,12 +150,13 @@ impl Config {
             metrics_provider_class_name: None,
             metrics_http_host: "0.0.0.0".into(),
             metrics_http_port: 7000,
-            init_limit: 10,
-            sync_limit: 5,
+            init_limit: 0,
+            sync_limit: 0,
             standalone_enabled: true,
             reconfig_enabled: false,
             local_session_enabled: false,
             servers: Vec::new(),
+            quorum: QuorumKeys::default(),
             my_id: None,
             zkd: BTreeMap::new(),
             raw: Vec::new(),
@@ -177,24 +189,21 @@ impl Config {
         self.my_id
     }
 
-    pub fn from_file(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+    /// Reads zoo.cfg, its `dynamicConfigFile` and `dataDir/myid`, and checks the ensemble they
+    /// describe as ZooKeeper does (`Loaded::ensemble` is None for a standalone server). TLS/SASL
+    /// settings are still refused.
+    pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::Io { path: path.to_owned(), reason: e.to_string() })?;
-        let (mut cfg, warnings, mut refusals) = Config::parse_unchecked(&text)?;
+        let (mut cfg, mut warnings, refusals) = Config::parse_unchecked(&text)?;
         // ZooKeeper 3.5+ reads the server lines from dynamicConfigFile when it is set.
-        if let Some((key, file)) =
-            cfg.raw.iter().find(|(k, _)| k.strip_prefix("zookeeper.").unwrap_or(k) == "dynamicConfigFile")
-        {
-            let file = PathBuf::from(file.trim());
+        if let Some(file) = cfg.quorum.dynamic_config_file.clone() {
+            let file = PathBuf::from(file);
             let text = std::fs::read_to_string(&file).map_err(|e| ConfigError::Io {
                 path: file.clone(),
-                reason: format!("{e} (named by {key})"),
+                reason: format!("{e} (named by dynamicConfigFile)"),
             })?;
-            for (k, v) in parse_properties(&text) {
-                if k.strip_prefix("zookeeper.").unwrap_or(&k).starts_with("server.") {
-                    cfg.servers.push(server_line(&k, v.trim())?);
-                }
-            }
+            cfg.apply_dynamic(&file.display().to_string(), &text)?;
         }
         // A standalone ZooKeeper needs no myid; when the file exists it is read (and must be a
         // number), as ZooKeeper 3.8 reads it.
@@ -202,47 +211,58 @@ impl Config {
         if !cfg.servers.is_empty() && myid_path.is_file() {
             cfg.my_id = Some(read_myid(&cfg.data_dir)?);
         }
-        refusals.splice(0..0, cfg.ensemble_refusal(Some(&myid_path)));
+        ensemble::check_servers(&cfg)?;
         if !refusals.is_empty() {
             return Err(ConfigError::Unsupported(refusals));
         }
-        Ok((cfg, warnings))
+        let ensemble = ensemble::build(&cfg, &myid_path.display().to_string())?;
+        if let Some(e) = &ensemble {
+            warnings.extend(ensemble::warnings(e, cfg.quorum.peer_type));
+        }
+        Ok(Loaded { config: cfg, ensemble, warnings })
+    }
+
+    /// Takes the server lines from a dynamic config file's text, as ZooKeeper reads that file:
+    /// only `server.N` (and `group`/`weight`) keys, no `version` key (the version is the file
+    /// name's hex suffix). `file` names it in messages.
+    pub fn apply_dynamic(&mut self, file: &str, text: &str) -> Result<(), ConfigError> {
+        for (k, v) in parse_properties(text) {
+            let key = k.strip_prefix("zookeeper.").unwrap_or(&k);
+            if key.starts_with("server.") {
+                self.servers.push(parse_server_line(&k, v.trim())?);
+            } else if key.starts_with("group") || key.starts_with("weight") {
+                self.quorum.hierarchical.push(k.clone());
+            } else if key == "version" {
+                return Err(ConfigError::Invalid(format!(
+                    "{file} has a version key: a dynamic config file takes its version from its \
+                     name (zoo.cfg.dynamic.<hex version>)."
+                )));
+            } else {
+                return Err(ConfigError::Invalid(format!(
+                    "{file} has the key {k}: a dynamic config file holds only server.N lines."
+                )));
+            }
+        }
+        self.quorum.config_version = version_from_filename(file).unwrap_or(0);
+        Ok(())
+    }
+
+    /// The ensemble this configuration describes (None: it runs standalone), checked as
+    /// ZooKeeper checks it. `my_id` must have been read (`load` does).
+    pub fn ensemble(&self) -> Result<Option<Ensemble>, ConfigError> {
+        ensemble::build(self, &self.data_dir.join("myid").display().to_string())
     }
 
     /// Parses zoo.cfg text. `_base` is the config's directory (ZooKeeper does not resolve
     /// relative paths against it, and neither do we; kept for messages). A replicated ensemble
     /// or a TLS/SASL setting is an `Unsupported` error.
     pub fn parse_str(text: &str, _base: &Path) -> Result<(Config, Vec<String>), ConfigError> {
-        let (cfg, warnings, mut refusals) = Config::parse_unchecked(text)?;
-        refusals.splice(0..0, cfg.ensemble_refusal(None));
+        let (cfg, warnings, refusals) = Config::parse_unchecked(text)?;
+        ensemble::check_servers(&cfg)?;
         if !refusals.is_empty() {
             return Err(ConfigError::Unsupported(refusals));
         }
         Ok((cfg, warnings))
-    }
-
-    /// The sentence refusing a replicated ensemble, if the server lines describe one: two or
-    /// more `server.N` lines, or one with `standaloneEnabled=false` (ZooKeeper 3.8 runs a single
-    /// server line standalone only while standaloneEnabled is true, its default).
-    fn ensemble_refusal(&self, myid: Option<&Path>) -> Option<String> {
-        if self.servers.len() < 2 && (self.servers.is_empty() || self.standalone_enabled) {
-            return None;
-        }
-        let keys: Vec<String> = self.servers.iter().map(|s| format!("server.{}", s.id)).collect();
-        let (mut what, mut verb) = if self.servers.len() == 1 {
-            (format!("{} with standaloneEnabled=false", keys[0]), "describes")
-        } else {
-            (keys.join(", "), "describe")
-        };
-        if let (Some(id), Some(p)) = (self.my_id, myid) {
-            what.push_str(&format!(" and {} (server id {id})", p.display()));
-            verb = "describe";
-        }
-        Some(format!(
-            "{what} {verb} a replicated ensemble, and replicated ensembles are not supported yet by \
-             this build: remove the server.N lines (and standaloneEnabled=false) to run this server \
-             standalone."
-        ))
     }
 
     /// Parses without refusing: the config, the warnings, and the TLS/SASL refusal (if any).
@@ -258,6 +278,9 @@ impl Config {
         // refused too unless enforce.auth.enabled=false says enforcement is off.
         let mut enforce_schemes = None;
         let mut enforce_explicitly_off = false;
+        // ZooKeeper refuses server lines in zoo.cfg beside a dynamicConfigFile.
+        let has_dynamic =
+            props.iter().any(|(k, _)| k.strip_prefix("zookeeper.").unwrap_or(k) == "dynamicConfigFile");
         for (key, value) in &props {
             let v = value.trim();
             let k = key.strip_prefix("zookeeper.").unwrap_or(key);
@@ -323,6 +346,50 @@ impl Config {
                 "metricsProvider.httpHost" => c.metrics_http_host = v.to_owned(),
                 "metricsProvider.httpPort" => c.metrics_http_port = num(key, v)?,
                 "initLimit" => c.init_limit = num(key, v)?,
+                "peerType" => {
+                    c.quorum.peer_type =
+                        Some(PeerType::parse(v).ok_or_else(|| bad(key, v, "participant or observer"))?)
+                }
+                "electionAlg" => {
+                    if v != "3" {
+                        return Err(bad(key, v, "3 (fast leader election, the only one ZooKeeper 3.8 has)"));
+                    }
+                }
+                "cnxTimeout" => c.quorum.cnx_timeout_ms = num(key, v)?,
+                "quorumCnxnTimeoutMs" => c.quorum.quorum_cnxn_timeout_ms = num(key, v)?,
+                "electionPortBindRetry" => {
+                    let n: i64 = num(key, v)?;
+                    c.quorum.election_port_bind_retry = match u32::try_from(n) {
+                        Ok(n) => n,
+                        Err(_) if n < 0 => {
+                            warnings.push(format!(
+                                "{key}={v} must be >= 0 (0: retry forever): using ZooKeeper's default 3"
+                            ));
+                            3
+                        }
+                        Err(_) => u32::MAX,
+                    }
+                }
+                "quorumListenOnAllIPs" => c.quorum.quorum_listen_on_all_ips = boolean(key, v)?,
+                // ZooKeeper's Leader turns serving off only for the exact word "no".
+                "leaderServes" => {
+                    c.quorum.leader_serves = v != "no";
+                    if !matches!(v, "yes" | "no") {
+                        warnings.push(format!(
+                            "{key}={v} is read as yes, as ZooKeeper reads it: only \"no\" turns it off"
+                        ));
+                    }
+                }
+                "commitLogCount" => {
+                    let n: u32 = num(key, v)?;
+                    if n < COMMIT_LOG_COUNT_MIN {
+                        warnings.push(format!(
+                            "{key}={v} is below ZooKeeper's minimum: using {COMMIT_LOG_COUNT_MIN}"
+                        ));
+                    }
+                    c.quorum.commit_log_count = n.max(COMMIT_LOG_COUNT_MIN);
+                }
+                "dynamicConfigFile" => c.quorum.dynamic_config_file = Some(v.to_owned()),
                 "syncLimit" => c.sync_limit = num(key, v)?,
                 "standaloneEnabled" => c.standalone_enabled = boolean(key, v)?,
                 "reconfigEnabled" => c.reconfig_enabled = boolean(key, v)?,
@@ -330,20 +397,13 @@ impl Config {
                 // Accepted and without effect in standalone zkd (ZooKeeper keys operators use).
                 "maxCnxns"
                 | "localSessionsUpgradingEnabled"
-                | "electionAlg"
-                | "peerType"
                 | "syncEnabled"
-                | "dynamicConfigFile"
-                | "quorumListenOnAllIPs"
                 | "clientCnxnSocket"
                 | "4lw.commands.enabled"
                 | "admin.idleTimeout"
                 | "metricsProvider.exportJvmInfo"
-                | "cnxTimeout"
                 | "connectToLearnerMasterLimit"
-                | "leaderServes"
                 | "maxSessionTimeoutMs"
-                | "commitLogCount"
                 | "txnLogSizeLimitInKb"
                 | "audit.enable"
                 | "multiAddress.enabled"
@@ -355,8 +415,13 @@ impl Config {
                 | "flushDelay"
                 | "maxWriteQueuePollTime"
                 | "maxBatchSize" => {}
-                _ if k.starts_with("server.") => c.servers.push(server_line(key, v)?),
-                _ if k.starts_with("group.") || k.starts_with("weight.") => {}
+                _ if k.starts_with("server.") && has_dynamic => {
+                    c.quorum.static_lines_beside_dynamic.push(key.clone())
+                }
+                _ if k.starts_with("server.") => c.servers.push(parse_server_line(key, v)?),
+                _ if k.starts_with("group.") || k.starts_with("weight.") => {
+                    c.quorum.hierarchical.push(key.clone())
+                }
                 _ if k.starts_with("zkd.") => {
                     c.zkd.insert(k.to_owned(), v.to_owned());
                 }
@@ -365,6 +430,7 @@ impl Config {
         }
         c.data_dir = data_dir.ok_or(ConfigError::Missing("dataDir"))?;
         c.data_log_dir = data_log_dir.unwrap_or_else(|| c.data_dir.clone());
+        c.client_port_given = client_port.is_some();
         c.client_port = match client_port {
             Some(p) => p,
             // A standalone ZooKeeper refuses to start without clientPort.
@@ -511,34 +577,6 @@ fn boolean(key: &str, v: &str) -> Result<bool, ConfigError> {
     }
 }
 
-fn server_line(key: &str, v: &str) -> Result<ServerLine, ConfigError> {
-    let id: u64 = key
-        .trim_start_matches("zookeeper.")
-        .trim_start_matches("server.")
-        .parse()
-        .map_err(|_| bad(key, v, "server.N with a numeric N"))?;
-    let (addr, client) = match v.split_once(';') {
-        Some((a, c)) => (a, Some(c.trim().to_owned())),
-        None => (v, None),
-    };
-    let parts: Vec<&str> = addr.split(':').collect();
-    if parts.len() < 3 {
-        return Err(bad(
-            key,
-            v,
-            "host:quorumPort:electionPort[:participant|observer][;[clientAddress:]clientPort]",
-        ));
-    }
-    let quorum_port = num(key, parts[1])?;
-    let election_port = num(key, parts[2])?;
-    let observer = match parts.get(3).copied() {
-        None | Some("participant") => false,
-        Some("observer") => true,
-        Some(_) => return Err(bad(key, v, "role participant or observer")),
-    };
-    Ok(ServerLine { id, host: parts[0].to_owned(), quorum_port, election_port, observer, client })
-}
-
 /// Reads `dataDir/myid` as ZooKeeper does.
 pub fn read_myid(data_dir: &Path) -> Result<u64, ConfigError> {
     let p = data_dir.join("myid");
@@ -638,8 +676,8 @@ mod tests {
         .unwrap();
         assert!(refusals.is_empty(), "{refusals:?}");
         assert_eq!(c.servers.len(), 2);
-        assert!(c.servers[1].observer);
-        assert_eq!(c.servers[1].client.as_deref(), Some("0.0.0.0:2181"));
+        assert!(c.servers[1].is_observer());
+        assert_eq!(c.servers[1].client, Some(ClientAddr { host: Some("0.0.0.0".into()), port: 2181 }));
     }
 
     fn unsupported(text: &str) -> String {
@@ -653,21 +691,20 @@ mod tests {
     }
 
     #[test]
-    fn an_ensemble_is_refused_naming_its_server_lines() {
-        let m = unsupported(
-            "dataDir=/d\nclientPort=2181\nserver.1=a:2888:3888\nserver.2=b:2888:3888\nserver.3=c:2888:3888\n",
-        );
-        assert!(m.starts_with("server.1, server.2, server.3 describe a replicated ensemble"), "{m}");
-        assert!(m.contains("replicated ensembles are not supported yet by this build"), "{m}");
+    fn an_ensemble_parses_with_its_server_lines() {
+        let (c, _) = Config::parse_str(
+            "dataDir=/d\nclientPort=2181\ninitLimit=10\nsyncLimit=5\nserver.1=a:2888:3888\nserver.2=b:2888:3888\nserver.3=c:2888:3888\n",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(c.servers.iter().map(|s| s.id).collect::<Vec<_>>(), [1, 2, 3]);
         // With the zookeeper. prefix (a system property written in zoo.cfg) too.
-        let m = unsupported("dataDir=/d\nzookeeper.server.1=a:2888:3888\nserver.2=b:2888:3888\n");
-        assert!(m.contains("server.1, server.2 describe"), "{m}");
-        // One server line with standaloneEnabled=false: ZooKeeper runs it as a one-member quorum.
-        let m = unsupported("dataDir=/d\nclientPort=1\nstandaloneEnabled=false\nserver.7=a:2888:3888\n");
-        assert!(
-            m.starts_with("server.7 with standaloneEnabled=false describes a replicated ensemble"),
-            "{m}"
-        );
+        let (c, _) = Config::parse_str(
+            "dataDir=/d\ninitLimit=1\nsyncLimit=1\nzookeeper.server.1=a:2888:3888\nserver.2=b:2888:3888\n",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(c.servers.len(), 2);
     }
 
     #[test]
@@ -681,38 +718,35 @@ mod tests {
     }
 
     #[test]
-    fn from_file_names_myid_and_reads_dynamic_config_files() {
+    fn load_reads_myid_and_dynamic_config_files() {
         let d = tempfile::tempdir().unwrap();
         let cfg = d.path().join("zoo.cfg");
         let data = d.path().join("data");
         std::fs::create_dir(&data).unwrap();
         std::fs::write(data.join("myid"), "2\n").unwrap();
-        let body = format!("dataDir={}\nclientPort=2181\n", data.display());
+        let body = format!("dataDir={}\nclientPort=2181\ninitLimit=10\nsyncLimit=5\n", data.display());
         std::fs::write(&cfg, format!("{body}server.1=a:2888:3888\nserver.2=b:2888:3888\n")).unwrap();
-        let e = Config::from_file(&cfg).unwrap_err().to_string();
-        let myid = data.join("myid");
-        assert!(
-            e.starts_with(&format!(
-                "server.1, server.2 and {} (server id 2) describe a replicated",
-                myid.display()
-            )),
-            "{e}"
-        );
-        assert!(e.contains("not supported yet by this build"), "{e}");
+        let l = Config::load(&cfg).unwrap();
+        assert_eq!(l.config.my_id, Some(2));
+        let e = l.ensemble.expect("two participants are an ensemble");
+        assert_eq!((e.my_id, e.servers.len()), (2, 2));
 
         // A single server line: standalone, myid read when present, and not needed when absent.
+        let myid = data.join("myid");
         std::fs::write(&cfg, format!("{body}server.2=b:2888:3888\n")).unwrap();
-        assert_eq!(Config::from_file(&cfg).unwrap().0.my_id, Some(2));
+        let l = Config::load(&cfg).unwrap();
+        assert_eq!((l.config.my_id, l.ensemble.is_none()), (Some(2), true));
         std::fs::remove_file(&myid).unwrap();
-        assert_eq!(Config::from_file(&cfg).unwrap().0.my_id, None);
+        assert_eq!(Config::load(&cfg).unwrap().config.my_id, None);
 
         // The server lines of a dynamicConfigFile count (ZooKeeper 3.5+ reads them from there).
+        std::fs::write(&myid, "1").unwrap();
         let dynamic = d.path().join("zoo.cfg.dynamic.100000000");
         std::fs::write(&dynamic, "server.1=a:2888:3888:participant;2181\nserver.2=b:2888:3888;2181\n")
             .unwrap();
         std::fs::write(&cfg, format!("{body}dynamicConfigFile={}\n", dynamic.display())).unwrap();
-        let e = Config::from_file(&cfg).unwrap_err().to_string();
-        assert!(e.starts_with("server.1, server.2 describe a replicated ensemble"), "{e}");
+        let e = Config::load(&cfg).unwrap().ensemble.expect("from the dynamic file");
+        assert_eq!((e.my_id, e.servers.len(), e.config_version), (1, 2, 0x1_0000_0000));
     }
 
     #[test]
@@ -807,15 +841,15 @@ mod tests {
     }
 
     #[test]
-    fn an_ensemble_and_tls_are_both_reported() {
+    fn an_ensemble_with_tls_reports_only_tls() {
         let e = Config::parse_str(
-            "dataDir=/d\nserver.1=a:1:2\nserver.2=b:1:2\nsecureClientPort=2281\n",
+            "dataDir=/d\ninitLimit=1\nsyncLimit=1\nserver.1=a:1:2\nserver.2=b:1:2\nsecureClientPort=2281\n",
             Path::new("."),
         )
         .unwrap_err();
         let ConfigError::Unsupported(s) = e else { panic!("{e:?}") };
-        assert_eq!(s.len(), 2, "{s:?}");
-        assert!(s[0].contains("replicated ensembles are not supported yet") && s[1].contains("TLS/SASL"));
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert!(s[0].contains("TLS/SASL"), "{s:?}");
     }
 
     #[test]

@@ -392,6 +392,7 @@ pub fn write_snapshot(
     sessions: &[(i64, i32)],
     compression: Compression,
 ) -> std::io::Result<PathBuf> {
+    let replaced = tree.replacements();
     let acl = tree.acl_cache_export();
     let mut nodes = Vec::with_capacity(tree.node_count());
     tree.for_each_node(|path, data, acl_id, stat| {
@@ -402,7 +403,68 @@ pub fn write_snapshot(
             stat: stat.clone(),
         });
     });
+    if tree.replacements() != replaced {
+        // A learner installed the leader's snapshot (or reloaded) meanwhile: what was read
+        // mixes two trees and would be named after the old one's zxid.
+        return Err(std::io::Error::other(format!(
+            "the tree was replaced while snapshot 0x{zxid:x} was read: not written"
+        )));
+    }
     write_snapshot_file(snap_dir, zxid, compression, sessions, &acl, nodes, None)
+}
+
+/// Removes the snapshots of states after `zxid`, newest first, then syncs the directory. After a
+/// TRUNC or a SNAP to `zxid` such a snapshot holds txns the log no longer has, and recovery would
+/// start from it. (ZooKeeper leaves them: its learners only snapshot what they applied, and a
+/// learner applies only committed txns. A zkd learner whose role ends applies what it logged,
+/// as ZooKeeper's `fastForwardDataBase` does, and may snapshot that.)
+pub fn remove_snapshots_after(snap_dir: &Path, zxid: i64) -> std::io::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    for (z, p) in crate::snapshot::recovery::list_snapshots(snap_dir)? {
+        if z > zxid {
+            std::fs::remove_file(&p)?;
+            removed.push(p);
+        }
+    }
+    if !removed.is_empty() {
+        std::fs::File::open(snap_dir)?.sync_all()?;
+        tracing::warn!("removed {} snapshot(s) newer than 0x{zxid:x}: {removed:?}", removed.len());
+    }
+    Ok(removed)
+}
+
+/// What [`reload_into`] rebuilt.
+pub struct Reloaded {
+    /// Live sessions with their timeouts (ms), as at start-up.
+    pub sessions: Vec<(i64, i32)>,
+    pub last_zxid: i64,
+    pub snapshot_zxid: i64,
+    pub txns_replayed: usize,
+    /// The tree's previous contents, to be dropped where freeing them stalls no one.
+    pub old: DataTree,
+}
+
+/// Rebuilds the database from disk exactly as start-up does ([`load`]: the newest valid
+/// snapshot and the logs after it) and makes `tree` that state in place (the shards keep their
+/// `Arc`; see `DataTree::replace_with`). ZooKeeper's learner does this after a TRUNC
+/// (`ZKDatabase.truncateLog`: clear, truncate, `loadDataBase`). Blocking (reads every file and
+/// builds on threads of its own): call it from a blocking pool, never on an executor thread.
+pub fn reload_into(
+    tree: &DataTree,
+    data_dir: &Path,
+    data_log_dir: &Path,
+    max_txn_bytes: usize,
+    trust_empty: bool,
+) -> Result<Reloaded, LoadError> {
+    let l = load(data_dir, data_log_dir, max_txn_bytes, trust_empty)?;
+    let old = tree.replace_with(l.tree);
+    Ok(Reloaded {
+        sessions: l.sessions,
+        last_zxid: l.last_zxid,
+        snapshot_zxid: l.snapshot_zxid,
+        txns_replayed: l.txns_replayed,
+        old,
+    })
 }
 
 /// Takes snapshots off the write path, one at a time, on their own thread.

@@ -44,6 +44,15 @@ impl ShardLinks {
         ShardLinks { links, held: std::cell::RefCell::new(held) }
     }
 
+    /// How many shards there are.
+    pub fn len(&self) -> usize {
+        self.links.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+
     /// Queues a message for a shard; never blocks (a full inbox holds it back, counted).
     pub fn send(&self, shard: u16, msg: ToShard) {
         let i = shard as usize;

@@ -61,6 +61,23 @@ pub enum ToReplica {
     LogNoSpace {
         last_durable_zxid: i64,
     },
+    /// From the quorum plane's I/O: an election notification, a quorum packet, a connection that
+    /// came or went, a snapshot loaded.
+    Quorum(crate::quorum::peer::Input),
+    /// A learner's snapshot from its leader is installed as the live tree (see
+    /// `quorum::link::LinkEvent::SnapshotLoaded`).
+    SnapshotInstalled {
+        zxid: i64,
+        sessions: Vec<(i64, i32)>,
+        current: bool,
+    },
+    /// A learner's TRUNC is done: the log ends at `zxid` and the tree was rebuilt from disk
+    /// (`last_zxid`, with these sessions).
+    Truncated {
+        zxid: i64,
+        sessions: Vec<(i64, i32)>,
+        last_zxid: i64,
+    },
     /// The session tracker's buckets, for `dump` (operations surface; answered at once).
     DumpSessions {
         reply: crossbeam_channel::Sender<crate::session::SessionsDump>,
@@ -100,6 +117,11 @@ pub enum ToShard {
     Close {
         conn: u64,
         reason: &'static str,
+    },
+    /// Close every client connection: the server stopped serving (it lost its leader or its
+    /// quorum); clients reconnect, here once it serves again or to another server.
+    CloseAll {
+        reason: String,
     },
     Shutdown,
 }

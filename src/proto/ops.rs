@@ -137,6 +137,39 @@ impl Request {
     }
 }
 
+impl Request {
+    /// The request's body as a client sends it, for a write (what a learner forwards to its
+    /// leader in a REQUEST packet); None for a read, which is never forwarded.
+    pub fn encode_write(&self, w: &mut crate::proto::Writer) -> Option<()> {
+        match self {
+            Request::Create(_, r) => r.encode(w),
+            Request::CreateTtl(r) => r.encode(w),
+            Request::Delete(r) => r.encode(w),
+            Request::SetData(r) => r.encode(w),
+            Request::SetAcl(r) => r.encode(w),
+            Request::Sync(r) => r.encode(w),
+            Request::Check(r) => r.encode(w),
+            Request::Reconfig(r) => r.encode(w),
+            Request::CloseSession => {}
+            Request::Multi(ops) => {
+                for op in ops {
+                    MultiHeader { op_type: op.opcode() as i32, done: false, err: -1 }.encode(w);
+                    match op {
+                        MultiOp::Create(_, r) => r.encode(w),
+                        MultiOp::CreateTtl(r) => r.encode(w),
+                        MultiOp::Delete(r) => r.encode(w),
+                        MultiOp::SetData(r) => r.encode(w),
+                        MultiOp::Check(r) => r.encode(w),
+                    }
+                }
+                MULTI_END.encode(w);
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+}
+
 fn decode_multi(r: &mut Reader<'_>) -> Result<Vec<MultiOp>> {
     let mut ops = Vec::new();
     loop {

@@ -3,7 +3,10 @@
 //!
 //! Pure modules (`step(input, now) -> actions`; no sockets, files, clocks, channels or logging
 //! inside) hold the protocol; a thin driver on the quorum core owns peer sockets, timers and the
-//! epoch files. The seeded simulator runs the same state machines.
+//! epoch files. The seeded simulator runs the same state machines. Of the drivers, `link` is the
+//! quorum port (leader ↔ learner connections, the SNAP stream) and `sync_storage` what a
+//! learner's TRUNC and SNAP do to the disk and the live tree; both run on the replica core's
+//! glommio executor.
 //!
 //! This file holds the types every part shares: server ids, zxids, peer states, votes, the
 //! election notification and the quorum packet as values (their byte forms live in `wire`), and
@@ -11,7 +14,17 @@
 
 use std::collections::BTreeSet;
 
+pub mod epochs;
+pub mod peers;
+pub mod wire;
+
 use crate::proto::Id;
+
+pub mod election;
+pub mod link;
+pub mod peer;
+pub mod sync_storage;
+pub mod zab;
 
 /// A server id: `server.N` in zoo.cfg and the number in `myid` (a Java `long` on the wire).
 pub type Sid = i64;
@@ -200,6 +213,52 @@ impl Members {
     pub fn all(&self) -> impl Iterator<Item = Sid> + '_ {
         self.voters.iter().chain(self.observers.iter()).copied()
     }
+
+    /// The members an ensemble's server lines name: participants vote, observers learn.
+    pub fn from_ensemble(e: &crate::config::Ensemble) -> Members {
+        let sid = |id: u64| {
+            // config refuses ids above SERVER_ID_MAX, so every id is a non-negative Java long.
+            assert!(id <= crate::config::SERVER_ID_MAX, "server id {id} out of range");
+            id as Sid
+        };
+        Members::new(e.voters().map(|s| sid(s.id)), e.observers().map(|s| sid(s.id)))
+    }
+}
+
+impl wire::QuorumView {
+    /// The ensemble as peers exchange it (in notifications and NEWLEADER): every server line with
+    /// its addresses and role; a client address only when the line gives one (ZooKeeper leaves
+    /// out one that came from `clientPort`).
+    pub fn from_ensemble(e: &crate::config::Ensemble) -> wire::QuorumView {
+        let servers = e
+            .servers
+            .values()
+            .map(|s| {
+                let spec = wire::ServerSpec {
+                    addrs: vec![wire::ServerAddr {
+                        host: s.host.clone(),
+                        quorum_port: s.quorum_port,
+                        election_port: s.election_port,
+                    }],
+                    learner_type: s.peer_type.into(),
+                    client: s.client.as_ref().map(|c| {
+                        wire::HostPort::new(c.host.clone().unwrap_or_else(|| "0.0.0.0".into()), c.port)
+                    }),
+                };
+                (s.id as Sid, spec)
+            })
+            .collect();
+        wire::QuorumView { servers, version: e.config_version as i64 }
+    }
+}
+
+impl From<crate::config::PeerType> for LearnerType {
+    fn from(t: crate::config::PeerType) -> LearnerType {
+        match t {
+            crate::config::PeerType::Participant => LearnerType::Participant,
+            crate::config::PeerType::Observer => LearnerType::Observer,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -220,6 +279,40 @@ mod tests {
         assert!(v(1, 9, 1).beats(&v(3, 5, 1)), "then a newer zxid");
         assert!(v(3, 9, 1).beats(&v(1, 9, 1)), "then the higher sid");
         assert!(!v(3, 9, 1).beats(&v(3, 9, 1)));
+    }
+
+    #[test]
+    fn members_of_an_ensemble() {
+        let mut cfg = crate::config::Config::embedded_default();
+        cfg.init_limit = 10;
+        cfg.sync_limit = 5;
+        cfg.my_id = Some(4);
+        for (key, v) in [
+            ("server.1", "a:1:2"),
+            ("server.2", "b:1:2"),
+            ("server.3", "c:1:2"),
+            ("server.4", "d:1:2:observer"),
+        ] {
+            cfg.servers.push(crate::config::parse_server_line(key, v).unwrap());
+        }
+        let e = cfg.ensemble().unwrap().unwrap();
+        let m = Members::from_ensemble(&e);
+        assert_eq!(m, Members::new([1, 2, 3], [4]));
+        assert_eq!(m.learner_type(e.my_id as Sid), Some(LearnerType::from(e.my_peer_type())));
+        assert_eq!(m.learner_type(4), Some(LearnerType::Observer));
+
+        // The same ensemble as peers exchange it, in ZooKeeper's text.
+        cfg.servers[0] = crate::config::parse_server_line("server.1", "a:1:2;127.0.0.1:2181").unwrap();
+        cfg.quorum.config_version = 0x1_0000_0000;
+        let e = cfg.ensemble().unwrap().unwrap();
+        let view = wire::QuorumView::from_ensemble(&e);
+        assert_eq!(
+            view.to_text(),
+            "server.1=a:1:2:participant;127.0.0.1:2181\nserver.2=b:1:2:participant\n\
+             server.3=c:1:2:participant\nserver.4=d:1:2:observer\nversion=100000000"
+        );
+        assert_eq!(wire::QuorumView::parse(view.to_text().as_bytes()).unwrap(), view);
+        assert_eq!(view.members(), m);
     }
 
     #[test]

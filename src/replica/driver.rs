@@ -13,6 +13,10 @@ use crate::mesh::{ReplicaTx, ShardLinks};
 /// executor runs the replica.
 pub trait LogSink: Send {
     fn append(&mut self, txns: Vec<crate::txnlog::SharedTxn>);
+    /// A handle that truncates this log (a learner's TRUNC and SNAP); None in memory.
+    fn truncator(&self, _max_txn_bytes: usize) -> Option<crate::txnlog::LogTruncator> {
+        None
+    }
     /// Start a new log file (after a snapshot).
     fn roll(&mut self) {}
     /// Accept appends again after a full disk.
@@ -77,6 +81,9 @@ impl LogSink for DurableLog {
     fn append(&mut self, txns: Vec<crate::txnlog::SharedTxn>) {
         self.held.push_back(Held::Append(txns));
         self.retry();
+    }
+    fn truncator(&self, max_txn_bytes: usize) -> Option<crate::txnlog::LogTruncator> {
+        self.handle.as_ref().map(|h| h.truncator(max_txn_bytes))
     }
     fn roll(&mut self) {
         // Never waits on the next file's zero-fill; see `txnlog::writer`.
@@ -143,6 +150,13 @@ impl Links for ShardLinks {
     fn send(&self, shard: u16, msg: ToShard) {
         ShardLinks::send(self, shard, msg)
     }
+    fn shard_count(&self) -> u16 {
+        ShardLinks::len(self) as u16
+    }
+}
+
+fn now_ms() -> u64 {
+    crate::clock::mono_ms() as u64
 }
 
 /// The time a round runs at.
@@ -166,6 +180,15 @@ pub struct ReplicaHost {
     stopped: bool,
     /// Told why, when the node must stop (the log failed); the process then exits non-zero.
     on_fatal: Option<Sender<String>>,
+    /// A member of an ensemble: the quorum thread and where the epoch files live.
+    quorum: Option<QuorumParts>,
+}
+
+/// What a member of an ensemble adds to the replica core's driver.
+pub struct QuorumParts {
+    pub io: super::quorum_io::QuorumIo,
+    /// `dataDir`, where `acceptedEpoch` and `currentEpoch` live.
+    pub data_dir: std::path::PathBuf,
 }
 
 impl ReplicaHost {
@@ -187,6 +210,29 @@ impl ReplicaHost {
             host_shard: None,
             stopped: false,
             on_fatal: None,
+            quorum: None,
+        }
+    }
+
+    /// Makes this the driver of an ensemble member: the peer's network actions go to `io`.
+    pub fn set_quorum(&mut self, parts: QuorumParts) {
+        self.quorum = Some(parts);
+    }
+
+    /// A handle that truncates the log, for the quorum thread (None in memory).
+    pub fn log_truncator(&self, max_txn_bytes: usize) -> Option<crate::txnlog::LogTruncator> {
+        self.log.truncator(max_txn_bytes)
+    }
+
+    /// Performs the peer's first actions (its first election notifications), once the quorum
+    /// thread is set.
+    pub fn start_peer(&mut self, acts: Vec<crate::quorum::peer::Action>, now: super::Now) {
+        let mut out = Outbox::default();
+        for a in acts {
+            self.replica.perform(a, now, &mut out);
+        }
+        if let Err(why) = self.perform_quorum(&mut out) {
+            tracing::error!("{why}");
         }
     }
 
@@ -215,7 +261,7 @@ impl ReplicaHost {
                 Err(_) => break,
             }
         }
-        let tick_due = Instant::now() >= self.next_tick;
+        let tick_due = Instant::now() >= self.next_tick || now_ms() >= self.replica.next_wake_ms();
         if self.batch.is_empty() && !tick_due {
             return Some(false);
         }
@@ -233,6 +279,13 @@ impl ReplicaHost {
         if tick_due {
             self.replica.tick(now, &mut out);
             self.next_tick = Instant::now() + self.tick;
+        }
+        // The peer's actions first: an epoch is durable before the appends and packets after
+        // it are handed on.
+        if !out.quorum.is_empty() {
+            if let Err(why) = self.perform_quorum(&mut out) {
+                out.fatal.get_or_insert(why);
+            }
         }
         if !out.to_log.is_empty() {
             self.log.append(std::mem::take(&mut out.to_log));
@@ -266,9 +319,67 @@ impl ReplicaHost {
         Some(true)
     }
 
-    /// Time until the next tick is due.
+    /// Time until the next tick is due (the replica's own, or the peer's next timer).
     pub fn until_tick(&self) -> Duration {
-        self.next_tick.saturating_duration_since(Instant::now())
+        let own = self.next_tick.saturating_duration_since(Instant::now());
+        let wake = self.replica.next_wake_ms();
+        if wake == u64::MAX {
+            return own;
+        }
+        own.min(Duration::from_millis(wake.saturating_sub(now_ms())))
+    }
+
+    /// Performs what the peer asked of the driver: epoch files here (written and synced before
+    /// anything after them goes out: the protocol promises them durable; an election writes at
+    /// most two small files, so the replica core does it rather than hand it off), log lines,
+    /// the rest on the quorum thread.
+    fn perform_quorum(&mut self, out: &mut Outbox) -> Result<(), String> {
+        use super::quorum_io::QuorumCmd;
+        use crate::quorum::epochs;
+        use crate::quorum::peer::Action;
+        for cmd in out.quorum.drain(..) {
+            let Some(q) = &self.quorum else {
+                // Standalone: only state changes come out, and nothing needs them.
+                continue;
+            };
+            match cmd {
+                QuorumCmd::Peer(Action::PersistAcceptedEpoch(e)) => {
+                    epochs::write(&q.data_dir, epochs::ACCEPTED_EPOCH, e)
+                        .map_err(|err| format!("cannot write {}: {err}", epochs::ACCEPTED_EPOCH))?
+                }
+                QuorumCmd::Peer(Action::PersistCurrentEpoch(e)) => {
+                    epochs::write(&q.data_dir, epochs::CURRENT_EPOCH, e)
+                        .map_err(|err| format!("cannot write {}: {err}", epochs::CURRENT_EPOCH))?
+                }
+                QuorumCmd::Peer(Action::Decided { leader, state, duration_ms }) => {
+                    tracing::info!(
+                        "{} - LEADER ELECTION TOOK - {duration_ms} MS (leader: server {leader})",
+                        state.name().to_uppercase()
+                    )
+                }
+                QuorumCmd::Peer(Action::ConfigMismatch { message }) => tracing::warn!("{message}"),
+                QuorumCmd::Peer(Action::NotificationTimeout { next_timeout_ms }) => {
+                    tracing::info!("Notification time out: {next_timeout_ms} ms")
+                }
+                QuorumCmd::Peer(Action::State { state, leader }) => {
+                    tracing::info!(
+                        "Peer state changed: {}{}",
+                        state.name(),
+                        leader.map_or(String::new(), |l| format!(" (leader: server {l})"))
+                    );
+                    let leading = state == crate::quorum::PeerState::Leading;
+                    if !q.io.send(QuorumCmd::Leading(leading)) {
+                        return Err("the quorum thread's queue is full".into());
+                    }
+                }
+                cmd => {
+                    if !q.io.send(cmd) {
+                        return Err("the quorum thread's queue is full".into());
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Blocks for the next message or tick (the dedicated-thread driver). False when every

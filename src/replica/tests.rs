@@ -16,6 +16,9 @@ impl Links for Rec {
     fn send(&self, shard: u16, msg: ToShard) {
         self.0.borrow_mut().push((shard, msg));
     }
+    fn shard_count(&self) -> u16 {
+        1
+    }
 }
 
 const CONN: ConnRef = ConnRef { shard: 0, conn: 7 };

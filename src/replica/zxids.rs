@@ -42,6 +42,15 @@ impl Zxids {
         next.0
     }
 
+    /// A learner: `z` was numbered by the leader; it is tracked so that this server's view of
+    /// the last zxid never goes back (a learner hands out none).
+    pub fn adopt(&mut self, z: i64) {
+        if z > self.last {
+            self.last = z;
+            self.epoch = Zxid(z).epoch();
+        }
+    }
+
     /// Everything up to `z` may now be seen outside the log (applied, or sent to a peer).
     pub fn expose(&mut self, z: i64) {
         assert!(z <= self.last, "exposing zxid 0x{z:x} beyond the last handed out 0x{:x}", self.last);

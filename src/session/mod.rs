@@ -125,6 +125,16 @@ impl SessionTracker {
         }
     }
 
+    /// Replaces every session with these (id, timeout ms), as restored from a snapshot the
+    /// leader sent; each expires a full timeout from `now_ms`.
+    pub fn replace_all(&mut self, sessions: impl IntoIterator<Item = (i64, i32)>, now_ms: i64) {
+        self.sessions.clear();
+        self.buckets.clear();
+        for (id, timeout_ms) in sessions {
+            self.add(id, timeout_ms, now_ms);
+        }
+    }
+
     /// Records activity. False if the session is unknown or closing (the caller answers
     /// SessionExpired / closes the connection).
     pub fn touch(&mut self, id: i64, now_ms: i64) -> bool {

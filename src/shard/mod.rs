@@ -319,6 +319,15 @@ impl Shard {
                     c.close();
                 }
             }
+            ToShard::CloseAll { reason } => {
+                let conns: Vec<Rc<Conn>> = self.conns.borrow().values().cloned().collect();
+                if !conns.is_empty() {
+                    tracing::info!("closing {} client connection(s): {reason}", conns.len());
+                }
+                for c in conns {
+                    c.close();
+                }
+            }
             ToShard::Shutdown => unreachable!("handled by pump"),
         }
     }

@@ -48,14 +48,18 @@ impl AclCache {
     }
 
     pub fn add_usage(&mut self, id: i64) {
-        if let Some(e) = self.by_id.get_mut(&id) {
-            e.1 += 1;
-        }
+        self.add_usage_n(id, 1);
     }
 
+    /// Counts `n` more nodes using `id`. An id the cache does not hold (a fuzzy snapshot's
+    /// node whose ACL changed after the cache was written; its setACL follows in the log) is
+    /// never handed out to another list: `intern` would otherwise give that list the node's
+    /// stale id, and the replayed setACL, dropping the stale id's use, would free the list
+    /// under its real users.
     pub fn add_usage_n(&mut self, id: i64, n: u64) {
-        if let Some(e) = self.by_id.get_mut(&id) {
-            e.1 += n;
+        match self.by_id.get_mut(&id) {
+            Some(e) => e.1 += n,
+            None => self.next = self.next.max(id),
         }
     }
 
@@ -120,5 +124,26 @@ impl AclCache {
     }
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_id_in_use_is_never_handed_out() {
+        let a =
+            |who: &str| vec![Acl { perms: perms::ALL, id: Id { scheme: "digest".into(), id: who.into() } }];
+        let mut c = AclCache::default();
+        c.import(&[(1, a("x")), (2, a("y"))]);
+        // A loaded node refers to id 5, which the snapshot's cache does not hold.
+        c.add_usage(5);
+        c.add_usage(1);
+        let id = c.intern(&a("z"));
+        assert!(id > 5, "a new list got id {id}, which a node still refers to");
+        // The node's replayed setACL drops its stale id: z keeps its user.
+        c.remove_usage(5);
+        assert_eq!(*c.get(id), a("z"));
     }
 }

@@ -388,8 +388,12 @@ impl DataTree {
         }
     }
 
-    /// Ends a snapshot load: the tree is as of `zxid`.
+    /// Ends a snapshot load: the tree is as of `zxid`. Quota stats are recomputed from the
+    /// loaded nodes, as ZooKeeper's `DataTree.deserialize` ends with `setupQuota`: a fuzzy
+    /// snapshot's stats node was read at another moment than the nodes it counts, and the txns
+    /// replayed after it count their own changes.
     pub fn finish_load(&self, zxid: i64) -> Result<(), String> {
+        self.setup_quota();
         self.acls.write().purge_unused();
         self.last_zxid.store(zxid, Ordering::Release);
         if self.read("/zookeeper").get("/zookeeper").is_none() {

@@ -14,8 +14,9 @@
 //!
 //! One module per concept: [`DataTree`], the stripes it keeps its nodes in, and the stripes a txn
 //! holds write-locked (`Locked`) are here; reads (`read`), watches (`watch`), applying txns
-//! (`apply`), quota bookkeeping (`quota`) and loading a snapshot (`load`) each have a module, all
-//! of them `impl DataTree` blocks on its private state.
+//! (`apply`), quota bookkeeping (`quota`), loading a snapshot (`load`) and replacing the whole tree
+//! in place (`replace`) each have a module, all of them `impl DataTree` blocks on its private
+//! state.
 
 pub mod acl_cache;
 mod apply;
@@ -24,6 +25,7 @@ mod load;
 mod node;
 pub mod quota;
 mod read;
+mod replace;
 mod watch;
 
 use std::collections::{BTreeSet, HashMap};
@@ -40,7 +42,7 @@ use watch::Watches;
 
 pub use apply::{ApplyResult, OpOutcome};
 pub use load::{LoadNode, LoadShares, LoadSlot, LoadTally, Preorder};
-pub use read::{begin_observe, end_observe, Data, NodeMeta};
+pub use read::{begin_observe, end_observe, Data, NodeMeta, Walk};
 pub use watch::{WatchSink, WatcherId};
 
 const STRIPES: usize = 256;
@@ -225,6 +227,9 @@ pub struct DataTree {
     last_zxid: AtomicI64,
     node_count: AtomicUsize,
     data_size: AtomicI64,
+    /// Times the whole tree was replaced (`replace_with`): a fuzzy walk that saw it change
+    /// mixed two trees.
+    replacements: AtomicUsize,
 }
 
 /// The stripes one txn holds, write-locked in index order.
@@ -286,6 +291,7 @@ impl DataTree {
             last_zxid: AtomicI64::new(0),
             node_count: AtomicUsize::new(0),
             data_size: AtomicI64::new(0),
+            replacements: AtomicUsize::new(0),
         };
         t.raw_insert("/", None, acl_cache::OPEN_ACL_UNSAFE_ID, &StatPersisted::default())
             .expect("fresh tree");

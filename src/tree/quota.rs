@@ -138,6 +138,24 @@ impl DataTree {
         }
     }
 
+    /// Recomputes every quota's stats node from the subtree it covers, as ZooKeeper's
+    /// `DataTree.setupQuota` does after every snapshot it deserializes (a fuzzy snapshot's stats
+    /// nodes were read at another moment than the nodes they count).
+    pub fn setup_quota(&self) {
+        let quoted: Vec<String> = self.quota_paths.read().iter().cloned().collect();
+        for q in quoted {
+            let stat_path = quota_node(&q, STAT_NODE);
+            // The stats node's stripe and its parent's: rewriting its data may reallocate it.
+            let mut idx: smallvec::SmallVec<[usize; 4]> =
+                [stripe_of(&stat_path), stripe_of(super::parent_of(&stat_path))].into_iter().collect();
+            idx.sort_unstable();
+            idx.dedup();
+            let guards = idx.iter().map(|i| self.stripes[*i].nodes.write()).collect();
+            let mut l = Locked { idx, guards };
+            self.refresh_quota_stats(&mut l, &q);
+        }
+    }
+
     /// Reads a node (data length, child paths) that may sit in a stripe this txn did not lock.
     fn read_node_info(&self, l: &mut Locked<'_>, path: &str) -> Option<(i64, Vec<String>)> {
         let f = |m: &NodeMap, n: NodePtr| (n.data_len() as i64, m.ordered_paths(n));

@@ -31,6 +31,31 @@ thread_local! {
     static OBSERVED: std::cell::Cell<i64> = const { std::cell::Cell::new(i64::MIN) };
 }
 
+/// A fuzzy preorder walk of the tree, as ZooKeeper's `DataTree.serializeNode` makes it for a
+/// snapshot: a node, then each of its children (in ZooKeeper's order, as read with the node)
+/// and their subtrees. Each node is read under its own stripe's lock when the walk reaches it: a
+/// child deleted meanwhile is skipped, a node changed meanwhile is seen as it is then. The walk
+/// holds the child names of the nodes on the current path (ZooKeeper copies them too), never
+/// node data. Driven by [`DataTree::walk_next`].
+#[derive(Debug, Default)]
+pub struct Walk {
+    started: bool,
+    stack: Vec<WalkLevel>,
+}
+
+#[derive(Debug)]
+struct WalkLevel {
+    path: String,
+    names: Vec<String>,
+    next: usize,
+}
+
+impl Walk {
+    pub fn new() -> Walk {
+        Walk::default()
+    }
+}
+
 /// Starts recording what zxid the reads on this thread observe (see `Shard::pump`).
 pub fn begin_observe() {
     OBSERVED.with(|o| o.set(i64::MIN));
@@ -206,24 +231,46 @@ impl DataTree {
     }
 
     /// Walks every node parent-before-child (ZooKeeper serializes depth-first from the root,
-    /// whose path is written as ""). Fuzzy: each node is read under its own stripe lock.
+    /// whose path is written as ""), with [`Walk`]: fuzzy, each node read under its own stripe
+    /// lock. `f` runs under that lock and must not touch the tree.
     pub fn for_each_node(&self, mut f: impl FnMut(&str, Option<&[u8]>, i64, &StatPersisted)) {
-        let mut stack = vec![String::from("/")];
-        // The data is copied out under the lock (a writer may replace the node once it is free)
-        // into one reused buffer.
-        let mut buf = Vec::new();
-        while let Some(p) = stack.pop() {
-            let (has_data, acl, stat) = {
-                let nodes = self.read(&p);
-                let Some(n) = nodes.get(p.as_str()) else { continue };
-                buf.clear();
-                buf.extend_from_slice(n.data().unwrap_or(&[]));
-                let children = nodes.ordered_paths(n);
-                stack.extend(children.into_iter().rev());
-                (n.data().is_some(), n.acl(), n.stat_persisted())
+        let mut w = Walk::new();
+        while self.walk_next(&mut w, &mut f) {}
+    }
+
+    /// The next node of a fuzzy preorder walk (see [`Walk`]): hands its stored path (the root as
+    /// ""), data, ACL id and stat to `f` under its stripe's read lock (`f` must not touch the
+    /// tree), and returns true; false once the walk is over. No lock is held between calls, so a
+    /// caller may stop, yield and go on while the tree changes.
+    pub fn walk_next(&self, w: &mut Walk, f: impl FnOnce(&str, Option<&[u8]>, i64, &StatPersisted)) -> bool {
+        loop {
+            let path = if !w.started {
+                w.started = true;
+                "/".to_owned()
+            } else {
+                let Some(top) = w.stack.last_mut() else { return false };
+                let Some(name) = top.names.get(top.next) else {
+                    w.stack.pop();
+                    continue;
+                };
+                top.next += 1;
+                if top.path == "/" {
+                    format!("/{name}")
+                } else {
+                    format!("{}/{name}", top.path)
+                }
             };
-            let stored = if p == "/" { "" } else { p.as_str() };
-            f(stored, has_data.then_some(&buf[..]), acl, &stat);
+            let nodes = self.read(&path);
+            // Gone since its parent was read: ZooKeeper's serializeNode skips it too.
+            let Some(n) = nodes.get(path.as_str()) else { continue };
+            let names = nodes.ordered_names(n);
+            let stored = if path == "/" { "" } else { path.as_str() };
+            f(stored, n.data(), n.acl(), &n.stat_persisted());
+            drop(nodes);
+            if !names.is_empty() {
+                w.stack.push(WalkLevel { path, names, next: 0 });
+            }
+            return true;
         }
     }
 

@@ -452,3 +452,88 @@ fn a_log_deleting_a_parent_first_leaves_orphans_as_zookeeper_does() {
     assert_eq!(t.exists("/x", None).unwrap().pzxid, 9);
     assert_eq!(t.get_children("/x", None).unwrap().0, Vec::<String>::new());
 }
+
+/// Two distinct trees: each read of the live one during swaps sees one or the other, whole at
+/// each node.
+#[test]
+fn replace_with_under_concurrent_readers() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let build = |tag: &str, zxid0: i64, n: usize| {
+        let t = DataTree::new();
+        let mut s = Rec::default();
+        let mut z = zxid0;
+        let mut next = || {
+            z += 1;
+            z
+        };
+        create(&t, next(), "/common", -1, &mut s);
+        set_data(&t, next(), "/common", Some(tag.as_bytes().to_vec()), &mut s);
+        create(&t, next(), &format!("/{tag}"), -1, &mut s);
+        for i in 0..n {
+            create(&t, next(), &format!("/{tag}/c{i}"), i as i32 + 1, &mut s);
+        }
+        t
+    };
+    let live = Arc::new(build("a", 0, 50));
+    let (a_zxid, a_nodes) = (live.last_processed_zxid(), live.node_count());
+    let b = build("b", 1000, 80);
+    let (b_zxid, b_nodes) = (b.last_processed_zxid(), b.node_count());
+    // A watch on the live tree: ZooKeeper's learner drops them with the old tree.
+    live.get_data("/common", Some(W1)).unwrap();
+    assert_eq!(live.watch_count(), 1);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (t, stop, reads) = (live.clone(), stop.clone(), reads.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let common = t.get_data("/common", None).unwrap().0.unwrap();
+                    assert!(common == b"a" || common == b"b", "{common:?}");
+                    let (children, st) =
+                        t.get_children("/a", None).map_or((vec![], None), |(c, s)| (c, Some(s)));
+                    if let Some(st) = st {
+                        assert!(children.len() == 50 && st.num_children == 50, "a half-swapped /a");
+                    }
+                    if let Ok((children, _)) = t.get_children("/b", None) {
+                        assert_eq!(children.len(), 80, "a half-swapped /b");
+                    }
+                    let z = t.last_processed_zxid();
+                    assert!(z == a_zxid || z == b_zxid, "zxid 0x{z:x}");
+                    let n = t.node_count();
+                    assert!(n == a_nodes || n == b_nodes, "{n} nodes");
+                    reads.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let mut other = b;
+    for i in 0..300 {
+        other = live.replace_with(other);
+        if i == 0 {
+            assert_eq!(live.watch_count(), 0, "the watches went with the old tree");
+            assert_eq!(other.watch_count(), 1);
+            assert_eq!(live.get_data("/common", None).unwrap().0.unwrap(), b"b");
+            // A replacement comes without watches: swap in a fresh copy of the first tree.
+            other = build("a", 0, 50);
+        }
+        // Let readers in between swaps (no sleep: wait for reads to happen).
+        let r = reads.load(Ordering::Relaxed);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while reads.load(Ordering::Relaxed) == r {
+            assert!(std::time::Instant::now() < deadline, "readers stalled");
+            std::thread::yield_now();
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().expect("a reader saw a broken tree");
+    }
+    assert_eq!(live.replacements(), 300);
+    // An even number of swaps: back to the first tree's contents, with none of its watches.
+    assert_eq!((live.last_processed_zxid(), live.node_count(), live.watch_count()), (a_zxid, a_nodes, 0));
+    let mut s = Rec::default();
+    assert_eq!(set_data(&live, a_zxid + 1, "/common", Some(b"x".to_vec()), &mut s).err, ErrorCode::Ok);
+    assert!(s.0.is_empty(), "a dropped watch fired");
+}

@@ -57,6 +57,7 @@ mod spare;
 mod worker;
 
 use crate::proto::txn::LoggedTxn;
+use crate::txnlog::truncate::{TruncateError, TruncateMode, TruncateReport};
 use crossbeam_channel::{Sender, TrySendError};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
@@ -204,7 +205,16 @@ enum Cmd {
     Roll,
     RollSoon,
     Resume,
+    Truncate(TruncateCmd),
     Shutdown,
+}
+
+/// Remove every txn after `zxid` (see [`LogTruncator`]); the result goes to `reply`.
+struct TruncateCmd {
+    zxid: i64,
+    mode: TruncateMode,
+    max_txn_bytes: usize,
+    reply: Sender<Result<TruncateReport, TruncateError>>,
 }
 
 pub type OnDurable = Box<dyn FnMut(i64) + Send>;
@@ -299,6 +309,10 @@ impl LogHandle {
         // Control commands wait for room: they are rare and must not be lost.
         self.tx.send(c).map_err(|_| AppendError::Stopped(Vec::new()))
     }
+    /// A handle that truncates the log through this writer (see [`LogTruncator`]).
+    pub fn truncator(&self, max_txn_bytes: usize) -> LogTruncator {
+        LogTruncator { tx: self.tx.clone(), max_txn_bytes }
+    }
     /// The live counters and fsync histogram (for the metrics endpoints).
     pub fn stats_handle(&self) -> Arc<Mutex<LogStats>> {
         self.stats.clone()
@@ -318,6 +332,27 @@ impl LogHandle {
                 tracing::error!("transaction log writer thread panicked");
             }
         }
+    }
+}
+
+/// Truncates the log through the writer thread, which owns the current file: a learner's TRUNC
+/// and the clean-up after its SNAP (`crate::txnlog::truncate`). Cheap to clone and `Send`.
+#[derive(Clone)]
+pub struct LogTruncator {
+    tx: Sender<Cmd>,
+    max_txn_bytes: usize,
+}
+
+impl LogTruncator {
+    /// Queued after everything sent to the writer before it: the writer writes and syncs those,
+    /// closes its file, removes every txn after `zxid` (durably) and answers; the next append
+    /// starts a new file. Blocks until then: call it where blocking is fine (a blocking pool),
+    /// never on an executor thread.
+    pub fn truncate(&self, zxid: i64, mode: TruncateMode) -> Result<TruncateReport, TruncateError> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let cmd = TruncateCmd { zxid, mode, max_txn_bytes: self.max_txn_bytes, reply };
+        self.tx.send(Cmd::Truncate(cmd)).map_err(|_| TruncateError::Stopped)?;
+        answer.recv().map_err(|_| TruncateError::Stopped)?
     }
 }
 

@@ -145,6 +145,7 @@ impl<B: Backend> Worker<B> {
                         self.no_space = false;
                         Ok(())
                     }
+                    Cmd::Truncate(t) => self.truncate(t),
                     Cmd::Shutdown => {
                         shutdown = true;
                         break;
@@ -219,6 +220,24 @@ impl<B: Backend> Worker<B> {
             tracing::info!(file = %f.path.display(), bytes = f.pos_bytes, "rolled transaction log");
             self.last_file_bytes = Some(f.pos_bytes);
         }
+        Ok(())
+    }
+
+    /// Writes and syncs what came before, closes the current file, then truncates the files (a
+    /// failure is answered to the caller, for whom it is fatal; the writer goes on).
+    fn truncate(&mut self, t: super::TruncateCmd) -> Result<(), Failed> {
+        self.flush_and_sync()?;
+        if let Some(f) = self.current.take() {
+            self.last_file_bytes = Some(f.pos_bytes);
+        }
+        let r = crate::txnlog::truncate::truncate_logs(&self.dir, t.zxid, t.max_txn_bytes, t.mode);
+        if r.is_ok() {
+            // The next append continues after the target (a new epoch's zxid, or the next
+            // after a snapshot), in a new file.
+            self.last_written_zxid = self.last_written_zxid.map(|z| z.min(t.zxid));
+            self.last_durable_zxid = self.last_durable_zxid.map(|z| z.min(t.zxid));
+        }
+        let _ = t.reply.send(r);
         Ok(())
     }
 
