@@ -4,6 +4,7 @@
 # Stops at the first seed that fails and keeps its history and the nodes' logs.
 #   ZKD_LINCHECK_SECS  seconds per seed (default 300)    ZKD_LINCHECK_SEEDS  how many (default 6)
 #   ZKD_LINCHECK_SEED  first seed (default: from the clock)    CLIENTS (default 8)
+#   NODES  nodes per run (default 1; 3 for an ensemble)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${ZKD_LINCHECK_SECS:-300}
@@ -23,7 +24,7 @@ for ((i = 0; i < seeds; i++)); do
     f=$faults
     # Apache ZooKeeper exits on a full disk (the nemesis only frees it): no disk-full for it.
     [ "$server" = oracle ] && f=${faults/all/kill,pause,clock,fs-shutdown,slow-disk}
-    if ! nice -n 10 "$bin" lincheck run --server "$server" --seed "$s" --duration "$secs" \
+    if ! nice -n 10 "$bin" lincheck run --server "$server" --nodes "${NODES:-1}" --seed "$s" --duration "$secs" \
         --clients "${CLIENTS:-8}" --faults "$f" --out "$out/lincheck-$server-$s.jsonl"; then
       echo "== FAILED: seed $s on $server; history in $out/lincheck-$server-$s.jsonl"
       exit 1

@@ -1,7 +1,8 @@
 //! Linearizability under faults (`zkd lincheck`, tools/lincheck): concurrent clients record a
-//! history against a zkd node while a seeded nemesis kills, pauses, restarts it with its
-//! monotonic clock moved, and (as root) shuts its disk down, fills it and slows it; the history
-//! must be linearizable per znode and every client must make progress once the faults end.
+//! history against a zkd node (and a 3-node zkd ensemble) while a seeded nemesis kills, pauses,
+//! restarts it with its monotonic clock moved, and (as root) shuts its disk down, fills it and
+//! slows it; the history must be linearizable per znode and every client must make progress
+//! once the faults end.
 //!
 //! The checker must be able to say no: a proxy in front of zkd that serves stale reads, or that
 //! acknowledges writes it never forwards, must be caught, with a small failing window.
@@ -72,6 +73,20 @@ fn zkd_is_linearizable_under_kills_and_pauses() {
     let r = run_lincheck(&config(zkd(), &[FaultKind::Kill, FaultKind::Pause], 25, seed(1))).expect("the run");
     assert_passed(&r, 8);
     assert!(r.stats.unknown > 0, "kills and pauses leave operations without a reply:\n{}", r.text);
+}
+
+#[test]
+fn a_three_node_zkd_ensemble_is_linearizable_under_kills_and_pauses() {
+    let _g = serial();
+    let cfg = RunConfig {
+        nodes: 3,
+        clients: 6,
+        ..config(zkd(), &[FaultKind::Kill, FaultKind::Pause], 25, seed(7))
+    };
+    let r = run_lincheck(&cfg).expect("the run");
+    assert_passed(&r, 8);
+    let nodes: std::collections::BTreeSet<usize> = r.history.ops.iter().map(|o| o.node).collect();
+    assert_eq!(nodes.len(), 3, "clients used every member:\n{}", r.text);
 }
 
 #[test]

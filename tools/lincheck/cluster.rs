@@ -6,6 +6,7 @@
 //! zkd binds port 0 and reports its port (`--port-file`), so a restarted node comes back on a new
 //! port: the client address table ([`Addrs`]) follows. Apache ZooKeeper cannot report its port; it
 //! gets a held one (a socket bound with SO_REUSEADDR and never listened on, kept while it runs).
+//! An ensemble's quorum and election ports are in every member's zoo.cfg, so they are held too.
 
 use std::ffi::CString;
 use std::io::{Read, Write};
@@ -109,10 +110,6 @@ pub fn disk_prerequisites() -> Result<(), String> {
 
 impl Cluster {
     pub fn start(cfg: ClusterConfig) -> anyhow::Result<Cluster> {
-        if let ServerKind::Zkd { .. } = cfg.kind {
-            // zkd refuses ensemble configurations until its quorum lands (tests/startup.rs).
-            anyhow::ensure!(cfg.nodes == 1, "zkd runs standalone only for now (--nodes 1)");
-        }
         anyhow::ensure!(cfg.nodes >= 1, "--nodes must be at least 1");
         std::fs::create_dir_all(&cfg.dir)?;
         let addrs: Addrs = Arc::new(Mutex::new(vec![None; cfg.nodes]));
@@ -185,9 +182,11 @@ impl Cluster {
         if let ServerKind::Oracle { .. } = self.cfg.kind {
             n.hold = Some(HeldPort::new()?);
             n.port = n.hold.as_ref().map(|h| h.port);
-            if self.cfg.nodes > 1 {
-                n.peer_ports = Some((HeldPort::new()?, HeldPort::new()?));
-            }
+        }
+        // Quorum and election ports are in every member's zoo.cfg, so they are fixed (held) for
+        // zkd too; both servers bind them with SO_REUSEADDR, beside the held socket.
+        if self.cfg.nodes > 1 {
+            n.peer_ports = Some((HeldPort::new()?, HeldPort::new()?));
         }
         Ok(n)
     }

@@ -60,6 +60,7 @@ pub struct RunArgs {
     /// Apache ZooKeeper's class path, for --server oracle.
     #[arg(long, default_value = "/usr/share/java/*:/etc/zookeeper/conf")]
     pub classpath: String,
+    /// 1: standalone; more: an ensemble (server.N lines, myid), clients spread over it.
     #[arg(long, default_value_t = 1)]
     pub nodes: usize,
     /// Concurrent clients, one session each (a new one after every lost connection).
