@@ -144,6 +144,8 @@ enum Lie {
 struct Proxy {
     lie: Lie,
     count: AtomicU64,
+    /// Lies told so far.
+    lies: AtomicU64,
     seen: Mutex<std::collections::HashMap<String, Seen>>,
 }
 
@@ -178,10 +180,16 @@ enum Asked {
 }
 
 impl Proxy {
-    fn start(upstream: SocketAddr, lie: Lie) -> SocketAddr {
+    fn start(upstream: SocketAddr, lie: Lie) -> (SocketAddr, Arc<Proxy>) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
-        let p = Arc::new(Proxy { lie, count: AtomicU64::new(0), seen: Mutex::default() });
+        let p = Arc::new(Proxy {
+            lie,
+            count: AtomicU64::new(0),
+            lies: AtomicU64::new(0),
+            seen: Mutex::default(),
+        });
+        let proxy = p.clone();
         std::thread::spawn(move || {
             for c in l.incoming() {
                 let (Ok(c), Ok(u)) = (c, TcpStream::connect(upstream)) else { continue };
@@ -190,7 +198,7 @@ impl Proxy {
                 std::thread::spawn(move || p.connection(c, u));
             }
         });
-        addr
+        (addr, proxy)
     }
 
     fn tick(&self, n: u64) -> bool {
@@ -248,6 +256,7 @@ impl Proxy {
         let mut seen = self.seen.lock().unwrap();
         let stat = seen.get_mut(&req.path)?.stat.as_mut()?;
         stat.version += 1;
+        self.lies.fetch_add(1, Ordering::Relaxed);
         let mut w = Writer::new();
         ReplyHeader { xid, zxid: stat.mzxid, err: 0 }.encode(&mut w);
         SetDataResponse { stat: stat.clone() }.encode(&mut w);
@@ -272,6 +281,7 @@ impl Proxy {
                 let old = e.bodies.len().checked_sub(50);
                 match (self.lie, old) {
                     (Lie::StaleReads(n), Some(i)) if self.tick(n) => {
+                        self.lies.fetch_add(1, Ordering::Relaxed);
                         let mut w = Writer::new();
                         h.encode(&mut w);
                         w.raw(&e.bodies[i]);
@@ -284,8 +294,9 @@ impl Proxy {
     }
 }
 
-/// Records `secs` of the workload through a proxy in front of a fresh zkd node; checks it.
-fn through_proxy(lie: Lie, secs: u64) -> (History, check::Report, String) {
+/// Records the workload through a proxy in front of a fresh zkd node, 2 s at a time, until the
+/// proxy has lied 5 times (honest: until 2000 replies); checks the history.
+fn through_proxy(lie: Lie) -> (History, check::Report, String) {
     static RUNS: AtomicU64 = AtomicU64::new(0);
     let n = RUNS.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("zkd-lincheck-proxy-{}-{n}", std::process::id()));
@@ -298,7 +309,8 @@ fn through_proxy(lie: Lie, secs: u64) -> (History, check::Report, String) {
     })
     .unwrap();
     let upstream = cluster.addrs().lock().unwrap()[0].unwrap();
-    let addrs: Addrs = Arc::new(Mutex::new(vec![Some(Proxy::start(upstream, lie))]));
+    let (addr, proxy) = Proxy::start(upstream, lie);
+    let addrs: Addrs = Arc::new(Mutex::new(vec![Some(addr)]));
     let wl = Workload::new("/proxied", 2, 4, 2000, 9);
     setup(&addrs, &wl, Duration::from_secs(10)).unwrap();
     let run = RunInfo {
@@ -309,7 +321,21 @@ fn through_proxy(lie: Lie, secs: u64) -> (History, check::Report, String) {
         ..Default::default()
     };
     let rec = Recording::new(run, None).unwrap();
-    record(&rec, &addrs, &wl, Duration::from_secs(secs)).unwrap();
+    let mut replies = 0;
+    for _ in 0..15 {
+        let enough = match lie {
+            Lie::Nothing => replies >= 2000,
+            _ => proxy.lies.load(Ordering::Relaxed) >= 5,
+        };
+        if enough {
+            break;
+        }
+        let st = record(&rec, &addrs, &wl, Duration::from_secs(2)).unwrap();
+        replies += st.ok + st.failed;
+    }
+    if lie != Lie::Nothing {
+        assert!(proxy.lies.load(Ordering::Relaxed) >= 5, "the proxy had no chance to lie");
+    }
     let h = rec.finish();
     drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
@@ -336,7 +362,7 @@ fn window_ops<'a>(
 #[test]
 fn an_honest_proxy_passes() {
     let _g = serial();
-    let (h, report, text) = through_proxy(Lie::Nothing, 3);
+    let (h, report, text) = through_proxy(Lie::Nothing);
     assert!(report.linearizable(), "{text}");
     assert!(h.ops.len() > 1000, "{text}");
 }
@@ -344,7 +370,7 @@ fn an_honest_proxy_passes() {
 #[test]
 fn a_server_that_serves_stale_reads_is_caught() {
     let _g = serial();
-    let (h, report, text) = through_proxy(Lie::StaleReads(97), 3);
+    let (h, report, text) = through_proxy(Lie::StaleReads(31));
     let ops = window_ops(&h, &report, &text);
     assert!(ops.iter().any(|o| matches!(o.subs[0], Sub::Read { .. })), "a read is in the window:\n{text}");
     eprintln!("{text}");
@@ -353,7 +379,7 @@ fn a_server_that_serves_stale_reads_is_caught() {
 #[test]
 fn a_server_that_loses_acknowledged_writes_is_caught() {
     let _g = serial();
-    let (h, report, text) = through_proxy(Lie::LostWrites(53), 3);
+    let (h, report, text) = through_proxy(Lie::LostWrites(31));
     let ops = window_ops(&h, &report, &text);
     assert!(
         ops.iter().any(|o| matches!(o.subs[0], Sub::Set { .. }) && matches!(o.outcome, Outcome::Ok { .. })),

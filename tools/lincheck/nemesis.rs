@@ -19,7 +19,7 @@
 //! - `slow-disk` (root): the node's writes to its disk are throttled to 10-50 I/Os a second for
 //!   1-3 s (blkio cgroup on its loop device: this kernel has no device-mapper, so no dm-delay).
 //!
-//! Between faults the system runs 0.3-1.5 s undisturbed, and the last 2 s of a run are quiet, so
+//! Between faults the system runs 0.3-1.5 s undisturbed, and the last 3 s of a run are quiet, so
 //! the history ends with reads of whatever the faults left.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -134,7 +134,7 @@ pub fn schedule(
     duration_ms: u64,
     session_timeout_ms: u64,
 ) -> Vec<Planned> {
-    const QUIET_TAIL_MS: u64 = 2000;
+    const QUIET_TAIL_MS: u64 = 3000;
     let mut rng = StdRng::seed_from_u64(seed ^ 0x006e_656d_6573_6973);
     let mut plan = Vec::new();
     if kinds.is_empty() || nodes == 0 {
@@ -265,7 +265,7 @@ mod tests {
             assert!(w[1].at_ms >= w[0].at_ms + w[0].fault.span_ms() + 300, "{w:?}");
         }
         let last = a.last().unwrap();
-        assert!(last.at_ms + last.fault.span_ms() + 2000 <= 60_000);
+        assert!(last.at_ms + last.fault.span_ms() + 3000 <= 60_000);
         assert!(a.iter().all(|p| p.node < 3));
         for k in all {
             assert!(a.iter().any(|p| p.fault.kind() == k), "{k:?} never drawn in {a:?}");

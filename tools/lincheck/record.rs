@@ -8,13 +8,14 @@
 //! Each client has one operation in flight; when it gets no reply (connection lost, or no reply
 //! within 2/3 of the session timeout, as ZooKeeper's client gives up) the outcome is unknown and
 //! the client reconnects, with a new session, to the next node that is up, presenting the
-//! newest zxid it has seen.
+//! newest zxid it has seen. It also closes its session and moves to the next node every few
+//! hundred operations.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,8 @@ pub type Addrs = Arc<Mutex<Vec<Option<SocketAddr>>>>;
 pub struct Recording {
     t0: Instant,
     next_id: AtomicU64,
+    /// Per client, when its latest reply came (ns).
+    replied: Mutex<HashMap<u32, u64>>,
     inner: Mutex<(History, Option<std::io::BufWriter<std::fs::File>>)>,
 }
 
@@ -54,7 +57,12 @@ impl Recording {
             write_line(w, &Line::Run(run.clone()))?;
         }
         let h = History { run: Some(run), ops: Vec::new(), faults: Vec::new() };
-        Ok(Arc::new(Recording { t0: Instant::now(), next_id: AtomicU64::new(0), inner: Mutex::new((h, w)) }))
+        Ok(Arc::new(Recording {
+            t0: Instant::now(),
+            next_id: AtomicU64::new(0),
+            replied: Mutex::new(HashMap::new()),
+            inner: Mutex::new((h, w)),
+        }))
     }
 
     /// Nanoseconds since the recording began (monotonic).
@@ -69,6 +77,9 @@ impl Recording {
 
     pub fn op(&self, mut op: Op) {
         op.id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Some(r) = op.ret_ns {
+            self.replied.lock().unwrap_or_else(|e| e.into_inner()).insert(op.client, r);
+        }
         let mut g = self.lock();
         if let Some(w) = &mut g.1 {
             // A write error ends the file, not the run: the history is also kept in memory.
@@ -89,6 +100,17 @@ impl Recording {
             }
         }
         g.0.faults.push(f);
+    }
+
+    /// When the latest fault event was logged (0: none yet).
+    pub fn last_fault_ns(&self) -> u64 {
+        self.lock().0.faults.iter().map(|f| f.at_ns).max().unwrap_or(0)
+    }
+
+    /// Whether each of `clients` got a reply after `ns`.
+    pub fn all_replied_since(&self, clients: usize, ns: u64) -> bool {
+        let r = self.replied.lock().unwrap_or_else(|e| e.into_inner());
+        (0..clients as u32).all(|c| r.get(&c).is_some_and(|t| *t > ns))
     }
 
     /// Flushes the file; returns the history.
@@ -137,6 +159,8 @@ pub struct RecordStats {
     pub unknown: u64,
     pub connects: u64,
     pub connect_failures: u64,
+    /// Per client, why its last connect attempt failed.
+    pub last_connect_error: HashMap<u32, String>,
 }
 
 /// Creates the workload's znodes (their parents too), on the first node that answers.
@@ -190,7 +214,12 @@ pub fn setup(addrs: &Addrs, wl: &Workload, timeout: Duration) -> anyhow::Result<
     })
 }
 
-/// Runs the clients for `duration`; every operation goes to `rec`.
+/// How long a run may go on past its duration for every client to get a reply after the last
+/// fault (a liveness failure if one does not).
+pub const PROGRESS_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// Runs the clients for `duration`, and then until every client has had a reply since the last
+/// fault event, for at most [`PROGRESS_WAIT_MAX`] more; every operation goes to `rec`.
 pub fn record(
     rec: &Arc<Recording>,
     addrs: &Addrs,
@@ -199,13 +228,22 @@ pub fn record(
 ) -> anyhow::Result<RecordStats> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let stats = Arc::new(Mutex::new(RecordStats::default()));
-    let until = Instant::now() + duration;
+    let stop = Arc::new(AtomicBool::new(false));
     rt.block_on(async {
         let mut set = tokio::task::JoinSet::new();
         for id in 0..wl.clients {
             let c = Client::new(id as u32, wl.clone(), rec.clone(), addrs.clone(), stats.clone());
-            set.spawn(c.run(until));
+            set.spawn(c.run(stop.clone()));
         }
+        let (r, st, n) = (rec.clone(), stop.clone(), wl.clients);
+        tokio::spawn(async move {
+            let t0 = Instant::now();
+            tokio::time::sleep(duration).await;
+            while !r.all_replied_since(n, r.last_fault_ns()) && t0.elapsed() < duration + PROGRESS_WAIT_MAX {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            st.store(true, Ordering::Relaxed);
+        });
         while let Some(r) = set.join_next().await {
             r.map_err(|e| anyhow::anyhow!("client task: {e}"))?;
         }
@@ -229,6 +267,8 @@ struct Client {
     stats: Arc<Mutex<RecordStats>>,
     rng: StdRng,
     conn: Option<(Conn, usize)>,
+    /// Operations left before the client closes its session and moves to the next node.
+    left_on_conn: u32,
     last_zxid: i64,
     next_node: usize,
     values: u64,
@@ -260,6 +300,7 @@ impl Client {
             stats,
             rng: StdRng::seed_from_u64(seed),
             conn: None,
+            left_on_conn: 0,
             last_zxid: 0,
             values: 0,
             versions: HashMap::new(),
@@ -270,23 +311,32 @@ impl Client {
         f(&mut self.stats.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
-    async fn run(mut self, until: Instant) {
-        while Instant::now() < until {
-            if self.conn.is_none() && !self.connect(until).await {
+    async fn run(mut self, stop: Arc<AtomicBool>) {
+        while !stop.load(Ordering::Relaxed) {
+            if self.left_on_conn == 0 {
+                // Sessions move between nodes now and then, as clients' do: a session on one
+                // member must see what another session wrote on another.
+                if let Some((c, _)) = self.conn.take() {
+                    c.close(Duration::from_millis(500)).await;
+                }
+                self.left_on_conn = self.rng.gen_range(200..2000);
+            }
+            if self.conn.is_none() && !self.connect(&stop).await {
                 break;
             }
             let subs = self.next_op();
             self.perform(subs).await;
+            self.left_on_conn -= 1;
         }
         if let Some((c, _)) = self.conn.take() {
             c.close(Duration::from_millis(500)).await;
         }
     }
 
-    /// Connects to the next node that is up; false if `until` passed first.
-    async fn connect(&mut self, until: Instant) -> bool {
+    /// Connects to the next node that is up; false if told to stop first.
+    async fn connect(&mut self, stop: &AtomicBool) -> bool {
         let mut failures = 0u32;
-        while Instant::now() < until {
+        while !stop.load(Ordering::Relaxed) {
             let addrs: Vec<Option<SocketAddr>> = self.addrs.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let n = addrs.len().max(1);
             let node = self.next_node % n;
@@ -307,7 +357,11 @@ impl Client {
                         return true;
                     }
                     Err(e) => {
-                        self.stat(|s| s.connect_failures += 1);
+                        let (id, why) = (self.id, format!("node {node}: {e}"));
+                        self.stat(|s| {
+                            s.connect_failures += 1;
+                            s.last_connect_error.insert(id, why);
+                        });
                         failures += 1;
                         if failures.is_multiple_of(50) {
                             eprintln!("lincheck: client {} still cannot connect: {e}", self.id);

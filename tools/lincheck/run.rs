@@ -37,8 +37,8 @@ pub struct RunResult {
     pub stats: RecordStats,
     /// The report as text.
     pub text: String,
-    /// Clients that got no reply at all once the last fault had healed (a second after it):
-    /// a liveness failure, reported beside the linearizability verdict.
+    /// Clients that got no reply after the last fault, within 10 s past the run's duration: a
+    /// liveness failure, reported beside the linearizability verdict.
     pub stalled: Vec<u32>,
     /// The nodes' directory, if kept.
     pub kept: Option<PathBuf>,
@@ -51,15 +51,12 @@ impl RunResult {
     }
 }
 
-/// The clients with no definite reply to an operation called at least a second after the last
-/// fault event (none if the run left less than half a second after that).
-pub fn stalled_clients(h: &History, clients: usize, end_ns: u64) -> Vec<u32> {
-    let healed = h.faults.iter().map(|f| f.at_ns).max().unwrap_or(0) + 1_000_000_000;
-    if end_ns < healed + 500_000_000 {
-        return Vec::new();
-    }
+/// The clients that got no reply after the last fault event (the recorder waits for each, up to
+/// `record::PROGRESS_WAIT_MAX` past the run's duration).
+pub fn stalled_clients(h: &History, clients: usize) -> Vec<u32> {
+    let healed = h.faults.iter().map(|f| f.at_ns).max().unwrap_or(0);
     (0..clients as u32)
-        .filter(|&c| !h.ops.iter().any(|o| o.client == c && o.call_ns >= healed && o.ret_ns.is_some()))
+        .filter(|&c| !h.ops.iter().any(|o| o.client == c && o.ret_ns.is_some_and(|r| r > healed)))
         .collect()
 }
 
@@ -115,7 +112,6 @@ pub fn run_lincheck(cfg: &RunConfig) -> anyhow::Result<RunResult> {
         let n = nemesis.join().map_err(|_| anyhow::anyhow!("the nemesis thread panicked"));
         (r, n)
     });
-    let end_ns = rec.now_ns();
     let history = rec.finish();
     let stats = recorded?;
     if let Err(e) = injected.and_then(|r| r) {
@@ -129,11 +125,16 @@ pub fn run_lincheck(cfg: &RunConfig) -> anyhow::Result<RunResult> {
         "recorded: {} ok, {} failed, {} unknown; {} sessions ({} connect attempts failed)\n",
         stats.ok, stats.failed, stats.unknown, stats.connects, stats.connect_failures
     ));
-    let stalled = stalled_clients(&history, cfg.clients, end_ns);
+    let stalled = stalled_clients(&history, cfg.clients);
     if !stalled.is_empty() {
         text.push_str(&format!(
             "LIVENESS: clients {stalled:?} got no reply once the last fault had healed (see the nodes' logs)\n"
         ));
+        for c in &stalled {
+            if let Some(e) = stats.last_connect_error.get(c) {
+                text.push_str(&format!("  client {c}'s last failed connect: {e}\n"));
+            }
+        }
     }
     let kept = if cfg.keep || !report.linearizable() || !stalled.is_empty() {
         text.push_str(&format!("nodes' logs and data kept in {}\n", dir.display()));
