@@ -65,6 +65,8 @@ enum Cmd {
     FsyncTest(zkd_tools::fsync_test::FsyncTestArgs),
     /// jute.maxbuffer edge cases against a running server, optionally compared with another.
     MaxbufferStress(zkd_tools::maxbuffer_stress::MaxbufferStressArgs),
+    /// Linearizability: record histories against servers under injected faults, and check them.
+    Lincheck(zkd_tools::lincheck::LincheckArgs),
     /// Delete old snapshots and logs, keeping the newest N snapshots and the logs they need
     /// (ZooKeeper's PurgeTxnLog).
     Purge {
@@ -329,6 +331,14 @@ fn main() -> ExitCode {
         Some(Cmd::Bench(a)) => tool(zkd_tools::bench::run(a)),
         Some(Cmd::FsyncTest(a)) => tool(zkd_tools::fsync_test::run(a)),
         Some(Cmd::MaxbufferStress(a)) => tool(zkd_tools::maxbuffer_stress::run(a)),
+        Some(Cmd::Lincheck(a)) => match zkd_tools::lincheck::run(a) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("zkd lincheck: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Some(Cmd::Purge { data_dir, data_log_dir, count }) => {
             let log_dir = data_log_dir.unwrap_or_else(|| data_dir.clone());
             match zkd::db::purge(&data_dir, &log_dir, count) {

@@ -18,6 +18,8 @@ command -v javac >/dev/null || need_apt+=(default-jdk-headless)
 [ -f /usr/share/java/curator-recipes.jar ] || need_apt+=(libcurator-recipes-java)
 # mkfs.ext4: the full-disk test of O_DIRECT log writes runs on a loop-mounted ext4 image.
 command -v mkfs.ext4 >/dev/null || need_apt+=(e2fsprogs)
+# losetup: tests/lincheck.rs gives each node a loop-mounted ext4 of its own (disk faults).
+command -v losetup >/dev/null || need_apt+=(mount)
 # zktop: a real four-letter-word consumer (tests/py/test_ops.py).
 command -v zktop >/dev/null || need_apt+=(zktop)
 if [ ${#need_apt[@]} -gt 0 ]; then

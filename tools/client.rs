@@ -99,6 +99,19 @@ impl Conn {
         timeout: Duration,
         reply_frame_max_bytes: usize,
     ) -> Result<Conn, ClientError> {
+        Self::connect_seen(addr, session_timeout_ms, timeout, reply_frame_max_bytes, 0).await
+    }
+
+    /// A new session that presents `last_zxid_seen`, the newest zxid this client has seen, as
+    /// ZooKeeper's client does: a server that is behind it refuses the session, so the client
+    /// never sees the past after seeing the present.
+    pub async fn connect_seen(
+        addr: &str,
+        session_timeout_ms: i32,
+        timeout: Duration,
+        reply_frame_max_bytes: usize,
+        last_zxid_seen: i64,
+    ) -> Result<Conn, ClientError> {
         let to = |what| ClientError::Timeout {
             addr: addr.to_string(),
             what,
@@ -112,7 +125,7 @@ impl Conn {
         let (mut rd, mut wr) = stream.into_split();
         let req = ConnectRequest {
             protocol_version: 0,
-            last_zxid_seen: 0,
+            last_zxid_seen,
             time_out: session_timeout_ms,
             session_id: 0,
             passwd: vec![0; 16],

@@ -423,7 +423,10 @@ impl<L: Links> Replica<L> {
         for session in std::mem::take(&mut self.sync_queue) {
             self.sync_done(session, out);
         }
-        self.no_space_retry_at_ms = Some(now.mono_ms + 1000);
+        // A second after the first rejection, not the latest: txns that still reach the log
+        // meanwhile (createSession, an expiry's closeSession) are rejected and reported too, and
+        // would otherwise postpone the retry for as long as clients keep reconnecting.
+        self.no_space_retry_at_ms.get_or_insert(now.mono_ms + 1000);
     }
 
     /// Periodic work: session expiry and the container/TTL sweep.

@@ -236,3 +236,22 @@ fn a_full_disk_fails_the_unlogged_writes_in_order_and_reuses_only_their_zxids() 
     w.write(s, 7, OpCode::SetData, set("4"));
     assert_eq!(w.logged, [4]);
 }
+
+/// A full disk: txns that still reach the log while client writes are refused (a new session's
+/// createSession, an expired session's closeSession) are rejected too, and each rejection is
+/// reported. Those reports must not push the retry back: clients that reconnect in a loop would
+/// otherwise keep the node refusing writes long after space returned (found by `zkd lincheck`).
+#[test]
+fn a_full_disk_retries_after_a_second_however_many_rejections_follow() {
+    let mut w = World::new();
+    let _s = w.connect();
+    w.step(ToReplica::LogNoSpace { last_durable_zxid: 1 }, T0);
+    let at = |ms| Now { mono_ms: T0.mono_ms + ms, ..T0 };
+    for ms in [300, 600, 900] {
+        w.step(ToReplica::LogNoSpace { last_durable_zxid: 1 }, at(ms));
+        w.replica.tick(at(ms), &mut w.out);
+        assert!(!w.out.resume_log, "refusing for a second after the first rejection");
+    }
+    w.replica.tick(at(1_000), &mut w.out);
+    assert!(w.out.resume_log, "the log is asked to resume a second after the first rejection");
+}
