@@ -256,7 +256,7 @@ fn server_stats_obj(ops: &OpsState) -> J {
 }
 
 /// Parses a query string into (key, value) pairs (no percent-decoding needed for our keys).
-fn query_get<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+pub fn query_get<'a>(query: &'a str, key: &str) -> Option<&'a str> {
     query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == key).map(|(_, v)| v)
 }
 
