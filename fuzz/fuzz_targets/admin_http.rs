@@ -11,13 +11,14 @@ use zkd::config::Config;
 use zkd::proto::frame::{read_length, FirstWord, FOUR_LETTER_WORDS};
 use zkd_fuzz::Cuts;
 
-fn http(bytes: &[u8], seed: u64) {
+/// `seed`: the sizes of the reads (None: 2 KiB, as the listener reads).
+fn http(bytes: &[u8], seed: Option<u64>) {
     // Read as the listener reads: the state after each read; the head ends at most once.
-    let mut cuts = Cuts::new(seed);
+    let mut cuts = seed.map(Cuts::new);
     let mut at = 0;
     let mut state = HeadState::Incomplete;
     while at < bytes.len() && state == HeadState::Incomplete {
-        at = (at + cuts.next_len()).min(bytes.len());
+        at = (at + cuts.as_mut().map_or(2048, Cuts::next_len)).min(bytes.len());
         state = head_state(&bytes[..at]);
         if state == HeadState::TooLarge {
             assert!(at > MAX_REQUEST_BYTES);
@@ -71,12 +72,12 @@ fuzz_target!(|data: &[u8]| {
     let Some((&ctl, rest)) = data.split_first() else { return };
     if ctl & 1 == 0 {
         if ctl & 2 == 0 {
-            http(rest, ctl as u64);
+            http(rest, Some(ctl as u64));
         } else {
             // Past the head's bound: the listener must refuse, never grow without end.
             let mut big = vec![b'a'; MAX_REQUEST_BYTES];
             big.extend_from_slice(rest);
-            http(&big, ctl as u64);
+            http(&big, None);
         }
     } else if rest.len() >= 4 {
         let (word, list) = rest.split_at(4);

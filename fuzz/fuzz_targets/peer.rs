@@ -21,8 +21,9 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use zkd::proto::Id;
 use zkd::quorum::election::ElectionConfig;
+use zkd::quorum::packet_type as t;
 use zkd::quorum::peer::{Action, Input, Peer, PeerConfig, PeerInit, Role};
-use zkd::quorum::wire::{LearnerInfo, ZAB_PROTOCOL_VERSION};
+use zkd::quorum::wire::{LeaderMessage, LearnerInfo, LearnerMessage, Touch, ZAB_PROTOCOL_VERSION};
 use zkd::quorum::zab::{Proposal, ZabConfig};
 use zkd::quorum::{make_zxid, Members, Notification, PeerState, QuorumPacket, Sid, Vote};
 
@@ -121,6 +122,21 @@ enum Op {
         data: Data,
         auth: bool,
     },
+    /// A well-formed message from the leader this peer follows, built from what the peer said
+    /// (LEADERINFO with a newer epoch, DIFF/SNAP/TRUNC from its last zxid, NEWLEADER, UPTODATE,
+    /// PROPOSAL/COMMIT of the next txn, PING, SYNC, a REVALIDATE answer), so that stories reach
+    /// the broadcast phase.
+    Leader {
+        what: u8,
+        arg: u8,
+    },
+    /// A well-formed message from a learner of this leader (FOLLOWERINFO/OBSERVERINFO, ACKEPOCH,
+    /// ACK of what the peer proposed, PING, REVALIDATE, REQUEST).
+    Learner {
+        from: u8,
+        what: u8,
+        arg: u8,
+    },
     /// A quorum connection drops.
     Drop {
         sid: u8,
@@ -185,6 +201,15 @@ struct World {
     next_zxid: Option<i64>,
     revalidations: VecDeque<(Sid, i64)>,
     epochs: (u32, u32),
+    /// The fake leader's epoch and txn counter (what its LEADERINFO and PROPOSALs carry).
+    fake_epoch: u32,
+    fake_counter: u32,
+    /// What the peer sent as a leader: LEADERINFO's and NEWLEADER's zxids, recent PROPOSALs.
+    sent_leaderinfo: Option<i64>,
+    sent_newleader: Option<i64>,
+    sent_proposals: VecDeque<i64>,
+    /// Roles served during the story (for ZKD_FUZZ_PEER_STATS).
+    roles: BTreeSet<String>,
 }
 
 impl World {
@@ -228,6 +253,17 @@ impl World {
                 Action::Send { to, packet } => {
                     assert!(self.conns.contains(&to), "sends to {to}, which has no connection");
                     self.saw(packet.zxid);
+                    match packet.typ {
+                        t::LEADERINFO => self.sent_leaderinfo = Some(packet.zxid),
+                        t::NEWLEADER => self.sent_newleader = Some(packet.zxid),
+                        t::PROPOSAL => {
+                            if self.sent_proposals.len() == 16 {
+                                self.sent_proposals.pop_front();
+                            }
+                            self.sent_proposals.push_back(packet.zxid);
+                        }
+                        _ => {}
+                    }
                 }
                 Action::SendSnapshot { to, .. } => {
                     assert!(self.conns.contains(&to), "streams a snapshot to {to}, which has no connection");
@@ -279,6 +315,7 @@ impl World {
                     }
                 }
                 Action::Serving { role, next_zxid, .. } => {
+                    self.roles.insert(format!("{role:?}"));
                     self.serving = Some(role);
                     self.next_zxid = next_zxid;
                 }
@@ -414,6 +451,104 @@ impl World {
                 let packet = QuorumPacket { typ, zxid: self.zxid(zxid), data, authinfo };
                 self.step(Input::Packet { from, packet });
             }
+            Op::Leader { what, arg } => {
+                // Only on the connection to the leader this peer follows.
+                let Some(leader) = self.peer.leader().filter(|l| *l != self.me && self.conns.contains(l))
+                else {
+                    return;
+                };
+                let last = self.logged.last().copied().unwrap_or(self.base);
+                let m = match what % 10 {
+                    0 => {
+                        self.fake_epoch = self.peer.accepted_epoch() + (arg % 2) as u32;
+                        self.fake_counter = 0;
+                        LeaderMessage::LeaderInfo {
+                            zxid: make_zxid(self.fake_epoch, 0),
+                            protocol_version: ZAB_PROTOCOL_VERSION,
+                        }
+                    }
+                    1 => match arg % 3 {
+                        0 => LeaderMessage::Diff { zxid: last },
+                        1 => LeaderMessage::Snap { zxid: last.max(make_zxid(self.fake_epoch, 0)) },
+                        _ => LeaderMessage::Trunc { zxid: last.saturating_sub(arg as i64 / 3) },
+                    },
+                    2 => LeaderMessage::NewLeader { zxid: make_zxid(self.fake_epoch, 0), config: None },
+                    3 => LeaderMessage::UpToDate,
+                    4 | 5 => {
+                        self.fake_counter += 1;
+                        LeaderMessage::Proposal {
+                            zxid: make_zxid(self.fake_epoch, self.fake_counter),
+                            txn: vec![arg; 4],
+                        }
+                    }
+                    6 => LeaderMessage::Commit {
+                        zxid: make_zxid(self.fake_epoch, self.fake_counter.saturating_sub((arg % 3) as u32)),
+                    },
+                    7 => LeaderMessage::Ping { zxid: last },
+                    8 => LeaderMessage::Sync,
+                    _ => LeaderMessage::Revalidate { session_id: arg as i64, valid: arg % 2 == 0 },
+                };
+                self.step(Input::Packet { from: leader, packet: m.to_packet() });
+            }
+            Op::Learner { from, what, arg } => {
+                let from = sid(from);
+                if self.peer.state() != PeerState::Leading || from == self.me {
+                    return;
+                }
+                let acked = |back: u8| -> i64 {
+                    let n = self.sent_proposals.len();
+                    if n == 0 {
+                        self.sent_newleader.unwrap_or(0)
+                    } else {
+                        self.sent_proposals[n - 1 - (back as usize % n)]
+                    }
+                };
+                let m = match what % 7 {
+                    0 => {
+                        let info = LearnerInfo {
+                            sid: from,
+                            protocol_version: ZAB_PROTOCOL_VERSION,
+                            config_version: 0,
+                        };
+                        let zxid = make_zxid((arg % 4) as u32, 0);
+                        if from == 4 {
+                            LearnerMessage::ObserverInfo { zxid, info }
+                        } else {
+                            LearnerMessage::FollowerInfo { zxid, info }
+                        }
+                    }
+                    1 => LearnerMessage::AckEpoch {
+                        last_zxid: make_zxid((arg % 4) as u32, (arg / 4 % 4) as u32),
+                        current_epoch: if arg >= 128 { -1 } else { (arg % 4) as i32 },
+                    },
+                    2 => LearnerMessage::Ack { zxid: self.sent_newleader.unwrap_or(0) },
+                    3 => LearnerMessage::Ack { zxid: acked(arg) },
+                    4 => LearnerMessage::Ping {
+                        zxid: self.sent_leaderinfo.unwrap_or(0),
+                        touches: (0..arg % 3)
+                            .map(|i| Touch { session_id: i as i64, timeout_ms: 30_000 })
+                            .collect(),
+                    },
+                    5 => LearnerMessage::Revalidate { session_id: arg as i64, timeout_ms: 30_000 },
+                    _ => LearnerMessage::Request {
+                        session_id: arg as i64,
+                        cxid: 1,
+                        op: if arg % 2 == 0 { zkd::quorum::zab::OP_SYNC } else { 1 },
+                        body: vec![],
+                        authinfo: None,
+                    },
+                };
+                let packet = m.to_packet();
+                if !self.conns.contains(&from) {
+                    // The driver learns a connection's sid from its first packet.
+                    if !matches!(m, LearnerMessage::FollowerInfo { .. } | LearnerMessage::ObserverInfo { .. })
+                    {
+                        return;
+                    }
+                    self.conns.insert(from);
+                }
+                self.step(Input::Packet { from, packet });
+            }
             Op::Drop { sid: s } => {
                 let s = sid(s);
                 if self.conns.remove(&s) {
@@ -513,9 +648,19 @@ fuzz_target!(|story: Story| {
         next_zxid: None,
         revalidations: VecDeque::new(),
         epochs: (accepted, current),
+        fake_epoch: 0,
+        fake_counter: 0,
+        sent_leaderinfo: None,
+        sent_newleader: None,
+        sent_proposals: VecDeque::new(),
+        roles: BTreeSet::new(),
     };
     w.perform(out);
     for op in story.ops.into_iter().take(256) {
         w.run(op);
+    }
+    // To see how deep the stories get: run the binary over a corpus with ZKD_FUZZ_PEER_STATS=1.
+    if std::env::var_os("ZKD_FUZZ_PEER_STATS").is_some() {
+        eprintln!("peer-stats: served {:?}, state {:?}, epochs {:?}", w.roles, w.peer.state(), w.epochs);
     }
 });

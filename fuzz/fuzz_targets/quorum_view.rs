@@ -17,7 +17,13 @@ fuzz_target!(|data: &[u8]| {
     let text = v.to_text();
     // ZooKeeper writes the version as an unsigned hex long and reads it back as a signed one:
     // a negative version does not read back there either.
-    if v.version >= 0 {
+    // A host that starts or ends with whitespace loses it when written as the first or last
+    // thing of a properties value (Properties trims values; ZooKeeper's do too): no host is so.
+    let spaced = |h: &str| h.trim() != h;
+    let trimmable = v.servers.values().any(|s| {
+        s.addrs.iter().any(|a| spaced(&a.host)) || s.client.as_ref().is_some_and(|c| spaced(&c.host))
+    });
+    if v.version >= 0 && !trimmable {
         let again = QuorumView::parse(text.as_bytes())
             .unwrap_or_else(|e| panic!("{v:?} writes {text:?}, which does not parse: {e}"));
         // The text lists a server's addresses sorted by host (QuorumServer.toString).

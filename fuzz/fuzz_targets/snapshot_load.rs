@@ -10,7 +10,7 @@ use zkd::proto::StatPersisted;
 use zkd::snapshot::format::Compression;
 use zkd::tree::DataTree;
 use zkd::txnlog::format::DEFAULT_MAX_TXN_BYTES;
-use zkd_fuzz::sealed_snapshot;
+use zkd_fuzz::{check_tree, sealed_snapshot};
 
 type Node = (String, Option<Vec<u8>>, i64, StatPersisted);
 
@@ -38,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(a.node_count(), b.node_count());
             assert_eq!(nodes(&a), nodes(&b), "the two loaders built different trees");
             assert_eq!(a.last_processed_zxid(), b.last_processed_zxid());
+            check_tree(&a);
         }
         (Ok(_), Err(e)) => panic!("the stream loader refuses what the mapped loader loads: {e}"),
         (Err(e), Ok(_)) => panic!("the mapped loader refuses what the stream loader loads: {e}"),

@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use zkd::proto::jute::Writer;
 use zkd::proto::{LoggedTxn, OpCode, TxnBody};
 use zkd::tree::DataTree;
-use zkd_fuzz::{records, NoWatches};
+use zkd_fuzz::{check_tree, records, NoWatches};
 
 fuzz_target!(|data: &[u8]| {
     let tree = DataTree::new();
@@ -25,7 +25,5 @@ fuzz_target!(|data: &[u8]| {
         let multi = matches!(t.body, TxnBody::Multi(_)) || t.hdr.txn_type == OpCode::Multi as i32;
         let _ = zkd::request::encode_reply(t.hdr.txn_type, multi, &r, &mut w);
     }
-    let mut n = 0;
-    tree.for_each_node(|_, _, _, _| n += 1);
-    assert_eq!(n, tree.node_count(), "nodes reachable from the root vs the node count");
+    check_tree(&tree);
 });

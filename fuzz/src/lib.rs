@@ -174,3 +174,22 @@ pub fn check_incremental<T: PartialEq + std::fmt::Debug, E: std::fmt::Debug>(
     }
     whole
 }
+
+/// The tree is one tree: every node reached from the root is at `parent/name` and is listed by
+/// its parent under `name`, its Stat counts the children it lists, and the node count is the
+/// number of nodes reached.
+pub fn check_tree(tree: &zkd::tree::DataTree) {
+    let mut paths = Vec::new();
+    tree.for_each_node(|p, _, _, _| paths.push(if p.is_empty() { "/".to_owned() } else { p.to_owned() }));
+    assert_eq!(paths.len(), tree.node_count(), "nodes reachable from the root vs the node count");
+    for p in &paths {
+        let (children, stat) =
+            tree.get_children(p, None).unwrap_or_else(|e| panic!("{p} is reached but not read: {e}"));
+        assert_eq!(stat.num_children as usize, children.len(), "{p}'s Stat and its children");
+        for c in children {
+            assert!(!c.is_empty() && !c.contains('/'), "{p} lists a child named {c:?}");
+            let child = if p == "/" { format!("/{c}") } else { format!("{p}/{c}") };
+            assert!(tree.exists(&child, None).is_some(), "{p} lists {c:?}, but {child} does not exist");
+        }
+    }
+}

@@ -533,6 +533,32 @@ mod tests {
     use crate::proto::*;
     use crate::tree::acl_cache::open_acl_unsafe;
 
+    /// Found by fuzz/fuzz_targets/snapshot_load.rs: the mapped loader took `//x` as a child "x"
+    /// of the root (stored at another path than "/x"), which the stream loader refused as an
+    /// orphan; and both took `x`, with no '/', as a child of the root. Both refuse them now.
+    #[test]
+    fn both_loaders_refuse_a_malformed_path() {
+        let node =
+            |path: &str| SnapshotNode { path: path.into(), data: None, acl_id: -1, stat: Default::default() };
+        for bad in ["//x", "x", "/a/", "/a//b"] {
+            let nodes = [node(""), node("/a"), node(bad)];
+            let bytes = crate::snapshot::format::write_snapshot(
+                Vec::new(),
+                Compression::None,
+                -1,
+                &[],
+                &[],
+                &nodes,
+                None,
+            )
+            .unwrap();
+            let mapped = load_snapshot_bytes(&bytes, 1, 1 << 20).err().expect("mapped loader refuses");
+            assert!(mapped.contains("malformed path"), "{bad}: {mapped}");
+            let streamed = load_snapshot_stream(std::io::Cursor::new(bytes), Compression::None, 1, 1 << 20);
+            assert!(streamed.is_err(), "{bad}: the stream loader takes it");
+        }
+    }
+
     /// Txns making a tree with what a load must carry over: one parent with many children,
     /// nesting, null and empty data, two sessions' ephemerals, a container, a TTL node, a quota.
     fn sample_txns() -> Vec<LoggedTxn> {

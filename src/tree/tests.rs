@@ -452,3 +452,21 @@ fn a_log_deleting_a_parent_first_leaves_orphans_as_zookeeper_does() {
     assert_eq!(t.exists("/x", None).unwrap().pzxid, 9);
     assert_eq!(t.get_children("/x", None).unwrap().0, Vec::<String>::new());
 }
+
+/// Found with fuzz/fuzz_targets/snapshot_load.rs: `//x` went into the tree as a child "x" of the
+/// root stored at "//x" (so getChildren listed "x" and "/x" did not exist), and a snapshot of
+/// that tree did not load. A txn with a malformed path is refused.
+#[test]
+fn a_txn_with_a_malformed_path_creates_nothing() {
+    let t = DataTree::new();
+    let mut sink = Rec::default();
+    assert_eq!(create(&t, 1, "/a", -1, &mut sink).err, ErrorCode::Ok);
+    let before = t.node_count();
+    for (i, bad) in ["//x", "/a//b", "/a/", "x"].into_iter().enumerate() {
+        assert_eq!(create(&t, 2 + i as i64, bad, -1, &mut sink).err, ErrorCode::BadArguments, "{bad}");
+    }
+    assert_eq!(t.node_count(), before);
+    let (mut c, _) = t.get_children("/", None).unwrap();
+    c.sort();
+    assert_eq!(c, vec!["a", "zookeeper"]);
+}
