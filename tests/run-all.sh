@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what the tests need (Apache
 # ZooKeeper 3.8 as the oracle, its C client, kazoo, pytest, zktop), builds, runs the Rust tests
-# and the Python suite against zkd (and the oracle where a test compares). Every test runs:
+# and the Python suite against zkd (and the oracle where a test compares), then every fuzz target
+# for a short time (tests/fuzz.sh, cargo-fuzz; it installs cargo-fuzz if missing). Every test runs:
 # ZKD_REQUIRE_ALL=1 turns a missing prerequisite into a failure (never a pass or a quiet skip),
 # and the Rust tests that need root or Java are run with --include-ignored. Prints what passed,
 # failed and was skipped in each suite; exits non-zero on any failure.
@@ -46,6 +47,10 @@ rust_rc=${PIPESTATUS[0]}
 echo "== python suite (kazoo, zkCli.sh, cli_mt, differential vs Apache ZooKeeper 3.8)"
 python3 -m pytest -q -rs --junitxml="$logs/pytest.xml" tests/py
 py_rc=$?
+
+echo "== fuzz smoke run (tests/fuzz.sh: every libFuzzer target for ${ZKD_FUZZ_SECONDS:-15} s; fails on any crash)"
+bash tests/fuzz.sh 2>&1 | tee "$logs/fuzz.log"
+fuzz_rc=${PIPESTATUS[0]}
 set -e
 
 # libtest: "test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 3 filtered out; ..."
@@ -68,5 +73,6 @@ EOF
 echo "== summary"
 echo "rust:   $rust_counts (exit $rust_rc)"
 echo "python: $py_counts (exit $py_rc)"
+echo "fuzz:   $(grep -c '| ok |' fuzz/last-run.md 2>/dev/null || true) targets ok (exit $fuzz_rc; fuzz/last-run.md)"
 echo "logs:   $logs"
-[ "$rust_rc" -eq 0 ] && [ "$py_rc" -eq 0 ]
+[ "$rust_rc" -eq 0 ] && [ "$py_rc" -eq 0 ] && [ "$fuzz_rc" -eq 0 ]

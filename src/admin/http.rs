@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Largest request head accepted.
-const MAX_REQUEST_BYTES: usize = 16 * 1024;
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Response {
@@ -109,25 +109,67 @@ fn serve_one(mut s: TcpStream, handler: &Handler) -> std::io::Result<()> {
             return Ok(());
         }
         buf.extend_from_slice(&chunk[..n]);
-        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n") {
-            break;
-        }
-        if buf.len() > MAX_REQUEST_BYTES {
-            return respond(
-                &mut s,
-                Response { status: 400, content_type: "text/plain", body: "request too large\n".into() },
-            );
+        match head_state(&buf) {
+            HeadState::Complete => break,
+            HeadState::TooLarge => {
+                return respond(
+                    &mut s,
+                    Response { status: 400, content_type: "text/plain", body: "request too large\n".into() },
+                )
+            }
+            HeadState::Incomplete => {}
         }
     }
-    let head = String::from_utf8_lossy(&buf);
-    let resp = match parse_request_line(&head) {
-        None => Response { status: 400, content_type: "text/plain", body: "bad request\n".into() },
-        Some((m, _, _)) if m != "GET" && m != "HEAD" => {
+    let resp = match route(&buf) {
+        Route::Bad => Response { status: 400, content_type: "text/plain", body: "bad request\n".into() },
+        Route::MethodNotAllowed => {
             Response { status: 405, content_type: "text/plain", body: "method not allowed\n".into() }
         }
-        Some((_, path, query)) => handler(path, query),
+        Route::Get { path, query } => handler(&path, &query),
     };
     respond(&mut s, resp)
+}
+
+/// What the bytes received so far on a connection amount to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadState {
+    /// The head is not over yet: read more.
+    Incomplete,
+    /// The head ended (an empty line).
+    Complete,
+    /// More than [`MAX_REQUEST_BYTES`] without the end of the head: answered 400.
+    TooLarge,
+}
+
+pub fn head_state(buf: &[u8]) -> HeadState {
+    if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n") {
+        HeadState::Complete
+    } else if buf.len() > MAX_REQUEST_BYTES {
+        HeadState::TooLarge
+    } else {
+        HeadState::Incomplete
+    }
+}
+
+/// What a complete request head asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// No `METHOD target HTTP/1.x` line: 400.
+    Bad,
+    /// A method other than GET and HEAD: 405.
+    MethodNotAllowed,
+    /// GET or HEAD of `path` with `query` (the part after '?', maybe empty).
+    Get { path: String, query: String },
+}
+
+/// Reads a request head (bytes that need not be UTF-8; invalid sequences read as U+FFFD).
+pub fn route(head: &[u8]) -> Route {
+    let head = String::from_utf8_lossy(head);
+    match parse_request_line(&head) {
+        None => Route::Bad,
+        Some((m, _, _)) if m != "GET" && m != "HEAD" => Route::MethodNotAllowed,
+        Some((_, path, query)) => Route::Get { path: path.to_owned(), query: query.to_owned() },
+    }
 }
 
 fn respond(s: &mut TcpStream, r: Response) -> std::io::Result<()> {

@@ -477,7 +477,7 @@ fn election_obj(q: &QuorumStatus) -> Vec<(String, J)> {
 }
 
 /// Parses a query string into (key, value) pairs (no percent-decoding needed for our keys).
-fn query_get<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+pub fn query_get<'a>(query: &'a str, key: &str) -> Option<&'a str> {
     query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == key).map(|(_, v)| v)
 }
 

@@ -170,16 +170,19 @@ impl Config {
         }
     }
 
+    /// -1 in zoo.cfg: 2 × tickTime, at most i32::MAX (a tickTime above 1,073,741,823 ms would
+    /// overflow the int ZooKeeper computes it in).
     pub fn min_session_timeout_ms(&self) -> i32 {
         if self.min_session_timeout_raw < 0 {
-            2 * self.tick_time_ms as i32
+            ticks_ms(2, self.tick_time_ms)
         } else {
             self.min_session_timeout_raw
         }
     }
+    /// -1 in zoo.cfg: 20 × tickTime, at most i32::MAX.
     pub fn max_session_timeout_ms(&self) -> i32 {
         if self.max_session_timeout_raw < 0 {
-            20 * self.tick_time_ms as i32
+            ticks_ms(20, self.tick_time_ms)
         } else {
             self.max_session_timeout_raw
         }
@@ -476,6 +479,11 @@ impl Config {
     }
 }
 
+/// `n` ticks in milliseconds, saturated to the i32 that session timeouts are.
+fn ticks_ms(n: i64, tick_ms: u32) -> i32 {
+    (n * i64::from(tick_ms)).min(i64::from(i32::MAX)) as i32
+}
+
 fn bad(key: &str, value: &str, expected: &'static str) -> ConfigError {
     ConfigError::BadValue { key: key.to_owned(), value: value.to_owned(), expected }
 }
@@ -513,6 +521,11 @@ pub fn read_myid(data_dir: &Path) -> Result<u64, ConfigError> {
     let p = data_dir.join("myid");
     let text = std::fs::read_to_string(&p)
         .map_err(|e| ConfigError::Io { path: p.clone(), reason: e.to_string() })?;
+    parse_myid(&text)
+}
+
+/// The text of a `myid` file: a server id, whitespace around it ignored.
+pub fn parse_myid(text: &str) -> Result<u64, ConfigError> {
     text.trim().parse().map_err(|_| ConfigError::Invalid(format!("serverid {} is not a number", text.trim())))
 }
 
@@ -564,6 +577,18 @@ mod tests {
         assert_eq!(c.max_client_cnxns, 60);
         assert_eq!(c.jute_max_buffer, 1048575);
         assert_eq!(c.four_letter_words_whitelist(), Some(vec!["srvr".to_string()]));
+    }
+
+    /// Found by fuzz/fuzz_targets/zoo_cfg.rs: 20 × tickTime overflowed the i32 session timeout
+    /// (a panic in debug builds, a negative maxSessionTimeout in release builds).
+    #[test]
+    fn huge_tick_time_saturates_the_session_timeouts() {
+        let (c, _) =
+            Config::parse_str("tickTime=200333333\ndataDir=/d\nclientPort=0\n", Path::new(".")).unwrap();
+        assert_eq!((c.min_session_timeout_ms(), c.max_session_timeout_ms()), (400_666_666, i32::MAX));
+        let (c, _) =
+            Config::parse_str("tickTime=4294967295\ndataDir=/d\nclientPort=0\n", Path::new(".")).unwrap();
+        assert_eq!((c.min_session_timeout_ms(), c.max_session_timeout_ms()), (i32::MAX, i32::MAX));
     }
 
     #[test]

@@ -110,14 +110,54 @@ fn stream_snapshot(path: &Path, zxid: i64, max_txn_bytes: usize) -> Result<Strea
     let c = Compression::from_file_name(&name);
     crate::snapshot::recovery::quick_check(path, c)?;
     let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let (tree, meta, tally) = match c {
-        Compression::None => build_mapped(&f, max_txn_bytes)?,
-        _ => build_streamed(f, c, max_txn_bytes)?,
+    let (tree, sessions) = match c {
+        Compression::None => {
+            // SAFETY: snapshots are written under a `.tmp` name and renamed once complete, and
+            // nothing writes them after; one truncated under the mapping by another process would
+            // fault, as it would corrupt the database anyway.
+            let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| format!("cannot map: {e}"))?;
+            let _ = map.advise(memmap2::Advice::Sequential);
+            load_snapshot_bytes(&map, zxid, max_txn_bytes)?
+        }
+        _ => load_snapshot_stream(f, c, zxid, max_txn_bytes)?,
     };
+    Ok(Streamed { zxid, path: path.to_owned(), tree, sessions })
+}
+
+/// An uncompressed snapshot's bytes (a mapped file) loaded into a new tree as of `zxid`, as
+/// start-up loads one: scanned and checked, then built on [`BUILDERS`] threads. The tree and
+/// the snapshot's sessions; a snapshot that does not load is an error naming why.
+pub fn load_snapshot_bytes(
+    bytes: &[u8],
+    zxid: i64,
+    max_txn_bytes: usize,
+) -> Result<(DataTree, Vec<(i64, i32)>), String> {
+    let (tree, meta, tally) = build_mapped(bytes, max_txn_bytes)?;
+    finish_snapshot_load(tree, meta, tally, zxid)
+}
+
+/// A snapshot stream (any compression) loaded into a new tree as of `zxid`: parsed on a reader
+/// thread while this one builds.
+pub fn load_snapshot_stream<R: std::io::Read + Send + 'static>(
+    input: R,
+    c: Compression,
+    zxid: i64,
+    max_txn_bytes: usize,
+) -> Result<(DataTree, Vec<(i64, i32)>), String> {
+    let (tree, meta, tally) = build_streamed(input, c, max_txn_bytes)?;
+    finish_snapshot_load(tree, meta, tally, zxid)
+}
+
+fn finish_snapshot_load(
+    tree: DataTree,
+    meta: SnapshotMeta,
+    tally: LoadTally,
+    zxid: i64,
+) -> Result<(DataTree, Vec<(i64, i32)>), String> {
     tree.acl_cache_import(&meta.acl_cache);
     tree.load_tally(&tally);
     tree.finish_load(zxid)?;
-    Ok(Streamed { zxid, path: path.to_owned(), tree, sessions: meta.sessions })
+    Ok((tree, meta.sessions))
 }
 
 type Built = (DataTree, SnapshotMeta, LoadTally);
@@ -125,13 +165,7 @@ type Built = (DataTree, SnapshotMeta, LoadTally);
 /// The smallest node in a snapshot: path length and a 2-byte path, data length, ACL id, stat.
 const MIN_NODE_BYTES: usize = 4 + 2 + 4 + 8 + 60;
 
-fn build_mapped(f: &std::fs::File, max_txn_bytes: usize) -> Result<Built, String> {
-    // SAFETY: snapshots are written under a `.tmp` name and renamed once complete, and nothing
-    // writes them after; one truncated under the mapping by another process would fault, as it
-    // would corrupt the database anyway.
-    let map = unsafe { memmap2::Mmap::map(f) }.map_err(|e| format!("cannot map: {e}"))?;
-    let _ = map.advise(memmap2::Advice::Sequential);
-    let bytes: &[u8] = &map;
+fn build_mapped(bytes: &[u8], max_txn_bytes: usize) -> Result<Built, String> {
     // First the whole scan and its checks (~60 ms for 1M nodes, while the logs are planned on
     // the other core): a bad snapshot is refused before any building, the builders' shares of
     // the stripes are chosen knowing the whole tree's shape, and each builder then only visits
@@ -233,7 +267,11 @@ fn on_builders<T: Send>(build: impl Fn(usize) -> Result<T, String> + Sync) -> Ve
     })
 }
 
-fn build_streamed(f: std::fs::File, c: Compression, max_txn_bytes: usize) -> Result<Built, String> {
+fn build_streamed<R: std::io::Read + Send + 'static>(
+    f: R,
+    c: Compression,
+    max_txn_bytes: usize,
+) -> Result<Built, String> {
     use crate::snapshot::format::read_snapshot;
     let (tx, rx) = crossbeam_channel::bounded::<Vec<SnapshotNode>>(64);
     let reader = std::thread::Builder::new()
@@ -556,6 +594,32 @@ mod tests {
     use super::*;
     use crate::proto::*;
     use crate::tree::acl_cache::open_acl_unsafe;
+
+    /// Found by fuzz/fuzz_targets/snapshot_load.rs: the mapped loader took `//x` as a child "x"
+    /// of the root (stored at another path than "/x"), which the stream loader refused as an
+    /// orphan; and both took `x`, with no '/', as a child of the root. Both refuse them now.
+    #[test]
+    fn both_loaders_refuse_a_malformed_path() {
+        let node =
+            |path: &str| SnapshotNode { path: path.into(), data: None, acl_id: -1, stat: Default::default() };
+        for bad in ["//x", "x", "/a/", "/a//b"] {
+            let nodes = [node(""), node("/a"), node(bad)];
+            let bytes = crate::snapshot::format::write_snapshot(
+                Vec::new(),
+                Compression::None,
+                -1,
+                &[],
+                &[],
+                &nodes,
+                None,
+            )
+            .unwrap();
+            let mapped = load_snapshot_bytes(&bytes, 1, 1 << 20).err().expect("mapped loader refuses");
+            assert!(mapped.contains("malformed path"), "{bad}: {mapped}");
+            let streamed = load_snapshot_stream(std::io::Cursor::new(bytes), Compression::None, 1, 1 << 20);
+            assert!(streamed.is_err(), "{bad}: the stream loader takes it");
+        }
+    }
 
     /// Txns making a tree with what a load must carry over: one parent with many children,
     /// nesting, null and empty data, two sessions' ephemerals, a container, a TTL node, a quota.

@@ -2,7 +2,7 @@
 //! Decoding is lenient about trailing bytes, as ZooKeeper's `byteBuffer2Record` is, and strict
 //! about everything else: a malformed body is a `JuteError`, never a panic.
 
-use super::jute::{JuteError, Reader, Record, Result};
+use super::jute::{JuteError, Reader, Record, Result, Writer};
 use super::records::*;
 use super::types::OpCode;
 
@@ -119,6 +119,90 @@ impl Request {
         })
     }
 
+    /// The opcode this request is sent under.
+    pub fn opcode(&self) -> OpCode {
+        match self {
+            Request::Create(op, _) => *op,
+            Request::CreateTtl(_) => OpCode::CreateTtl,
+            Request::Delete(_) => OpCode::Delete,
+            Request::Exists(_) => OpCode::Exists,
+            Request::GetData(_) => OpCode::GetData,
+            Request::SetData(_) => OpCode::SetData,
+            Request::GetAcl(_) => OpCode::GetAcl,
+            Request::SetAcl(_) => OpCode::SetAcl,
+            Request::GetChildren(_) => OpCode::GetChildren,
+            Request::GetChildren2(_) => OpCode::GetChildren2,
+            Request::Sync(_) => OpCode::Sync,
+            Request::Ping => OpCode::Ping,
+            Request::Check(_) => OpCode::Check,
+            Request::Multi(_) => OpCode::Multi,
+            Request::MultiRead(_) => OpCode::MultiRead,
+            Request::CheckWatches(_) => OpCode::CheckWatches,
+            Request::RemoveWatches(_) => OpCode::RemoveWatches,
+            Request::GetEphemerals(_) => OpCode::GetEphemerals,
+            Request::GetAllChildrenNumber(_) => OpCode::GetAllChildrenNumber,
+            Request::SetWatches(_) => OpCode::SetWatches,
+            Request::SetWatches2(_) => OpCode::SetWatches2,
+            Request::AddWatch(_) => OpCode::AddWatch,
+            Request::WhoAmI => OpCode::WhoAmI,
+            Request::Auth(_) => OpCode::Auth,
+            Request::CloseSession => OpCode::CloseSession,
+            Request::Reconfig(_) => OpCode::Reconfig,
+        }
+    }
+
+    /// The body a client sends under [`Request::opcode`] (what `decode` reads back).
+    pub fn encode(&self, w: &mut Writer) {
+        match self {
+            Request::Create(_, r) => r.encode(w),
+            Request::CreateTtl(r) => r.encode(w),
+            Request::Delete(r) => r.encode(w),
+            Request::Exists(r) => r.encode(w),
+            Request::GetData(r) => r.encode(w),
+            Request::SetData(r) => r.encode(w),
+            Request::GetAcl(r) => r.encode(w),
+            Request::SetAcl(r) => r.encode(w),
+            Request::GetChildren(r) => r.encode(w),
+            Request::GetChildren2(r) => r.encode(w),
+            Request::Sync(r) => r.encode(w),
+            Request::Ping | Request::WhoAmI | Request::CloseSession => {}
+            Request::Check(r) => r.encode(w),
+            Request::Multi(ops) => {
+                for op in ops {
+                    MultiHeader { op_type: op.opcode().code(), done: false, err: -1 }.encode(w);
+                    match op {
+                        MultiOp::Create(_, r) => r.encode(w),
+                        MultiOp::CreateTtl(r) => r.encode(w),
+                        MultiOp::Delete(r) => r.encode(w),
+                        MultiOp::SetData(r) => r.encode(w),
+                        MultiOp::Check(r) => r.encode(w),
+                    }
+                }
+                MULTI_END.encode(w);
+            }
+            Request::MultiRead(ops) => {
+                for op in ops {
+                    let (code, body): (OpCode, &dyn Fn(&mut Writer)) = match op {
+                        MultiReadOp::GetChildren(r) => (OpCode::GetChildren, &|w| r.encode(w)),
+                        MultiReadOp::GetData(r) => (OpCode::GetData, &|w| r.encode(w)),
+                    };
+                    MultiHeader { op_type: code.code(), done: false, err: -1 }.encode(w);
+                    body(w);
+                }
+                MULTI_END.encode(w);
+            }
+            Request::CheckWatches(r) => r.encode(w),
+            Request::RemoveWatches(r) => r.encode(w),
+            Request::GetEphemerals(r) => r.encode(w),
+            Request::GetAllChildrenNumber(r) => r.encode(w),
+            Request::SetWatches(r) => r.encode(w),
+            Request::SetWatches2(r) => r.encode(w),
+            Request::AddWatch(r) => r.encode(w),
+            Request::Auth(r) => r.encode(w),
+            Request::Reconfig(r) => r.encode(w),
+        }
+    }
+
     /// Writes go through the replica (in session order); everything else is answered by the shard.
     pub fn is_write(&self) -> bool {
         matches!(
@@ -226,7 +310,6 @@ fn decode_multi_read(r: &mut Reader<'_>) -> Result<Vec<MultiReadOp>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::jute::Writer;
     use proptest::prelude::*;
 
     #[test]
@@ -247,6 +330,31 @@ mod tests {
         }
         // An unterminated multi is an error.
         assert!(Request::decode(14, &w.buf[..w.buf.len() - 9]).is_err());
+    }
+
+    #[test]
+    fn encode_is_what_decode_reads() {
+        let reqs = [
+            Request::Create(
+                OpCode::Create2,
+                CreateRequest { path: "/a".into(), flags: 2, ..Default::default() },
+            ),
+            Request::Ping,
+            Request::Multi(vec![
+                MultiOp::Create(OpCode::CreateContainer, CreateRequest { flags: 4, ..Default::default() }),
+                MultiOp::Delete(DeleteRequest { path: "/x".into(), version: -1 }),
+            ]),
+            Request::MultiRead(vec![
+                MultiReadOp::GetData(GetDataRequest { path: "/d".into(), watch: true }),
+                MultiReadOp::GetChildren(GetChildrenRequest { path: "/c".into(), watch: false }),
+            ]),
+            Request::Auth(AuthPacket { auth_type: 0, scheme: "digest".into(), auth: b"u:p".to_vec() }),
+        ];
+        for req in reqs {
+            let mut w = Writer::new();
+            req.encode(&mut w);
+            assert_eq!(Request::decode(req.opcode().code(), &w.buf).unwrap(), req);
+        }
     }
 
     proptest! {

@@ -136,6 +136,21 @@ jute_record! { pub struct ErrorTxn { pub err: i32 } }
 jute_record! { pub struct Txn { pub txn_type: i32, pub data: Vec<u8> } }
 jute_record! { pub struct MultiTxn { pub txns: Vec<Txn> } }
 
+impl ConnectRequest {
+    /// The handshake as a server reads it: clients before 3.4 omit the trailing readOnly byte,
+    /// and bytes after it are ignored (ZooKeeper reads the record's fields and no more).
+    pub fn decode_handshake(body: &[u8]) -> crate::proto::jute::Result<ConnectRequest> {
+        let mut r = crate::proto::jute::Reader::new(body);
+        let protocol_version = r.i32()?;
+        let last_zxid_seen = r.i64()?;
+        let time_out = r.i32()?;
+        let session_id = r.i64()?;
+        let passwd = r.buffer()?;
+        let read_only = if r.remaining() > 0 { r.bool()? } else { false };
+        Ok(ConnectRequest { protocol_version, last_zxid_seen, time_out, session_id, passwd, read_only })
+    }
+}
+
 impl Stat {
     pub fn to_persisted(&self) -> StatPersisted {
         StatPersisted {

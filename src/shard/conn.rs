@@ -488,7 +488,8 @@ impl Conn {
     fn on_packet(&self, shard: &Rc<Shard>, body: &[u8]) -> Result<(), String> {
         match self.phase.get() {
             Phase::AwaitConnect => {
-                let req = decode_connect(body).map_err(|e| format!("bad connect request: {e}"))?;
+                let req = ConnectRequest::decode_handshake(body)
+                    .map_err(|e| format!("bad connect request: {e}"))?;
                 self.phase.set(Phase::Connecting);
                 shard.to_replica(ToReplica::Connect { from: self.conn_ref(shard.id), peer: self.peer, req });
                 Ok(())
@@ -928,16 +929,4 @@ impl crate::tree::WatchSink for LocalSink<'_> {
     ) {
         self.conn.send_event(event, path);
     }
-}
-
-/// The handshake; clients before 3.4 omit the trailing readOnly byte.
-fn decode_connect(body: &[u8]) -> Result<ConnectRequest, crate::proto::JuteError> {
-    let mut r = Reader::new(body);
-    let protocol_version = r.i32()?;
-    let last_zxid_seen = r.i64()?;
-    let time_out = r.i32()?;
-    let session_id = r.i64()?;
-    let passwd = r.buffer()?;
-    let read_only = if r.remaining() > 0 { r.bool()? } else { false };
-    Ok(ConnectRequest { protocol_version, last_zxid_seen, time_out, session_id, passwd, read_only })
 }

@@ -205,7 +205,8 @@ impl DataTree {
         sink: &mut dyn WatchSink,
     ) -> Result<Option<Stat>, ErrorCode> {
         let path = t.path.as_str();
-        if path == "/" || !path.starts_with('/') {
+        // Only a log or a leader can bring a malformed path here (prep validates clients').
+        if path == "/" || !super::well_formed_path(path) {
             return Err(ErrorCode::BadArguments);
         }
         let parent = parent_of(path);

@@ -76,6 +76,15 @@ impl<'a> Preorder<'a> {
     }
 }
 
+/// A snapshot node's path must be well formed ([`super::well_formed_path`]).
+fn check_path(path: &str) -> Result<(), String> {
+    if super::well_formed_path(path) {
+        Ok(())
+    } else {
+        Err(format!("node {path:?} has a malformed path"))
+    }
+}
+
 /// A path's parent (`"/"` for top-level nodes) and last name, with one backward scan (paths are
 /// short: a plain loop beats `rfind`'s vectorized search called three times per node).
 fn split_path(path: &str) -> (&str, &str) {
@@ -236,6 +245,7 @@ impl DataTree {
     fn load_node(&self, n: LoadNode<'_>) -> Result<(), String> {
         let LoadNode { path, data, acl, stat } = n;
         let path = if path.is_empty() { "/" } else { path };
+        check_path(path)?;
         if path == "/" {
             if stat.ephemeral_owner != 0 {
                 return Err("the root node has an ephemeral owner".into());
@@ -291,6 +301,7 @@ impl DataTree {
             if n.data.is_some_and(|d| d.len() > node::MAX_DATA_LEN) || path.len() > node::MAX_PATH_LEN {
                 return Err(format!("node {path} is too large"));
             }
+            check_path(path)?;
             acc.use_acl(n.acl);
             let ptr = if path == "/" {
                 if n.stat.ephemeral_owner != 0 {

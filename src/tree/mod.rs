@@ -189,6 +189,14 @@ struct Stripe {
     watches: Mutex<Watches>,
 }
 
+/// The root, or `/name(/name)*` with no empty name: the only paths whose node the tree can
+/// link to its parent (cut at the last '/') and find again from it. `//x` would be a child "x"
+/// of the root stored at another path than "/x". ZooKeeper's clients can only make these
+/// (`PathUtils.validatePath`); a txn or a snapshot that holds another came from elsewhere.
+pub fn well_formed_path(path: &str) -> bool {
+    path == "/" || (path.starts_with('/') && !path.ends_with('/') && !path.contains("//"))
+}
+
 pub fn parent_of(path: &str) -> &str {
     match path.rfind('/') {
         Some(0) => "/",

@@ -536,4 +536,21 @@ fn replace_with_under_concurrent_readers() {
     let mut s = Rec::default();
     assert_eq!(set_data(&live, a_zxid + 1, "/common", Some(b"x".to_vec()), &mut s).err, ErrorCode::Ok);
     assert!(s.0.is_empty(), "a dropped watch fired");
+
+/// Found with fuzz/fuzz_targets/snapshot_load.rs: `//x` went into the tree as a child "x" of the
+/// root stored at "//x" (so getChildren listed "x" and "/x" did not exist), and a snapshot of
+/// that tree did not load. A txn with a malformed path is refused.
+#[test]
+fn a_txn_with_a_malformed_path_creates_nothing() {
+    let t = DataTree::new();
+    let mut sink = Rec::default();
+    assert_eq!(create(&t, 1, "/a", -1, &mut sink).err, ErrorCode::Ok);
+    let before = t.node_count();
+    for (i, bad) in ["//x", "/a//b", "/a/", "x"].into_iter().enumerate() {
+        assert_eq!(create(&t, 2 + i as i64, bad, -1, &mut sink).err, ErrorCode::BadArguments, "{bad}");
+    }
+    assert_eq!(t.node_count(), before);
+    let (mut c, _) = t.get_children("/", None).unwrap();
+    c.sort();
+    assert_eq!(c, vec!["a", "zookeeper"]);
 }

@@ -32,20 +32,23 @@ impl ServerList {
     }
 
     /// The `server.N` lines of a configuration text; None when it has none (or is not text), so
-    /// a peer whose list we cannot read is never reported as different.
+    /// a peer whose list we cannot read is never reported as different. The text is read as
+    /// ZooKeeper reads it (Java properties, as `QuorumView::parse` does): `server.4:...` and
+    /// `server.4 ...` are server lines too.
     pub fn parse(config: &[u8]) -> Option<ServerList> {
         let text = std::str::from_utf8(config).ok()?;
         let mut servers = BTreeMap::new();
-        for line in text.lines().take(SERVERS_MAX) {
-            let Some((key, value)) = line.trim().split_once('=') else { continue };
+        for (key, value) in crate::config::parse_properties(text).into_iter().take(SERVERS_MAX) {
             let Some(id) = key.trim().strip_prefix("server.") else { continue };
             let Ok(id) = id.parse::<Sid>() else { continue };
-            // The role is the fourth `:` field of the (first) address, before the client part.
-            let address = value.split(';').next().unwrap_or("").split('|').next().unwrap_or("");
-            let role = match address.trim().rsplit(':').next() {
-                Some("observer") => LearnerType::Observer,
-                _ => LearnerType::Participant,
-            };
+            // The role is an address's fourth `:` field, before the client part. ZooKeeper writes
+            // it once, after the last of several addresses (`QuorumServer.toString`:
+            // `a:1:2|b:1:2:observer`), and takes it from any address that has one.
+            let addresses = value.split(';').next().unwrap_or("");
+            let observer = addresses
+                .split('|')
+                .any(|a| a.rsplit(':').next().is_some_and(|r| r.trim().eq_ignore_ascii_case("observer")));
+            let role = if observer { LearnerType::Observer } else { LearnerType::Participant };
             servers.insert(id, role);
         }
         (!servers.is_empty()).then_some(ServerList { servers })
@@ -92,10 +95,27 @@ mod tests {
         let want: Vec<(Sid, LearnerType)> = vec![
             (1, LearnerType::Participant),
             (2, LearnerType::Participant),
-            (3, LearnerType::Participant),
+            (3, LearnerType::Observer),
             (4, LearnerType::Observer),
         ];
         assert_eq!(l.servers.into_iter().collect::<Vec<_>>(), want);
+    }
+
+    /// Found by fuzz/fuzz_targets/quorum_view.rs: a multi-address observer as ZooKeeper writes it
+    /// (the role once, after the last address) was read as a participant, and a line with
+    /// another properties separator was not read at all, so the election warned of a config
+    /// mismatch that was none.
+    #[test]
+    fn reads_what_quorum_view_reads() {
+        use crate::quorum::wire::QuorumView;
+        for text in [
+            &b"server.1=b:1:2|a:1:2:observer\nserver.2=c:1:2:participant\nversion=0"[..],
+            b"server.1=127.0.0.2:1:2|10.1.2:1:2:participant;0.0.0.0:2181\nserver.4:[::1]:1:2:observer\n",
+            b"server.7 h:1:2:Observer \n",
+        ] {
+            let view = QuorumView::parse(text).unwrap();
+            assert_eq!(ServerList::parse(text), Some(ServerList::from_members(&view.members())));
+        }
     }
 
     #[test]
