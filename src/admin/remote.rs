@@ -39,11 +39,13 @@ impl Target {
                 command_url: cfg.admin_command_url.clone(),
             });
         }
-        if cfg.client_port == 0 {
-            return Err("admin.enableServer=false and clientPort=0: the configuration does not say where the server listens; use --server host:adminPort".into());
-        }
+        // Four-letter words are plaintext: a secure-only port cannot carry them.
+        let port = match cfg.client_port {
+            Some(p) if p != 0 => p,
+            _ => return Err("admin.enableServer=false and no fixed plaintext clientPort: the configuration does not say where the server listens; use --server host:adminPort".into()),
+        };
         let host = reachable_host(cfg.client_port_address.as_deref().unwrap_or(""));
-        Ok(Target::ClientPort { host_port: crate::config::host_port(host, cfg.client_port) })
+        Ok(Target::ClientPort { host_port: crate::config::host_port(host, port) })
     }
 
     fn addr(&self) -> &str {

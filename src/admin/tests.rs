@@ -241,6 +241,7 @@ fn mntr_prints_the_quorum_keys_where_zookeeper_does() {
                 init_limit: 10,
                 sync_limit: 5,
                 commit_log_count: 500,
+                epoch_counter_start: 0,
             },
             members: crate::quorum::Members::new([0], []),
             standalone: true,

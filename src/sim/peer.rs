@@ -111,6 +111,7 @@ fn config(sid: Sid, members: &crate::quorum::Members) -> PeerConfig {
             init_limit: 10,
             sync_limit: 5,
             commit_log_count: COMMIT_LOG_COUNT,
+            epoch_counter_start: 0,
         },
         members: members.clone(),
         standalone: false,

@@ -536,6 +536,7 @@ fn replace_with_under_concurrent_readers() {
     let mut s = Rec::default();
     assert_eq!(set_data(&live, a_zxid + 1, "/common", Some(b"x".to_vec()), &mut s).err, ErrorCode::Ok);
     assert!(s.0.is_empty(), "a dropped watch fired");
+}
 
 /// Found with fuzz/fuzz_targets/snapshot_load.rs: `//x` went into the tree as a child "x" of the
 /// root stored at "//x" (so getChildren listed "x" and "/x" did not exist), and a snapshot of

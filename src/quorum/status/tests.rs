@@ -21,6 +21,7 @@ fn cfg(me: Sid, voters: &[Sid], observers: &[Sid], standalone: bool) -> PeerConf
             init_limit: 10,
             sync_limit: 5,
             commit_log_count: COMMIT_LOG_COUNT_DEFAULT,
+            epoch_counter_start: 0,
         },
         members: Members::new(voters.iter().copied(), observers.iter().copied()),
         standalone,
