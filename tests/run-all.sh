@@ -47,6 +47,10 @@ rust_rc=${PIPESTATUS[0]}
 echo "== python suite (kazoo, zkCli.sh, cli_mt, differential vs Apache ZooKeeper 3.8)"
 python3 -m pytest -q -rs --junitxml="$logs/pytest.xml" tests/py
 py_rc=$?
+echo "== the opcode suite again, on a 3-node zkd ensemble (each test on the next node)"
+ZKD_TARGET=ensemble python3 -m pytest -q -rs --junitxml="$logs/pytest-ensemble.xml" tests/py/opcodes
+ens_rc=$?
+[ "$py_rc" -eq 0 ] && py_rc=$ens_rc
 
 echo "== fuzz smoke run (tests/fuzz.sh: every libFuzzer target for ${ZKD_FUZZ_SECONDS:-15} s; fails on any crash)"
 bash tests/fuzz.sh 2>&1 | tee "$logs/fuzz.log"
@@ -56,15 +60,17 @@ set -e
 # libtest: "test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 3 filtered out; ..."
 rust_counts=$(grep -E '^test result:' "$logs/cargo-test.log" |
   awk '{p+=$4; f+=$6; i+=$8} END {printf "%d passed, %d failed, %d ignored", p, f, i}')
-py_counts=$(python3 - "$logs/pytest.xml" <<'EOF'
+py_counts=$(python3 - "$logs/pytest.xml" "$logs/pytest-ensemble.xml" <<'EOF'
 import sys
 import xml.etree.ElementTree as ET
-try:
-    root = ET.parse(sys.argv[1]).getroot()
-except (OSError, ET.ParseError) as e:
-    print("no report (%s)" % e)
-    sys.exit()
-suites = [root] if root.tag == "testsuite" else list(root)
+suites = []
+for path in sys.argv[1:]:
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as e:
+        print("no report (%s)" % e)
+        sys.exit()
+    suites += [root] if root.tag == "testsuite" else list(root)
 n = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
 print("%d passed, %d failed, %d errors, %d skipped" % (
     n["tests"] - n["failures"] - n["errors"] - n["skipped"], n["failures"], n["errors"], n["skipped"]))

@@ -1,14 +1,36 @@
-//! zkd driven by the Rust `zookeeper-client` crate (a client nobody here wrote), in-process.
-//! Each test starts its own server on an ephemeral port with 2 shards.
+//! zkd driven by the Rust `zookeeper-client` crate (a client nobody here wrote). Each test runs
+//! twice: on its own in-process server on an ephemeral port with 2 shards, and (`*_on_an_ensemble`)
+//! on its own 3-node `zkd serve` ensemble, where every client the test opens connects to the next
+//! node in turn, so sessions on the leader and on followers meet in one test.
 
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use zookeeper_client as zk;
 
 struct Server {
     handle: Option<zkd::server::ServerHandle>,
-    addr: String,
-    _dir: tempfile::TempDir,
+    /// One client address, or one per node of an ensemble.
+    addrs: Vec<String>,
+    next: AtomicUsize,
+    _ensemble: Option<common::ZkdEnsemble>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// The address the next client connects to: the next node, on an ensemble.
+    fn addr(&self) -> String {
+        self.addrs[self.next.fetch_add(1, Ordering::Relaxed) % self.addrs.len()].clone()
+    }
+}
+
+/// A 3-node ensemble with these zoo.cfg lines.
+fn start_ensemble(extra: &str) -> Server {
+    let e = common::ZkdEnsemble::start(3, extra);
+    let addrs = e.client_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    Server { handle: None, addrs, next: AtomicUsize::new(0), _ensemble: Some(e), _dir: None }
 }
 
 impl Drop for Server {
@@ -38,7 +60,7 @@ fn start_with(extra: &str, dedicated_replica: bool) -> Server {
     )
     .unwrap();
     let addr = format!("127.0.0.1:{}", handle.addr.port());
-    Server { handle: Some(handle), addr, _dir: dir }
+    Server { handle: Some(handle), addrs: vec![addr], next: AtomicUsize::new(0), _ensemble: None, _dir: Some(dir) }
 }
 
 fn open() -> &'static zk::CreateOptions<'static> {
@@ -47,12 +69,23 @@ fn open() -> &'static zk::CreateOptions<'static> {
 }
 
 async fn client(s: &Server) -> zk::Client {
-    zk::Client::connector().session_timeout(Duration::from_secs(4)).connect(&s.addr).await.unwrap()
+    let c = zk::Client::connector().session_timeout(Duration::from_secs(4)).connect(&s.addr()).await.unwrap();
+    // A node of an ensemble may not have applied what other sessions just wrote: a client that
+    // must see it first syncs, as ZooKeeper's documentation says.
+    if s.addrs.len() > 1 {
+        c.sync("/").await.unwrap();
+    }
+    c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crud_and_stat_fields() {
     crud_and_stat_fields_on(start("")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crud_and_stat_fields_on_an_ensemble() {
+    crud_and_stat_fields_on(start_ensemble("")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,7 +125,15 @@ async fn crud_and_stat_fields_on(s: Server) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_reports_the_failing_op() {
-    let s = start("");
+    multi_reports_the_failing_op_on(start("")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_reports_the_failing_op_on_an_ensemble() {
+    multi_reports_the_failing_op_on(start_ensemble("")).await;
+}
+
+async fn multi_reports_the_failing_op_on(s: Server) {
     let c = client(&s).await;
     let mut w = c.new_multi_writer();
     w.add_create("/m", b"0", open()).unwrap();
@@ -122,7 +163,15 @@ async fn multi_reports_the_failing_op() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_ephemeral_container_ttl() {
-    let s = start("extendedTypesEnabled=true\nznode.container.checkIntervalMs=100\n");
+    sequential_ephemeral_container_ttl_on(start("extendedTypesEnabled=true\nznode.container.checkIntervalMs=100\n")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_ephemeral_container_ttl_on_an_ensemble() {
+    sequential_ephemeral_container_ttl_on(start_ensemble("extendedTypesEnabled=true\nznode.container.checkIntervalMs=100\n")).await;
+}
+
+async fn sequential_ephemeral_container_ttl_on(s: Server) {
     let c = client(&s).await;
     c.create("/q", b"", open()).await.unwrap();
     let seq = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
@@ -163,11 +212,19 @@ async fn sequential_ephemeral_container_ttl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_close_removes_ephemerals_and_fires_watches() {
-    let s = start("");
+    session_close_removes_ephemerals_and_fires_watches_on(start("")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_close_removes_ephemerals_and_fires_watches_on_an_ensemble() {
+    session_close_removes_ephemerals_and_fires_watches_on(start_ensemble("")).await;
+}
+
+async fn session_close_removes_ephemerals_and_fires_watches_on(s: Server) {
     let a = client(&s).await;
-    let b = client(&s).await;
     let eph = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
     a.create("/lock", b"", &eph).await.unwrap();
+    let b = client(&s).await;
     let (_, watcher) = b.check_and_watch_stat("/lock").await.unwrap();
     drop(a); // closes the session
     let ev = tokio::time::timeout(Duration::from_secs(10), watcher.changed()).await.unwrap();
@@ -177,7 +234,15 @@ async fn session_close_removes_ephemerals_and_fires_watches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acl_and_auth() {
-    let s = start("");
+    acl_and_auth_on(start("")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_and_auth_on_an_ensemble() {
+    acl_and_auth_on(start_ensemble("")).await;
+}
+
+async fn acl_and_auth_on(s: Server) {
     let c = client(&s).await;
     c.auth("digest".into(), b"alice:secret".to_vec()).await.unwrap();
     let creator_only = zk::CreateMode::Persistent.with_acls(zk::Acls::creator_all());
@@ -200,7 +265,15 @@ async fn acl_and_auth() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persistent_recursive_watch() {
-    let s = start("");
+    persistent_recursive_watch_on(start("")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_recursive_watch_on_an_ensemble() {
+    persistent_recursive_watch_on(start_ensemble("")).await;
+}
+
+async fn persistent_recursive_watch_on(s: Server) {
     let c = client(&s).await;
     let mut w = c.watch("/r", zk::AddWatchMode::PersistentRecursive).await.unwrap();
     c.create("/r", b"", open()).await.unwrap();
@@ -225,7 +298,15 @@ async fn persistent_recursive_watch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn descendants_ephemerals_and_watch_removal() {
-    let s = start("");
+    descendants_ephemerals_and_watch_removal_on(start("")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn descendants_ephemerals_and_watch_removal_on_an_ensemble() {
+    descendants_ephemerals_and_watch_removal_on(start_ensemble("")).await;
+}
+
+async fn descendants_ephemerals_and_watch_removal_on(s: Server) {
     let c = client(&s).await;
     c.create("/n", b"", open()).await.unwrap();
     c.create("/n/a", b"", open()).await.unwrap();
@@ -254,8 +335,18 @@ async fn descendants_ephemerals_and_watch_removal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn super_digest_passes_every_acl() {
-    // super:test → super:D/InIHSb7yEEbrWz8b9l71RjZJU=
-    let s = start("zookeeper.DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=");
+    super_digest_passes_every_acl_on(start(SUPER_DIGEST)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn super_digest_passes_every_acl_on_an_ensemble() {
+    super_digest_passes_every_acl_on(start_ensemble(SUPER_DIGEST)).await;
+}
+
+// super:test → super:D/InIHSb7yEEbrWz8b9l71RjZJU=
+const SUPER_DIGEST: &str = "zookeeper.DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=";
+
+async fn super_digest_passes_every_acl_on(s: Server) {
     let alice = client(&s).await;
     alice.auth("digest".into(), b"alice:pw".to_vec()).await.unwrap();
     let creator_only = zk::CreateMode::Persistent.with_acls(zk::Acls::creator_all());
@@ -318,16 +409,27 @@ impl Proxy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watches_are_set_again_after_a_reconnect() {
-    // The client re-registers its watches with setWatches (relative to the last zxid it saw) on
-    // the new connection; changes made while it was away fire them at once.
-    let s = start("");
+    watches_are_set_again_after_a_reconnect_on(start("")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_are_set_again_after_a_reconnect_on_an_ensemble() {
+    watches_are_set_again_after_a_reconnect_on(start_ensemble("")).await;
+}
+
+/// The client re-registers its watches with setWatches (relative to the last zxid it saw) on
+/// the new connection; changes made while it was away fire them at once. On an ensemble the
+/// writer and the watcher are on different nodes.
+async fn watches_are_set_again_after_a_reconnect_on(s: Server) {
     let writer = client(&s).await;
-    let proxy = Proxy::start(s.addr.clone()).await;
+    let proxy = Proxy::start(s.addr()).await;
     let watched =
         zk::Client::connector().session_timeout(Duration::from_secs(10)).connect(&proxy.addr).await.unwrap();
     writer.create("/sw", b"", open()).await.unwrap();
     writer.create("/sw/data", b"v0", open()).await.unwrap();
     writer.create("/sw/gone", b"", open()).await.unwrap();
+    // The watcher's node may not have applied the writer's creates yet.
+    watched.sync("/sw").await.unwrap();
     let (_, _, w_data) = watched.get_and_watch_data("/sw/data").await.unwrap();
     let (_, w_gone) = watched.check_and_watch_stat("/sw/gone").await.unwrap();
     let (_, w_missing) = watched.check_and_watch_stat("/sw/new").await.unwrap();

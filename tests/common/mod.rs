@@ -225,3 +225,139 @@ pub fn hold_port() -> PortHold {
     let port = s.local_addr().unwrap().as_socket().unwrap().port();
     PortHold { port, _socket: s }
 }
+
+/// A 3-node `zkd serve` ensemble on loopback, for running a client suite with its clients on
+/// different nodes. Client ports are the kernel's choice (clientPort=0, read back from each
+/// `--port-file`); the quorum and election ports must be in every zoo.cfg before any server
+/// starts, so they are held (`hold_port`) for the ensemble's life. Should a server lose a held
+/// port to a process binding that very number, the whole ensemble starts again on new ports.
+pub struct ZkdEnsemble {
+    children: Vec<Child>,
+    pub client_ports: Vec<u16>,
+    logs: Vec<std::path::PathBuf>,
+    _holds: Vec<PortHold>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for ZkdEnsemble {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl ZkdEnsemble {
+    /// Starts `n` voters with `extra` zoo.cfg lines and waits until one leads and all serve.
+    pub fn start(n: usize, extra: &str) -> ZkdEnsemble {
+        let mut why = String::new();
+        for _ in 0..3 {
+            match Self::try_start(n, extra) {
+                Ok(e) => return e,
+                Err((true, log)) => why = log,
+                Err((false, log)) => panic!("the ensemble did not form:\n{log}"),
+            }
+        }
+        panic!("the ensemble lost a held port three times:\n{why}");
+    }
+
+    fn logs(&self) -> String {
+        self.logs
+            .iter()
+            .enumerate()
+            .map(|(i, l)| format!("--- server {} ---\n{}\n", i + 1, std::fs::read_to_string(l).unwrap_or_default()))
+            .collect()
+    }
+
+    /// Err((port_taken, logs)).
+    fn try_start(n: usize, extra: &str) -> Result<ZkdEnsemble, (bool, String)> {
+        let dir = tempfile::tempdir().unwrap();
+        let holds: Vec<PortHold> = (0..2 * n).map(|_| hold_port()).collect();
+        let servers: String = (0..n)
+            .map(|i| format!("server.{}=127.0.0.1:{}:{}\n", i + 1, holds[2 * i].port, holds[2 * i + 1].port))
+            .collect();
+        let mut e = ZkdEnsemble { children: vec![], client_ports: vec![], logs: vec![], _holds: holds, _dir: dir };
+        let mut port_files = vec![];
+        for i in 0..n {
+            let data = e._dir.path().join(format!("n{}", i + 1));
+            std::fs::create_dir_all(&data).unwrap();
+            std::fs::write(data.join("myid"), format!("{}\n", i + 1)).unwrap();
+            let cfg = data.join("zoo.cfg");
+            std::fs::write(
+                &cfg,
+                format!(
+                    "tickTime=200\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort=0\nclientPortAddress=127.0.0.1\n\
+                     maxClientCnxns=0\n4lw.commands.whitelist=*\nadmin.enableServer=false\n{extra}\n{servers}",
+                    data.display()
+                ),
+            )
+            .unwrap();
+            let log = data.join("zkd.log");
+            let port_file = data.join("zkd.port");
+            let child = Command::new(env!("CARGO_BIN_EXE_zkd"))
+                .args(["serve", "--shards", "1", "--config"])
+                .arg(&cfg)
+                .arg("--port-file")
+                .arg(&port_file)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            e.children.push(child);
+            e.logs.push(log);
+            port_files.push(port_file);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            for (i, c) in e.children.iter_mut().enumerate() {
+                if let Some(status) = c.try_wait().unwrap() {
+                    let log = std::fs::read_to_string(&e.logs[i]).unwrap_or_default();
+                    let taken = log.contains("Address already in use");
+                    return Err((taken, format!("server {} exited ({status})\n{}", i + 1, e.logs())));
+                }
+            }
+            if e.client_ports.len() < n {
+                let ports: Vec<u16> = port_files
+                    .iter()
+                    .filter_map(|f| std::fs::read_to_string(f).ok().and_then(|t| t.trim().parse().ok()))
+                    .collect();
+                if ports.len() == n {
+                    e.client_ports = ports;
+                }
+            }
+            if e.client_ports.len() == n {
+                let modes: Vec<String> = e
+                    .client_ports
+                    .iter()
+                    .map(|p| {
+                        zkd::admin::remote::four_letter(&format!("127.0.0.1:{p}"), "srvr", Duration::from_secs(5))
+                            .unwrap_or_default()
+                            .lines()
+                            .find_map(|l| l.strip_prefix("Mode: "))
+                            .unwrap_or("")
+                            .to_owned()
+                    })
+                    .collect();
+                let leaders = modes.iter().filter(|m| *m == "leader").count();
+                if leaders == 1 && modes.iter().all(|m| m == "leader" || m == "follower") {
+                    return Ok(e);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err((false, format!("no leader with {n} serving servers within 60 s\n{}", e.logs())));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What `srvr` says server `i` (0-based) is: leader, follower, ...
+    pub fn mode(&self, i: usize) -> String {
+        zkd::admin::remote::four_letter(&format!("127.0.0.1:{}", self.client_ports[i]), "srvr", Duration::from_secs(5))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("Mode: "))
+            .unwrap_or("")
+            .to_owned()
+    }
+}

@@ -1,7 +1,11 @@
 """Fixtures: servers (zkd or the Apache ZooKeeper 3.8 oracle), raw and kazoo clients.
 
 Env:
-  ZKD_TARGET=zkd|oracle   what the `server` fixture (and `make_server`) start; default zkd.
+  ZKD_TARGET=zkd|oracle|ensemble
+                          what the `server` fixture (and `make_server`) start; default zkd.
+                          ensemble: the shared server is a 3-node zkd ensemble, and each test
+                          talks to the next node in turn (leader or follower), so the whole
+                          suite runs with clients on different nodes; `make_server` stays zkd.
   ZKD_BIN=path            the zkd binary; default target/release/zkd.
   ZKD_DIFF_REF=oracle|zkd the differential test's second server (default oracle; set ZKD_TARGET=oracle
                           too to run ZK-vs-ZK).
@@ -20,7 +24,9 @@ import rawzk  # noqa: E402
 from servers import Server  # noqa: E402
 
 TARGET = os.environ.get("ZKD_TARGET", "zkd")
-assert TARGET in ("zkd", "oracle"), f"ZKD_TARGET must be zkd or oracle, not {TARGET!r}"
+assert TARGET in ("zkd", "oracle", "ensemble"), f"ZKD_TARGET must be zkd, oracle or ensemble, not {TARGET!r}"
+# What a fresh server (`make_server`) is: one process, even when the shared one is an ensemble.
+FRESH_KIND = "zkd" if TARGET == "ensemble" else TARGET
 
 _counter = itertools.count()
 
@@ -42,9 +48,68 @@ def server(request):
     if TARGET == "oracle":
         yield request.getfixturevalue("oracle")
         return
+    if TARGET == "ensemble":
+        s = EnsembleTarget()
+        yield s
+        s.cleanup()
+        return
     s = Server("zkd", name="shared")
     yield s
     s.cleanup()
+
+
+class EnsembleTarget:
+    """The shared server as a 3-node zkd ensemble: `host`/`port` name one node, and `next_node()`
+    moves to the next one (every test starts on a new node, see `_rotate_node`). A test's own
+    clients all reach the same node, so the session guarantees ZooKeeper gives one client (and
+    the tests rely on: read your writes, FIFO order) are what is checked, on leader and
+    followers alike."""
+
+    kind = "zkd"
+
+    def __init__(self):
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        from ensemble import Ensemble  # tests/py/ensemble.py
+        from servers import DEFAULT_CFG
+
+        self.host = "127.0.0.1"
+        self.ens = Ensemble("zkd", voters=3, extra_cfg=dict(DEFAULT_CFG), name="opcodes")
+        self.ens.start()
+        self.sid = self.ens.sids[0]
+        self.visited = set()
+
+    def next_node(self):
+        sids = self.ens.sids
+        self.sid = sids[(sids.index(self.sid) + 1) % len(sids)]
+        self.visited.add(self.ens.node(self.sid).mode())
+
+    @property
+    def port(self):
+        return self.ens.node(self.sid).client_port
+
+    @property
+    def hostport(self):
+        return f"{self.host}:{self.port}"
+
+    def alive(self):
+        return all(self.ens.node(s).alive() for s in self.ens.sids)
+
+    def tail_log(self, n=4000):
+        return self.ens.node(self.sid).tail_log(n)
+
+    def cleanup(self):
+        # Run on every node's client port in turn: the suite must have met a leader and a
+        # follower, or it did not test what it claims to.
+        self.ens.close()
+        assert {"leader", "follower"} <= self.visited, f"the suite ran on {self.visited} only"
+
+
+@pytest.fixture(autouse=True)
+def _rotate_node(request):
+    """Under ZKD_TARGET=ensemble, each test that uses the shared server starts on the next node."""
+    if TARGET == "ensemble" and "server" in request.fixturenames:
+        request.getfixturevalue("server").next_node()
+    yield
 
 
 @pytest.fixture
@@ -53,7 +118,7 @@ def make_server():
     started = []
 
     def make(kind=None, **cfg):
-        s = Server(kind or TARGET, {k.replace("__", "."): v for k, v in cfg.items()}, name="fresh")
+        s = Server(kind or FRESH_KIND, {k.replace("__", "."): v for k, v in cfg.items()}, name="fresh")
         started.append(s)
         return s
 
