@@ -11,6 +11,11 @@
 #
 # If zkd is not built or does not answer, the script says so and measures ZooKeeper alone.
 #
+# Ensemble mode: `perf/side-by-side.sh --ensemble [perf/ensemble.py options]` runs a 3-node zkd
+# ensemble beside a 3-node ZooKeeper 3.8 ensemble instead (same settings, fsync on, alternating
+# runs, failover after kill -9 of the leader) and updates the "Ensembles: side by side" section
+# of perf/RESULTS.md; see perf/ensemble.py for its options.
+#
 # Environment knobs (defaults in brackets):
 #   BENCH        load generator command ["target/release/zkd bench", else "target/release/zkd-tools bench"]
 #   ZKD_BIN      zkd binary [target/release/zkd]          ONLY  zk|zkd|both [both]
@@ -22,6 +27,11 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+if [[ "${1:-}" == "--ensemble" ]]; then
+  shift
+  exec python3 "$ROOT/perf/ensemble.py" --zkd "${ZKD_BIN:-$ROOT/target/release/zkd}" \
+    --results-md "${RESULTS_MD:-$ROOT/perf/RESULTS.md}" "$@"
+fi
 OUT=${OUT:-$ROOT/perf/results}
 RESULTS_MD=${RESULTS_MD:-$ROOT/perf/RESULTS.md}
 RAW=$OUT/raw

@@ -60,7 +60,13 @@ fn start_with(extra: &str, dedicated_replica: bool) -> Server {
     )
     .unwrap();
     let addr = format!("127.0.0.1:{}", handle.addr.port());
-    Server { handle: Some(handle), addrs: vec![addr], next: AtomicUsize::new(0), _ensemble: None, _dir: Some(dir) }
+    Server {
+        handle: Some(handle),
+        addrs: vec![addr],
+        next: AtomicUsize::new(0),
+        _ensemble: None,
+        _dir: Some(dir),
+    }
 }
 
 fn open() -> &'static zk::CreateOptions<'static> {
@@ -163,12 +169,18 @@ async fn multi_reports_the_failing_op_on(s: Server) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_ephemeral_container_ttl() {
-    sequential_ephemeral_container_ttl_on(start("extendedTypesEnabled=true\nznode.container.checkIntervalMs=100\n")).await;
+    sequential_ephemeral_container_ttl_on(start(
+        "extendedTypesEnabled=true\nznode.container.checkIntervalMs=100\n",
+    ))
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_ephemeral_container_ttl_on_an_ensemble() {
-    sequential_ephemeral_container_ttl_on(start_ensemble("extendedTypesEnabled=true\nznode.container.checkIntervalMs=100\n")).await;
+    sequential_ephemeral_container_ttl_on(start_ensemble(
+        "extendedTypesEnabled=true\nznode.container.checkIntervalMs=100\n",
+    ))
+    .await;
 }
 
 async fn sequential_ephemeral_container_ttl_on(s: Server) {
@@ -344,7 +356,8 @@ async fn super_digest_passes_every_acl_on_an_ensemble() {
 }
 
 // super:test → super:D/InIHSb7yEEbrWz8b9l71RjZJU=
-const SUPER_DIGEST: &str = "zookeeper.DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=";
+const SUPER_DIGEST: &str =
+    "zookeeper.DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=";
 
 async fn super_digest_passes_every_acl_on(s: Server) {
     let alice = client(&s).await;

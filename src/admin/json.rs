@@ -498,10 +498,7 @@ pub fn run(ops: &OpsState, name: &str, query: &str) -> J {
     let mut v: Vec<(String, J)> = match cmd {
         "configuration" => obj(vec![
             // clientPort=0: the port the kernel chose; -1 when only secureClientPort is set.
-            (
-                "client_port",
-                J::Int(ops.cfg.client_port.map_or(-1, |_| ops.client_addr.port().into())),
-            ),
+            ("client_port", J::Int(ops.cfg.client_port.map_or(-1, |_| ops.client_addr.port().into()))),
             ("data_dir", ops.cfg.data_dir.join("version-2").display().to_string().into()),
             ("data_log_dir", ops.cfg.data_log_dir.join("version-2").display().to_string().into()),
             ("tick_time", J::Int(ops.cfg.tick_time_ms as i64)),

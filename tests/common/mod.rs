@@ -266,7 +266,9 @@ impl ZkdEnsemble {
         self.logs
             .iter()
             .enumerate()
-            .map(|(i, l)| format!("--- server {} ---\n{}\n", i + 1, std::fs::read_to_string(l).unwrap_or_default()))
+            .map(|(i, l)| {
+                format!("--- server {} ---\n{}\n", i + 1, std::fs::read_to_string(l).unwrap_or_default())
+            })
             .collect()
     }
 
@@ -277,7 +279,8 @@ impl ZkdEnsemble {
         let servers: String = (0..n)
             .map(|i| format!("server.{}=127.0.0.1:{}:{}\n", i + 1, holds[2 * i].port, holds[2 * i + 1].port))
             .collect();
-        let mut e = ZkdEnsemble { children: vec![], client_ports: vec![], logs: vec![], _holds: holds, _dir: dir };
+        let mut e =
+            ZkdEnsemble { children: vec![], client_ports: vec![], logs: vec![], _holds: holds, _dir: dir };
         let mut port_files = vec![];
         for i in 0..n {
             let data = e._dir.path().join(format!("n{}", i + 1));
@@ -331,12 +334,16 @@ impl ZkdEnsemble {
                     .client_ports
                     .iter()
                     .map(|p| {
-                        zkd::admin::remote::four_letter(&format!("127.0.0.1:{p}"), "srvr", Duration::from_secs(5))
-                            .unwrap_or_default()
-                            .lines()
-                            .find_map(|l| l.strip_prefix("Mode: "))
-                            .unwrap_or("")
-                            .to_owned()
+                        zkd::admin::remote::four_letter(
+                            &format!("127.0.0.1:{p}"),
+                            "srvr",
+                            Duration::from_secs(5),
+                        )
+                        .unwrap_or_default()
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Mode: "))
+                        .unwrap_or("")
+                        .to_owned()
                     })
                     .collect();
                 let leaders = modes.iter().filter(|m| *m == "leader").count();
@@ -353,11 +360,15 @@ impl ZkdEnsemble {
 
     /// What `srvr` says server `i` (0-based) is: leader, follower, ...
     pub fn mode(&self, i: usize) -> String {
-        zkd::admin::remote::four_letter(&format!("127.0.0.1:{}", self.client_ports[i]), "srvr", Duration::from_secs(5))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("Mode: "))
-            .unwrap_or("")
-            .to_owned()
+        zkd::admin::remote::four_letter(
+            &format!("127.0.0.1:{}", self.client_ports[i]),
+            "srvr",
+            Duration::from_secs(5),
+        )
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Mode: "))
+        .unwrap_or("")
+        .to_owned()
     }
 }
