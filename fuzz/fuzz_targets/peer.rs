@@ -625,6 +625,7 @@ fuzz_target!(|story: Story| {
             init_limit: 10,
             sync_limit: 5,
             commit_log_count: 8,
+            epoch_counter_start: 0,
         },
         members: Members::new(VOTERS, OBSERVERS),
         standalone: false,
