@@ -388,12 +388,15 @@ impl Peer {
             Some(RoleState::Leading(l)) => l.step(input, now, out),
             Some(RoleState::Learning(l)) => l.step(input, now, out),
             Some(RoleState::Looking(_)) | None => {
+                if let (Input::Durable { zxid }, Some(RoleState::Looking(h))) = (&input, self.role.as_mut()) {
+                    h.note_durable(*zxid);
+                }
                 match input {
                     // A connection of the role that ended.
                     Input::Connected { sid } | Input::Packet { from: sid, .. } => {
                         out.push(Action::Disconnect { sid, reason: "looking for a leader".into() })
                     }
-                    // What the ended role logged reaches the disk; it is history already.
+                    // What the ended role logged reaches the disk (noted above).
                     Input::Durable { .. }
                     | Input::Disconnected { .. }
                     | Input::Touch { .. }

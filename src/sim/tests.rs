@@ -74,8 +74,11 @@ fn every_invariant_fires_on_some_broken_variant() {
 /// data when this server had accepted it.
 pub const ZAB_SNAP_EPOCH_SEEDS: &[u64] = &[137, 160, 666, 726, 904, 1179, 1349, 1418];
 
-/// An election that decided without waiting for voters reported unreachable (to fail over
-/// faster) let a server lead without a committed txn: the finalize wait stays, as ZooKeeper's.
+/// A bug of `quorum::zab` (ZooKeeper's ZOOKEEPER-4646) the simulator found once elections stopped
+/// waiting for voters reported unreachable: a learner persisted `currentEpoch` at NEWLEADER, before
+/// the txns synced ahead of it were durable. A crash in between left a node claiming the new epoch
+/// with a shorter history; the next election preferred it and a committed txn was lost. The
+/// learner now records the epoch (and ACKs NEWLEADER) only once that history is durable.
 pub const ELECTION_EARLY_DECISION_SEEDS: &[u64] = &[1398];
 
 /// Runs the budget; any failing seed fails the test.

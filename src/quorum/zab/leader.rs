@@ -168,6 +168,9 @@ pub struct Leader {
     last_committed: i64,
     /// The local log is durable up to here (the leader's own ack).
     own_durable: i64,
+    /// The history this leader started with is not durable yet (an earlier role appended it):
+    /// its epoch is recorded, and it counts itself for NEWLEADER, only once it is.
+    history_durable_at: Option<i64>,
     outstanding: VecDeque<Outstanding>,
     syncs: VecDeque<PendingSync>,
     round: u64,
@@ -278,6 +281,7 @@ impl Leader {
         let voters = members.voters.iter().copied().collect();
         // Durable reports of what an earlier role logged may still arrive.
         let last = history.last_zxid();
+        let history_durable_at = (history.durable_zxid() < last).then_some(last);
         Leader {
             voters,
             members,
@@ -297,6 +301,7 @@ impl Leader {
             last_proposed: last,
             last_committed: last,
             own_durable: last,
+            history_durable_at,
             outstanding: VecDeque::new(),
             syncs: VecDeque::new(),
             round: 0,
@@ -384,6 +389,14 @@ impl Leader {
         }
     }
 
+    /// The epoch is established and this leader's history is durable: record the epoch, and
+    /// count ourselves for NEWLEADER (ZOOKEEPER-4646's rule, on the leader's side).
+    fn own_epoch_durable(&mut self, out: &mut Vec<Action>) {
+        self.current_epoch = self.epoch;
+        out.push(Action::PersistCurrentEpoch(self.epoch));
+        self.newleader_acks.insert(self.cfg.my_id);
+    }
+
     pub fn next_wake_ms(&self) -> i64 {
         if self.standalone {
             // No learners, no pings, no quorum to check: nothing is ever due.
@@ -423,6 +436,14 @@ impl Leader {
                     self.last_proposed
                 );
                 self.own_durable = self.own_durable.max(zxid);
+                self.history.note_durable(zxid);
+                if self.history_durable_at.is_some_and(|at| zxid >= at) {
+                    self.history_durable_at = None;
+                    if matches!(self.phase, Phase::NewLeaderAck | Phase::Broadcast) {
+                        self.own_epoch_durable(out);
+                        return self.advance(now, out);
+                    }
+                }
                 self.try_commit(now, out);
                 Flow::Continue
             }
@@ -884,9 +905,9 @@ impl Leader {
                     }
                     self.phase = Phase::NewLeaderAck;
                     self.phase_deadline_ms = now + self.cfg.init_ms();
-                    self.current_epoch = self.epoch;
-                    out.push(Action::PersistCurrentEpoch(self.epoch));
-                    self.newleader_acks.insert(self.cfg.my_id);
+                    if self.history_durable_at.is_none() {
+                        self.own_epoch_durable(out);
+                    }
                     let waiting: Vec<Sid> = self
                         .learners
                         .iter()

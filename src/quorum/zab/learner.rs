@@ -116,6 +116,7 @@ impl Learner {
         let state = if typ == LearnerType::Observer { PeerState::Observing } else { PeerState::Following };
         out.push(Action::State { state, leader: Some(leader) });
         out.push(Action::Connect { leader });
+        let durable = history.durable_zxid();
         Learner {
             deadline_ms: now + cfg.init_ms(),
             cfg,
@@ -131,7 +132,7 @@ impl Learner {
             unacked: VecDeque::new(),
             last_queued: last,
             appended: last,
-            durable: last,
+            durable,
             serving: false,
             touches: BTreeMap::new(),
             syncs: 0,
@@ -207,6 +208,7 @@ impl Learner {
             self.history.push(p);
         }
         let after = self.history.last_zxid();
+        self.history.note_durable(self.durable);
         Ended {
             fast_forward: (after > before).then_some(after),
             history: self.history,
@@ -329,7 +331,7 @@ impl Learner {
         if let Some(z) = self.sync.ack_after {
             if self.durable >= z {
                 self.sync.ack_after = None;
-                out.push(to_leader(self.leader, LearnerMessage::Ack { zxid: make_zxid(self.new_epoch, 0) }));
+                self.newleader_durable(out);
             }
         }
         if self.phase == Phase::Broadcast {
@@ -341,6 +343,16 @@ impl Learner {
                 out.push(to_leader(self.leader, LearnerMessage::Ack { zxid: z }));
             }
         }
+    }
+
+    /// The history the leader sent before NEWLEADER is durable: only now may the new epoch become
+    /// our current epoch (ZOOKEEPER-4646: a currentEpoch persisted before the synced txns are on disk
+    /// lets a crash leave a node that claims the epoch without its history, and elections then
+    /// prefer it and lose committed txns). Then the NEWLEADER ACK.
+    fn newleader_durable(&mut self, out: &mut Vec<Action>) {
+        self.current_epoch = self.new_epoch;
+        out.push(Action::PersistCurrentEpoch(self.new_epoch));
+        out.push(to_leader(self.leader, LearnerMessage::Ack { zxid: make_zxid(self.new_epoch, 0) }));
     }
 
     /// A proposal (or inform) must come after everything received before it.
@@ -485,10 +497,8 @@ impl Learner {
                     }
                     self.sync.logged = self.sync.props.len();
                 }
-                self.current_epoch = self.new_epoch;
-                out.push(Action::PersistCurrentEpoch(self.new_epoch));
                 if self.durable >= self.appended {
-                    out.push(to_leader(self.leader, LearnerMessage::Ack { zxid: want }));
+                    self.newleader_durable(out);
                 } else {
                     self.sync.ack_after = Some(self.appended);
                 }

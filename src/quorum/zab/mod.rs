@@ -152,6 +152,9 @@ pub struct History {
     window: VecDeque<Proposal>,
     cap: usize,
     last_zxid: i64,
+    /// The highest durability report of the local log (it can run ahead of `last_zxid` while a
+    /// role holds proposals outside the history, or after a TRUNC; `durable_zxid` cuts it).
+    durable_report: i64,
 }
 
 impl History {
@@ -160,17 +163,38 @@ impl History {
     /// the snapshot's if nothing was logged after it).
     pub fn new(cap: usize, last_zxid: i64, tail: impl IntoIterator<Item = Proposal>) -> History {
         assert!(cap > 0, "commitLogCount must be positive");
-        let mut h = History { window: VecDeque::with_capacity(cap.min(4096)), cap, last_zxid: i64::MIN };
+        let mut h = History {
+            window: VecDeque::with_capacity(cap.min(4096)),
+            cap,
+            last_zxid: i64::MIN,
+            durable_report: i64::MIN,
+        };
         for p in tail {
             h.push(p);
         }
         assert!(last_zxid >= h.last_zxid, "the log's tail goes beyond the last zxid 0x{last_zxid:x}");
         h.last_zxid = last_zxid;
+        // What recovery read from disk is durable.
+        h.durable_report = last_zxid;
         h
     }
 
     pub fn last_zxid(&self) -> i64 {
         self.last_zxid
+    }
+
+    /// How far this history is on disk. A role may hold txns appended to the log but not yet
+    /// durable; when it ends they join the history before the log has them. An election may then
+    /// pick this server on them, and its epoch must not be recorded before they are durable
+    /// (otherwise a crash leaves a server claiming the epoch with a shorter log).
+    pub fn durable_zxid(&self) -> i64 {
+        self.durable_report.min(self.last_zxid)
+    }
+
+    /// The log reported durable through `zxid` (in log order: everything appended before it is
+    /// durable too).
+    pub fn note_durable(&mut self, zxid: i64) {
+        self.durable_report = self.durable_report.max(zxid);
     }
 
     pub fn window(&self) -> &VecDeque<Proposal> {
@@ -199,19 +223,25 @@ impl History {
             self.window.pop_back();
         }
         self.last_zxid = zxid;
+        self.durable_report = self.durable_report.min(zxid);
     }
 
-    /// SNAP: the state is the leader's snapshot at `zxid`; nothing before it is known by
-    /// proposal.
+    /// SNAP: the state is the leader's snapshot at `zxid`, durable (the driver makes it so before
+    /// `SnapshotLoaded`); nothing before it is known by proposal.
     pub fn reset(&mut self, zxid: i64) {
         self.window.clear();
         self.last_zxid = zxid;
+        self.durable_report = zxid;
     }
 
     /// The leader's own marker at the start of its epoch (`makeZxid(epoch, 0)`): no txn, but the
     /// zxid its state is at once it serves (ZooKeeper's `setlastProcessedZxid`).
     pub(crate) fn mark(&mut self, zxid: i64) {
         assert!(zxid >= self.last_zxid, "epoch marker 0x{zxid:x} behind 0x{:x}", self.last_zxid);
+        // The marker is no txn: it is as durable as what precedes it.
+        if self.durable_zxid() == self.last_zxid {
+            self.durable_report = self.durable_report.max(zxid);
+        }
         self.last_zxid = zxid;
     }
 }

@@ -288,14 +288,15 @@ fn follower_side_of_the_epoch_establishment() {
     assert_eq!(ok_f(&mut f, from(3, pk(pt::COMMIT, z(1, 3))), 22), vec![]);
     // Pings during sync are ignored, as ZooKeeper's learner ignores them.
     assert_eq!(ok_f(&mut f, from(3, pk(pt::PING, z(1, 3))), 23), vec![]);
-    // NEWLEADER: log what came, record the epoch, ACK once the log is durable.
-    assert_eq!(
-        ok_f(&mut f, from(3, pk(pt::NEWLEADER, z(2, 0))), 30),
-        vec![Action::Append(prop(z(1, 3))), Action::PersistCurrentEpoch(2)]
-    );
+    // NEWLEADER: log what came; the epoch is recorded and ACKed only once the log is durable
+    // (ZOOKEEPER-4646).
+    assert_eq!(ok_f(&mut f, from(3, pk(pt::NEWLEADER, z(2, 0))), 30), vec![Action::Append(prop(z(1, 3)))]);
     // A proposal of the new epoch before UPTODATE waits.
     assert_eq!(ok_f(&mut f, from(3, proposal_pk(z(2, 1))), 31), vec![]);
-    assert_eq!(ok_f(&mut f, Input::Durable { zxid: z(1, 3) }, 32), vec![send(3, pk(pt::ACK, z(2, 0)))]);
+    assert_eq!(
+        ok_f(&mut f, Input::Durable { zxid: z(1, 3) }, 32),
+        vec![Action::PersistCurrentEpoch(2), send(3, pk(pt::ACK, z(2, 0)))]
+    );
     // UPTODATE: ACK it, ACK what NEWLEADER logged, log the rest, apply the commits, serve.
     assert_eq!(
         ok_f(&mut f, from(3, pk(pt::UPTODATE, -1)), 40),
@@ -525,13 +526,13 @@ fn learner_trunc_then_diff() {
     assert_eq!(ok_f(&mut f, from(3, pk(pt::TRUNC, z(1, 2))), 3), vec![Action::Truncate { zxid: z(1, 2) }]);
     ok_f(&mut f, from(3, proposal_pk(z(1, 4))), 4);
     ok_f(&mut f, from(3, pk(pt::COMMIT, z(1, 4))), 5);
-    assert_eq!(
-        ok_f(&mut f, from(3, pk(pt::NEWLEADER, z(2, 0))), 6),
-        vec![Action::Append(prop(z(1, 4))), Action::PersistCurrentEpoch(2)]
-    );
+    assert_eq!(ok_f(&mut f, from(3, pk(pt::NEWLEADER, z(2, 0))), 6), vec![Action::Append(prop(z(1, 4)))]);
     // A durability report of the truncated txn does not count.
     assert_eq!(ok_f(&mut f, Input::Durable { zxid: z(1, 2) }, 7), vec![]);
-    assert_eq!(ok_f(&mut f, Input::Durable { zxid: z(1, 4) }, 8), vec![send(3, pk(pt::ACK, z(2, 0)))]);
+    assert_eq!(
+        ok_f(&mut f, Input::Durable { zxid: z(1, 4) }, 8),
+        vec![Action::PersistCurrentEpoch(2), send(3, pk(pt::ACK, z(2, 0)))]
+    );
     assert_eq!(
         ok_f(&mut f, from(3, pk(pt::UPTODATE, -1)), 9),
         vec![
@@ -559,12 +560,12 @@ fn learner_snap_handshake() {
     ok_f(&mut f, Input::SnapshotLoaded { zxid: z(2, 1) }, 21);
     ok_f(&mut f, from(3, proposal_pk(z(2, 2))), 22);
     // Nothing logged yet: NEWLEADER is ACKed at once.
-    assert_eq!(
-        ok_f(&mut f, from(3, pk(pt::NEWLEADER, z(2, 0))), 23),
-        vec![Action::Append(prop(z(2, 2))), Action::PersistCurrentEpoch(2)]
-    );
+    assert_eq!(ok_f(&mut f, from(3, pk(pt::NEWLEADER, z(2, 0))), 23), vec![Action::Append(prop(z(2, 2)))]);
     // 2:2 must be durable first.
-    assert_eq!(ok_f(&mut f, Input::Durable { zxid: z(2, 2) }, 24), vec![send(3, pk(pt::ACK, z(2, 0)))]);
+    assert_eq!(
+        ok_f(&mut f, Input::Durable { zxid: z(2, 2) }, 24),
+        vec![Action::PersistCurrentEpoch(2), send(3, pk(pt::ACK, z(2, 0)))]
+    );
     assert_eq!(
         ok_f(&mut f, from(3, pk(pt::UPTODATE, -1)), 25),
         vec![
@@ -1032,7 +1033,10 @@ fn a_stale_durable_report_after_trunc_does_not_ack() {
     ok_f(&mut f, from(3, pk(pt::NEWLEADER, z(2, 0))), 5);
     // The log reports 1:5 durable (written before it was truncated): not 2:1.
     assert_eq!(ok_f(&mut f, Input::Durable { zxid: z(1, 5) }, 6), vec![]);
-    assert_eq!(ok_f(&mut f, Input::Durable { zxid: z(2, 1) }, 7), vec![send(3, pk(pt::ACK, z(2, 0)))]);
+    assert_eq!(
+        ok_f(&mut f, Input::Durable { zxid: z(2, 1) }, 7),
+        vec![Action::PersistCurrentEpoch(2), send(3, pk(pt::ACK, z(2, 0)))]
+    );
 }
 
 #[test]
@@ -1100,6 +1104,35 @@ fn a_proposal_after_a_sync_commits_only_after_the_sync_is_released() {
             send(1, pk(pt::COMMIT, z(2, 1))),
             send(2, pk(pt::COMMIT, z(2, 1))),
             Action::Commit { zxid: z(2, 1) },
+        ]
+    );
+}
+
+/// The sim's seed 41388: a follower's last txns, appended but not yet durable, joined its history
+/// when it went looking; it was elected on them. Recording the new epoch before they are on disk
+/// let a crash leave it claiming the epoch with a shorter log, and win the next election with it.
+#[test]
+fn a_leader_records_its_epoch_only_once_its_history_is_durable() {
+    let mut out = Vec::new();
+    let mut h = history(z(1, 2), &[z(1, 1), z(1, 2)]);
+    // Logged by the follower role that ended, not yet durable.
+    h.push(prop(z(1, 3)));
+    assert_eq!(h.durable_zxid(), z(1, 2));
+    let (mut l, _) = Leader::start(zcfg(3), Members::new([1, 2, 3], []), h, 1, 1, 0, &mut out);
+    ok_l(&mut l, from(1, info(pt::FOLLOWERINFO, 1, 1)), 10);
+    // The epoch quorum forms: the follower is synced, but the leader's epoch waits for its log.
+    assert_eq!(
+        ok_l(&mut l, from(1, ackepoch(z(1, 3), 1)), 20),
+        vec![send(1, pk(pt::DIFF, z(1, 3))), send(1, pk(pt::NEWLEADER, z(2, 0)))]
+    );
+    // The follower's ACK alone is no quorum of three: the leader does not count itself yet.
+    assert_eq!(ok_l(&mut l, from(1, pk(pt::ACK, z(2, 0))), 30), vec![]);
+    assert_eq!(
+        ok_l(&mut l, Input::Durable { zxid: z(1, 3) }, 40),
+        vec![
+            Action::PersistCurrentEpoch(2),
+            Action::Serving { role: Role::Leader, epoch: 2, next_zxid: Some(z(2, 1)) },
+            send(1, pk(pt::UPTODATE, -1)),
         ]
     );
 }
