@@ -74,11 +74,16 @@ fn every_invariant_fires_on_some_broken_variant() {
 /// data when this server had accepted it.
 pub const ZAB_SNAP_EPOCH_SEEDS: &[u64] = &[137, 160, 666, 726, 904, 1179, 1349, 1418];
 
-/// A bug of `quorum::zab` (ZooKeeper's ZOOKEEPER-4646) the simulator found once elections stopped
-/// waiting for voters reported unreachable: a learner persisted `currentEpoch` at NEWLEADER, before
-/// the txns synced ahead of it were durable. A crash in between left a node claiming the new epoch
-/// with a shorter history; the next election preferred it and a committed txn was lost. The
-/// learner now records the epoch (and ACKs NEWLEADER) only once that history is durable.
+/// A leader's history that an ended follower role had appended but not made durable (seed
+/// 41388), and a learner's connection not held up by another's snapshot (seed 74224).
+pub const ZAB_DURABLE_HISTORY_SEEDS: &[u64] = &[41388, 74224];
+
+/// Seeds that showed a learner recording `currentEpoch` at NEWLEADER before the txns synced ahead
+/// of it were durable (ZooKeeper's ZOOKEEPER-4646), while elections decided without waiting for
+/// voters reported unreachable: a crash in between left a node claiming the new epoch with a
+/// shorter history, and the next election preferred it. The learner now records the epoch only
+/// once that history is durable; elections keep ZooKeeper's finalize wait (seed 63583 of that
+/// variant made a stale leader of an older epoch serve late).
 pub const ELECTION_EARLY_DECISION_SEEDS: &[u64] = &[1398];
 
 /// Runs the budget; any failing seed fails the test.
@@ -115,7 +120,9 @@ const PEER_SEEDS_PER_HALF: u64 = 750;
 /// The seeds that showed the SNAP-before-NEWLEADER bug, replayed.
 #[test]
 fn zab_regression_seeds() {
-    for &seed in ZAB_SNAP_EPOCH_SEEDS.iter().chain(ELECTION_EARLY_DECISION_SEEDS) {
+    for &seed in
+        ZAB_SNAP_EPOCH_SEEDS.iter().chain(ELECTION_EARLY_DECISION_SEEDS).chain(ZAB_DURABLE_HISTORY_SEEDS)
+    {
         if let Err(f) = run_seed::<super::peer::PeerNode>(seed) {
             panic!("{f}");
         }
