@@ -23,6 +23,8 @@ command -v mkfs.ext4 >/dev/null || need_apt+=(e2fsprogs)
 command -v losetup >/dev/null || need_apt+=(mount)
 # zktop: a real four-letter-word consumer (tests/py/test_ops.py).
 command -v zktop >/dev/null || need_apt+=(zktop)
+# iptables: partitions and blackholed peers in network namespaces (tests/peers.rs, test_faults.py).
+command -v iptables >/dev/null || need_apt+=(iptables)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
