@@ -21,6 +21,7 @@ use zkd_tools::lincheck::check;
 use zkd_tools::lincheck::cluster::{disk_prerequisites, Cluster, ClusterConfig, ServerKind};
 use zkd_tools::lincheck::history::{History, Outcome, RunInfo, Sub};
 use zkd_tools::lincheck::nemesis::FaultKind;
+use zkd_tools::lincheck::netlab::net_prerequisites;
 use zkd_tools::lincheck::record::{record, setup, Addrs, Recording, Workload};
 use zkd_tools::lincheck::run::{run_lincheck, RunConfig, RunResult};
 
@@ -85,6 +86,27 @@ fn a_three_node_zkd_ensemble_is_linearizable_under_kills_and_pauses() {
     };
     let r = run_lincheck(&cfg).expect("the run");
     assert_passed(&r, 8);
+    let nodes: std::collections::BTreeSet<usize> = r.history.ops.iter().map(|o| o.node).collect();
+    assert_eq!(nodes.len(), 3, "clients used every member:\n{}", r.text);
+}
+
+#[test]
+#[ignore = "needs root (network namespaces, iptables): tests/run-all.sh runs it with --include-ignored"]
+fn a_three_node_zkd_ensemble_is_linearizable_under_partitions_and_one_way_drops() {
+    if let Err(why) = net_prerequisites() {
+        panic!("prerequisite missing: {why}; the partitions did not run");
+    }
+    let _g = serial();
+    let cfg = RunConfig {
+        nodes: 3,
+        clients: 6,
+        ..config(zkd(), &[FaultKind::Partition, FaultKind::OneWay, FaultKind::Kill], 40, seed(11))
+    };
+    let r = run_lincheck(&cfg).expect("the run");
+    assert_passed(&r, 6);
+    for what in ["partition", "one-way", "heal"] {
+        assert!(r.history.faults.iter().any(|f| f.what == what), "no {what} in this seed's schedule:\n{}", r.text);
+    }
     let nodes: std::collections::BTreeSet<usize> = r.history.ops.iter().map(|o| o.node).collect();
     assert_eq!(nodes.len(), 3, "clients used every member:\n{}", r.text);
 }
@@ -305,6 +327,7 @@ fn through_proxy(lie: Lie) -> (History, check::Report, String) {
         nodes: 1,
         disks: false,
         cgroups: false,
+        netns: false,
         dir: dir.clone(),
     })
     .unwrap();

@@ -7,16 +7,19 @@
 //! port: the client address table ([`Addrs`]) follows. Apache ZooKeeper cannot report its port; it
 //! gets a held one (a socket bound with SO_REUSEADDR and never listened on, kept while it runs).
 //! An ensemble's quorum and election ports are in every member's zoo.cfg, so they are held too.
+//! For the partition faults each node runs in a network namespace of its own ([`NetLab`]) with an
+//! address of its own, where the ports are ZooKeeper's defaults (2181, 2888, 3888).
 
 use std::ffi::CString;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::netlab::NetLab;
 use super::record::Addrs;
 
 /// Which server runs on the nodes.
@@ -48,6 +51,8 @@ pub struct ClusterConfig {
     pub disks: bool,
     /// Each node in a blkio cgroup of its own (needs root and `disks`).
     pub cgroups: bool,
+    /// Each node in a network namespace of its own (needs root; the partition faults).
+    pub netns: bool,
     /// The directory the nodes live in (created; removed with the cluster unless kept).
     pub dir: PathBuf,
 }
@@ -70,6 +75,8 @@ struct Node {
     /// The quorum and election ports of an ensemble member (held).
     peer_ports: Option<(HeldPort, HeldPort)>,
     port: Option<u16>,
+    /// The address the node listens on (its namespace's, or loopback).
+    ip: Ipv4Addr,
     paused: bool,
     /// The monotonic clock offset of the node's current life, seconds.
     clock_offset_s: i64,
@@ -79,7 +86,11 @@ pub struct Cluster {
     cfg: ClusterConfig,
     nodes: Vec<Node>,
     addrs: Addrs,
+    net: Option<NetLab>,
 }
+
+/// The ports of a node in a namespace of its own.
+const NS_PORTS: (u16, u16, u16) = (2181, 2888, 3888);
 
 fn run(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd.output().map_err(|e| anyhow::anyhow!("{cmd:?}: {e}"))?;
@@ -113,7 +124,8 @@ impl Cluster {
         anyhow::ensure!(cfg.nodes >= 1, "--nodes must be at least 1");
         std::fs::create_dir_all(&cfg.dir)?;
         let addrs: Addrs = Arc::new(Mutex::new(vec![None; cfg.nodes]));
-        let mut c = Cluster { cfg, nodes: Vec::new(), addrs };
+        let net = if cfg.netns { Some(NetLab::new(cfg.nodes)?) } else { None };
+        let mut c = Cluster { cfg, nodes: Vec::new(), addrs, net };
         for i in 0..c.cfg.nodes {
             let n = c.prepare_node(i)?;
             c.nodes.push(n);
@@ -158,6 +170,7 @@ impl Cluster {
             hold: None,
             peer_ports: None,
             port: None,
+            ip: self.net.as_ref().map_or(Ipv4Addr::LOCALHOST, |net| net.ip(i)),
             paused: false,
             clock_offset_s: 0,
         };
@@ -179,6 +192,13 @@ impl Cluster {
             std::fs::create_dir_all(&cg).map_err(|e| anyhow::anyhow!("{}: {e}", cg.display()))?;
             n.cgroup = Some(cg);
         }
+        if self.net.is_some() {
+            // A namespace of its own: its ports are free.
+            if let ServerKind::Oracle { .. } = self.cfg.kind {
+                n.port = Some(NS_PORTS.0);
+            }
+            return Ok(n);
+        }
         if let ServerKind::Oracle { .. } = self.cfg.kind {
             n.hold = Some(HeldPort::new()?);
             n.port = n.hold.as_ref().map(|h| h.port);
@@ -193,9 +213,10 @@ impl Cluster {
 
     fn write_config(&self, i: usize) -> anyhow::Result<()> {
         let n = &self.nodes[i];
-        let port = n.port.unwrap_or(0);
+        let port = if self.net.is_some() { NS_PORTS.0 } else { n.port.unwrap_or(0) };
+        let ip = n.ip;
         let mut cfg = format!(
-            "tickTime=200\ninitLimit=50\nsyncLimit=25\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+            "tickTime=200\ninitLimit=50\nsyncLimit=25\ndataDir={}\nclientPort={port}\nclientPortAddress={ip}\n\
              maxClientCnxns=0\nminSessionTimeout=400\nmaxSessionTimeout=20000\n4lw.commands.whitelist=*\n\
              admin.enableServer=false\nsnapCount=5000\npreAllocSize=512\n",
             n.data.display()
@@ -204,6 +225,8 @@ impl Cluster {
             for (j, m) in self.nodes.iter().enumerate() {
                 if let Some((q, e)) = &m.peer_ports {
                     cfg.push_str(&format!("server.{}=127.0.0.1:{}:{}\n", j + 1, q.port, e.port));
+                } else if self.net.is_some() {
+                    cfg.push_str(&format!("server.{}={}:{}:{}\n", j + 1, m.ip, NS_PORTS.1, NS_PORTS.2));
                 }
             }
             std::fs::write(n.data.join("myid"), format!("{}\n", i + 1))?;
@@ -217,6 +240,13 @@ impl Cluster {
     fn spawn(&mut self, i: usize, clock_offset_s: i64) -> anyhow::Result<()> {
         let kind = self.cfg.kind.clone();
         let nodes = self.cfg.nodes;
+        // The node's network namespace, entered between fork and exec (the file stays open
+        // until the child has been spawned).
+        let netns = match &self.net {
+            Some(net) => Some(std::fs::File::open(net.ns_path(i))?),
+            None => None,
+        };
+        let netns_fd = netns.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
         let n = &mut self.nodes[i];
         let cfg = n.dir.join("zoo.cfg");
         let port_file = n.dir.join("zkd.port");
@@ -265,6 +295,11 @@ impl Cluster {
         // unshare, getpid) on buffers prepared before the fork.
         unsafe {
             cmd.pre_exec(move || {
+                if let Some(fd) = netns_fd {
+                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 if let Some(p) = &cgroup_procs {
                     // "0" moves the writing process itself.
                     write_file(p, b"0")?;
@@ -281,6 +316,7 @@ impl Cluster {
             });
         }
         let child = cmd.spawn().map_err(|e| anyhow::anyhow!("starting node {i}: {e}"))?;
+        drop(netns);
         n.child = Some(child);
         n.paused = false;
         n.clock_offset_s = clock_offset_s;
@@ -304,9 +340,9 @@ impl Cluster {
                     std::fs::read_to_string(n.dir.join("zkd.port")).ok().and_then(|t| t.trim().parse().ok());
             }
             if let Some(p) = n.port {
-                if four_letter(p, "ruok") == "imok" && four_letter(p, "srvr").contains("Mode: ") {
-                    self.addrs.lock().unwrap_or_else(|e| e.into_inner())[i] =
-                        Some(SocketAddr::from(([127, 0, 0, 1], p)));
+                let at = SocketAddr::new(IpAddr::V4(n.ip), p);
+                if four_letter(at, "ruok") == "imok" && four_letter(at, "srvr").contains("Mode: ") {
+                    self.addrs.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(at);
                     return Ok(());
                 }
             }
@@ -465,6 +501,25 @@ impl Cluster {
         Ok(())
     }
 
+    fn net(&self) -> anyhow::Result<&NetLab> {
+        self.net.as_ref().ok_or_else(|| anyhow::anyhow!("the cluster was started without network namespaces"))
+    }
+
+    /// Cuts node `i` off from the other nodes, both ways (clients still reach it).
+    pub fn isolate(&self, i: usize) -> anyhow::Result<()> {
+        self.net()?.isolate(i)
+    }
+
+    /// The other nodes stop hearing node `i`; it still hears them.
+    pub fn mute(&self, i: usize) -> anyhow::Result<()> {
+        self.net()?.mute(i)
+    }
+
+    /// Every node hears every other again.
+    pub fn heal(&self) -> anyhow::Result<()> {
+        self.net()?.heal()
+    }
+
     pub fn clock_offset_s(&self, i: usize) -> i64 {
         self.nodes[i].clock_offset_s
     }
@@ -564,10 +619,8 @@ fn write_file(path: &CString, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// A four-letter word's answer ("" if the server does not answer within a second).
-pub fn four_letter(port: u16, word: &str) -> String {
-    let Ok(mut s) =
-        TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(1))
-    else {
+pub fn four_letter(at: SocketAddr, word: &str) -> String {
+    let Ok(mut s) = TcpStream::connect_timeout(&at, Duration::from_secs(1)) else {
         return String::new();
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(1)));

@@ -10,7 +10,9 @@
 //! - `record`: concurrent clients on their own sessions, recording every operation.
 //! - `cluster`: the nodes under test (zkd, or Apache ZooKeeper as the oracle), their disks,
 //!   cgroups and clocks.
-//! - `nemesis`: faults from a seed (kill -9, pauses, clock jumps, a dead, full or slow disk).
+//! - `nemesis`: faults from a seed (kill -9, pauses, clock jumps, a dead, full or slow disk,
+//!   partitions and one-way drops between ensemble members).
+//! - `netlab`: network namespaces of the run's own, one per node, for the partitions.
 //! - `run`: all of it: nodes up, record under faults, heal, check.
 //!
 //! `zkd lincheck run` records and checks; `zkd lincheck check FILE` checks a history file. Exit
@@ -21,6 +23,7 @@ pub mod cluster;
 pub mod history;
 pub mod model;
 pub mod nemesis;
+pub mod netlab;
 pub mod record;
 pub mod run;
 #[cfg(test)]
@@ -75,8 +78,8 @@ pub struct RunArgs {
     /// Seeds the faults and the clients' choices (default: from the clock; printed).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Comma-separated: kill, pause, clock, fs-shutdown, disk-full, slow-disk; or all, none. The
-    /// last three need root.
+    /// Comma-separated: kill, pause, clock, fs-shutdown, disk-full, slow-disk, partition,
+    /// one-way; or all, none. The disk faults and the partitions (ensembles) need root.
     #[arg(long, default_value = "kill,pause,clock")]
     pub faults: String,
     #[arg(long, default_value_t = 2000)]

@@ -39,16 +39,22 @@ pub enum FaultKind {
     FsShutdown,
     DiskFull,
     SlowDisk,
+    /// A node cut off from the other nodes, both ways (ensembles; network namespaces, root).
+    Partition,
+    /// A node whose packets the other nodes drop while it still hears them.
+    OneWay,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 6] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::Clock,
         FaultKind::FsShutdown,
         FaultKind::DiskFull,
         FaultKind::SlowDisk,
+        FaultKind::Partition,
+        FaultKind::OneWay,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +65,8 @@ impl FaultKind {
             FaultKind::FsShutdown => "fs-shutdown",
             FaultKind::DiskFull => "disk-full",
             FaultKind::SlowDisk => "slow-disk",
+            FaultKind::Partition => "partition",
+            FaultKind::OneWay => "one-way",
         }
     }
 
@@ -83,6 +91,11 @@ impl FaultKind {
     pub fn needs_disk(self) -> bool {
         matches!(self, FaultKind::FsShutdown | FaultKind::DiskFull | FaultKind::SlowDisk)
     }
+
+    /// Needs the nodes in network namespaces of their own (root), and two nodes at least.
+    pub fn needs_net(self) -> bool {
+        matches!(self, FaultKind::Partition | FaultKind::OneWay)
+    }
 }
 
 /// One fault with its parameters.
@@ -94,6 +107,8 @@ pub enum Fault {
     FsShutdown,
     DiskFull { ms: u64 },
     SlowDisk { ms: u64, iops: u32 },
+    Partition { ms: u64 },
+    OneWay { ms: u64 },
 }
 
 impl Fault {
@@ -105,6 +120,8 @@ impl Fault {
             Fault::FsShutdown => FaultKind::FsShutdown,
             Fault::DiskFull { .. } => FaultKind::DiskFull,
             Fault::SlowDisk { .. } => FaultKind::SlowDisk,
+            Fault::Partition { .. } => FaultKind::Partition,
+            Fault::OneWay { .. } => FaultKind::OneWay,
         }
     }
 
@@ -112,7 +129,11 @@ impl Fault {
     fn span_ms(&self) -> u64 {
         match *self {
             Fault::Kill { down_ms } | Fault::Clock { down_ms, .. } => down_ms + 1000,
-            Fault::Pause { ms } | Fault::DiskFull { ms } | Fault::SlowDisk { ms, .. } => ms,
+            Fault::Pause { ms }
+            | Fault::DiskFull { ms }
+            | Fault::SlowDisk { ms, .. }
+            | Fault::Partition { ms }
+            | Fault::OneWay { ms } => ms,
             Fault::FsShutdown => 3000,
         }
     }
@@ -137,6 +158,8 @@ pub fn schedule(
     const QUIET_TAIL_MS: u64 = 3000;
     let mut rng = StdRng::seed_from_u64(seed ^ 0x006e_656d_6573_6973);
     let mut plan = Vec::new();
+    // A partition needs two nodes at least.
+    let kinds: Vec<FaultKind> = kinds.iter().copied().filter(|k| nodes > 1 || !k.needs_net()).collect();
     if kinds.is_empty() || nodes == 0 {
         return plan;
     }
@@ -160,6 +183,10 @@ pub fn schedule(
             FaultKind::SlowDisk => {
                 Fault::SlowDisk { ms: rng.gen_range(1000..=3000), iops: rng.gen_range(10..=50) }
             }
+            // Shorter and longer than syncLimit (25 ticks of 200 ms in cluster.rs): a cut-off
+            // leader keeps leading for a while, then steps down.
+            FaultKind::Partition => Fault::Partition { ms: rng.gen_range(1500..=8000) },
+            FaultKind::OneWay => Fault::OneWay { ms: rng.gen_range(1500..=8000) },
         };
         if at + fault.span_ms() + QUIET_TAIL_MS > duration_ms {
             break;
@@ -245,6 +272,20 @@ pub fn inject(
                 cluster.throttle(i, 0)?;
                 rec.fault(i, "disk-speed", String::new());
             }
+            Fault::Partition { ms: len } => {
+                cluster.isolate(i)?;
+                rec.fault(i, "partition", format!("cut off from the other nodes for {len} ms"));
+                sleep_until(Instant::now() + ms(len));
+                cluster.heal()?;
+                rec.fault(i, "heal", String::new());
+            }
+            Fault::OneWay { ms: len } => {
+                cluster.mute(i)?;
+                rec.fault(i, "one-way", format!("the other nodes drop its packets for {len} ms"));
+                sleep_until(Instant::now() + ms(len));
+                cluster.heal()?;
+                rec.fault(i, "heal", String::new());
+            }
         }
     }
     Ok(())
@@ -257,15 +298,17 @@ mod tests {
     #[test]
     fn a_schedule_is_a_function_of_its_seed_and_fits_the_run() {
         let all = FaultKind::ALL;
-        let a = schedule(42, &all, 3, 60_000, 2000);
-        assert_eq!(a, schedule(42, &all, 3, 60_000, 2000));
-        assert_ne!(a, schedule(43, &all, 3, 60_000, 2000));
+        let a = schedule(42, &all, 3, 120_000, 2000);
+        assert_eq!(a, schedule(42, &all, 3, 120_000, 2000));
+        assert_ne!(a, schedule(43, &all, 3, 120_000, 2000));
         assert!(a.len() >= 10, "{a:?}");
         for w in a.windows(2) {
             assert!(w[1].at_ms >= w[0].at_ms + w[0].fault.span_ms() + 300, "{w:?}");
         }
         let last = a.last().unwrap();
-        assert!(last.at_ms + last.fault.span_ms() + 3000 <= 60_000);
+        assert!(last.at_ms + last.fault.span_ms() + 3000 <= 120_000);
+        // One node: no partitions.
+        assert!(schedule(42, &all, 1, 120_000, 2000).iter().all(|p| !p.fault.kind().needs_net()));
         assert!(a.iter().all(|p| p.node < 3));
         for k in all {
             assert!(a.iter().any(|p| p.fault.kind() == k), "{k:?} never drawn in {a:?}");
@@ -279,7 +322,7 @@ mod tests {
     #[test]
     fn fault_lists_parse() {
         assert_eq!(FaultKind::parse_list("kill,pause").unwrap(), vec![FaultKind::Kill, FaultKind::Pause]);
-        assert_eq!(FaultKind::parse_list("all").unwrap().len(), 6);
+        assert_eq!(FaultKind::parse_list("all").unwrap().len(), 8);
         assert!(FaultKind::parse_list("none").unwrap().is_empty());
         assert!(FaultKind::parse_list("kill,meteor").is_err());
     }

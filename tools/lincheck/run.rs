@@ -74,6 +74,7 @@ pub fn run_lincheck(cfg: &RunConfig) -> anyhow::Result<RunResult> {
         nodes: cfg.nodes,
         disks,
         cgroups: cfg.faults.contains(&FaultKind::SlowDisk),
+        netns: cfg.nodes > 1 && cfg.faults.iter().any(|f| f.needs_net()),
         dir: dir.clone(),
     })?;
     let addrs: Addrs = cluster.addrs();
