@@ -105,7 +105,11 @@ fn a_three_node_zkd_ensemble_is_linearizable_under_partitions_and_one_way_drops(
     let r = run_lincheck(&cfg).expect("the run");
     assert_passed(&r, 6);
     for what in ["partition", "one-way", "heal"] {
-        assert!(r.history.faults.iter().any(|f| f.what == what), "no {what} in this seed's schedule:\n{}", r.text);
+        assert!(
+            r.history.faults.iter().any(|f| f.what == what),
+            "no {what} in this seed's schedule:\n{}",
+            r.text
+        );
     }
     let nodes: std::collections::BTreeSet<usize> = r.history.ops.iter().map(|o| o.node).collect();
     assert_eq!(nodes.len(), 3, "clients used every member:\n{}", r.text);

@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn run(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| anyhow::anyhow!("{args:?}: {e}"))?;
+    let out =
+        Command::new(args[0]).args(&args[1..]).output().map_err(|e| anyhow::anyhow!("{args:?}: {e}"))?;
     anyhow::ensure!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -115,7 +116,10 @@ impl NetLab {
             let ns = self.ns(i);
             self.add_ns(&ns)?;
             let hub_end = format!("v{i}");
-            run(&["ip", "-n", &hub, "link", "add", &hub_end, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+            run(&[
+                "ip", "-n", &hub, "link", "add", &hub_end, "type", "veth", "peer", "name", "eth0", "netns",
+                &ns,
+            ])?;
             run(&["ip", "-n", &hub, "link", "set", &hub_end, "master", "br0", "up"])?;
             run(&["ip", "-n", &ns, "addr", "add", &format!("{}/24", self.ip(i)), "dev", "eth0"])?;
             run(&["ip", "-n", &ns, "link", "set", "eth0", "up"])?;
