@@ -215,8 +215,10 @@ class Worker(threading.Thread):
 
     def verify(self):
         """Acknowledged creates exist, acknowledged deletes are gone."""
-        lost = [p for p in self.present if self.call(self.zk.exists, p) is None]
-        invented = [p for p in self.gone if self.call(self.zk.exists, p) is not None]
+        # Every path lives under the client's own parent: one listing answers for all of them.
+        here = {"%s/%s" % (self.base, c) for c in self.call(self.zk.get_children, self.base)}
+        lost = [p for p in self.present if p not in here]
+        invented = [p for p in self.gone if p in here]
         self.zk.stop()
         self.zk.close()
         return lost, invented
