@@ -67,13 +67,8 @@ pub fn check(what: &str, zxid: i64, recorded: i64, tree: u64) -> bool {
     false
 }
 
-/// The digest of one node (0 for nodes under `/zookeeper/`).
-pub fn node_digest(path: &str, data: Option<&[u8]>, stat: &StatPersisted) -> u64 {
-    if path.starts_with(EXCLUDED_PREFIX) {
-        return 0;
-    }
-    // "/" and "" are the same node (the root): ZooKeeper maps "/" to "".
-    let path = if path == "/" { "" } else { path };
+/// The 60 stat bytes a node's digest ends with, in ZooKeeper's order.
+fn stat_bytes(stat: &StatPersisted) -> [u8; 60] {
     let mut b = [0u8; 60];
     b[0..8].copy_from_slice(&stat.czxid.to_be_bytes());
     b[8..16].copy_from_slice(&stat.mzxid.to_be_bytes());
@@ -84,18 +79,59 @@ pub fn node_digest(path: &str, data: Option<&[u8]>, stat: &StatPersisted) -> u64
     b[44..48].copy_from_slice(&stat.cversion.to_be_bytes());
     b[48..52].copy_from_slice(&stat.aversion.to_be_bytes());
     b[52..60].copy_from_slice(&stat.ephemeral_owner.to_be_bytes());
-    let mut h = crc32fast::Hasher::new();
-    h.update(path.as_bytes());
-    if let Some(d) = data {
-        h.update(d);
+    b
+}
+
+/// The digest of one node (0 for nodes under `/zookeeper/`).
+pub fn node_digest(path: &str, data: Option<&[u8]>, stat: &StatPersisted) -> u64 {
+    NodeDigestState::new(path, data, stat.clone()).digest()
+}
+
+/// What a node's digest depends on, with its path and data already hashed: prep keeps one per
+/// node a txn in flight changes, to compute the digest the tree will have after that txn
+/// without keeping the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeDigestState {
+    pub stat: StatPersisted,
+    /// CRC32 of the path (the root as "") and the data; None for nodes under `/zookeeper/`.
+    prefix: Option<u32>,
+}
+
+impl NodeDigestState {
+    pub fn new(path: &str, data: Option<&[u8]>, stat: StatPersisted) -> NodeDigestState {
+        let prefix = (!path.starts_with(EXCLUDED_PREFIX)).then(|| {
+            // "/" and "" are the same node (the root): ZooKeeper maps "/" to "".
+            let path = if path == "/" { "" } else { path };
+            let mut h = crc32fast::Hasher::new();
+            h.update(path.as_bytes());
+            if let Some(d) = data {
+                h.update(d);
+            }
+            h.finalize()
+        });
+        NodeDigestState { stat, prefix }
     }
-    h.update(&b);
-    h.finalize() as u64
+
+    /// The same node with new data.
+    pub fn with_data(&self, path: &str, data: Option<&[u8]>) -> NodeDigestState {
+        NodeDigestState::new(path, data, self.stat.clone())
+    }
+
+    pub fn digest(&self) -> u64 {
+        match self.prefix {
+            None => 0,
+            Some(p) => {
+                let mut h = crc32fast::Hasher::new_with_initial(p);
+                h.update(&stat_bytes(&self.stat));
+                h.finalize() as u64
+            }
+        }
+    }
 }
 
 /// A live node's digest (its stripe locked).
 pub(super) fn of(n: NodePtr) -> u64 {
-    node_digest(n.path(), n.data(), &n.stat_persisted())
+    NodeDigestState::new(n.path(), n.data(), n.stat_persisted()).digest()
 }
 
 /// The tree's digest after one txn (`DataTree.ZxidDigest`; a snapshot stores the last one).

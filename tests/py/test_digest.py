@@ -6,7 +6,7 @@ after each txn. zkd replays that log and compares every txn's digest with its ow
 `hash` (the digest after every 128th zxid) must equal ZooKeeper's. ZooKeeper restarted writes a
 snapshot whose ZxidDigest zkd loads and checks; a snapshot whose digest was altered (seals
 recomputed) is counted as one mismatch. The other way, ZooKeeper loads a snapshot zkd wrote and
-finds its digest matching.
+finds its digest matching (and, altered, one mismatch).
 """
 
 import os
@@ -60,8 +60,8 @@ def workload(port):
         eph.create("/app/e%d" % i, b"eph", ephemeral=True)
     eph.stop()  # closeSession deletes them
     eph.close()
-    for i in range(40):
-        c.set("/app/n0", b"%d" % i)
+    for i in range(300):
+        c.set("/app/n%d" % (i % 5 * 3), b"%d" % i)
     c.stop()
     c.close()
 
@@ -152,7 +152,18 @@ def test_digests_match_zookeeper():
         # 3. ZooKeeper restarted snapshots the replayed tree with its digest; zkd loads it and
         # compares at once (the digest's zxid is the snapshot's).
         zk = start("oracle", cfg, port, os.path.join(d, "java.log"))
-        stop(zk)
+        try:
+            # ruok answers before the database is loaded: wait for a served read, then for the
+            # snapshot ZooKeeper takes once loaded.
+            c = client(port)
+            c.stop()
+            c.close()
+            deadline = time.time() + 30
+            while not newest_snapshot(java_data).endswith(".%x" % last_zxid):
+                assert time.time() < deadline, os.listdir(os.path.join(java_data, "version-2"))
+                time.sleep(0.1)
+        finally:
+            stop(zk)
         snap = newest_snapshot(java_data)
         zxid, version, digest = snapshot_digest(snap)
         assert (zxid, version) == (last_zxid, 2), (hex(zxid), version, snap)
@@ -202,11 +213,22 @@ def test_digests_match_zookeeper():
         jlog = os.path.join(d, "java-reads-zkd.log")
         zk = start("oracle", zcfg, port, jlog)
         try:
-            assert mntr(port)["zk_digest_mismatches_count"] == "0"
-            c = client(port)
+            c = client(port)  # served: loaded, replayed and compared
             assert len([k for k in c.get_children("/") if k.startswith("w")]) == 120
             c.stop()
             c.close()
+            assert mntr(port)["zk_digest_mismatches_count"] == "0"
+        finally:
+            stop(zk)
+        # ZooKeeper logs nowhere here; that it compared is shown by the same files with the
+        # digest altered: one mismatch.
+        zkd_bad = os.path.join(d, "zkd-written-bad")
+        shutil.copytree(zkd_data, zkd_bad)
+        alter_snapshot_digest(newest_snapshot(zkd_bad))
+        zk = start("oracle", cfg_file(d, zkd_bad, port, 20), port, jlog)
+        try:
+            client(port).stop()
+            assert mntr(port)["zk_digest_mismatches_count"] == "1"
         finally:
             stop(zk)
     finally:
