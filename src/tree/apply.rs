@@ -93,6 +93,11 @@ impl DataTree {
         let guards = idx.iter().map(|i| self.stripes[*i].nodes.write()).collect();
         let mut locked = Locked { idx, guards };
         let r = self.apply_locked(&mut locked, hdr, body, sink);
+        if let (ErrorCode::NodeExists, TxnBody::Create(t)) = (r.err, body) {
+            if hdr.txn_type == OpCode::Create as i32 {
+                self.fix_parent_after_node_exists(&mut locked, &t.path, t.parent_c_version, hdr.zxid);
+            }
+        }
         // Publish before the locks drop: a read that sees the change reports this zxid or later.
         self.last_zxid.fetch_max(hdr.zxid, Ordering::AcqRel);
         self.digest_log.lock().record(hdr.zxid, self.digest());
@@ -195,6 +200,22 @@ impl DataTree {
             Err(e) => r.err = e,
         }
         r
+    }
+
+    /// ZooKeeper's `setCversionPzxid` after a create (type create only) failed with NodeExists:
+    /// replaying over a fuzzy snapshot, the child may be there (re-created by another session
+    /// after its parent was written) while the parent's cversion and pzxid are older.
+    fn fix_parent_after_node_exists(&self, l: &mut Locked<'_>, path: &str, parent_c_version: i32, zxid: i64) {
+        if path == "/" || !super::well_formed_path(path) {
+            return;
+        }
+        let Some(p) = l.get(parent_of(path)) else { return };
+        let cv = if parent_c_version == -1 { p.cversion() + 1 } else { parent_c_version };
+        if cv > p.cversion() {
+            self.digest_remove(p);
+            p.set_child_change(cv, zxid);
+            self.digest_add(p);
+        }
     }
 
     fn create_node(

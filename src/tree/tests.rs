@@ -641,3 +641,20 @@ fn digest_is_kept_incrementally() {
     assert_eq!(t.digest(), d);
     drop(old);
 }
+
+/// Replaying a create over a fuzzy snapshot that already has the child: ZooKeeper moves the
+/// parent's cversion and pzxid forward anyway (`setCversionPzxid`), and the digest follows.
+#[test]
+fn node_exists_on_replay_moves_the_parent_forward() {
+    let t = DataTree::new();
+    let mut s = Rec::default();
+    create(&t, 1, "/p", -1, &mut s);
+    create(&t, 2, "/p/c", -1, &mut s);
+    assert_eq!(create(&t, 5, "/p/c", 4, &mut s).err, ErrorCode::NodeExists);
+    let m = t.meta("/p").unwrap();
+    assert_eq!((m.stored_cversion, m.stat.pzxid), (4, 5));
+    assert_eq!(t.digest(), t.recompute_digest());
+    // Not for an older cversion.
+    assert_eq!(create(&t, 6, "/p/c", 2, &mut s).err, ErrorCode::NodeExists);
+    assert_eq!(t.meta("/p").unwrap().stat.pzxid, 5);
+}
