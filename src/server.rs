@@ -316,6 +316,8 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
     let replica_tx = ReplicaTx::new(replica_chan, topo.replica_host.map(|h| shard_chans[h].2.clone()));
     let mut sessions = SessionTracker::new(settings.server_id, settings.tick_ms, now.wall_ms);
     type LogStatsHandle = Option<Arc<parking_lot::Mutex<crate::txnlog::LogStats>>>;
+    // Process-wide, as ZooKeeper's `zookeeper.digest.enabled`: read before the database loads.
+    crate::tree::digest::set_enabled(cfg.digest_enabled);
     let (tree, log, snapshotter, log_stats): (
         Arc<DataTree>,
         Box<dyn LogSink>,

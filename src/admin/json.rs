@@ -540,7 +540,21 @@ pub fn run(ops: &OpsState, name: &str, query: &str) -> J {
         }
         "environment" => words::environment(ops).into_iter().map(|(k, v)| (k, J::Str(v))).collect(),
         "get_trace_mask" => obj(vec![("tracemask", J::Int(306))]),
-        "hash" => obj(vec![("digests", J::Arr(vec![]))]),
+        "hash" => {
+            // ZooKeeper's `ZxidDigest` objects as Jackson writes them (its getters).
+            let digests = if crate::tree::digest::enabled() { ops.tree.digest_history() } else { Vec::new() };
+            let list = digests
+                .into_iter()
+                .map(|d| {
+                    J::Obj(obj(vec![
+                        ("zxid", J::Int(d.zxid)),
+                        ("digest", J::Int(d.digest as i64)),
+                        ("digestVersion", J::Int(crate::tree::digest::DIGEST_VERSION as i64)),
+                    ]))
+                })
+                .collect();
+            obj(vec![("digests", J::Arr(list))])
+        }
         "initial_configuration" => {
             // Secrets (keys ending in "password", as ZooKeeper's log redactor) are masked.
             let text: String = ops

@@ -70,6 +70,7 @@ fn quorum(o: &mut String, ops: &OpsState) {
         gauge(o, "max_proposal_size", max as f64);
     }
     counter(o, "looking_count", "looking_count", q.lookings);
+    counter(o, "digest_mismatches_count", "digest_mismatches_count", crate::tree::digest::mismatches());
     counter(o, "diff_count", "diff_count", c.diff_syncs);
     counter(o, "snap_count", "snap_count", c.snap_syncs);
     summary(o, "election_time", "election_time", &c.election_ms, &[0.5], 1.0);

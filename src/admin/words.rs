@@ -533,7 +533,7 @@ pub fn monitor(ops: &OpsState) -> Vec<(String, String)> {
             // Counted by the quorum plane. ZooKeeper's proposal and commit counters are left out:
             // zkd does not count proposals and commits one by one.
             kv("looking_count", q.lookings.to_string());
-            kv("digest_mismatches_count", "0".into());
+            kv("digest_mismatches_count", crate::tree::digest::mismatches().to_string());
             kv("diff_count", c.diff_syncs.to_string());
             kv("snap_count", c.snap_syncs.to_string());
             kv("unrecoverable_error_count", "0".into());
@@ -549,7 +549,8 @@ pub fn monitor(ops: &OpsState) -> Vec<(String, String)> {
                 "commit_count",
                 "unrecoverable_error_count",
             ] {
-                kv(k, "0".into());
+                let v = if k == "digest_mismatches_count" { crate::tree::digest::mismatches() } else { 0 };
+                kv(k, v.to_string());
             }
         }
     }
@@ -740,8 +741,18 @@ pub fn run(ops: &OpsState, word: &str) -> String {
         // ZooKeeper's trace mask words: gtmk prints the mask; stmk sets it (zkd keeps no trace
         // mask, so it reports ZooKeeper's default).
         "gtmk" | "stmk" => "306".into(),
-        // `hash` lists digests of a quorum member; a standalone ZooKeeper prints nothing.
-        "hash" => String::new(),
+        // `hash`: the tree's digest after recent txns whose zxid is a multiple of 128, one
+        // "<zxid hex>: <digest>" line each (ZooKeeper's `DigestCommand`); none while digests are
+        // off or before the 128th txn.
+        "hash" => {
+            let mut s = String::new();
+            if crate::tree::digest::enabled() {
+                for d in ops.tree.digest_history() {
+                    let _ = writeln!(s, "{:x}: {}", d.zxid, d.digest as i64);
+                }
+            }
+            s
+        }
         _ => not_whitelisted(word),
     }
 }

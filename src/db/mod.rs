@@ -12,8 +12,9 @@ use std::time::Instant;
 
 use crate::proto::{OpCode, TxnBody};
 use crate::snapshot::format::{
-    scan_snapshot, write_snapshot_file, Compression, NodeSpan, SnapshotMeta, SnapshotNode,
+    scan_snapshot, write_snapshot_file, Compression, NodeSpan, SnapshotMeta, SnapshotNode, ZxidDigest,
 };
+use crate::tree::digest;
 use crate::tree::quota::QUOTA_ROOT;
 use crate::tree::{DataTree, LoadNode, LoadShares, LoadTally, Preorder, WatchSink, WatcherId};
 use recovery::{recover, RecoveryOptions};
@@ -61,6 +62,7 @@ struct Streamed {
     path: PathBuf,
     tree: DataTree,
     sessions: Vec<(i64, i32)>,
+    digest: Option<ZxidDigest>,
 }
 
 /// Nodes handed from the snapshot reader to the tree builders per message.
@@ -110,18 +112,22 @@ fn stream_snapshot(path: &Path, zxid: i64, max_txn_bytes: usize) -> Result<Strea
     let c = Compression::from_file_name(&name);
     crate::snapshot::recovery::quick_check(path, c)?;
     let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let (tree, sessions) = match c {
+    let (tree, sessions, digest) = match c {
         Compression::None => {
             // SAFETY: snapshots are written under a `.tmp` name and renamed once complete, and
             // nothing writes them after; one truncated under the mapping by another process would
             // fault, as it would corrupt the database anyway.
             let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| format!("cannot map: {e}"))?;
             let _ = map.advise(memmap2::Advice::Sequential);
-            load_snapshot_bytes(&map, zxid, max_txn_bytes)?
+            let (tree, meta, tally) = build_mapped(&map, max_txn_bytes)?;
+            finish_snapshot_load(tree, meta, tally, zxid)?
         }
-        _ => load_snapshot_stream(f, c, zxid, max_txn_bytes)?,
+        _ => {
+            let (tree, meta, tally) = build_streamed(f, c, max_txn_bytes)?;
+            finish_snapshot_load(tree, meta, tally, zxid)?
+        }
     };
-    Ok(Streamed { zxid, path: path.to_owned(), tree, sessions })
+    Ok(Streamed { zxid, path: path.to_owned(), tree, sessions, digest })
 }
 
 /// An uncompressed snapshot's bytes (a mapped file) loaded into a new tree as of `zxid`, as
@@ -133,7 +139,7 @@ pub fn load_snapshot_bytes(
     max_txn_bytes: usize,
 ) -> Result<(DataTree, Vec<(i64, i32)>), String> {
     let (tree, meta, tally) = build_mapped(bytes, max_txn_bytes)?;
-    finish_snapshot_load(tree, meta, tally, zxid)
+    finish_snapshot_load(tree, meta, tally, zxid).map(|(t, s, _)| (t, s))
 }
 
 /// A snapshot stream (any compression) loaded into a new tree as of `zxid`: parsed on a reader
@@ -145,7 +151,7 @@ pub fn load_snapshot_stream<R: std::io::Read + Send + 'static>(
     max_txn_bytes: usize,
 ) -> Result<(DataTree, Vec<(i64, i32)>), String> {
     let (tree, meta, tally) = build_streamed(input, c, max_txn_bytes)?;
-    finish_snapshot_load(tree, meta, tally, zxid)
+    finish_snapshot_load(tree, meta, tally, zxid).map(|(t, s, _)| (t, s))
 }
 
 fn finish_snapshot_load(
@@ -153,11 +159,65 @@ fn finish_snapshot_load(
     meta: SnapshotMeta,
     tally: LoadTally,
     zxid: i64,
-) -> Result<(DataTree, Vec<(i64, i32)>), String> {
+) -> Result<(DataTree, Vec<(i64, i32)>, Option<ZxidDigest>), String> {
     tree.acl_cache_import(&meta.acl_cache);
     tree.load_tally(&tally);
     tree.finish_load(zxid)?;
-    Ok((tree, meta.sessions))
+    Ok((tree, meta.sessions, meta.digest))
+}
+
+/// The digest a loaded snapshot holds, while it waits to be compared with the tree's once the
+/// replay reaches its zxid (ZooKeeper's `digestFromLoadedSnapshot`). A fuzzy snapshot's digest
+/// is of the tree after a later txn than the one the file is named after.
+struct PendingDigest(Option<ZxidDigest>);
+
+impl PendingDigest {
+    /// `DataTree.deserializeZxidDigest`: none when digests are off, the snapshot has none (older
+    /// than 3.6, or written before any txn: zxid 0), or it is older than the snapshot itself.
+    fn new(d: Option<ZxidDigest>, snapshot_zxid: i64) -> PendingDigest {
+        let keep = d.filter(|d| digest::enabled() && d.zxid > 0 && d.zxid >= snapshot_zxid);
+        if let Some(d) = keep {
+            tracing::info!(
+                "The digest in the snapshot has digest version of {}, with zxid as 0x{:x}, and digest value as {}",
+                d.digest_version,
+                d.zxid,
+                d.digest
+            );
+        }
+        PendingDigest(keep)
+    }
+
+    /// `DataTree.compareSnapshotDigests` after the tree reached `zxid`.
+    fn reached(&mut self, zxid: i64, tree: &DataTree) {
+        let Some(d) = self.0 else { return };
+        if zxid == d.zxid {
+            if d.digest_version != digest::DIGEST_VERSION {
+                tracing::info!(
+                    "Digest version changed, local: {}, new: {}, skip comparing digest now.",
+                    d.digest_version,
+                    digest::DIGEST_VERSION
+                );
+            } else if digest::check("snapshot", zxid, d.digest, tree.digest()) {
+                tracing::info!("snapshot digest at zxid 0x{zxid:x} matches the tree: {}", d.digest);
+            }
+            self.0 = None;
+        } else if zxid > d.zxid {
+            tracing::info!("The txn 0x{:x} of snapshot digest does not exist.", d.zxid);
+            self.0 = None;
+        }
+    }
+
+    /// `DataTree.compareDigest`: a txn's own digest, once the snapshot's was compared.
+    fn txn(&self, t: &crate::proto::txn::LoggedTxn, tree: &DataTree) {
+        if self.0.is_some() || !digest::enabled() {
+            return;
+        }
+        if let Some(d) = &t.digest {
+            if d.version == digest::DIGEST_VERSION {
+                digest::check("txn", t.hdr.zxid, d.tree_digest, tree.digest());
+            }
+        }
+    }
 }
 
 type Built = (DataTree, SnapshotMeta, LoadTally);
@@ -375,11 +435,13 @@ pub fn load(
         tracing::warn!("recovery: {a:?}");
     }
     let mut sessions: std::collections::BTreeMap<i64, i32> = Default::default();
-    let (tree, snapshot_zxid) = match streamed {
-        None => (DataTree::new(), 0),
+    let (tree, snapshot_zxid, mut pending) = match streamed {
+        None => (DataTree::new(), 0, PendingDigest(None)),
         Some(s) => {
             sessions.extend(s.sessions.iter().copied());
-            (s.tree, s.zxid)
+            let mut pending = PendingDigest::new(s.digest, s.zxid);
+            pending.reached(s.zxid, &s.tree);
+            (s.tree, s.zxid, pending)
         }
     };
     let built_ms = started.elapsed().as_millis();
@@ -389,6 +451,8 @@ pub fn load(
         // Txns already reflected in a fuzzy snapshot fail harmlessly (NodeExists, NoNode), as
         // in ZooKeeper's replay.
         let _ = tree.apply(&t.hdr, &t.body, &mut sink);
+        pending.reached(t.hdr.zxid, &tree);
+        pending.txn(t, &tree);
         match &t.body {
             TxnBody::CreateSession(c) => {
                 sessions.insert(t.hdr.client_id, c.time_out);
@@ -448,7 +512,17 @@ pub fn write_snapshot(
             "the tree was replaced while snapshot 0x{zxid:x} was read: not written"
         )));
     }
-    write_snapshot_file(snap_dir, zxid, compression, sessions, &acl, nodes, None)
+    write_snapshot_file(snap_dir, zxid, compression, sessions, &acl, nodes, snapshot_digest(tree))
+}
+
+/// The digest section a snapshot of `tree` ends with, read after its nodes (`DataTree.serializeZxidDigest`):
+/// the digest after the last applied txn, all zeros before any txn; none when digests are off.
+pub fn snapshot_digest(tree: &DataTree) -> Option<ZxidDigest> {
+    if !digest::enabled() {
+        return None;
+    }
+    let d = tree.last_zxid_digest().unwrap_or_default();
+    Some(ZxidDigest { zxid: d.zxid, digest_version: digest::DIGEST_VERSION, digest: d.digest as i64 })
 }
 
 /// Removes the snapshots of states after `zxid`, newest first, then syncs the directory. After a

@@ -15,6 +15,7 @@ mod ensemble;
 pub mod quorum_io;
 pub mod zxids;
 
+use crate::tree::digest::{self, DIGEST_VERSION};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -470,7 +471,12 @@ impl<L: Links> Replica<L> {
 
     /// Leader (and standalone): proposes a prepped txn; the peer's `Append` logs it.
     fn log(&mut self, hdr: TxnHeader, body: TxnBody, now: Now, out: &mut Outbox) {
-        let txn = Arc::new(LoggedTxn { hdr, body, digest: None });
+        // The tree's digest once this txn is applied, as ZooKeeper 3.6+ logs and proposes it.
+        let digest = digest::enabled().then(|| crate::proto::TxnDigest {
+            version: DIGEST_VERSION,
+            tree_digest: self.prep.digest(&self.tree) as i64,
+        });
+        let txn = Arc::new(LoggedTxn { hdr, body, digest });
         self.propose(txn, now, out);
     }
 
@@ -707,6 +713,11 @@ impl<L: Links> Replica<L> {
                 };
                 self.tree.apply(&t.hdr, &t.body, &mut sink)
             };
+            // ZooKeeper's `DataTree.compareDigest`: the digest the leader computed for this txn
+            // against this tree's after applying it.
+            if let Some(d) = t.digest.as_ref().filter(|d| d.version == DIGEST_VERSION && digest::enabled()) {
+                digest::check("txn", t.hdr.zxid, d.tree_digest, self.tree.digest());
+            }
             out.touched_shards = touched;
             self.prep.applied(t.hdr.zxid);
             self.zxids.expose(t.hdr.zxid);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::proto::ops::{MultiOp, Request};
 use crate::proto::*;
+use crate::tree::digest::NodeDigestState;
 use crate::tree::{
     ephemeral_type, parent_of, ttl_owner, DataTree, EphemeralType, CONTAINER_OWNER, MAX_TTL_MS,
 };
@@ -33,6 +34,8 @@ struct NodeState {
     child_count: i32,
     data_len: i64,
     acl: Arc<Vec<Acl>>,
+    /// What the node's digest depends on (None while digests are off).
+    dg: Option<NodeDigestState>,
 }
 
 #[derive(Default)]
@@ -45,6 +48,9 @@ pub struct Prep {
     /// record shares this instead of copying the list each time.
     last_acl: Option<Arc<Vec<Acl>>>,
     pub enforce_quota: bool,
+    /// The tree's digest once every txn prepped so far is applied (ZooKeeper's precalculated
+    /// digest); meaningful while `order` is not empty, else the tree's own is.
+    pred: u64,
 }
 
 fn bad(_: &str) -> ErrorCode {
@@ -129,12 +135,37 @@ impl Prep {
         }
     }
 
+    /// The digest the tree will have once every txn prepped so far is applied: what the txn
+    /// prepped last carries (`TxnDigest.treeDigest`).
+    pub fn digest(&self, tree: &DataTree) -> u64 {
+        if self.order.is_empty() {
+            tree.digest()
+        } else {
+            self.pred
+        }
+    }
+
+    /// Before a txn is prepped: with nothing in flight, the tree's digest is the starting point.
+    fn begin(&mut self, tree: &DataTree) {
+        if self.order.is_empty() {
+            self.pred = tree.digest();
+        }
+    }
+
+    /// A node's digest changes from `old` to `new` (None: absent, or digests off).
+    fn moved(&mut self, old: Option<&NodeDigestState>, new: Option<&NodeDigestState>) {
+        let (o, n) = (old.map_or(0, NodeDigestState::digest), new.map_or(0, NodeDigestState::digest));
+        self.pred = self.pred.wrapping_sub(o).wrapping_add(n);
+    }
+
     fn record(&self, tree: &DataTree, path: &str) -> Result<NodeState, ErrorCode> {
         if let Some(r) = self.latest.get(path) {
             return r.node.clone().ok_or(ErrorCode::NoNode);
         }
         let m = tree.meta(path).ok_or(ErrorCode::NoNode)?;
+        let dg = if crate::tree::digest::enabled() { tree.digest_state(path) } else { None };
         Ok(NodeState {
+            dg,
             version: m.stat.version,
             aversion: m.stat.aversion,
             cversion: m.stored_cversion,
@@ -150,6 +181,18 @@ impl Prep {
         let path: Arc<str> = Arc::from(path);
         self.order.push_back((zxid, path.clone(), owner));
         self.latest.insert(path, Record { zxid, node });
+    }
+
+    /// A child of `p` is deleted by txn `zxid`: its pzxid moves forwards (its digest with it).
+    fn child_removed(&mut self, p: &mut NodeState, zxid: i64) {
+        if let Some(old) = p.dg.take() {
+            let mut new = old.clone();
+            if zxid > new.stat.pzxid {
+                new.stat.pzxid = zxid;
+            }
+            self.moved(Some(&old), Some(&new));
+            p.dg = Some(new);
+        }
     }
 
     /// `acl` as a shared list: the last one again if it is equal.
@@ -175,6 +218,7 @@ impl Prep {
     ) -> (TxnHeader, TxnBody) {
         let mut hdr =
             TxnHeader { client_id: ctx.session_id, cxid: ctx.cxid, zxid, time: now_ms, txn_type: ctx.opcode };
+        self.begin(tree);
         let res = match req {
             Request::Multi(ops) => Ok(self.prep_multi(tree, ctx, ops, zxid, now_ms)),
             Request::Reconfig(_) => Err(ErrorCode::ReconfigDisabled),
@@ -199,6 +243,7 @@ impl Prep {
     ) -> TxnBody {
         let saved_latest = self.latest.clone();
         let saved_len = self.order.len();
+        let saved_pred = self.pred;
         let mut out = Vec::with_capacity(ops.len());
         let mut failed = false;
         for op in ops {
@@ -226,6 +271,7 @@ impl Prep {
                     // Roll back what this multi added to the overlay.
                     self.latest = saved_latest.clone();
                     self.order.truncate(saved_len);
+                    self.pred = saved_pred;
                 }
             }
         }
@@ -277,6 +323,8 @@ impl Prep {
                     return Err(ErrorCode::NotEmpty);
                 }
                 p.child_count -= 1;
+                self.child_removed(&mut p, zxid);
+                self.moved(n.dg.as_ref(), None);
                 self.add(zxid, parent, Some(p));
                 self.add(zxid, path, None);
                 Ok(TxnBody::Delete(DeleteTxn { path: r.path }))
@@ -290,6 +338,14 @@ impl Prep {
                 let version = check_version(n.version, r.version)?;
                 n.version = version;
                 n.data_len = new_len;
+                if let Some(old) = n.dg.take() {
+                    let mut new = old.with_data(&r.path, r.data.as_deref());
+                    new.stat.mzxid = zxid;
+                    new.stat.mtime = now_ms;
+                    new.stat.version = version;
+                    self.moved(Some(&old), Some(&new));
+                    n.dg = Some(new);
+                }
                 self.add(zxid, &r.path, Some(n));
                 Ok(TxnBody::SetData(SetDataTxn { path: r.path, data: r.data, version }))
             }
@@ -301,6 +357,12 @@ impl Prep {
                 let version = check_version(n.aversion, r.version)?;
                 n.aversion = version;
                 n.acl = Arc::new(acl.clone());
+                if let Some(old) = n.dg.take() {
+                    let mut new = old.clone();
+                    new.stat.aversion = version;
+                    self.moved(Some(&old), Some(&new));
+                    n.dg = Some(new);
+                }
                 self.add(zxid, &r.path, Some(n));
                 Ok(TxnBody::SetAcl(SetAclTxn { path: r.path, acl, version }))
             }
@@ -364,14 +426,39 @@ impl Prep {
         } else {
             0
         };
-        let _ = now_ms;
         p.child_count += 1;
         p.cversion = new_cversion;
+        let mut dg = None;
+        if let Some(old) = p.dg.take() {
+            // As the tree applies it: the parent's cversion and pzxid move only forwards.
+            let mut new = old.clone();
+            if new_cversion > new.stat.cversion {
+                new.stat.cversion = new_cversion;
+                new.stat.pzxid = zxid;
+            }
+            self.moved(Some(&old), Some(&new));
+            p.dg = Some(new);
+            let stat = StatPersisted {
+                czxid: zxid,
+                mzxid: zxid,
+                ctime: now_ms,
+                mtime: now_ms,
+                version: 0,
+                cversion: 0,
+                aversion: 0,
+                ephemeral_owner: owner,
+                pzxid: zxid,
+            };
+            let child = NodeDigestState::new(&full, data.as_deref(), stat);
+            self.moved(None, Some(&child));
+            dg = Some(child);
+        }
         self.add(zxid, if parent.is_empty() { "/" } else { parent }, Some(p));
         self.add(
             zxid,
             &full,
             Some(NodeState {
+                dg,
                 version: 0,
                 aversion: 0,
                 cversion: 0,
@@ -458,7 +545,20 @@ impl Prep {
             }
         }
         let es: Vec<String> = es.ordered().into_iter().map(str::to_owned).collect();
+        self.begin(tree);
         for p in &es {
+            if crate::tree::digest::enabled() {
+                // The tree moves each parent's pzxid (even for a child already gone), as
+                // ZooKeeper's prep records it when digests are on; the parent's child count is
+                // left as it is, as there.
+                if let Ok(mut parent) = self.record(tree, parent_of(p)) {
+                    self.child_removed(&mut parent, zxid);
+                    self.add(zxid, parent_of(p), Some(parent));
+                }
+                if let Ok(n) = self.record(tree, p) {
+                    self.moved(n.dg.as_ref(), None);
+                }
+            }
             self.add(zxid, p, None);
         }
         let hdr =
@@ -476,6 +576,7 @@ impl Prep {
     ) -> (TxnHeader, TxnBody) {
         let mut hdr =
             TxnHeader { client_id: 0, cxid: 0, zxid, time: now_ms, txn_type: OpCode::DeleteContainer as i32 };
+        self.begin(tree);
         let res = (|| {
             let parent = parent_path(path)?;
             let n = self.record(tree, path)?;
@@ -487,6 +588,8 @@ impl Prep {
             }
             let mut p = self.record(tree, parent)?;
             p.child_count -= 1;
+            self.child_removed(&mut p, zxid);
+            self.moved(n.dg.as_ref(), None);
             self.add(zxid, parent, Some(p));
             self.add(zxid, path, None);
             Ok(())

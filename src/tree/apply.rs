@@ -93,8 +93,14 @@ impl DataTree {
         let guards = idx.iter().map(|i| self.stripes[*i].nodes.write()).collect();
         let mut locked = Locked { idx, guards };
         let r = self.apply_locked(&mut locked, hdr, body, sink);
+        if let (ErrorCode::NodeExists, TxnBody::Create(t)) = (r.err, body) {
+            if hdr.txn_type == OpCode::Create as i32 {
+                self.fix_parent_after_node_exists(&mut locked, &t.path, t.parent_c_version, hdr.zxid);
+            }
+        }
         // Publish before the locks drop: a read that sees the change reports this zxid or later.
         self.last_zxid.fetch_max(hdr.zxid, Ordering::AcqRel);
+        self.digest_log.lock().record(hdr.zxid, self.digest());
         drop(locked);
         r
     }
@@ -196,6 +202,22 @@ impl DataTree {
         r
     }
 
+    /// ZooKeeper's `setCversionPzxid` after a create (type create only) failed with NodeExists:
+    /// replaying over a fuzzy snapshot, the child may be there (re-created by another session
+    /// after its parent was written) while the parent's cversion and pzxid are older.
+    fn fix_parent_after_node_exists(&self, l: &mut Locked<'_>, path: &str, parent_c_version: i32, zxid: i64) {
+        if path == "/" || !super::well_formed_path(path) {
+            return;
+        }
+        let Some(p) = l.get(parent_of(path)) else { return };
+        let cv = if parent_c_version == -1 { p.cversion() + 1 } else { parent_c_version };
+        if cv > p.cversion() {
+            self.digest_remove(p);
+            p.set_child_change(cv, zxid);
+            self.digest_add(p);
+        }
+    }
+
     fn create_node(
         &self,
         l: &mut Locked<'_>,
@@ -227,7 +249,9 @@ impl DataTree {
         }
         // Replays over a fuzzy snapshot may see a parent that is already newer.
         if pcv > p.cversion() {
+            self.digest_remove(p);
             p.set_child_change(pcv, zxid);
+            self.digest_add(p);
         }
         let acl = self.acls.write().intern(&t.acl);
         let stat = StatPersisted {
@@ -246,6 +270,7 @@ impl DataTree {
         let out = node.stat(0);
         l.map(path).insert(node);
         l.map(parent).child_list_mut(p).push(node);
+        self.digest_add(node);
         self.node_count.fetch_add(1, Ordering::Relaxed);
         self.data_size.fetch_add(path.len() as i64 + bytes, Ordering::Relaxed);
         self.track_owner(path, owner);
@@ -288,9 +313,12 @@ impl DataTree {
         let p = l.get(parent).ok_or(ErrorCode::NoNode)?;
         let parent_acl_id = p.acl();
         if zxid > p.pzxid() {
+            self.digest_remove(p);
             p.set_pzxid(zxid);
+            self.digest_add(p);
         }
         let node = l.map(path).remove(path).ok_or(ErrorCode::NoNode)?;
+        self.digest_remove(node);
         l.map(parent).child_list_mut(p).remove(node);
         let (node_acl, parent_acl) = {
             let a = self.acls.read();
@@ -346,8 +374,10 @@ impl DataTree {
                 return Err(ErrorCode::BadArguments);
             }
             let old = n.data_len() as i64;
+            self.digest_remove(n);
             let n = l.set_node_data(n, data);
             n.set_modified(hdr.zxid, hdr.time, version);
+            self.digest_add(n);
             (old, n.data_len() as i64, l.map(path).stat(n), n.acl())
         };
         self.data_size.fetch_add(new - old, Ordering::Relaxed);
@@ -369,7 +399,9 @@ impl DataTree {
             }
         };
         let old = n.acl();
+        self.digest_remove(n);
         n.set_acl(new_id, version);
+        self.digest_add(n);
         let st = l.map(path).stat(n);
         self.acls.write().remove_usage(old);
         Ok(st)

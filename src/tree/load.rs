@@ -407,6 +407,7 @@ impl DataTree {
         self.setup_quota();
         self.acls.write().purge_unused();
         self.last_zxid.store(zxid, Ordering::Release);
+        self.recompute_digest();
         if self.read("/zookeeper").get("/zookeeper").is_none() {
             return Err("snapshot has no /zookeeper node".into());
         }

@@ -20,6 +20,7 @@
 
 pub mod acl_cache;
 mod apply;
+pub mod digest;
 pub mod java_order;
 mod load;
 mod node;
@@ -29,7 +30,7 @@ mod replace;
 mod watch;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 use smallvec::SmallVec;
@@ -238,6 +239,10 @@ pub struct DataTree {
     /// Times the whole tree was replaced (`replace_with`): a fuzzy walk that saw it change
     /// mixed two trees.
     replacements: AtomicUsize,
+    /// The sum of the nodes' digests (see `digest`), kept by every change.
+    digest: AtomicU64,
+    /// The digest after recent txns.
+    digest_log: Mutex<digest::DigestLog>,
 }
 
 /// The stripes one txn holds, write-locked in index order.
@@ -300,6 +305,8 @@ impl DataTree {
             node_count: AtomicUsize::new(0),
             data_size: AtomicI64::new(0),
             replacements: AtomicUsize::new(0),
+            digest: AtomicU64::new(0),
+            digest_log: Mutex::new(digest::DigestLog::default()),
         };
         t.raw_insert("/", None, acl_cache::OPEN_ACL_UNSAFE_ID, &StatPersisted::default())
             .expect("fresh tree");
@@ -319,7 +326,48 @@ impl DataTree {
         }]);
         t.raw_insert("/zookeeper/config", Some(&b""[..]), read_only, &StatPersisted { aversion: -1, ..st })
             .expect("fresh tree");
+        t.recompute_digest();
         t
+    }
+
+    /// The tree's digest (ZooKeeper's `DataTree.getTreeDigest`): one load.
+    pub fn digest(&self) -> u64 {
+        self.digest.load(Ordering::Acquire)
+    }
+
+    /// The zxid of the last applied txn and the digest after it (None before the first apply).
+    pub fn last_zxid_digest(&self) -> Option<digest::ZxidDigest> {
+        self.digest_log.lock().last
+    }
+
+    /// The digests after recent txns whose zxid is a multiple of 128, oldest first (ZooKeeper's
+    /// `DataTree.getDigestLog`, which the `hash` command lists).
+    pub fn digest_history(&self) -> Vec<digest::ZxidDigest> {
+        self.digest_log.lock().history.iter().copied().collect()
+    }
+
+    /// Sums every node's digest afresh and keeps it (after building or loading a tree). Takes
+    /// each stripe's read lock in turn: call it before the tree serves.
+    pub fn recompute_digest(&self) -> u64 {
+        let mut sum = 0u64;
+        for s in self.stripes.iter() {
+            let m = s.nodes.read();
+            for n in m.table.iter() {
+                sum = sum.wrapping_add(digest::of(*n));
+            }
+        }
+        self.digest.store(sum, Ordering::Release);
+        sum
+    }
+
+    /// A node is about to change: its digest leaves the tree's (`NodeHashMap.preChange`).
+    fn digest_remove(&self, n: NodePtr) {
+        self.digest.fetch_sub(digest::of(n), Ordering::AcqRel);
+    }
+
+    /// A node changed or arrived: its digest joins the tree's (`NodeHashMap.postChange`).
+    fn digest_add(&self, n: NodePtr) {
+        self.digest.fetch_add(digest::of(n), Ordering::AcqRel);
     }
 
     /// Files a new node (created or loaded) under what its owner makes it: a container, a TTL

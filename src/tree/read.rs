@@ -145,6 +145,13 @@ impl DataTree {
         })
     }
 
+    /// What the node's digest depends on (prep's view of a node before a txn changes it).
+    pub fn digest_state(&self, path: &str) -> Option<super::digest::NodeDigestState> {
+        let nodes = self.read(path);
+        let n = nodes.get(path)?;
+        Some(super::digest::NodeDigestState::new(n.path(), n.data(), n.stat_persisted()))
+    }
+
     /// ZooKeeper's `getAllChildrenNumber`: every descendant.
     pub fn all_children_number(&self, path: &str) -> Result<i32, ErrorCode> {
         let mut count = 0i64;

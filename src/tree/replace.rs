@@ -48,6 +48,9 @@ impl DataTree {
         // nodes reports the new tree's zxid (it may be older than the old tree's: TRUNC).
         let v = self.last_zxid.swap(*other.last_zxid.get_mut(), Ordering::AcqRel);
         *other.last_zxid.get_mut() = v;
+        let v = self.digest.swap(*other.digest.get_mut(), Ordering::AcqRel);
+        *other.digest.get_mut() = v;
+        std::mem::swap(&mut *self.digest_log.lock(), other.digest_log.get_mut());
         self.replacements.fetch_add(1, Ordering::AcqRel);
         drop(guards);
         other

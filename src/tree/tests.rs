@@ -555,3 +555,106 @@ fn a_txn_with_a_malformed_path_creates_nothing() {
     c.sort();
     assert_eq!(c, vec!["a", "zookeeper"]);
 }
+
+/// The digest kept incrementally equals the sum recomputed from every node, after each kind of
+/// change; and a fresh tree's is what ZooKeeper's constructor gives (the empty root at path ""
+/// plus `/zookeeper`; quota and config count 0).
+#[test]
+fn digest_is_kept_incrementally() {
+    use digest::node_digest;
+    let t = DataTree::new();
+    let fresh = node_digest("", None, &StatPersisted::default()).wrapping_add(node_digest(
+        "/zookeeper",
+        None,
+        &StatPersisted::default(),
+    ));
+    assert_eq!(t.digest(), fresh);
+    assert_eq!(t.last_zxid_digest(), None);
+    let mut s = Rec::default();
+    let check = |t: &DataTree, what: &str| {
+        let kept = t.digest();
+        assert_eq!(kept, t.recompute_digest(), "after {what}");
+    };
+    create(&t, 1, "/a", -1, &mut s);
+    check(&t, "create");
+    assert_eq!(t.last_zxid_digest(), Some(digest::ZxidDigest { zxid: 1, digest: t.digest() }));
+    create(&t, 2, "/a/b", -1, &mut s);
+    let h = TxnHeader { client_id: 0x77, ..hdr(3, OpCode::Create) };
+    let eph = TxnBody::Create(CreateTxn {
+        path: "/a/e".into(),
+        data: None,
+        acl: acl_cache::open_acl_unsafe(),
+        ephemeral: true,
+        parent_c_version: -1,
+    });
+    t.apply(&h, &eph, &mut s);
+    check(&t, "ephemeral create");
+    let set =
+        TxnBody::SetData(SetDataTxn { path: "/a/b".into(), data: Some(b"longer data".to_vec()), version: 1 });
+    t.apply(&hdr(4, OpCode::SetData), &set, &mut s);
+    check(&t, "setData (reallocated)");
+    let set = TxnBody::SetData(SetDataTxn { path: "/".into(), data: Some(b"r".to_vec()), version: 1 });
+    t.apply(&hdr(5, OpCode::SetData), &set, &mut s);
+    check(&t, "setData on the root");
+    let acl = TxnBody::SetAcl(SetAclTxn { path: "/a".into(), acl: acl_cache::open_acl_unsafe(), version: 1 });
+    t.apply(&hdr(6, OpCode::SetAcl), &acl, &mut s);
+    check(&t, "setACL");
+    create(&t, 7, "/zookeeper/quota/x", -1, &mut s);
+    check(&t, "create under /zookeeper/");
+    let before = t.digest();
+    delete(&t, 8, "/a/b", &mut s);
+    check(&t, "delete");
+    assert_ne!(t.digest(), before);
+    let close = TxnBody::CloseSession(CloseSessionTxn { paths2_delete: vec![] });
+    t.apply(&TxnHeader { client_id: 0x77, ..hdr(9, OpCode::CloseSession) }, &close, &mut s);
+    check(&t, "closeSession");
+    assert!(t.meta("/a/e").is_none());
+    // A failed multi changes nothing.
+    let before = t.digest();
+    let multi = TxnBody::Multi(vec![
+        (
+            OpCode::Create as i32,
+            TxnBody::Create(CreateTxn {
+                path: "/m".into(),
+                data: None,
+                acl: acl_cache::open_acl_unsafe(),
+                ephemeral: false,
+                parent_c_version: -1,
+            }),
+        ),
+        (OpCode::Error as i32, TxnBody::Error(ErrorTxn { err: ErrorCode::NoNode as i32 })),
+    ]);
+    t.apply(&hdr(10, OpCode::Multi), &multi, &mut s);
+    assert_eq!(t.digest(), before);
+    // Recreating the same state gives the same digest: it depends on the nodes only.
+    let u = DataTree::new();
+    create(&u, 1, "/a", -1, &mut s);
+    delete(&u, 2, "/a", &mut s);
+    let v = DataTree::new();
+    create(&v, 1, "/a", -1, &mut s);
+    delete(&v, 2, "/a", &mut s);
+    assert_eq!(u.digest(), v.digest());
+    assert_ne!(u.digest(), DataTree::new().digest(), "the root's pzxid and cversion moved");
+    // Replacing the tree brings its digest.
+    let d = v.digest();
+    let old = t.replace_with(v);
+    assert_eq!(t.digest(), d);
+    drop(old);
+}
+
+/// Replaying a create over a fuzzy snapshot that already has the child: ZooKeeper moves the
+/// parent's cversion and pzxid forward anyway (`setCversionPzxid`), and the digest follows.
+#[test]
+fn node_exists_on_replay_moves_the_parent_forward() {
+    let t = DataTree::new();
+    let mut s = Rec::default();
+    create(&t, 1, "/p", -1, &mut s);
+    create(&t, 2, "/p/c", -1, &mut s);
+    assert_eq!(create(&t, 5, "/p/c", 4, &mut s).err, ErrorCode::NodeExists);
+    let m = t.meta("/p").unwrap();
+    assert_eq!((m.stored_cversion, m.stat.pzxid), (4, 5));
+    assert_eq!(t.digest(), t.recompute_digest());
+    // Not for an older cversion.
+    assert_eq!(create(&t, 6, "/p/c", 2, &mut s).err, ErrorCode::NodeExists);
+    assert_eq!(t.meta("/p").unwrap().stat.pzxid, 5);
+}

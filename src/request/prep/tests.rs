@@ -262,3 +262,101 @@ proptest::proptest! {
         );
     }
 }
+
+/// Each txn's digest, computed at prep time while earlier txns are still in flight, is the
+/// tree's digest once it is applied (ZooKeeper's precalculated digest): creates (plain,
+/// ephemeral, sequential, container), setData, setACL, delete, a multi that fails (no change),
+/// one that succeeds, a closeSession of ephemerals and a container deletion.
+#[test]
+fn digest_predicted_at_prep_is_the_tree_digest_after_apply() {
+    let tree = DataTree::new();
+    let mut p = Prep::new();
+    let c = ctx(OpCode::Create, &[]);
+    let set = |path: &str, data: &[u8]| {
+        Request::SetData(SetDataRequest { path: path.into(), data: Some(data.to_vec()), version: -1 })
+    };
+    let del = |path: &str| Request::Delete(DeleteRequest { path: path.into(), version: -1 });
+    let reqs: Vec<Request> = vec![
+        create("/a", 0),
+        create("/a/b", 0),
+        create("/a/e", 1),
+        create("/a/s-", 2),
+        create("/a/s-", 2),
+        set("/a/b", b"longer data than before"),
+        set("/", b"root"),
+        set("/zookeeper", b"z"),
+        Request::SetAcl(SetAclRequest { path: "/a".into(), acl: open_acl_unsafe(), version: -1 }),
+        del("/a/s-0000000003"),
+        create("/nope/x", 0),
+        Request::Multi(vec![
+            MultiOp::Create(
+                OpCode::Create,
+                CreateRequest { path: "/m".into(), data: None, acl: open_acl_unsafe(), flags: 0 },
+            ),
+            MultiOp::Delete(DeleteRequest { path: "/missing".into(), version: -1 }),
+        ]),
+        Request::Multi(vec![
+            MultiOp::Create(
+                OpCode::Create,
+                CreateRequest {
+                    path: "/m".into(),
+                    data: Some(b"m".to_vec()),
+                    acl: open_acl_unsafe(),
+                    flags: 0,
+                },
+            ),
+            MultiOp::SetData(SetDataRequest { path: "/m".into(), data: None, version: 0 }),
+        ]),
+        Request::Create(
+            OpCode::CreateContainer,
+            CreateRequest { path: "/c".into(), data: None, acl: open_acl_unsafe(), flags: 4 },
+        ),
+        create("/c/k", 0),
+        del("/c/k"),
+    ];
+    let mut expected = Vec::new();
+    let mut txns = Vec::new();
+    let mut zxid = 0;
+    // Prep three ahead of the applies, so later preps see earlier txns only in the overlay.
+    let mut reqs = reqs.into_iter();
+    loop {
+        while txns.len() < 3 {
+            let Some(r) = reqs.next() else { break };
+            zxid += 1;
+            let opcode = match &r {
+                Request::Multi(_) => OpCode::Multi,
+                Request::SetData(_) => OpCode::SetData,
+                Request::Delete(_) => OpCode::Delete,
+                Request::SetAcl(_) => OpCode::SetAcl,
+                Request::Create(op, _) => *op,
+                _ => OpCode::Create,
+            };
+            let (h, b) = p.prep(&tree, &WriteCtx { opcode: opcode as i32, ..c }, r, zxid, 1000 + zxid);
+            txns.push((h, b, p.digest(&tree)));
+        }
+        if txns.is_empty() {
+            break;
+        }
+        let (h, b, d) = txns.remove(0);
+        tree.apply(&h, &b, &mut NoSink);
+        p.applied(h.zxid);
+        expected.push((h.zxid, d, tree.digest()));
+    }
+    // The container's deletion and the ephemeral's closeSession, prepped together.
+    zxid += 1;
+    let (h1, b1) = p.prep_delete_container(&tree, "/c", zxid, 5000);
+    let d1 = p.digest(&tree);
+    zxid += 1;
+    let (h2, b2) = p.prep_close_session(&tree, 7, 0, zxid, 5001);
+    let d2 = p.digest(&tree);
+    for (h, b, d) in [(h1, b1, d1), (h2, b2, d2)] {
+        tree.apply(&h, &b, &mut NoSink);
+        p.applied(h.zxid);
+        expected.push((h.zxid, d, tree.digest()));
+    }
+    assert!(tree.meta("/a/e").is_none() && tree.meta("/c").is_none());
+    for (z, predicted, actual) in &expected {
+        assert_eq!(predicted, actual, "txn {z}");
+    }
+    assert_eq!(tree.digest(), tree.recompute_digest());
+}
