@@ -379,6 +379,9 @@ impl<L: Links> Replica<L> {
         out: &mut Outbox,
     ) {
         self.sessions.replace_all(sessions, now.mono_ms);
+        // The leader's snapshot carries its own /zookeeper/config (zkd's or ZooKeeper's text,
+        // or an empty one from an older zkd): the local configuration replaces it.
+        super::init_config_node(&self.tree, &self.peer, now);
         self.zxids.adopt(zxid);
         self.committed_zxid = zxid;
         if current {

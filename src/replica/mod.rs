@@ -265,6 +265,7 @@ impl<L: Links> Replica<L> {
     ) -> Self {
         let cfg_snap_count = cfg.snap_count;
         let cfg_enforce_quota = cfg.enforce_quota;
+        init_config_node(&tree, &peer, now);
         Replica {
             next_container_check_ms: now.mono_ms + cfg.container_check_interval_ms,
             cfg,
@@ -956,3 +957,12 @@ fn connect_packet(session: i64, timeout_ms: i32) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests;
+
+/// `/zookeeper/config` from the configuration the peer announces (members of an ensemble only),
+/// as ZooKeeper fills it at start-up and after a learner loads its leader's snapshot.
+fn init_config_node(tree: &DataTree, peer: &crate::quorum::peer::Peer, now: Now) {
+    if let Some(text) = &peer.config().announced_config {
+        let version = crate::quorum::wire::QuorumView::parse(text).map(|v| v.version).unwrap_or(0);
+        tree.init_config(text, version, now.wall_ms);
+    }
+}

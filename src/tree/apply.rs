@@ -105,6 +105,27 @@ impl DataTree {
         r
     }
 
+    /// Fills `/zookeeper/config` with the ensemble's configuration, as ZooKeeper 3.8 does
+    /// whenever it takes a quorum configuration into its database (`initConfigInZKDatabase`:
+    /// the dynamic-config text, `server.N=...` lines and `version=<hex>`, with data version -1,
+    /// mzxid = the configuration's version and mtime = now). Not a txn: no zxid, no watch; every
+    /// server does it for itself, so trees compare equal across server kinds.
+    pub fn init_config(&self, text: &[u8], config_version: i64, now_ms: i64) {
+        const CONFIG: &str = "/zookeeper/config";
+        let mut idx: SmallVec<[usize; 4]> = [stripe_of(CONFIG), stripe_of(parent_of(CONFIG))].into_iter().collect();
+        idx.sort_unstable();
+        idx.dedup();
+        let guards = idx.iter().map(|i| self.stripes[*i].nodes.write()).collect();
+        let mut l = Locked { idx, guards };
+        let Some(n) = l.get(CONFIG) else {
+            return;
+        };
+        let old = n.data_len() as i64;
+        let n = l.set_node_data(n, Some(text));
+        n.set_modified(config_version, now_ms, -1);
+        self.data_size.fetch_add(n.data_len() as i64 - old, Ordering::Relaxed);
+    }
+
     fn apply_locked(
         &self,
         l: &mut Locked<'_>,

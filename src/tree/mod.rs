@@ -308,18 +308,20 @@ impl DataTree {
             digest: AtomicU64::new(0),
             digest_log: Mutex::new(digest::DigestLog::default()),
         };
-        t.raw_insert("/", None, acl_cache::OPEN_ACL_UNSAFE_ID, &StatPersisted::default())
+        // Empty data rather than none, as ZooKeeper's DataTree makes its root.
+        t.raw_insert("/", Some(&b""[..]), acl_cache::OPEN_ACL_UNSAFE_ID, &StatPersisted::default())
             .expect("fresh tree");
         t
     }
 
-    /// A fresh tree as ZooKeeper 3.8 creates one: `/`, `/zookeeper`, `/zookeeper/quota`,
-    /// `/zookeeper/config` (world:anyone READ, aversion -1).
+    /// A fresh tree as ZooKeeper 3.8 creates one: `/`, `/zookeeper`, `/zookeeper/quota` (empty
+    /// data), `/zookeeper/config` (world:anyone READ, aversion -1; see `init_config`).
     pub fn new() -> DataTree {
         let t = Self::new_empty();
         let st = StatPersisted::default();
-        t.raw_insert("/zookeeper", None, acl_cache::OPEN_ACL_UNSAFE_ID, &st).expect("fresh tree");
-        t.raw_insert("/zookeeper/quota", None, acl_cache::OPEN_ACL_UNSAFE_ID, &st).expect("fresh tree");
+        t.raw_insert("/zookeeper", Some(&b""[..]), acl_cache::OPEN_ACL_UNSAFE_ID, &st).expect("fresh tree");
+        t.raw_insert("/zookeeper/quota", Some(&b""[..]), acl_cache::OPEN_ACL_UNSAFE_ID, &st)
+            .expect("fresh tree");
         let read_only = t.acls.write().intern(&[Acl {
             perms: crate::proto::perms::READ,
             id: crate::proto::Id { scheme: "world".into(), id: "anyone".into() },

@@ -224,9 +224,10 @@ def destroy_sockets(local_port):
 class Node:
     """One server of an ensemble: its ports (held), its dataDir with myid, its process."""
 
-    def __init__(self, ens, sid, observer):
+    def __init__(self, ens, sid, observer, kind):
         self.ens = ens
         self.sid = sid
+        self.kind = kind
         self.observer = observer
         self.holds = [PortHold(), PortHold(), PortHold()]
         self.client_port, self.quorum_port, self.election_port = (h.port for h in self.holds)
@@ -255,7 +256,7 @@ class Node:
         return "127.0.0.1:%d" % self.client_port
 
     def command(self):
-        if self.ens.kind == "zkd":
+        if self.kind == "zkd":
             return [ZKD_BIN, "serve", "--config", self.cfg_path, "--port-file", self.port_file]
         return ["java", "-Xshare:auto", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx256m",
                 "-Dzookeeper.admin.enableServer=false",
@@ -269,10 +270,11 @@ class Node:
 
     def start(self):
         assert not self.alive(), "n%d is already running" % self.sid
-        if self.ens.kind == "zkd" and not os.path.exists(ZKD_BIN):
+        if self.kind == "zkd" and not os.path.exists(ZKD_BIN):
             raise EnsembleError("zkd binary not found at %s (set ZKD_BIN or build it)" % ZKD_BIN)
         self.log = open(self.log_path, "ab")
-        self.log.write(b"===== harness: starting n%d at %s\n" % (self.sid, time.strftime("%H:%M:%S").encode()))
+        self.log.write(b"===== harness: starting n%d (%s) at %s\n" % (
+            self.sid, self.kind.encode(), time.strftime("%H:%M:%S").encode()))
         self.log.flush()
         self.proc = subprocess.Popen(self.command(), stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
@@ -355,17 +357,33 @@ class Node:
             return ""
 
 
-class Ensemble:
-    """`voters` participants and `observers` observers of one kind ('zkd' or 'oracle'), server
-    ids 1..voters+observers (observers last). Nothing runs until start()."""
+def _kind(k):
+    k = "oracle" if k == "java" else k
+    assert k in ("zkd", "oracle"), k
+    return k
 
-    def __init__(self, kind, voters=3, observers=0, extra_cfg=None, name="ens"):
-        assert kind in ("zkd", "oracle"), kind
+
+class Ensemble:
+    """`voters` participants and `observers` observers, server ids 1..voters+observers (observers
+    last), of one kind ('zkd' or 'oracle'), or of the kinds `kinds` gives per server ({sid: kind}
+    or a list in sid order; 'java' is a synonym of 'oracle') in a mixed ensemble, where
+    `set_kind` changes a stopped server's kind (the same zoo.cfg, myid and dataDir: a rolling
+    migration). Nothing runs until start()."""
+
+    def __init__(self, kind, voters=3, observers=0, extra_cfg=None, name="ens", kinds=None):
+        assert kind in ("zkd", "oracle", "mixed"), kind
         self.kind = kind
         self.dir = tempfile.mkdtemp(prefix="zkd-%s-%s-" % (name, kind))
         self.nodes = {}
-        for sid in range(1, voters + observers + 1):
-            self.nodes[sid] = Node(self, sid, observer=sid > voters)
+        n = voters + observers
+        if kinds is None:
+            assert kind != "mixed", "a mixed ensemble needs kinds="
+            kinds = [kind] * n
+        if isinstance(kinds, dict):
+            kinds = [kinds[s] for s in range(1, n + 1)]
+        assert len(kinds) == n, kinds
+        for sid in range(1, n + 1):
+            self.nodes[sid] = Node(self, sid, observer=sid > voters, kind=_kind(kinds[sid - 1]))
         self.cfg = dict(BASE_CFG)
         self.cfg.update(extra_cfg or {})
         self.clients = []
@@ -383,6 +401,15 @@ class Ensemble:
                     f.write(m.server_line() + "\n")
 
     # --- membership and state
+
+    def set_kind(self, sid, kind):
+        """Makes stopped server `sid` run as `kind` from its next start, on the same files."""
+        n = self.nodes[sid]
+        assert not n.alive(), "n%d runs: stop it before it changes kind" % sid
+        n.kind = _kind(kind)
+
+    def kinds(self):
+        return {s: n.kind for s, n in self.nodes.items()}
 
     def node(self, sid):
         return self.nodes[sid]
@@ -668,8 +695,8 @@ class Ensemble:
     def report(self, tail=2500):
         out = ["ensemble logs in %s (kind %s)" % (self.dir, self.kind)]
         for s, n in self.nodes.items():
-            out.append("--- n%d (%s) %s, ports client %d quorum %d election %d, tail of %s:" % (
-                s, "observer" if n.observer else "voter", "running" if n.alive() else "stopped",
+            out.append("--- n%d (%s %s) %s, ports client %d quorum %d election %d, tail of %s:" % (
+                s, n.kind, "observer" if n.observer else "voter", "running" if n.alive() else "stopped",
                 n.client_port, n.quorum_port, n.election_port, n.log_path))
             out.append(n.tail_log(tail))
         return "\n".join(out)

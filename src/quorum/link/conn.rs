@@ -271,6 +271,7 @@ async fn read_packets(
             Ok(Some(x)) => x,
             Ok(None) => {
                 match input.fill(rd).await {
+                    Ok(0) if c.is_closed() => return End::Closed,
                     Ok(0) => return End::Gone("closed by the other end".into()),
                     Ok(_) => {}
                     Err(_) if c.is_closed() => return End::Closed,

@@ -307,6 +307,9 @@ impl QuorumLink {
     /// `Action::Disconnect { sid, reason }`: closes the connection to `sid`, or stops connecting
     /// to it. Nothing more is reported about it (the peer asked).
     pub fn disconnect(&self, sid: Sid, reason: &str) {
+        if self.inner.conn_of(sid).is_some() {
+            tracing::info!("closing the quorum connection to server {sid}: {reason}");
+        }
         self.inner.bump(sid);
         self.inner.drop_sid(sid, reason);
     }

@@ -735,6 +735,17 @@ impl Leader {
                 h.read_deadline_ms = None;
                 self.on_ack_epoch(from, current_epoch, last_zxid, now, out)
             }
+            // ZooKeeper 3.8.0 learners log the proposals that came with the sync when NEWLEADER
+            // arrives (on their sync thread) and ACK each once durable, racing their NEWLEADER
+            // ACK: a proposal's ACK may come first. ZooKeeper's leader, once established, takes
+            // whatever ACK comes first as the NEWLEADER ACK and reads the real one later (and
+            // ignores it: counter 0). Here such an ACK counts for its proposal, as in AwaitStart,
+            // and the NEWLEADER ACK is still awaited.
+            (HState::AwaitNewLeaderAck, m @ LearnerMessage::Ack { zxid })
+                if epoch_of(zxid) == self.epoch && crate::quorum::counter_of(zxid) != 0 =>
+            {
+                self.on_broadcast_packet(from, typ, m, now, out).map(|()| Flow::Continue)
+            }
             (HState::AwaitNewLeaderAck, LearnerMessage::Ack { zxid }) => {
                 let want = make_zxid(self.epoch, 0);
                 if zxid != want {

@@ -462,6 +462,39 @@ fn sync_diff_with_committed_proposals() {
 }
 
 #[test]
+fn a_proposal_ack_before_the_newleader_ack_counts_and_the_newleader_ack_is_still_awaited() {
+    // A ZooKeeper 3.8.0 follower ACKs the outstanding proposal the sync brought (2:2) before
+    // it ACKs NEWLEADER (its sync thread races the ACK of NEWLEADER).
+    let mut l = leader_with_follower1();
+    ok_l(&mut l, Input::Propose(prop(z(2, 1))), 40);
+    ok_l(&mut l, from(1, pk(pt::ACK, z(2, 1))), 41);
+    ok_l(&mut l, Input::Durable { zxid: z(2, 1) }, 42);
+    ok_l(&mut l, Input::Propose(prop(z(2, 2))), 43);
+    late_follower2(&mut l, z(2, 1), 50);
+    // Follower 2's ACK makes a quorum with the leader for 2:2; it stays connected.
+    assert_eq!(ok_l(&mut l, from(2, pk(pt::ACK, z(2, 2))), 60), vec![]);
+    assert_eq!(
+        ok_l(&mut l, Input::Durable { zxid: z(2, 2) }, 61),
+        vec![
+            send(1, pk(pt::COMMIT, z(2, 2))),
+            send(2, pk(pt::COMMIT, z(2, 2))),
+            Action::Commit { zxid: z(2, 2) }
+        ]
+    );
+    // Then NEWLEADER's ACK: UPTODATE.
+    let out = ok_l(&mut l, from(2, pk(pt::ACK, z(2, 0))), 62);
+    assert!(
+        out.iter().any(|a| matches!(a, Action::Send { to: 2, packet } if packet.typ == pt::UPTODATE)),
+        "{out:?}"
+    );
+    // An ACK of another epoch is still refused.
+    let mut l = leader_with_follower1();
+    late_follower2(&mut l, z(1, 2), 70);
+    let (out, _) = step_l(&mut l, from(2, pk(pt::ACK, z(1, 2))), 71);
+    assert!(matches!(&out[..], [Action::Disconnect { sid: 2, .. }]), "{out:?}");
+}
+
+#[test]
 fn sync_snap_when_outside_the_window_or_across_an_epoch() {
     let mut l = leader_with_follower1();
     ok_l(&mut l, Input::Propose(prop(z(2, 1))), 40);

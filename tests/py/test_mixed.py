@@ -1,0 +1,375 @@
+"""Mixed ensembles: zkd and Apache ZooKeeper 3.8 (the Debian package, QuorumPeerMain) as members
+of ONE ensemble, started from the same zoo.cfg lines (tests/py/ensemble.py, `kinds=`), and the
+rolling migration an operator does: each server in turn stopped and started as the other kind on
+the same zoo.cfg, myid and dataDir.
+
+Which kind leads is forced by the election's tie-break: servers with equal epochs and zxids elect
+the highest server id, so the kind of the highest voter leads a fresh ensemble; once a leader is
+killed, the highest surviving voter leads (same zxids: nothing is in flight then).
+
+Every ZooKeeper server's log must stay free of ERROR lines while nobody is killed, and free of
+ZooKeeper's digest-mismatch lines throughout. Figures (sync counts, migration unavailability,
+retries) are printed: run with -s to see them.
+"""
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from kazoo.protocol.states import KazooState
+
+import ensemble as E
+from opcodes import rawzk
+from test_ensemble import SESSION_OWNER, Load, assert_stays, check_acked, raw_resume, require_kind
+
+# ZooKeeper's DataTree.compareDigest and ZKDatabase log these when a digest disagrees.
+DIGEST_MISMATCH = re.compile(r"[Dd]igests? (are not matching|mismatch)|digest mismatch", re.I)
+# ERROR lines ZooKeeper logs when a peer goes away, whatever its kind (a Java peer stopped
+# cleanly causes them too): a leader's LearnerHandler or its sender reading EOF or a reset
+# (the learner exited with bytes unread), a learner that cannot reach a leader that stopped.
+PEER_GONE = re.compile(r"java\.io\.EOFException|SocketException: Connection reset|"
+                       r"ConnectException: Connection refused|SocketException: Broken pipe")
+
+
+class Made:
+    """The ensembles a test made; closed after it, kept with their logs if it failed."""
+
+    def __init__(self):
+        self.es = []
+        self.failed = False
+
+
+@pytest.fixture
+def made():
+    require_kind("oracle")
+    require_kind("zkd")
+    m = Made()
+    yield m
+    for e in m.es:
+        e.close(keep=m.failed)
+
+
+def mixed(made, kinds, voters, name, extra_cfg=None):
+    e = E.Ensemble("mixed", voters=voters, observers=len(kinds) - voters, kinds=kinds, name=name,
+                   extra_cfg=extra_cfg)
+    made.es.append(e)
+    return e
+
+
+class JavaLogs:
+    """Reads what the ZooKeeper servers of an ensemble logged since the last mark."""
+
+    def __init__(self, e):
+        self.e = e
+        self.offsets = {}
+        self.mark()
+
+    def mark(self):
+        for s, n in self.e.nodes.items():
+            self.offsets[s] = os.path.getsize(n.log_path) if os.path.exists(n.log_path) else 0
+
+    def lines(self):
+        out = []
+        for s, n in self.e.nodes.items():
+            if n.kind != "oracle" or not os.path.exists(n.log_path):
+                continue
+            with open(n.log_path, "rb") as f:
+                f.seek(self.offsets.get(s, 0))
+                out.extend("n%d: %s" % (s, x) for x in f.read().decode(errors="replace").splitlines())
+        return out
+
+    def check(self, errors=True):
+        """No digest mismatch since the mark; and, if `errors`, no ERROR line but those of a
+        peer going away (PEER_GONE, the exception on the next line). Returns how many of those
+        there were."""
+        lines = self.lines()
+        bad = []
+        gone = 0
+        for i, x in enumerate(lines):
+            if DIGEST_MISMATCH.search(x):
+                bad.append(x)
+            elif errors and " ERROR " in x:
+                nxt = lines[i + 1] if i + 1 < len(lines) else ""
+                if PEER_GONE.search(nxt):
+                    gone += 1
+                else:
+                    bad.append(x + " / " + nxt)
+        assert not bad, "ZooKeeper logged:\n" + "\n".join(bad[:20])
+        return gone
+
+
+def listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def start_java_first(e):
+    """Starts the ZooKeeper servers, waits until each takes election connections, then starts
+    the zkd servers (which are up within milliseconds, a JVM in seconds: started together, the
+    zkd servers would elect among themselves before ZooKeeper votes). Returns the leader."""
+    java = [s for s, n in e.nodes.items() if n.kind == "oracle"]
+    for s in java:
+        e.node(s).start()
+    for s in java:
+        e.wait_until(lambda: listening(e.node(s).election_port), 30, "n%d takes election connections" % s)
+    for s, n in e.nodes.items():
+        if n.kind != "oracle":
+            n.start()
+    return e.wait_formed()
+
+
+def visible_everywhere(e, paths, sids=None):
+    for s in sids if sids is not None else e.running():
+        c = e.client([s])
+        c.sync("/")
+        missing = [p for p in paths if c.exists(p) is None]
+        e.drop_client(c)
+        assert not missing, "n%d (%s) lacks %s" % (s, e.node(s).kind, missing)
+
+
+def move_session(e, origin, dest, then):
+    """A session made on `origin` by a process that dies (-9), with an ephemeral: resumed on
+    `dest` by id and password, then moved on to `then`; its ephemeral is everywhere throughout.
+    Returns the session's kazoo client (on `then`)."""
+    owner = subprocess.Popen([sys.executable, "-c", SESSION_OWNER, e.hosts([origin])],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        words = owner.stdout.readline().split()
+        assert len(words) == 2, "the session owner printed no client id (exit %s)" % owner.poll()
+        sid, pw = int(words[0]), bytes.fromhex(words[1])
+    finally:
+        owner.kill()
+        owner.wait()
+    moved = e.client([dest], client_id=(sid, pw))
+    assert moved.client_id[0] == sid, "the session was not resumed on n%d" % dest
+    moved.create("/moved/eph-%d" % dest, b"", ephemeral=True)
+    states = []
+    moved.add_listener(states.append)
+    moved.set_hosts(e.hosts([then]))
+    # Drop the connections to dest (`ss -K`): kazoo reconnects to `then`, same session.
+    if E.destroy_sockets(e.node(dest).client_port):
+        e.wait_until(lambda: KazooState.SUSPENDED in states and states[-1] == KazooState.CONNECTED, 30,
+                     "the session reconnected to n%d" % then)
+        assert KazooState.LOST not in states, states
+        assert moved.client_id[0] == sid
+    for s in e.running():
+        c = e.client([s])
+        c.sync("/moved")
+        for p in ("/moved/eph", "/moved/eph-%d" % dest):
+            st = c.exists(p)
+            assert st is not None and st.ephemeralOwner == sid, (s, p, st)
+        e.drop_client(c)
+    return moved
+
+
+def watches_move(e, origin, dest, writer):
+    """A raw client's watches set on `origin` come along to `dest` (SetWatches), and fire."""
+    writer.ensure_path("/w/kids")
+    writer.create("/w/data", b"0")
+    r = rawzk.Client("127.0.0.1", e.node(origin).client_port)
+    assert r.sync("/w")[0] == rawzk.OK
+    assert r.get_data("/w/data", watch=True)[0] == rawzk.OK
+    assert r.get_children("/w/kids", watch=True)[0] == rawzk.OK
+    assert r.exists("/w/absent", watch=True)[0] == rawzk.NONODE
+    r.close_socket()
+    writer.set("/w/data", b"changed while away")
+    r2 = raw_resume(e, dest, r.session_id, r.passwd, r.last_zxid)
+    assert r2.session_id == r.session_id
+    assert r2.set_watches(r.last_zxid, data=["/w/data"], exist=["/w/absent"], child=["/w/kids"])[0] == rawzk.OK
+    writer.create("/w/kids/k")
+    writer.create("/w/absent")
+    events = []
+
+    def three():
+        try:
+            events.extend(ev.tup() for ev in r2.wait_event(0.2))
+        except TimeoutError:
+            pass
+        return len(events) >= 3
+
+    e.wait_until(three, 15, "the moved watches fired (have %s)" % events)
+    assert sorted(events) == sorted([(3, 3, "/w/data"), (4, 3, "/w/kids"), (1, 3, "/w/absent")]), events
+    assert r2.close() == rawzk.OK
+
+
+# kinds of servers 1..4 (4 is an observer): the highest voter, 3, leads a fresh ensemble.
+LAYOUTS = {
+    # zkd leads two ZooKeeper followers (a ZooKeeper majority) and a ZooKeeper observer.
+    "zkd-leads": ["java", "java", "zkd", "java"],
+    # ZooKeeper leads two zkd followers (a zkd majority) and a zkd observer.
+    "java-leads": ["zkd", "zkd", "java", "zkd"],
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_mixed_ensemble_replicates_syncs_moves_sessions_and_fails_over(made, layout):
+    kinds = LAYOUTS[layout]
+    e = mixed(made, kinds, voters=3, name=layout)
+    logs = JavaLogs(e)
+    made_ok = False
+    try:
+        ld = start_java_first(e)
+        assert ld == 3 and e.node(ld).kind == E._kind(kinds[2]), (ld, e.modes())
+        assert e.modes()[4] == "observer"
+        lkind = e.node(ld).kind
+        other = [s for s in (1, 2) if e.node(s).kind != lkind]
+        same = [s for s in (1, 2) if e.node(s).kind == lkind]
+        assert other and not same, kinds  # both followers are of the other kind
+
+        # Writes through every server (learners forward them, and session creation, to the
+        # leader of the other kind) are seen everywhere.
+        clients = {s: e.client([s]) for s in e.sids}
+        paths = []
+        for s, c in clients.items():
+            p = c.create("/m/from-n%d" % s, b"n%d" % s, makepath=True)
+            c.set(p, b"again")
+            c.create(p + "/child", b"")
+            c.delete(p + "/child")
+            tx = c.transaction()
+            tx.create(p + "/multi", b"m")
+            tx.set_data(p, b"multi")
+            res = tx.commit()
+            assert not any(isinstance(r, Exception) for r in res), (s, res)
+            paths += [p, p + "/multi"]
+        visible_everywhere(e, paths)
+        e.wait_synced()
+        e.assert_trees_identical()
+
+        # Sessions on learners stay alive on touches forwarded to the other kind's leader.
+        short = e.client([other[0]], timeout=1.5)
+        short.create("/m/short-lived", b"", ephemeral=True)
+        assert_stays(lambda: clients[ld].exists("/m/short-lived") is not None, 3.0,
+                     "a session on n%d is kept alive by its touches" % other[0])
+        e.drop_client(short)
+
+        # A session moves between kinds (its ephemerals and, with SetWatches, its watches); a
+        # learner takes it back with REVALIDATE at the other kind's leader.
+        java = [s for s in e.sids if e.node(s).kind == "oracle"]
+        zkd = [s for s in e.sids if e.node(s).kind == "zkd"]
+        origin = java[0]
+        dest = next(s for s in zkd if s != ld) if any(s != ld for s in zkd) else ld
+        then = next(s for s in e.sids if s not in (origin, dest, ld) and s != 4) \
+            if any(s not in (origin, dest, ld, 4) for s in e.sids) else origin
+        moved = move_session(e, origin, dest, then)
+        e.drop_client(moved)
+        watches_move(e, origin=java[-1], dest=zkd[0], writer=clients[ld])
+        e.wait_until(lambda: clients[ld].exists("/moved/eph") is None, 15,
+                     "the moved session's ephemerals go with it")
+
+        # A restarted follower of the other kind catches up by DIFF, then by SNAP (more than
+        # commitLogCount behind: both kinds' leaders send a snapshot then, see ensemble.py).
+        f = other[0]
+        d_ld, delta = e.behind_and_back(f, clients[ld], "/diff", 50)
+        assert d_ld == ld and delta == (1, 0), ("DIFF", delta)
+        d_ld, delta = e.behind_and_back(f, clients[ld], "/snap", E.COMMIT_LOG_COUNT + 100)
+        assert d_ld == ld and delta == (0, 1), ("SNAP", delta)
+        # The observer (the other kind too) and a wiped follower: SNAP of the whole tree.
+        d_ld, delta = e.behind_and_back(4, clients[ld], "/obs", 20, wipe=True)
+        assert delta == (0, 1), ("observer SNAP", delta)
+        print("\n[%s] leader n%d (%s): DIFF and SNAP to n%d (%s), SNAP to observer n4 (%s)" % (
+            layout, ld, lkind, f, e.node(f).kind, e.node(4).kind))
+        e.wait_synced()
+        e.assert_trees_identical()
+        logs.check(errors=True)
+
+        # The leader is killed (-9): the others elect (server 2 leads: highest survivor) and
+        # serve, and the old leader comes back as a follower of the other kind.
+        for c in clients.values():
+            e.drop_client(c)
+        e.kill(ld)
+        new = e.wait_formed(sids=[1, 2, 4])
+        assert new == 2, (new, e.modes())
+        after = []
+        for s in (1, 2, 4):
+            c = e.client([s])
+            after.append(c.create("/m/after-kill-n%d" % s, b""))
+            e.drop_client(c)
+        visible_everywhere(e, after)
+        e.start_node(ld)
+        assert e.formed() == new
+        e.wait_synced()
+        visible_everywhere(e, after)
+        e.assert_trees_identical()
+        logs.check(errors=False)
+        made_ok = True
+    finally:
+        if not made_ok:
+            made.failed = True
+            print(e.report())
+
+
+def migrate(e, loads, sid, kind):
+    """Stops server `sid`, starts it as `kind` on the same files, waits until the ensemble
+    serves again with it and every load has made progress."""
+    e.stop(sid)
+    e.set_kind(sid, kind)
+    t = time.monotonic()
+    e.start_node(sid)
+    back = time.monotonic() - t
+    counts = [len(x.acked) for x in loads]
+    e.wait_until(lambda: all(len(x.acked) >= n + 10 for x, n in zip(loads, counts))
+                 or any(x.failures for x in loads), 30, "every client goes on after n%d's restart" % sid)
+    assert not any(x.failures for x in loads), [(x.name_, x.failures[:3]) for x in loads if x.failures]
+    return back
+
+
+def longest_gap(loads):
+    """The longest time (s) in which no write of any load was acknowledged, and the longest one
+    client waited for one write."""
+    acks = sorted(t for x in loads for _, _, _, t in x.acked)
+    overall = max((b - a for a, b in zip(acks, acks[1:])), default=0.0)
+    one = max((a - s for x in loads for _, _, s, a in x.acked), default=0.0)
+    return overall, one
+
+
+@pytest.mark.parametrize("observers", [0, 1])
+def test_rolling_migration_java_to_zkd_and_back_under_load(made, observers):
+    e = mixed(made, ["java"] * (3 + observers), voters=3, name="migrate%d" % observers)
+    logs = JavaLogs(e)
+    ok = False
+    try:
+        e.start()
+        loads = []
+        for s in e.sids:
+            order = [s] + [x for x in e.sids if x != s]
+            loads.append(Load(e.client(hosts=e.hosts(order)), "on-n%d" % s, retry=True, pace_s=0.005))
+        for x in loads:
+            x.start()
+        e.wait_until(lambda: all(len(x.acked) >= 20 for x in loads), 20, "every client has 20 acks")
+        figures = []
+        for kind in ("zkd", "oracle"):
+            # Followers and observers first, the leader last, as an operator would.
+            ld = e.leader()
+            for s in [x for x in e.sids if x != ld] + [ld]:
+                back = migrate(e, loads, s, kind)
+                figures.append((s, kind, back))
+            assert set(e.kinds().values()) == {kind}
+            e.wait_formed()
+        for x in loads:
+            x.stop()
+        for x in loads:
+            assert not x.failures, (x.name_, x.failures[:5])
+        overall, one = longest_gap(loads)
+        print("\n[migration, %d observer(s)] %d writes and %d reads acknowledged; %d retries after "
+              "connection loss; longest time without any ack %.2f s; longest single write %.2f s; "
+              "restart-to-serving per step %s" % (
+                  observers, sum(len(x.acked) for x in loads), sum(x.reads_done for x in loads),
+                  sum(x.retries for x in loads), overall, one,
+                  ", ".join("n%d->%s %.1fs" % (s, k, b) for s, k, b in figures)))
+        e.wait_synced()
+        check_acked(e, loads)
+        e.assert_trees_identical()
+        gone = logs.check(errors=True)
+        print("[migration] ZooKeeper's ERROR lines for a peer going away: %d" % gone)
+        ok = True
+    finally:
+        if not ok:
+            made.failed = True
+            print(e.report())
