@@ -110,17 +110,15 @@ def listening(port):
         return False
 
 
-def start_java_first(e):
-    """Starts the ZooKeeper servers, waits until each takes election connections, then starts
-    the zkd servers (which are up within milliseconds, a JVM in seconds: started together, the
-    zkd servers would elect among themselves before ZooKeeper votes). Returns the leader."""
-    java = [s for s, n in e.nodes.items() if n.kind == "oracle"]
-    for s in java:
-        e.node(s).start()
-    for s in java:
-        e.wait_until(lambda: listening(e.node(s).election_port), 30, "n%d takes election connections" % s)
+def start_leader_first(e, sid):
+    """Starts server `sid`, waits until it takes election connections, then starts the others,
+    so that `sid` (the highest voter) is LOOKING when they look: they elect it. Started
+    together, the servers of the kind that starts faster (zkd within milliseconds, a JVM in
+    seconds) would elect among themselves first. Returns the leader."""
+    e.node(sid).start()
+    e.wait_until(lambda: listening(e.node(sid).election_port), 30, "n%d takes election connections" % sid)
     for s, n in e.nodes.items():
-        if n.kind != "oracle":
+        if s != sid:
             n.start()
     return e.wait_formed()
 
@@ -215,7 +213,7 @@ def test_mixed_ensemble_replicates_syncs_moves_sessions_and_fails_over(made, lay
     logs = JavaLogs(e)
     made_ok = False
     try:
-        ld = start_java_first(e)
+        ld = start_leader_first(e, 3)
         assert ld == 3 and e.node(ld).kind == E._kind(kinds[2]), (ld, e.modes())
         assert e.modes()[4] == "observer"
         lkind = e.node(ld).kind
