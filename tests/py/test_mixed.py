@@ -31,6 +31,13 @@ DIGEST_MISMATCH = re.compile(r"[Dd]igests? (are not matching|mismatch)|digest mi
 # ERROR lines ZooKeeper logs when a peer goes away, whatever its kind (a Java peer stopped
 # cleanly causes them too): a leader's LearnerHandler or its sender reading EOF or a reset
 # (the learner exited with bytes unread), a learner that cannot reach a leader that stopped.
+# ZooKeeper 3.8.0's own bugs, seen between ZooKeeper servers alone in the migration: a learner
+# hits ZOOKEEPER-4394 (an NPE in syncWithLeader when a COMMIT meets no pending proposal, logged
+# at WARN) and its sync thread then dies of ZOOKEEPER-4409/4541 (an NPE on the closed leader
+# socket, logged at ERROR). Tolerated (and counted) only on a server that logged the first.
+ZK_4394 = re.compile(r'NullPointerException: Cannot read field "hdr" because "pif" is null')
+ZK_4409 = re.compile(r'NullPointerException: Cannot invoke "java\.net\.Socket\.isClosed\(\)" because '
+                     r'"this\.learner\.sock" is null')
 PEER_GONE = re.compile(r"java\.io\.EOFException|SocketException: Connection reset|"
                        r"ConnectException: Connection refused|SocketException: Broken pipe")
 
@@ -66,6 +73,7 @@ class JavaLogs:
     def __init__(self, e):
         self.e = e
         self.offsets = {}
+        self.known_bugs = 0
         self.mark()
 
     def mark(self):
@@ -94,8 +102,12 @@ class JavaLogs:
                 bad.append(x)
             elif errors and " ERROR " in x:
                 nxt = lines[i + 1] if i + 1 < len(lines) else ""
+                node = x.split(":", 1)[0]
                 if PEER_GONE.search(nxt):
                     gone += 1
+                elif ZK_4409.search(nxt) and any(
+                        ZK_4394.search(y) for y in lines[:i] if y.startswith(node + ":")):
+                    self.known_bugs += 1
                 else:
                     bad.append(x + " / " + nxt)
         assert not bad, "ZooKeeper logged:\n" + "\n".join(bad[:20])
@@ -365,7 +377,8 @@ def test_rolling_migration_java_to_zkd_and_back_under_load(made, observers):
         check_acked(e, loads)
         e.assert_trees_identical()
         gone = logs.check(errors=True)
-        print("[migration] ZooKeeper's ERROR lines for a peer going away: %d" % gone)
+        print("[migration] ZooKeeper's ERROR lines for a peer going away: %d; ZOOKEEPER-4394 then "
+              "4409 on a ZooKeeper learner: %d" % (gone, logs.known_bugs))
         ok = True
     finally:
         if not ok:
