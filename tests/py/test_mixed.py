@@ -30,7 +30,8 @@ from test_ensemble import SESSION_OWNER, Load, assert_stays, check_acked, raw_re
 DIGEST_MISMATCH = re.compile(r"[Dd]igests? (are not matching|mismatch)|digest mismatch", re.I)
 # ERROR lines ZooKeeper logs when a peer goes away, whatever its kind (a Java peer stopped
 # cleanly causes them too): a leader's LearnerHandler or its sender reading EOF or a reset
-# (the learner exited with bytes unread), a learner that cannot reach a leader that stopped.
+# (the learner exited with bytes unread) or its closed socket, a learner that cannot reach a
+# leader that stopped, a client connection (a four-letter word) closed while answered.
 # ZooKeeper 3.8.0's own bugs, seen between ZooKeeper servers alone in the migration: a learner
 # hits ZOOKEEPER-4394 (an NPE in syncWithLeader when a COMMIT meets no pending proposal, logged
 # at WARN) and its sync thread then dies of ZOOKEEPER-4409/4541 (an NPE on the closed leader
@@ -39,7 +40,8 @@ ZK_4394 = re.compile(r'NullPointerException: Cannot read field "hdr" because "pi
 ZK_4409 = re.compile(r'NullPointerException: Cannot invoke "java\.net\.Socket\.isClosed\(\)" because '
                      r'"this\.learner\.sock" is null')
 PEER_GONE = re.compile(r"java\.io\.EOFException|SocketException: Connection reset|"
-                       r"ConnectException: Connection refused|SocketException: Broken pipe")
+                       r"ConnectException: Connection refused|SocketException: Broken pipe|"
+                       r"SocketException: Socket closed|ClosedChannelException")
 
 
 class Made:
