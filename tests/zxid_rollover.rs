@@ -71,6 +71,7 @@ fn write_template(dir: &Path) {
         encode_txn_entry(&create_txn(make_zxid(EPOCH, c), format!("/pre/n-{c:x}")), &mut buf);
     }
     std::fs::write(v2.join(log_file_name(snap + 1)), &buf).unwrap();
+    // In the data dir itself, where earlier zkd releases kept them: read as a fallback.
     for f in ["acceptedEpoch", "currentEpoch"] {
         std::fs::write(dir.join(f), EPOCH.to_string()).unwrap();
     }
@@ -495,8 +496,9 @@ fn the_leader_steps_down_before_the_zxid_counter_rolls_over() {
     }
     assert_eq!(zxid_of.len(), WRITES, "the 30 creates are in the logs");
     for n in &e.nodes {
+        // In the snapshot dir, where ZooKeeper 3.8 keeps it (zkd::quorum::epochs).
         let current: u32 =
-            std::fs::read_to_string(n.data().join("currentEpoch")).unwrap().trim().parse().unwrap();
+            zkd::quorum::epochs::read(&n.data(), zkd::quorum::epochs::CURRENT_EPOCH).unwrap().unwrap();
         let last = epochs.last().copied().unwrap();
         assert!(
             current >= last,

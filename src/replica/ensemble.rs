@@ -400,6 +400,8 @@ impl<L: Links> Replica<L> {
         out: &mut Outbox,
     ) {
         tracing::info!("log truncated to 0x{zxid:x}; the tree was rebuilt at 0x{last_zxid:x}");
+        // The rebuilt tree has /zookeeper/config as its snapshot had it: filled again.
+        super::init_config_node(&self.tree, &self.peer, now);
         self.sessions.replace_all(sessions, now.mono_ms);
         // What this server had applied beyond `zxid` is gone with the reload; the proposals it
         // keeps are those at or below it that were not applied yet, and what came after TRUNC.

@@ -112,7 +112,8 @@ impl DataTree {
     /// server does it for itself, so trees compare equal across server kinds.
     pub fn init_config(&self, text: &[u8], config_version: i64, now_ms: i64) {
         const CONFIG: &str = "/zookeeper/config";
-        let mut idx: SmallVec<[usize; 4]> = [stripe_of(CONFIG), stripe_of(parent_of(CONFIG))].into_iter().collect();
+        let mut idx: SmallVec<[usize; 4]> =
+            [stripe_of(CONFIG), stripe_of(parent_of(CONFIG))].into_iter().collect();
         idx.sort_unstable();
         idx.dedup();
         let guards = idx.iter().map(|i| self.stripes[*i].nodes.write()).collect();

@@ -30,9 +30,18 @@ from test_ensemble import SESSION_OWNER, Load, assert_stays, check_acked, raw_re
 DIGEST_MISMATCH = re.compile(r"[Dd]igests? (are not matching|mismatch)|digest mismatch", re.I)
 # ERROR lines ZooKeeper logs when a peer goes away, whatever its kind (a Java peer stopped
 # cleanly causes them too): a leader's LearnerHandler or its sender reading EOF or a reset
-# (the learner exited with bytes unread), a learner that cannot reach a leader that stopped.
+# (the learner exited with bytes unread) or its closed socket, a learner that cannot reach a
+# leader that stopped, a client connection (a four-letter word) closed while answered.
+# ZooKeeper 3.8.0's own bugs, seen between ZooKeeper servers alone in the migration: a learner
+# hits ZOOKEEPER-4394 (an NPE in syncWithLeader when a COMMIT meets no pending proposal, logged
+# at WARN) and its sync thread then dies of ZOOKEEPER-4409/4541 (an NPE on the closed leader
+# socket, logged at ERROR). Tolerated (and counted) only on a server that logged the first.
+ZK_4394 = re.compile(r'NullPointerException: Cannot read field "hdr" because "pif" is null')
+ZK_4409 = re.compile(r'NullPointerException: Cannot invoke "java\.net\.Socket\.isClosed\(\)" because '
+                     r'"this\.learner\.sock" is null')
 PEER_GONE = re.compile(r"java\.io\.EOFException|SocketException: Connection reset|"
-                       r"ConnectException: Connection refused|SocketException: Broken pipe")
+                       r"ConnectException: Connection refused|SocketException: Broken pipe|"
+                       r"SocketException: Socket closed|ClosedChannelException")
 
 
 class Made:
@@ -66,6 +75,7 @@ class JavaLogs:
     def __init__(self, e):
         self.e = e
         self.offsets = {}
+        self.known_bugs = 0
         self.mark()
 
     def mark(self):
@@ -94,8 +104,12 @@ class JavaLogs:
                 bad.append(x)
             elif errors and " ERROR " in x:
                 nxt = lines[i + 1] if i + 1 < len(lines) else ""
+                node = x.split(":", 1)[0]
                 if PEER_GONE.search(nxt):
                     gone += 1
+                elif ZK_4409.search(nxt) and any(
+                        ZK_4394.search(y) for y in lines[:i] if y.startswith(node + ":")):
+                    self.known_bugs += 1
                 else:
                     bad.append(x + " / " + nxt)
         assert not bad, "ZooKeeper logged:\n" + "\n".join(bad[:20])
@@ -110,17 +124,15 @@ def listening(port):
         return False
 
 
-def start_java_first(e):
-    """Starts the ZooKeeper servers, waits until each takes election connections, then starts
-    the zkd servers (which are up within milliseconds, a JVM in seconds: started together, the
-    zkd servers would elect among themselves before ZooKeeper votes). Returns the leader."""
-    java = [s for s, n in e.nodes.items() if n.kind == "oracle"]
-    for s in java:
-        e.node(s).start()
-    for s in java:
-        e.wait_until(lambda: listening(e.node(s).election_port), 30, "n%d takes election connections" % s)
+def start_leader_first(e, sid):
+    """Starts server `sid`, waits until it takes election connections, then starts the others,
+    so that `sid` (the highest voter) is LOOKING when they look: they elect it. Started
+    together, the servers of the kind that starts faster (zkd within milliseconds, a JVM in
+    seconds) would elect among themselves first. Returns the leader."""
+    e.node(sid).start()
+    e.wait_until(lambda: listening(e.node(sid).election_port), 30, "n%d takes election connections" % sid)
     for s, n in e.nodes.items():
-        if n.kind != "oracle":
+        if s != sid:
             n.start()
     return e.wait_formed()
 
@@ -215,7 +227,7 @@ def test_mixed_ensemble_replicates_syncs_moves_sessions_and_fails_over(made, lay
     logs = JavaLogs(e)
     made_ok = False
     try:
-        ld = start_java_first(e)
+        ld = start_leader_first(e, 3)
         assert ld == 3 and e.node(ld).kind == E._kind(kinds[2]), (ld, e.modes())
         assert e.modes()[4] == "observer"
         lkind = e.node(ld).kind
@@ -367,7 +379,8 @@ def test_rolling_migration_java_to_zkd_and_back_under_load(made, observers):
         check_acked(e, loads)
         e.assert_trees_identical()
         gone = logs.check(errors=True)
-        print("[migration] ZooKeeper's ERROR lines for a peer going away: %d" % gone)
+        print("[migration] ZooKeeper's ERROR lines for a peer going away: %d; ZOOKEEPER-4394 then "
+              "4409 on a ZooKeeper learner: %d" % (gone, logs.known_bugs))
         ok = True
     finally:
         if not ok:
