@@ -237,3 +237,28 @@ def test_mixed_ensemble_with_java_over_quorum_tls(pki, java_sids):
         raise
     finally:
         ens.close()
+
+
+def test_port_unification_upgrades_an_ensemble_to_tls_node_by_node(pki):
+    """The rolling upgrade: every member accepts TLS and plain TCP (portUnification=true) and
+    opens plain connections; then one by one each restarts with sslQuorum=true; the ensemble
+    serves throughout."""
+    ens = make(pki, "qtls-unify", extra={"sslQuorum": "false", "portUnification": "true"})
+    try:
+        ens.start()
+        for s in ens.sids:
+            assert "quorum connections open in plain TCP" in ens.node(s).tail_log(200000), s
+        check_replicates(ens, "/unify-0", n=5)
+        for s in ens.sids:
+            ens.stop(s)
+            set_node_cfg(ens.node(s), {"sslQuorum": "true"})
+            ens.node(s).start()
+            ens.wait_synced()
+            assert "quorum connections open with TLS" in ens.node(s).tail_log(200000), s
+            check_replicates(ens, "/unify-%d" % s, n=5)
+        ens.assert_trees_identical()
+    except Exception:
+        print(ens.report())
+        raise
+    finally:
+        ens.close()
