@@ -480,13 +480,35 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
     host.set_fatal_notify(fatal_tx);
     host.set_status_board(status_board);
     if let (Some(e), Some(acts)) = (&ensemble, first_actions) {
-        let io_cfg = quorum_io_config(
+        let mut io_cfg = quorum_io_config(
             e,
             &settings,
             tree.clone(),
             host.log_truncator(settings.jute_max_buffer + 1024),
             cfg.snapshot_trust_empty,
         )?;
+        if let Some(q) = &cfg.security.quorum_ssl {
+            let sec = &cfg.security;
+            let t = crate::tls::quorum::QuorumTls::new(q, sec.ssl_quorum, sec.quorum_port_unification)
+                .map_err(StartError::Security)?;
+            t.start_reloader(stop.clone(), Duration::from_secs(1))
+                .map_err(|e| StartError::Other(format!("spawn the quorum TLS reload thread: {e}")))?;
+            tracing::info!(
+                "quorum TLS: {}{}",
+                if sec.ssl_quorum {
+                    "quorum connections open with TLS (sslQuorum=true)"
+                } else {
+                    "quorum connections open in plain TCP"
+                },
+                if sec.quorum_port_unification {
+                    "; the quorum listeners accept TLS and plain TCP (portUnification=true)"
+                } else {
+                    ""
+                }
+            );
+            io_cfg.peers.tls = Some(t.clone());
+            io_cfg.link.tls = Some(t);
+        }
         let io = crate::replica::quorum_io::QuorumIo::start(io_cfg, replica_tx.clone())
             .map_err(|err| StartError::Other(format!("cannot start the quorum plane: {err}")))?;
         host.set_quorum(driver::QuorumParts { io, data_dir: settings.data_dir.clone() });
@@ -656,8 +678,10 @@ fn quorum_io_config(
     let peers = crate::quorum::peers::PeersConfig::from_ensemble(e)
         .map_err(|err| StartError::Config(format!("the election address: {err}")))?;
     let mut quorum_addrs = std::collections::HashMap::new();
+    let mut quorum_hosts = std::collections::HashMap::new();
     for s in e.servers.values() {
         quorum_addrs.insert(s.id as crate::quorum::Sid, resolve(&s.host, s.quorum_port)?);
+        quorum_hosts.insert(s.id as crate::quorum::Sid, s.host.clone());
     }
     let me = e.me();
     let listen = crate::quorum::link::LinkConfig::listen_addrs(
@@ -665,13 +689,14 @@ fn quorum_io_config(
         e.quorum_listen_on_all_ips,
     );
     let connect_timeout = Duration::from_millis(u64::from(e.tick_time_ms) * u64::from(e.init_limit));
-    let link = crate::quorum::link::LinkConfig::new(
+    let mut link = crate::quorum::link::LinkConfig::new(
         e.my_id as crate::quorum::Sid,
         listen,
         quorum_addrs,
         settings.jute_max_buffer,
         connect_timeout,
     );
+    link.quorum_hosts = quorum_hosts;
     let disk = log.map(|log| crate::quorum::sync_storage::Disk {
         data_dir: settings.data_dir.clone(),
         data_log_dir: settings.data_log_dir.clone(),

@@ -109,6 +109,7 @@ fn config(sid: Sid, l: std::net::TcpListener, view: &BTreeMap<Sid, u16>) -> Peer
         inbox_messages_max: 100,
         pending_handshakes_max: 64,
         on_listener_failure: OnFatal::Report,
+        tls: None,
     }
 }
 

@@ -143,11 +143,7 @@ fn unsupported_security_settings_are_refused_with_exit_2_naming_the_key() {
             None,
             format!("cannot read {}", missing_pem.display()),
         ),
-        (
-            "sslQuorum=true".to_string(),
-            None,
-            "sslQuorum=true asks for TLS or SASL between ensemble members".into(),
-        ),
+        ("sslQuorum=true".to_string(), None, "sslQuorum=true needs ssl.quorum.keyStore.location".into()),
         ("quorum.auth.enableSasl=true".into(), None, "quorum.auth.enableSasl=true asks".into()),
         (
             "authProvider.1=com.example.MyAuth".into(),

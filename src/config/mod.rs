@@ -709,14 +709,13 @@ mod tests {
     fn quorum_tls_sasl_and_java_only_settings_are_refused_naming_the_key() {
         let base = "dataDir=/d\nclientPort=2181\n";
         for (line, named) in [
-            ("sslQuorum=true", "sslQuorum=true ask"),
-            ("ssl.quorum.keyStore.location=/q.jks", "ssl.quorum.keyStore.location asks"),
+            ("sslQuorum=true", "sslQuorum=true needs ssl.quorum.keyStore.location"),
+            ("portUnification=true", "portUnification=true needs ssl.quorum.keyStore.location"),
             ("quorum.auth.enableSasl=true", "quorum.auth.enableSasl=true asks"),
             (
                 "quorum.auth.kerberos.servicePrincipal=zkquorum/host",
-                "quorum.auth.kerberos.servicePrincipal=zkquorum/host asks",
+                "quorum.auth.kerberos.servicePrincipal=zkquorum/host asks for Kerberos",
             ),
-            ("portUnification=true", "portUnification=true asks"),
             ("authProvider.1=com.example.Custom", "authProvider.1=com.example.Custom names a Java"),
             (
                 "zookeeper.authProvider.sasl=com.example.Custom",
@@ -737,9 +736,6 @@ mod tests {
             let m = unsupported(&format!("{base}{line}\n"));
             assert!(m.starts_with(named), "{line}: {m}");
         }
-        // The quorum's keys name the reason once.
-        let m = unsupported(&format!("{base}sslQuorum=true\nquorum.auth.enableSasl=true\n"));
-        assert!(m.contains("between ensemble members, which this build does not support yet"), "{m}");
         // Secrets are never echoed.
         let m = unsupported(&format!(
             "{base}secureClientPort=2281\nssl.keyStore.location=/k.jks\nssl.keyStore.password=hunter2\nssl.clientAuth=none\n"
@@ -805,15 +801,18 @@ mod tests {
     }
 
     #[test]
-    fn an_ensemble_with_quorum_tls_reports_the_quorum_keys() {
-        let e = Config::parse_str(
-            "dataDir=/d\ninitLimit=1\nsyncLimit=1\nserver.1=a:1:2\nserver.2=b:1:2\nsslQuorum=true\n",
-            Path::new("."),
-        )
-        .unwrap_err();
+    fn an_ensemble_with_quorum_tls_reads_the_quorum_stores() {
+        let base = "dataDir=/d\ninitLimit=1\nsyncLimit=1\nserver.1=a:1:2\nserver.2=b:1:2\nsslQuorum=true\n";
+        let e = Config::parse_str(base, Path::new(".")).unwrap_err();
         let ConfigError::Unsupported(s) = e else { panic!("{e:?}") };
         assert_eq!(s.len(), 1, "{s:?}");
-        assert!(s[0].contains("between ensemble members"), "{s:?}");
+        assert!(s[0].starts_with("sslQuorum=true needs ssl.quorum.keyStore.location"), "{s:?}");
+        let text = format!(
+            "{base}ssl.quorum.keyStore.location=/k/q.p12\nssl.quorum.keyStore.password=pw\n\
+             ssl.quorum.trustStore.location=/k/ca.pem\n"
+        );
+        let (c, _) = Config::parse_str(&text, Path::new(".")).unwrap();
+        assert!(c.security.ssl_quorum && c.security.quorum_ssl.is_some());
     }
 
     #[test]

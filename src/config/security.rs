@@ -11,8 +11,9 @@
 //! `zookeeper.allowSaslFailedClients`), `SaslServerCallbackHandler`
 //! (`zookeeper.SASLAuthenticationProvider.superPassword`, `zookeeper.kerberos.remove*`),
 //! `AuthenticationHelper` (`zookeeper.enforce.auth.*`, `zookeeper.sessionRequireClientSASLAuth`).
-//! The quorum's keys (`sslQuorum`, `ssl.quorum.*`, `quorum.auth.*`, `portUnification`) wait for
-//! the quorum and are refused.
+//! The quorum's keys: `sslQuorum`, `ssl.quorum.*`, `portUnification` and
+//! `sslQuorumReloadCertFiles` (`QuorumPeerConfig`, `QuorumX509Util`), `quorum.auth.*`
+//! (`QuorumAuth`).
 
 use std::fmt;
 
@@ -86,8 +87,27 @@ pub struct SslConfig {
     pub protocols: Vec<TlsVersion>,
     /// `ssl.ciphersuites` as IANA names (None: ZooKeeper's default list).
     pub cipher_suites: Option<Vec<String>>,
-    /// `client.certReload`: new connections use store files changed on disk.
+    /// `client.certReload` (`sslQuorumReloadCertFiles` for the quorum): new connections use
+    /// store files changed on disk.
     pub cert_reload: bool,
+    /// `ssl.quorum.hostnameVerification` (default true): a member that opens a quorum connection
+    /// checks that the other's certificate names the host of its server line. (The client
+    /// port's `ssl.hostnameVerification` has no effect on a server.)
+    pub hostname_verification: bool,
+}
+
+/// `quorum.auth.*` with `quorum.auth.enableSasl=true` (ZooKeeper's `QuorumAuth`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumSasl {
+    /// `quorum.auth.learnerRequireSasl`: this server, connecting as a learner, fails when the
+    /// other does not authenticate it.
+    pub learner_require: bool,
+    /// `quorum.auth.serverRequireSasl`: this server refuses connections that do not authenticate.
+    pub server_require: bool,
+    /// JAAS sections: `quorum.auth.learner.saslLoginContext` (QuorumLearner) and
+    /// `quorum.auth.server.saslLoginContext` (QuorumServer).
+    pub learner_context: String,
+    pub server_context: String,
 }
 
 /// Which authentication providers are registered, as `ProviderRegistry` would hold them.
@@ -118,6 +138,14 @@ pub struct SecurityConfig {
     pub enforce_schemes: Vec<String>,
     /// `DigestAuthenticationProvider.enabled` (default true).
     pub digest_enabled: bool,
+    /// `ssl.quorum.*`: present with `sslQuorum=true` or `portUnification=true`.
+    pub quorum_ssl: Option<SslConfig>,
+    /// `sslQuorum`: this server opens its quorum connections with TLS.
+    pub ssl_quorum: bool,
+    /// `portUnification`: the election and quorum listeners accept TLS and plain TCP.
+    pub quorum_port_unification: bool,
+    /// `quorum.auth.enableSasl=true`: DIGEST-MD5 between members.
+    pub quorum_sasl: Option<QuorumSasl>,
     /// The JAAS login file (`-Djava.security.auth.login.config=` of SERVER_JVMFLAGS/JVMFLAGS, or
     /// `zkd serve --jaas-config`): set by the caller, not by zoo.cfg.
     pub jaas_config: Option<String>,
@@ -129,6 +157,11 @@ impl SecurityConfig {
         self.enforce_auth && self.enforce_schemes.iter().any(|s| s == "sasl")
     }
 }
+
+/// Until the QuorumAuthPacket exchange is built.
+const QUORUM_SASL_REFUSAL: &str = "quorum.auth.enableSasl=true asks for SASL between ensemble members, \
+     which this build does not support yet: remove the quorum.auth.* keys (use sslQuorum=true with \
+     ssl.quorum.* stores to authenticate members by certificate).";
 
 const X509_PROVIDER: &str = "org.apache.zookeeper.server.auth.X509AuthenticationProvider";
 const SASL_PROVIDER: &str = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider";
@@ -150,18 +183,14 @@ pub struct SecurityParser {
     secure_addr: Option<String>,
     port_unification: bool,
     cert_reload: bool,
-    ks_location: String,
-    ks_password: Secret,
-    ks_password_path: Option<String>,
-    ks_type: Option<String>,
-    ts_location: String,
-    ts_password: Secret,
-    ts_password_path: Option<String>,
-    ts_type: Option<String>,
-    client_auth: Option<String>,
-    protocol: Option<String>,
-    enabled_protocols: Option<String>,
-    ciphersuites: Option<String>,
+    /// `ssl.*`: the client port's TLS.
+    client: SslKeys,
+    /// `ssl.quorum.*`: TLS between ensemble members.
+    quorum: SslKeys,
+    ssl_quorum: bool,
+    quorum_port_unification: bool,
+    quorum_cert_reload: bool,
+    quorum_sasl: QuorumSaslKeys,
     ssl_auth_provider: Option<String>,
     /// `authProvider.<name>` → class.
     providers: Vec<(String, String, String)>,
@@ -180,8 +209,61 @@ pub struct SecurityParser {
     pub refusals: Vec<String>,
     /// Keys accepted without effect, with why.
     pub warnings: Vec<String>,
-    /// Keys that ask for the quorum's TLS/SASL.
-    quorum_keys: Vec<String>,
+}
+
+/// The keys of one TLS context (`X509Util`'s, under `ssl.` or `ssl.quorum.`).
+#[derive(Default)]
+struct SslKeys {
+    ks_location: String,
+    ks_password: Secret,
+    ks_password_path: Option<String>,
+    ks_type: Option<String>,
+    ts_location: String,
+    ts_password: Secret,
+    ts_password_path: Option<String>,
+    ts_type: Option<String>,
+    client_auth: Option<String>,
+    protocol: Option<String>,
+    enabled_protocols: Option<String>,
+    ciphersuites: Option<String>,
+    hostname_verification: Option<bool>,
+}
+
+impl SslKeys {
+    /// Takes `rest`, the key after `ssl.` or `ssl.quorum.`; false if it is not a store key.
+    fn take(&mut self, rest: &str, v: &str) -> bool {
+        let opt = |v: &str| Some(v.to_owned()).filter(|s| !s.is_empty());
+        match rest {
+            "keyStore.location" => self.ks_location = v.to_owned(),
+            "keyStore.password" => self.ks_password = Secret::new(v),
+            "keyStore.passwordPath" => self.ks_password_path = opt(v),
+            "keyStore.type" => self.ks_type = opt(v),
+            "trustStore.location" => self.ts_location = v.to_owned(),
+            "trustStore.password" => self.ts_password = Secret::new(v),
+            "trustStore.passwordPath" => self.ts_password_path = opt(v),
+            "trustStore.type" => self.ts_type = opt(v),
+            "clientAuth" => self.client_auth = Some(v.to_owned()),
+            "protocol" => self.protocol = opt(v),
+            "enabledProtocols" => self.enabled_protocols = Some(v.to_owned()),
+            "ciphersuites" => self.ciphersuites = Some(v.to_owned()),
+            "hostnameVerification" => {
+                self.hostname_verification = Some(!v.trim().eq_ignore_ascii_case("false"))
+            }
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// `quorum.auth.*` (QuorumAuth's keys).
+#[derive(Default)]
+struct QuorumSaslKeys {
+    enable: bool,
+    learner_require: bool,
+    server_require: bool,
+    learner_context: Option<String>,
+    server_context: Option<String>,
+    kerberos_keys: Vec<String>,
 }
 
 /// A key as a message names it: with its value unless the value may be a secret or a path.
@@ -213,22 +295,7 @@ impl SecurityParser {
                     ));
                 }
             }
-            "ssl.keyStore.location" => self.ks_location = v.to_owned(),
-            "ssl.keyStore.password" => self.ks_password = Secret::new(v),
-            "ssl.keyStore.passwordPath" => {
-                self.ks_password_path = Some(v.to_owned()).filter(|s| !s.is_empty())
-            }
-            "ssl.keyStore.type" => self.ks_type = Some(v.to_owned()).filter(|s| !s.is_empty()),
-            "ssl.trustStore.location" => self.ts_location = v.to_owned(),
-            "ssl.trustStore.password" => self.ts_password = Secret::new(v),
-            "ssl.trustStore.passwordPath" => {
-                self.ts_password_path = Some(v.to_owned()).filter(|s| !s.is_empty())
-            }
-            "ssl.trustStore.type" => self.ts_type = Some(v.to_owned()).filter(|s| !s.is_empty()),
-            "ssl.clientAuth" => self.client_auth = Some(v.to_owned()),
-            "ssl.protocol" => self.protocol = Some(v.to_owned()).filter(|s| !s.is_empty()),
-            "ssl.enabledProtocols" => self.enabled_protocols = Some(v.to_owned()),
-            "ssl.ciphersuites" => self.ciphersuites = Some(v.to_owned()),
+            _ if k.starts_with("ssl.") && !k.starts_with("ssl.quorum.") && self.client.take(&k[4..], v) => {}
             "ssl.authProvider" => self.ssl_auth_provider = Some(v.to_owned()).filter(|s| !s.is_empty()),
             // The server does not verify its clients' host names (ClientX509Util), nor look them up.
             "ssl.hostnameVerification"
@@ -287,15 +354,44 @@ impl SecurityParser {
                 }
             }
             // The quorum's TLS and SASL.
-            "sslQuorum" | "portUnification" | "sslQuorumReloadCertFiles" => {
-                if on(v) {
-                    self.quorum_keys.push(format!("{key}={v}"));
+            "sslQuorum" => self.ssl_quorum = on(v),
+            "portUnification" => self.quorum_port_unification = on(v),
+            "sslQuorumReloadCertFiles" => self.quorum_cert_reload = on(v),
+            _ if k.starts_with("ssl.quorum.") => {
+                let rest = &k["ssl.quorum.".len()..];
+                match rest {
+                    // ZooKeeper's quorum context has these too; the client port's rules apply.
+                    "allowReverseDnsLookup" | "handshakeDetectionTimeoutMillis" => {}
+                    "crl" | "ocsp" => {
+                        if on(v) {
+                            self.refusals.push(format!(
+                                "{key}=true asks for certificate revocation checks, which this build \
+                                 does not support: remove it, and keep a server out by removing its \
+                                 CA from ssl.quorum.trustStore (or by rotating the CA)."
+                            ));
+                        }
+                    }
+                    "context.supplier.class" => self.refusals.push(format!(
+                        "{key}={v} names a Java class, which zkd cannot load: configure the stores \
+                         with ssl.quorum.keyStore.* and ssl.quorum.trustStore.* instead."
+                    )),
+                    _ if self.quorum.take(rest, v) => {}
+                    _ => self.warnings.push(format!("unknown TLS key {key:?} ignored")),
                 }
             }
-            _ if k.starts_with("ssl.quorum.") || k.starts_with("quorum.auth.") => {
-                let off = v.is_empty() || v.eq_ignore_ascii_case("false");
-                if !off {
-                    self.quorum_keys.push(named(key, v));
+            "quorum.auth.enableSasl" => self.quorum_sasl.enable = on(v),
+            "quorum.auth.learnerRequireSasl" => self.quorum_sasl.learner_require = on(v),
+            "quorum.auth.serverRequireSasl" => self.quorum_sasl.server_require = on(v),
+            "quorum.auth.learner.saslLoginContext" => {
+                self.quorum_sasl.learner_context = Some(v.to_owned()).filter(|s| !s.is_empty())
+            }
+            "quorum.auth.server.saslLoginContext" => {
+                self.quorum_sasl.server_context = Some(v.to_owned()).filter(|s| !s.is_empty())
+            }
+            _ if k.starts_with("quorum.auth.") => {
+                // quorum.auth.kerberos.servicePrincipal, quorum.cnxn.threads.size and the like.
+                if !v.is_empty() {
+                    self.quorum_sasl.kerberos_keys.push(named(key, v));
                 }
             }
             _ if k.starts_with("ssl.") => {
@@ -319,15 +415,54 @@ impl SecurityParser {
             digest_enabled: self.digest_enabled.unwrap_or(true),
             ..Default::default()
         };
-        if !self.quorum_keys.is_empty() {
-            let n = self.quorum_keys.len();
-            self.refusals.push(format!(
-                "{} {} for TLS or SASL between ensemble members, which this build does not support \
-                 yet: remove {} (the members then talk plain TCP, as without them).",
-                self.quorum_keys.join(", "),
-                if n == 1 { "asks" } else { "ask" },
-                if n == 1 { "it" } else { "them" }
-            ));
+        if self.ssl_quorum || self.quorum_port_unification {
+            // QuorumPeer: sslQuorum makes every quorum connection TLS; portUnification makes
+            // the quorum listeners accept TLS and plain TCP alike (a rolling upgrade's middle
+            // step); both read the ssl.quorum.* stores.
+            c.quorum_ssl = self.ssl_config(true);
+            c.ssl_quorum = self.ssl_quorum;
+            c.quorum_port_unification = self.quorum_port_unification;
+        } else if !self.quorum.ks_location.is_empty() || !self.quorum.ts_location.is_empty() {
+            self.warnings.push(
+                "ssl.quorum.keyStore/ssl.quorum.trustStore ignored: neither sslQuorum=true nor \
+                 portUnification=true"
+                    .into(),
+            );
+        }
+        for k in std::mem::take(&mut self.quorum_sasl.kerberos_keys) {
+            if k.contains("kerberos") {
+                self.refusals.push(format!(
+                    "{k} asks for Kerberos (GSSAPI) between ensemble members, which this build does \
+                     not support: remove it, and use DIGEST-MD5 (a QuorumServer/QuorumLearner JAAS \
+                     section with user_<name>=\"<password>\" and username/password)."
+                ));
+            } else {
+                self.warnings.push(format!("{k} ignored: zkd authenticates members on their own tasks"));
+            }
+        }
+        if self.quorum_sasl.enable {
+            self.refusals.push(QUORUM_SASL_REFUSAL.into());
+            c.quorum_sasl = Some(QuorumSasl {
+                learner_require: self.quorum_sasl.learner_require,
+                server_require: self.quorum_sasl.server_require,
+                learner_context: self
+                    .quorum_sasl
+                    .learner_context
+                    .clone()
+                    .unwrap_or_else(|| "QuorumLearner".into()),
+                server_context: self
+                    .quorum_sasl
+                    .server_context
+                    .clone()
+                    .unwrap_or_else(|| "QuorumServer".into()),
+            });
+        } else if self.quorum_sasl.learner_require || self.quorum_sasl.server_require {
+            // QuorumPeer.initialize: without enableSasl the require keys have no effect.
+            self.warnings.push(
+                "quorum.auth.learnerRequireSasl/serverRequireSasl ignored: quorum.auth.enableSasl \
+                 is not true"
+                    .into(),
+            );
         }
         match self.secure_port.as_deref().map(str::trim) {
             None | Some("") | Some("0") => {
@@ -363,7 +498,7 @@ impl SecurityParser {
             let _ = name;
         }
         if c.secure_client_port.is_some() || c.port_unification {
-            c.ssl = self.ssl_config();
+            c.ssl = self.ssl_config(false);
             // QuorumPeerConfig.configureSSLAuth: ssl.authProvider (default x509) must name a
             // registered provider; x509 registers itself when nothing else is configured.
             match self.ssl_auth_provider.as_deref() {
@@ -384,7 +519,7 @@ impl SecurityParser {
                     }
                 }
             }
-        } else if !self.ks_location.is_empty() || !self.ts_location.is_empty() {
+        } else if !self.client.ks_location.is_empty() || !self.client.ts_location.is_empty() {
             // ZooKeeper reads the stores only for a TLS listener; without one they do nothing.
             self.warnings.push(
                 "ssl.keyStore/ssl.trustStore ignored: no secureClientPort and no \
@@ -503,41 +638,54 @@ impl SecurityParser {
         None
     }
 
-    fn ssl_config(&mut self) -> Option<SslConfig> {
-        let (l, p, pp, t) = (
-            self.ks_location.clone(),
-            self.ks_password.clone(),
-            self.ks_password_path.clone(),
-            self.ks_type.clone(),
-        );
-        let key_store = self.store("keyStore", &l, &p, &pp, &t);
-        let (l, p, pp, t) = (
-            self.ts_location.clone(),
-            self.ts_password.clone(),
-            self.ts_password_path.clone(),
-            self.ts_type.clone(),
-        );
-        let trust_store = self.store("trustStore", &l, &p, &pp, &t);
-        if self.ks_location.is_empty() {
+    /// The client port's (`quorum` false: `ssl.*`) or the quorum's (`ssl.quorum.*`) TLS.
+    fn ssl_config(&mut self, quorum: bool) -> Option<SslConfig> {
+        let keys = std::mem::take(if quorum { &mut self.quorum } else { &mut self.client });
+        let who = if self.ssl_quorum { "sslQuorum=true" } else { "portUnification=true" };
+        let (pre, ks, ts) = if quorum {
+            ("ssl.quorum.", "quorum.keyStore", "quorum.trustStore")
+        } else {
+            ("ssl.", "keyStore", "trustStore")
+        };
+        let key_store =
+            self.store(ks, &keys.ks_location, &keys.ks_password, &keys.ks_password_path, &keys.ks_type);
+        let trust_store =
+            self.store(ts, &keys.ts_location, &keys.ts_password, &keys.ts_password_path, &keys.ts_type);
+        if quorum && (keys.ks_location.is_empty() || keys.ts_location.is_empty()) {
+            let mut missing = Vec::new();
+            if keys.ks_location.is_empty() {
+                missing.push(
+                    "ssl.quorum.keyStore.location (this server's certificate and key, PEM or \
+                     PKCS12, which it shows the other members in both directions)",
+                );
+            }
+            if keys.ts_location.is_empty() {
+                missing.push(
+                    "ssl.quorum.trustStore.location (the CA certificates the other members' \
+                     certificates are signed by: zkd has no default trust store)",
+                );
+            }
+            self.refusals.push(format!("{who} needs {}.", missing.join(" and ")));
+        } else if !quorum && keys.ks_location.is_empty() {
             self.refusals.push(
                 "a TLS listener (secureClientPort or client.portUnification=true) needs \
                  ssl.keyStore.location: the server's certificate and key (PEM or PKCS12)."
                     .into(),
             );
         }
-        let client_auth = match self.client_auth.as_deref().map(str::trim) {
+        let client_auth = match keys.client_auth.as_deref().map(str::trim) {
             None | Some("") => ClientAuth::Need,
             Some(v) => match v.to_ascii_lowercase().as_str() {
                 "none" => ClientAuth::None,
                 "want" => ClientAuth::Want,
                 "need" => ClientAuth::Need,
                 _ => {
-                    self.refusals.push(format!("ssl.clientAuth={v}: expected none, want or need."));
+                    self.refusals.push(format!("{pre}clientAuth={v}: expected none, want or need."));
                     ClientAuth::Need
                 }
             },
         };
-        if client_auth != ClientAuth::None && self.ts_location.is_empty() {
+        if !quorum && client_auth != ClientAuth::None && keys.ts_location.is_empty() {
             self.refusals.push(format!(
                 "ssl.clientAuth={} asks for client certificates, and without ssl.trustStore.location \
                  none can be verified: set ssl.trustStore.location (the CA certificates clients are \
@@ -548,11 +696,15 @@ impl SecurityParser {
                 }
             ));
         }
-        // SSLContextAndOptions: ssl.enabledProtocols, else just the context's ssl.protocol.
-        let protocol = self.protocol.clone().unwrap_or_else(|| "TLSv1.2".into());
-        let (list, key) = match &self.enabled_protocols {
-            Some(e) if !e.trim().is_empty() => (e.clone(), "ssl.enabledProtocols"),
-            _ => (protocol.clone(), "ssl.protocol"),
+        // SSLContextAndOptions: enabledProtocols, else just the context's protocol. That default
+        // differs between 3.8 releases (TLSv1.2 in the early ones, TLSv1.3 on Java 11+ since
+        // `X509Util.defaultTlsProtocol`), so the quorum, whose members must agree, enables both
+        // unless told: rustls then agrees with either kind of Java member.
+        let default_protocol = if quorum { "TLSv1.2,TLSv1.3" } else { "TLSv1.2" };
+        let protocol = keys.protocol.clone().unwrap_or_else(|| default_protocol.into());
+        let (list, key) = match &keys.enabled_protocols {
+            Some(e) if !e.trim().is_empty() => (e.clone(), format!("{pre}enabledProtocols")),
+            _ => (protocol.clone(), format!("{pre}protocol")),
         };
         let mut protocols = Vec::new();
         let mut dropped = Vec::new();
@@ -582,7 +734,7 @@ impl SecurityParser {
                     .join(",")
             ));
         }
-        let cipher_suites = self
+        let cipher_suites = keys
             .ciphersuites
             .as_deref()
             .filter(|s| !s.trim().is_empty())
@@ -593,7 +745,8 @@ impl SecurityParser {
             client_auth,
             protocols,
             cipher_suites,
-            cert_reload: self.cert_reload,
+            cert_reload: if quorum { self.quorum_cert_reload } else { self.cert_reload },
+            hostname_verification: keys.hostname_verification.unwrap_or(true),
         })
     }
 }
@@ -696,13 +849,61 @@ mod tests {
     }
 
     #[test]
-    fn quorum_and_java_only_keys_are_refused() {
+    fn quorum_tls_keys() {
+        let (c, r, _) = parse(&[
+            ("sslQuorum", "true"),
+            ("ssl.quorum.keyStore.location", "/q.p12"),
+            ("ssl.quorum.keyStore.password", "pw"),
+            ("ssl.quorum.trustStore.location", "/t.pem"),
+            ("ssl.quorum.hostnameVerification", "false"),
+        ]);
+        assert!(r.is_empty(), "{r:?}");
+        assert!(c.ssl_quorum && !c.quorum_port_unification && c.ssl.is_none());
+        let q = c.quorum_ssl.unwrap();
+        assert_eq!(q.key_store.unwrap().store_type, StoreType::Pkcs12);
+        assert_eq!(q.trust_store.unwrap().store_type, StoreType::Pem);
+        assert_eq!(q.client_auth, ClientAuth::Need);
+        assert_eq!(q.protocols, vec![TlsVersion::Tls12, TlsVersion::Tls13], "either 3.8 default");
+        assert!(!q.hostname_verification);
+        // portUnification alone reads the stores too (the listeners accept TLS).
+        let (c, r, _) = parse(&[
+            ("portUnification", "true"),
+            ("ssl.quorum.keyStore.location", "/q.pem"),
+            ("ssl.quorum.trustStore.location", "/t.pem"),
+            ("ssl.quorum.protocol", "TLSv1.3"),
+        ]);
+        assert!(r.is_empty(), "{r:?}");
+        assert!(!c.ssl_quorum && c.quorum_port_unification);
+        let q = c.quorum_ssl.unwrap();
+        assert!(q.hostname_verification);
+        assert_eq!(q.protocols, vec![TlsVersion::Tls13]);
+        // Missing stores and JKS are refused with the quorum's key names.
         let (_, r, _) = parse(&[("sslQuorum", "true"), ("ssl.quorum.keyStore.location", "/q.jks")]);
-        assert_eq!(r.len(), 1);
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert!(r[0].starts_with("ssl.quorum.keyStore is a JKS store"), "{r:?}");
+        assert!(r[1].starts_with("sslQuorum=true needs ssl.quorum.trustStore.location"), "{r:?}");
+        let (_, r, _) = parse(&[("sslQuorum", "true")]);
         assert!(
-            r[0].starts_with(
-                "sslQuorum=true, ssl.quorum.keyStore.location ask for TLS or SASL between ensemble members"
-            ),
+            r == vec!["sslQuorum=true needs ssl.quorum.keyStore.location (this server's certificate and \
+                       key, PEM or PKCS12, which it shows the other members in both directions) and \
+                       ssl.quorum.trustStore.location (the CA certificates the other members' \
+                       certificates are signed by: zkd has no default trust store)."
+                .to_string()],
+            "{r:?}"
+        );
+        // The stores alone do nothing.
+        let (c, r, w) = parse(&[("ssl.quorum.keyStore.location", "/q.pem")]);
+        assert!(r.is_empty() && c.quorum_ssl.is_none());
+        assert!(w[0].starts_with("ssl.quorum.keyStore/ssl.quorum.trustStore ignored"), "{w:?}");
+    }
+
+    #[test]
+    fn quorum_sasl_and_java_only_keys_are_refused() {
+        let (_, r, _) = parse(&[("quorum.auth.enableSasl", "true")]);
+        assert_eq!(r, vec![QUORUM_SASL_REFUSAL.to_string()]);
+        let (_, r, _) = parse(&[("quorum.auth.kerberos.servicePrincipal", "zkquorum/_HOST")]);
+        assert!(
+            r[0].starts_with("quorum.auth.kerberos.servicePrincipal=zkquorum/_HOST asks for Kerberos"),
             "{r:?}"
         );
         let (_, r, _) = parse(&[("authProvider.1", "com.example.Custom")]);
@@ -710,7 +911,7 @@ mod tests {
             r[0].starts_with("authProvider.1=com.example.Custom names a Java authentication provider"),
             "{r:?}"
         );
-        let (_, r, _) = parse(&[("sslQuorum", "false"), ("quorum.auth.enableSasl", "false")]);
-        assert!(r.is_empty());
+        let (c, r, _) = parse(&[("sslQuorum", "false"), ("quorum.auth.enableSasl", "false")]);
+        assert!(r.is_empty() && c.quorum_ssl.is_none() && c.quorum_sasl.is_none());
     }
 }

@@ -8,6 +8,7 @@
 //! the reload thread, never on a shard.
 
 pub mod dn;
+pub mod quorum;
 pub mod store;
 
 use std::path::PathBuf;
@@ -69,7 +70,7 @@ pub fn select_suites(names: &[String], tls13: bool) -> (Vec<SupportedCipherSuite
 
 /// A store file's identity on disk: a change of any of these means "reload".
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Stamp {
+pub(crate) struct Stamp {
     path: PathBuf,
     modified: Option<SystemTime>,
     len: u64,
@@ -102,7 +103,7 @@ impl TlsContext {
     /// Builds the configuration (reading the stores). The error is a sentence naming the key or
     /// file at fault.
     pub fn new(ssl: &SslConfig) -> Result<Arc<TlsContext>, String> {
-        let stamps = Self::stamps_of(ssl);
+        let stamps = stamps_of(ssl);
         let cfg = build(ssl)?;
         Ok(Arc::new(TlsContext {
             ssl: ssl.clone(),
@@ -112,17 +113,6 @@ impl TlsContext {
         }))
     }
 
-    fn stamps_of(ssl: &SslConfig) -> Vec<Stamp> {
-        let mut v = Vec::new();
-        for s in [&ssl.key_store, &ssl.trust_store].into_iter().flatten() {
-            v.push(stamp(&s.location));
-            if let Some(p) = &s.password_path {
-                v.push(stamp(p));
-            }
-        }
-        v
-    }
-
     /// The configuration for a new connection.
     pub fn server_config(&self) -> Arc<ServerConfig> {
         self.current.read().clone()
@@ -130,7 +120,7 @@ impl TlsContext {
 
     /// Rebuilds the configuration if a store file changed. None: nothing changed.
     pub fn reload_if_changed(&self) -> Option<Result<(), String>> {
-        let now = Self::stamps_of(&self.ssl);
+        let now = stamps_of(&self.ssl);
         {
             let mut old = self.stamps.lock();
             if *old == now {
@@ -166,8 +156,49 @@ impl TlsContext {
     }
 }
 
+/// The files whose change means "reload".
+pub(crate) fn stamps_of(ssl: &SslConfig) -> Vec<Stamp> {
+    let mut v = Vec::new();
+    for s in [&ssl.key_store, &ssl.trust_store].into_iter().flatten() {
+        v.push(stamp(&s.location));
+        if let Some(p) = &s.password_path {
+            v.push(stamp(p));
+        }
+    }
+    v
+}
+
+/// How messages name the keys of one TLS context.
+#[derive(Clone, Copy)]
+pub(crate) struct Names {
+    /// The key prefix: `ssl.` or `ssl.quorum.`.
+    pre: &'static str,
+    /// The stores as `store` names them (`ssl.{which}`).
+    key_store: &'static str,
+    trust_store: &'static str,
+    /// A refused certificate's error names its subject (the quorum's logs name the member).
+    name_rejected: bool,
+}
+
+pub(crate) const CLIENT_NAMES: Names =
+    Names { pre: "ssl.", key_store: "keyStore", trust_store: "trustStore", name_rejected: false };
+pub(crate) const QUORUM_NAMES: Names = Names {
+    pre: "ssl.quorum.",
+    key_store: "quorum.keyStore",
+    trust_store: "quorum.trustStore",
+    name_rejected: true,
+};
+
 /// The rustls configuration for `ssl`.
 pub fn build(ssl: &SslConfig) -> Result<ServerConfig, String> {
+    build_named(ssl, CLIENT_NAMES)
+}
+
+/// The crypto provider with the configured suites, and the protocol versions.
+pub(crate) fn provider_and_versions(
+    ssl: &SslConfig,
+    n: Names,
+) -> Result<(Arc<rustls::crypto::CryptoProvider>, Vec<&'static rustls::SupportedProtocolVersion>), String> {
     let tls13 = ssl.protocols.contains(&TlsVersion::Tls13);
     let names: Vec<String> = match &ssl.cipher_suites {
         Some(n) => n.clone(),
@@ -186,14 +217,15 @@ pub fn build(ssl: &SslConfig) -> Result<ServerConfig, String> {
         .collect();
     if usable.is_empty() {
         return Err(format!(
-            "ssl.ciphersuites: none of {} is available for the enabled protocols (zkd has \
+            "{}ciphersuites: none of {} is available for the enabled protocols (zkd has \
              TLS_ECDHE_{{ECDSA,RSA}}_WITH_AES_{{128,256}}_GCM_SHA{{256,384}}, \
              TLS_ECDHE_{{ECDSA,RSA}}_WITH_CHACHA20_POLY1305_SHA256 and the TLS 1.3 suites)",
+            n.pre,
             names.join(",")
         ));
     }
     if ssl.cipher_suites.is_some() && !missing.is_empty() {
-        tracing::warn!("ssl.ciphersuites: {} not available in zkd, ignored", missing.join(", "));
+        tracing::warn!("{}ciphersuites: {} not available in zkd, ignored", n.pre, missing.join(", "));
     }
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     provider.cipher_suites = usable;
@@ -206,29 +238,41 @@ pub fn build(ssl: &SslConfig) -> Result<ServerConfig, String> {
             TlsVersion::Tls13 => &rustls::version::TLS13,
         })
         .collect();
+    Ok((provider, versions))
+}
+
+/// The server side's rustls configuration, messages naming the keys as `n` says.
+pub(crate) fn build_named(ssl: &SslConfig, n: Names) -> Result<ServerConfig, String> {
+    let (provider, versions) = provider_and_versions(ssl, n)?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
-        .map_err(|e| format!("ssl.enabledProtocols: {e}"))?;
+        .map_err(|e| format!("{}enabledProtocols: {e}", n.pre))?;
     let builder = match (ssl.client_auth, &ssl.trust_store) {
         (ClientAuth::None, _) | (_, None) => builder.with_no_client_auth(),
         (auth, Some(ts)) => {
             let mut roots = RootCertStore::empty();
-            for c in store::load_trust("trustStore", ts)? {
+            for c in store::load_trust(n.trust_store, ts)? {
                 roots.add(c).map_err(|e| {
-                    format!("ssl.trustStore {}: a certificate cannot be used as a CA ({e})", ts.location)
+                    format!(
+                        "ssl.{} {}: a certificate cannot be used as a CA ({e})",
+                        n.trust_store, ts.location
+                    )
                 })?;
             }
             let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
             let v = if auth == ClientAuth::Want { v.allow_unauthenticated() } else { v };
-            builder.with_client_cert_verifier(
-                v.build().map_err(|e| format!("ssl.trustStore {}: {e}", ts.location))?,
-            )
+            let v = v.build().map_err(|e| format!("ssl.{} {}: {e}", n.trust_store, ts.location))?;
+            if n.name_rejected {
+                builder.with_client_cert_verifier(Arc::new(quorum::NamingClientVerifier(v)))
+            } else {
+                builder.with_client_cert_verifier(v)
+            }
         }
     };
-    let ks = ssl.key_store.as_ref().ok_or("ssl.keyStore.location is not set")?;
-    let id = store::load_identity("keyStore", ks)?;
+    let ks = ssl.key_store.as_ref().ok_or_else(|| format!("ssl.{}.location is not set", n.key_store))?;
+    let id = store::load_identity(n.key_store, ks)?;
     let mut cfg = builder.with_single_cert(id.chain, id.key).map_err(|e| {
-        format!("ssl.keyStore {}: the certificate and key do not make an identity ({e})", ks.location)
+        format!("ssl.{} {}: the certificate and key do not make an identity ({e})", n.key_store, ks.location)
     })?;
     // ZooKeeper speaks its own protocol on the socket: no ALPN; renegotiation does not exist in
     // rustls (ZooKeeper turns client-initiated renegotiation off too).

@@ -8,10 +8,10 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
+use crate::tls::quorum::QStream as TcpStream;
 use futures_lite::io::{ReadHalf, WriteHalf};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
-use glommio::net::TcpStream;
 
 use super::snap_load::SnapshotReceiver;
 use super::snap_send::SnapshotSource;
@@ -411,7 +411,11 @@ async fn write_loop(inner: Rc<Inner>, c: Rc<Conn>, mut wr: WriteHalf<TcpStream>,
         };
         let r = match seg {
             None => break None,
-            Some(Segment::Bytes(b)) => wr.write_all(&b).await.map_err(|e| format!("write failed: {e}")),
+            Some(Segment::Bytes(b)) => match wr.write_all(&b).await {
+                // TLS holds written bytes until flushed (plain TCP: flushing costs nothing).
+                Ok(()) => wr.flush().await.map_err(|e| format!("write failed: {e}")),
+                Err(e) => Err(format!("write failed: {e}")),
+            },
             Some(Segment::Snapshot { zxid, sessions }) => {
                 stream_snapshot(&inner, &c, &mut wr, zxid, sessions).await
             }
@@ -455,6 +459,7 @@ async fn stream_snapshot(
         chunk.clear();
         let done = src.fill(&tree, &mut chunk, chunk_bytes);
         wr.write_all(&chunk).await.map_err(|e| format!("write failed inside snapshot 0x{zxid:x}: {e}"))?;
+        wr.flush().await.map_err(|e| format!("write failed inside snapshot 0x{zxid:x}: {e}"))?;
         if done {
             break;
         }

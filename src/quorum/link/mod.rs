@@ -47,6 +47,7 @@ use glommio::sync::Semaphore;
 use crate::quorum::sync_storage::SyncStorage;
 use crate::quorum::zab::Input;
 use crate::quorum::{QuorumPacket, Sid};
+use crate::tls::quorum::QStream;
 use conn::{Conn, Side};
 
 /// The link's settings (from zoo.cfg).
@@ -80,6 +81,11 @@ pub struct LinkConfig {
     /// Size of the pieces a snapshot is streamed and written in (the core yields between them).
     pub snapshot_chunk_bytes: usize,
     pub snap_limits: SnapLimits,
+    /// `sslQuorum` / `portUnification`: TLS on these connections (None: plain TCP).
+    pub tls: Option<std::sync::Arc<crate::tls::quorum::QuorumTls>>,
+    /// The host of each server line, which a leader's certificate must name (hostname
+    /// verification); absent: the address's IP.
+    pub quorum_hosts: HashMap<Sid, String>,
 }
 
 impl LinkConfig {
@@ -107,6 +113,8 @@ impl LinkConfig {
             accepted_max: 1024,
             snapshot_chunk_bytes: 256 << 10,
             snap_limits: SnapLimits::new(max),
+            tls: None,
+            quorum_hosts: HashMap::new(),
         }
     }
 
@@ -189,6 +197,8 @@ pub(crate) struct Inner {
     gens: RefCell<HashMap<Sid, u64>>,
     listeners: RefCell<Vec<(SocketAddr, glommio::Task<()>)>>,
     connecting: RefCell<HashMap<Sid, Rc<Connecting>>>,
+    /// Accepted connections still in their TLS handshake.
+    handshaking: Cell<usize>,
 }
 
 /// The quorum port of one server. Lives on one glommio executor (not `Send`); every method
@@ -217,6 +227,7 @@ impl QuorumLink {
                 gens: Default::default(),
                 listeners: Default::default(),
                 connecting: Default::default(),
+                handshaking: Cell::new(0),
             }),
         }
     }
@@ -390,7 +401,8 @@ async fn accept_loop(inner: Rc<Inner>, l: glommio::net::TcpListener, local: Sock
     loop {
         match l.accept().await {
             Ok(stream) => {
-                let accepted = inner.conns.borrow().values().filter(|c| c.side == Side::Accepted).count();
+                let accepted = inner.conns.borrow().values().filter(|c| c.side == Side::Accepted).count()
+                    + inner.handshaking.get();
                 if accepted >= inner.cfg.accepted_max {
                     tracing::warn!(
                         "quorum port {local}: {accepted} learner connections already, closing one from {:?}",
@@ -398,7 +410,27 @@ async fn accept_loop(inner: Rc<Inner>, l: glommio::net::TcpListener, local: Sock
                     );
                     continue;
                 }
-                inner.start_conn(stream, Side::Accepted, None);
+                match inner.cfg.tls.clone() {
+                    None => inner.start_conn(QStream::Plain(stream), Side::Accepted, None),
+                    Some(tls) => {
+                        // Its own task: a learner that stalls its handshake delays no other.
+                        let inner = inner.clone();
+                        inner.handshaking.set(inner.handshaking.get() + 1);
+                        glommio::spawn_local(async move {
+                            let peer = stream.peer_addr().ok();
+                            let r = tls.accept(stream, inner.cfg.connect_timeout).await;
+                            inner.handshaking.set(inner.handshaking.get() - 1);
+                            match r {
+                                Ok(s) => inner.start_conn(s, Side::Accepted, None),
+                                Err(why) => tracing::warn!(
+                                    "quorum port {local}: dropping the learner connection from {}: {why}",
+                                    peer.map_or("?".into(), |p| p.to_string())
+                                ),
+                            }
+                        })
+                        .detach();
+                    }
+                }
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning, once per pause.
@@ -422,7 +454,18 @@ async fn connect_to_leader(inner: Rc<Inner>, leader: Sid, addr: SocketAddr, atte
         if left.is_zero() {
             break Err("connectToLeader exceeded on retries".to_string());
         }
-        let r = glommio::net::TcpStream::connect_timeout(addr, left).await;
+        let r = match glommio::net::TcpStream::connect_timeout(addr, left).await {
+            Ok(s) => match &cfg.tls {
+                None => Ok(QStream::Plain(s)),
+                Some(tls) => {
+                    let host =
+                        cfg.quorum_hosts.get(&leader).cloned().unwrap_or_else(|| addr.ip().to_string());
+                    let left = budget.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
+                    tls.connect(s, &host, left).await
+                }
+            },
+            Err(e) => Err(e.to_string()),
+        };
         if attempt.cancelled.get() {
             return;
         }
@@ -490,7 +533,7 @@ impl Inner {
         }
     }
 
-    fn start_conn(self: &Rc<Self>, stream: glommio::net::TcpStream, side: Side, sid: Option<Sid>) {
+    fn start_conn(self: &Rc<Self>, stream: QStream, side: Side, sid: Option<Sid>) {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
         let Some(c) = Conn::start(self.clone(), id, stream, side) else { return };

@@ -26,6 +26,7 @@ use super::manager::{Action, ConnId, Input, Level, Manager, Msg};
 use super::{Listen, OnFatal, PeerEvent, PeersConfig, EXIT_UNABLE_TO_BIND_QUORUM_PORT};
 use crate::quorum::wire::{self, Handshake, HostPort, ELECTION_FRAME_MAX, HANDSHAKE_ADDR_MAX};
 use crate::quorum::Sid;
+use crate::tls::quorum::{QStream, QuorumTls};
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -79,6 +80,7 @@ struct Inner {
     bind_retry_pause: Duration,
     pending_handshakes_max: usize,
     on_fatal: OnFatal,
+    tls: Option<Arc<QuorumTls>>,
     core: RefCell<Manager>,
     inbox: Rc<Inbox>,
     /// Connections whose handshake is done, until the manager says Start or Close.
@@ -95,7 +97,7 @@ struct Inner {
 }
 
 struct Staged {
-    stream: TcpStream,
+    stream: QStream,
     /// Bytes read after the handshake: the start of the frame stream.
     leftover: Vec<u8>,
     peer: SocketAddr,
@@ -140,6 +142,7 @@ impl Peers {
             bind_retry_pause: cfg.bind_retry_pause,
             pending_handshakes_max: cfg.pending_handshakes_max,
             on_fatal: cfg.on_listener_failure,
+            tls: cfg.tls,
             core: RefCell::new(Manager::new(cfg.my_sid, cfg.view, cfg.send_queue_max)),
             inbox: inbox.clone(),
             staged: RefCell::new(HashMap::new()),
@@ -325,7 +328,11 @@ impl Inner {
                         continue;
                     }
                 };
-                if let Err(e) = wr.write_all(&frame).await {
+                let written = match wr.write_all(&frame).await {
+                    Ok(()) => wr.flush().await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = written {
                     let why = if e.kind() == std::io::ErrorKind::TimedOut {
                         format!("{peer} read nothing for {io_ms} ms (a frame could not be written)")
                     } else {
@@ -528,7 +535,11 @@ async fn handshake(i: Rc<Inner>, stream: TcpStream) {
     }
     i.pending_handshakes.set(i.pending_handshakes.get() + 1);
     let read = async {
-        let mut s = stream;
+        let mut s = match &i.tls {
+            None => QStream::Plain(stream),
+            // The TLS handshake shares the deadline of the ZooKeeper handshake below.
+            Some(t) => t.accept(stream, i.io_timeout).await?,
+        };
         let mut buf = Vec::with_capacity(256);
         let mut chunk = [0u8; 4096];
         loop {
@@ -597,11 +608,18 @@ async fn dial(i: Rc<Inner>, sid: Sid, addr: HostPort) {
         })?;
         let _ = stream.set_nodelay(true);
         let _ = stream.set_write_timeout(Some(i.io_timeout));
-        let mut stream = stream;
+        let mut stream = match &i.tls {
+            None => QStream::Plain(stream),
+            Some(t) => t
+                .connect(stream, &addr.host, i.connect_timeout.unwrap_or(i.io_timeout))
+                .await
+                .map_err(|e| format!("connecting to {target} ({sa}): {e}"))?,
+        };
         stream
             .write_all(&i.hello)
             .await
             .map_err(|e| format!("writing our handshake to {target} ({sa}): {e}"))?;
+        stream.flush().await.map_err(|e| format!("writing our handshake to {target} ({sa}): {e}"))?;
         Ok::<_, String>((stream, sa))
     }
     .await;

@@ -85,6 +85,8 @@ pub struct PeersConfig {
     /// Accepted connections whose handshake is still awaited; more are closed at once.
     pub pending_handshakes_max: usize,
     pub on_listener_failure: OnFatal,
+    /// `sslQuorum` / `portUnification`: TLS on these connections (None: plain TCP).
+    pub tls: Option<std::sync::Arc<crate::tls::quorum::QuorumTls>>,
 }
 
 impl PeersConfig {
@@ -125,6 +127,7 @@ impl PeersConfig {
             inbox_messages_max: 100,
             pending_handshakes_max: 64,
             on_listener_failure: OnFatal::ExitProcess,
+            tls: None,
         })
     }
 }
