@@ -154,12 +154,15 @@ pub fn load_snapshot_stream<R: std::io::Read + Send + 'static>(
     finish_snapshot_load(tree, meta, tally, zxid).map(|(t, s, _)| (t, s))
 }
 
+/// A loaded snapshot: the tree, its sessions and its digest section.
+type LoadedSnapshot = (DataTree, Vec<(i64, i32)>, Option<ZxidDigest>);
+
 fn finish_snapshot_load(
     tree: DataTree,
     meta: SnapshotMeta,
     tally: LoadTally,
     zxid: i64,
-) -> Result<(DataTree, Vec<(i64, i32)>, Option<ZxidDigest>), String> {
+) -> Result<LoadedSnapshot, String> {
     tree.acl_cache_import(&meta.acl_cache);
     tree.load_tally(&tally);
     tree.finish_load(zxid)?;

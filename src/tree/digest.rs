@@ -58,7 +58,7 @@ pub fn check(what: &str, zxid: i64, recorded: i64, tree: u64) -> bool {
     }
     let n = MISMATCHES.fetch_add(1, Ordering::Relaxed) + 1;
     // Bounded: the first ones, then one in 1024 (a diverged tree mismatches on every txn).
-    if n <= 16 || n % 1024 == 0 {
+    if n <= 16 || n.is_multiple_of(1024) {
         tracing::warn!(
             "Digests are not matching ({what}) at zxid 0x{zxid:x}: recorded {recorded}, this tree {} ({n} mismatches so far)",
             tree as i64
