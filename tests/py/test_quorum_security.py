@@ -253,7 +253,10 @@ def test_port_unification_upgrades_an_ensemble_to_tls_node_by_node(pki):
             ens.stop(s)
             set_node_cfg(ens.node(s), {"sslQuorum": "true"})
             ens.node(s).start()
-            ens.wait_synced()
+            # Every member serving again (a restarted leader starts a new epoch; a learner synced
+            # by SNAP then reports the epoch's first zxid until the next write, one synced by DIFF
+            # its last txn's): the write below brings every member to the same zxid.
+            ens.wait_formed()
             assert "quorum connections open with TLS" in ens.node(s).tail_log(200000), s
             check_replicates(ens, "/unify-%d" % s, n=5)
         ens.assert_trees_identical()
