@@ -92,19 +92,19 @@ pub struct Cluster {
 /// The ports of a node in a namespace of its own.
 const NS_PORTS: (u16, u16, u16) = (2181, 2888, 3888);
 
-fn run(cmd: &mut Command) -> anyhow::Result<String> {
+pub(super) fn run(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd.output().map_err(|e| anyhow::anyhow!("{cmd:?}: {e}"))?;
     anyhow::ensure!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Root, and the commands the disk faults need.
-pub fn disk_prerequisites() -> Result<(), String> {
+/// Root (for `why`) and these commands on the PATH.
+pub(super) fn root_and_tools(why: &str, tools: &[&str]) -> Result<(), String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return Err("not root (loop devices, mount, cgroups, time namespaces)".into());
+        return Err(format!("not root ({why})"));
     }
-    for tool in ["mkfs.ext4", "mount", "umount", "losetup"] {
+    for tool in tools {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .output()
@@ -113,6 +113,15 @@ pub fn disk_prerequisites() -> Result<(), String> {
             return Err(format!("{tool} is missing"));
         }
     }
+    Ok(())
+}
+
+/// Root, and the commands the disk faults need.
+pub fn disk_prerequisites() -> Result<(), String> {
+    root_and_tools(
+        "loop devices, mount, cgroups, time namespaces",
+        &["mkfs.ext4", "mount", "umount", "losetup"],
+    )?;
     if !Path::new("/sys/fs/cgroup/blkio/blkio.throttle.write_iops_device").exists() {
         return Err("no cgroup-v1 blkio throttling at /sys/fs/cgroup/blkio".into());
     }

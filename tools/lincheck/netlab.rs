@@ -12,28 +12,12 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn run(args: &[&str]) -> anyhow::Result<String> {
-    let out =
-        Command::new(args[0]).args(&args[1..]).output().map_err(|e| anyhow::anyhow!("{args:?}: {e}"))?;
-    anyhow::ensure!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    super::cluster::run(Command::new(args[0]).args(&args[1..]))
 }
 
 /// Root, `ip` and `iptables`.
 pub fn net_prerequisites() -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err("not root (network namespaces, iptables)".into());
-    }
-    for tool in ["ip", "iptables"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            return Err(format!("{tool} is missing"));
-        }
-    }
-    Ok(())
+    super::cluster::root_and_tools("network namespaces, iptables", &["ip", "iptables"])
 }
 
 pub struct NetLab {
