@@ -75,8 +75,10 @@ fn every_invariant_fires_on_some_broken_variant() {
 pub const ZAB_SNAP_EPOCH_SEEDS: &[u64] = &[137, 160, 666, 726, 904, 1179, 1349, 1418];
 
 /// A leader's history that an ended follower role had appended but not made durable (seed
-/// 41388), and a learner's connection not held up by another's snapshot (seed 74224).
-pub const ZAB_DURABLE_HISTORY_SEEDS: &[u64] = &[41388, 74224];
+/// 41388), a learner's connection not held up by another's snapshot (seed 74224), and a
+/// learner's ack from a connection it replaced counting after its sync truncated that txn
+/// (seed 319350: the txn committed on the leader's disk alone and was lost).
+pub const ZAB_DURABLE_HISTORY_SEEDS: &[u64] = &[41388, 74224, 319350];
 
 /// Seeds that showed a learner recording `currentEpoch` at NEWLEADER before the txns synced ahead
 /// of it were durable (ZooKeeper's ZOOKEEPER-4646), while elections decided without waiting for

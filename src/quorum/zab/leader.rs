@@ -485,6 +485,16 @@ impl Leader {
         for m in self.marks.iter_mut() {
             m.seqs.retain(|(s, _)| *s != sid);
         }
+        // Its acks of proposals still outstanding go too: a learner that reconnects is synced
+        // back to the last committed zxid (TRUNC drops what it logged beyond), so an ack from
+        // the old connection no longer says the txn is on its disk. Every outstanding proposal
+        // is sent to it again after its sync, and it acks each anew once durable. (Simulator
+        // seed 319350: an old ack committed a txn the learner had truncated, then lost it.)
+        if let Some(bit) = self.voter_bit(sid) {
+            for o in self.outstanding.iter_mut() {
+                o.acks &= !bit;
+            }
+        }
     }
 
     fn tick(&mut self, now: i64, out: &mut Vec<Action>) -> Flow {

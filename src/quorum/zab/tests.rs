@@ -685,6 +685,43 @@ fn committed_by_a_quorum_without_the_slow_follower() {
 }
 
 #[test]
+fn an_ack_from_a_replaced_connection_does_not_count() {
+    // Follower 1 acks 2:1 while the leader's own write is still in flight; then its connection
+    // is replaced and the sync truncates its log back to the last committed zxid. The old ack
+    // no longer means the txn is on its disk: the leader's own durability is not a quorum
+    // (simulator seed 319350 lost a txn committed that way).
+    let mut l = serving_leader(false);
+    ok_l(&mut l, Input::Propose(prop(z(2, 1))), 100);
+    assert_eq!(ok_l(&mut l, from(1, pk(pt::ACK, z(2, 1))), 101), vec![]);
+    assert_eq!(ok_l(&mut l, Input::Disconnected { sid: 1 }, 102), vec![]);
+    assert_eq!(ok_l(&mut l, from(1, info(pt::FOLLOWERINFO, 1, 2)), 103), vec![send(1, leaderinfo(2))]);
+    assert_eq!(
+        ok_l(&mut l, from(1, ackepoch(z(2, 1), -1)), 104),
+        vec![
+            send(1, pk(pt::TRUNC, z(1, 2))),
+            send(1, proposal_pk(z(2, 1))),
+            send(1, pk(pt::NEWLEADER, z(2, 0))),
+        ]
+    );
+    assert_eq!(ok_l(&mut l, Input::Durable { zxid: z(2, 1) }, 105), vec![], "an old ack committed 2:1");
+    // Its ack on the new connection (here before its NEWLEADER ACK, as ZooKeeper 3.8.0 may
+    // send it) commits.
+    assert_eq!(
+        ok_l(&mut l, from(1, pk(pt::ACK, z(2, 1))), 106),
+        vec![
+            send(1, pk(pt::COMMIT, z(2, 1))),
+            send(2, pk(pt::COMMIT, z(2, 1))),
+            Action::Commit { zxid: z(2, 1) }
+        ]
+    );
+    // A new FOLLOWERINFO on the same sid (no Disconnected in between) clears its acks too.
+    ok_l(&mut l, Input::Propose(prop(z(2, 2))), 110);
+    ok_l(&mut l, from(2, pk(pt::ACK, z(2, 2))), 111);
+    ok_l(&mut l, from(2, info(pt::FOLLOWERINFO, 2, 2)), 112);
+    assert_eq!(ok_l(&mut l, Input::Durable { zxid: z(2, 2) }, 113), vec![]);
+}
+
+#[test]
 fn observer_gets_informs_not_proposals() {
     let mut l = serving_leader(true);
     assert_eq!(
