@@ -604,7 +604,8 @@ class Ensemble:
         after = self.sync_counts(ld)
         return ld, (after[0] - before[0], after[1] - before[1])
 
-    def make_trunc(self, prefix="/trunc", markers=3, filler_size=256 * 1024, max_fillers=64):
+    def make_trunc(self, prefix="/trunc", markers=3, filler_size=256 * 1024, max_fillers=64,
+                   new_epoch_writes=0):
         """Leaves the leader with transactions no other server has, and brings it back so that
         the new leader must TRUNC it (3 voters, no observers).
 
@@ -619,6 +620,10 @@ class Ensemble:
         resume, elect a new leader from what they have (checked: no marker in their logs), and
         the old leader is restarted at once (before any transaction of the new epoch, which
         would make the leader send a SNAP instead: ZooKeeper never TRUNCs across an epoch).
+
+        new_epoch_writes > 0: that many creates under `prefix` through the new leader before the
+        old one returns: then the old leader's last zxid and the new leader's next txn are of
+        different epochs, and the new leader sends a SNAP rather than a TRUNC.
 
         Returns a dict: old and new leader, the marker paths, the new leader's (diff_count,
         snap_count) change across the old leader's return, and what the old leader had logged."""
@@ -677,6 +682,11 @@ class Ensemble:
         # The other follower has synced with the new leader: count from here.
         self.wait_until(lambda: int(self.nodes[new].mntr().get("zk_synced_followers", -1)) == 1,
                         10, "the new leader has its follower synced")
+        if new_epoch_writes:
+            w = self.client([new])
+            for i in range(new_epoch_writes):
+                w.create("%s/new-epoch%d" % (prefix, i), b"")
+            self.drop_client(w)
         before = self.sync_counts(new)
         self.nodes[ld].start()
         self.wait_formed()

@@ -317,6 +317,123 @@ def test_mixed_ensemble_replicates_syncs_moves_sessions_and_fails_over(made, lay
             print(e.report())
 
 
+# The old leader, n3 (the highest voter, so it leads a fresh ensemble), is of one kind and both
+# other voters are of the other: whichever of them the survivors elect (the one with more of the
+# old leader's unacknowledged proposals in its socket buffer, or else n2) is of the other kind.
+TRUNC_LAYOUTS = {
+    # A ZooKeeper leader is cut off with proposals nobody else has; a zkd leader TRUNCs it.
+    "zkd-truncs-java": ["zkd", "zkd", "java"],
+    # A zkd leader is cut off; a ZooKeeper leader TRUNCs it.
+    "java-truncs-zkd": ["java", "java", "zkd"],
+}
+# What a learner logs about its sync with a leader: ZooKeeper's Learner.syncWithLeader, one line
+# per kind of sync (the TRUNC one at WARN); zkd's replica once the log is cut and the tree rebuilt,
+# and its snapshot loader.
+SYNC_LINES = {
+    "oracle": {"trunc": re.compile(r"Truncating log to get in sync with the leader 0x([0-9a-f]+)"),
+               "other": re.compile(r"Getting a (?:diff|snapshot) from (?:the )?leader 0x([0-9a-f]+)")},
+    "zkd": {"trunc": re.compile(r"log truncated to 0x([0-9a-f]+)"),
+            "other": re.compile(r"Getting a snapshot from leader 0x([0-9a-f]+)")},
+}
+# ZooKeeper's leader logs what it decides a learner's sync from (LearnerHandler.syncFollower);
+# its plain TRUNC ("peer newer than the committed log") has no line of its own at INFO.
+JAVA_SYNCING = re.compile(r"Synchronizing with Learner sid: (\d+) maxCommittedLog=0x([0-9a-f]+).*"
+                          r"peerLastZxid=0x([0-9a-f]+)")
+
+
+def log_since(node, offset):
+    with open(node.log_path, "rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace")
+
+
+@pytest.mark.parametrize("then", ["trunc", "snap"])
+@pytest.mark.parametrize("layout", list(TRUNC_LAYOUTS))
+def test_uncommitted_txns_of_an_old_leader_are_dropped_across_kinds(made, layout, then):
+    """then=trunc: the old leader returns before the new epoch's first txn; the new leader
+    TRUNCs it to the last txn they share. then=snap: it returns after new-epoch txns; both kinds
+    of leader never TRUNC across an epoch and send a SNAP at their last txn instead."""
+    kinds = TRUNC_LAYOUTS[layout]
+    # syncLimit 20 (4 s): the old leader must go on leading while make_trunc fills its
+    # connections to the stopped followers (with 5 it has one second).
+    e = mixed(made, kinds, voters=3, name="%s-%s" % (layout, then), extra_cfg={"syncLimit": "20"})
+    logs = JavaLogs(e)
+    ok = False
+    try:
+        ld = start_leader_first(e, 3)
+        assert ld == 3, e.modes()
+        old = e.node(3)
+        c = e.client()
+        before = e.write(c, "/before", 20)
+        e.drop_client(c)
+        e.wait_synced()
+        offsets = {s: os.path.getsize(n.log_path) for s, n in e.nodes.items()}
+
+        # The followers stop; the old leader logs markers it cannot send, is killed, and comes
+        # back to the leader its followers elected.
+        r = e.make_trunc(new_epoch_writes=5 if then == "snap" else 0)
+        new = r["new_leader"]
+        assert r["old_leader"] == 3 and e.node(new).kind != old.kind, (r["old_leader"], new, e.kinds())
+        markers = set(r["markers"])
+        assert markers <= {p for _, _, p in r["old_logged"]}, "the old leader never logged the markers"
+        want = (1, 0) if then == "trunc" else (0, 1)
+        assert r["delta"] == want, "the old leader's sync counted (diff, snap) %s, not %s" % (r["delta"], want)
+
+        # The old leader's own log names its sync (and no other): a TRUNC to the last txn the
+        # new leader has, which is the last one the old leader keeps; or a SNAP at the new
+        # leader's last txn (its last processed zxid: both kinds send that).
+        said = log_since(old, offsets[3])
+        lines = SYNC_LINES[old.kind]
+        truncs = [int(z, 16) for z in lines["trunc"].findall(said)]
+        others = [int(z, 16) for z in lines["other"].findall(said)]
+        new_last = max(z for z, _, _ in e.node(new).logged())
+        if then == "trunc":
+            assert len(truncs) == 1 and not others, (truncs, others, said[-3000:])
+            assert truncs[0] == new_last, "TRUNC to 0x%x, the new leader's last txn is 0x%x" % (
+                truncs[0], new_last)
+            kept = old.logged()
+            assert not {p for _, _, p in kept} & markers, "n3 still logs markers after TRUNC"
+            assert max(z for z, _, _ in kept) == new_last, "n3 logs up to 0x%x after TRUNC to 0x%x" % (
+                max(z for z, _, _ in kept), new_last)
+            if e.node(new).kind == "oracle":
+                seen = [(int(a), int(b, 16), int(p, 16)) for a, b, p in
+                        JAVA_SYNCING.findall(log_since(e.node(new), offsets[new]))]
+                assert (3, new_last, max(z for z, _, _ in r["old_logged"])) in seen, seen
+        else:
+            assert not truncs and others == [new_last], (truncs, others, new_last, said[-3000:])
+            assert new_last >> 32 > max(z for z, _, _ in r["old_logged"]) >> 32
+
+        # Everyone writes on, and all three trees (data and stat of every znode) are one, without
+        # the markers; the same after the old leader restarts from its own files.
+        after = []
+        for s in e.sids:
+            c = e.client([s])
+            after.append(c.create("/after/n%d" % s, b"n%d" % s, makepath=True))
+            c.set("/before", b"set via n%d" % s)
+            e.drop_client(c)
+        visible_everywhere(e, before + after)
+        e.wait_synced()
+        tree = e.assert_trees_identical()
+        assert not markers & set(tree), "an uncommitted marker was committed"
+        e.stop(3)
+        c = e.client([s for s in e.sids if s != 3])
+        c.create("/after/while-n3-stopped", b"")
+        e.drop_client(c)
+        e.start_node(3)
+        e.wait_synced()
+        tree = e.assert_trees_identical()
+        assert "/after/while-n3-stopped" in tree and not markers & set(tree)
+        logs.check(errors=False)
+        print("\n[%s, %s] n3 (%s) logged %d markers alone (%d fillers); n%d (%s) synced it by %s at 0x%x%s" % (
+            layout, then, old.kind, len(markers), r["fillers"], new, e.node(new).kind, then.upper(),
+            new_last, "" if r["aborted"] else " (without ss -K)"))
+        ok = True
+    finally:
+        if not ok:
+            made.failed = True
+            print(e.report())
+
+
 def migrate(e, loads, sid, kind):
     """Stops server `sid`, starts it as `kind` on the same files, waits until the ensemble
     serves again with it and every load has made progress."""
