@@ -12,7 +12,9 @@ ZooKeeper's digest-mismatch lines throughout. Figures (sync counts, migration un
 retries) are printed: run with -s to see them.
 """
 import os
+import queue
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +25,7 @@ import pytest
 from kazoo.protocol.states import KazooState
 
 import ensemble as E
+from conftest import require
 from opcodes import rawzk
 from test_ensemble import SESSION_OWNER, Load, assert_stays, check_acked, raw_resume, require_kind
 
@@ -36,6 +39,11 @@ DIGEST_MISMATCH = re.compile(r"[Dd]igests? (are not matching|mismatch)|digest mi
 # hits ZOOKEEPER-4394 (an NPE in syncWithLeader when a COMMIT meets no pending proposal, logged
 # at WARN) and its sync thread then dies of ZOOKEEPER-4409/4541 (an NPE on the closed leader
 # socket, logged at ERROR). Tolerated (and counted) only on a server that logged the first.
+# So is a digest mismatch on such a server: after ZOOKEEPER-4394 its SyncThread still logs the
+# proposals of the failed sync, while the server registers again at the zxid it had before them;
+# the next sync sends them again, it logs them twice ("Current zxid ... is <= ..."), applies them
+# on a tree that has them already and its own digest check then disagrees (seen once, under the
+# migration's load; the trees are compared znode by znode afterwards all the same).
 ZK_4394 = re.compile(r'NullPointerException: Cannot read field "hdr" because "pif" is null')
 ZK_4409 = re.compile(r'NullPointerException: Cannot invoke "java\.net\.Socket\.isClosed\(\)" because '
                      r'"this\.learner\.sock" is null')
@@ -76,6 +84,7 @@ class JavaLogs:
         self.e = e
         self.offsets = {}
         self.known_bugs = 0
+        self.known_bug_digests = 0
         self.mark()
 
     def mark(self):
@@ -101,7 +110,11 @@ class JavaLogs:
         gone = 0
         for i, x in enumerate(lines):
             if DIGEST_MISMATCH.search(x):
-                bad.append(x)
+                node = x.split(":", 1)[0]
+                if any(ZK_4394.search(y) for y in lines[:i] if y.startswith(node + ":")):
+                    self.known_bug_digests += 1
+                else:
+                    bad.append(x)
             elif errors and " ERROR " in x:
                 nxt = lines[i + 1] if i + 1 < len(lines) else ""
                 node = x.split(":", 1)[0]
@@ -354,9 +367,9 @@ def test_uncommitted_txns_of_an_old_leader_are_dropped_across_kinds(made, layout
     TRUNCs it to the last txn they share. then=snap: it returns after new-epoch txns; both kinds
     of leader never TRUNC across an epoch and send a SNAP at their last txn instead."""
     kinds = TRUNC_LAYOUTS[layout]
-    # syncLimit 20 (4 s): the old leader must go on leading while make_trunc fills its
+    # syncLimit 40 (8 s): the old leader must go on leading while make_trunc fills its
     # connections to the stopped followers (with 5 it has one second).
-    e = mixed(made, kinds, voters=3, name="%s-%s" % (layout, then), extra_cfg={"syncLimit": "20"})
+    e = mixed(made, kinds, voters=3, name="%s-%s" % (layout, then), extra_cfg={"syncLimit": "40"})
     logs = JavaLogs(e)
     ok = False
     try:
@@ -434,6 +447,131 @@ def test_uncommitted_txns_of_an_old_leader_are_dropped_across_kinds(made, layout
             print(e.report())
 
 
+ZKCLI = "/usr/share/zookeeper/bin/zkCli.sh"
+
+
+class CliLoad(threading.Thread):
+    """ZooKeeper's own command-line client as a writer: one long-lived zkCli.sh (one JVM, one
+    session) fed commands on stdin, each create followed by a get of what it wrote. Shaped like
+    test_ensemble.Load (name_, acked, failures, retries) so that migrate, longest_gap and
+    check_acked take it along: its znodes are /load/<name>/wNNNNNN.
+
+    zkCli.sh prints one line per command: for a create "Created <path>", or an error line, either
+    "<error>: <path>" ("Node already exists: <path>", "Node does not exist: <path>") or
+    "KeeperErrorCode = <error> for <path>"; for a get the data, or such an error line.
+    A command answered with ConnectionLoss is sent again (a create then finding its znode with
+    its data is acknowledged, as with Load's retries); any other error is a failure."""
+
+    def __init__(self, e, name, pace_s=0.02, timeout_ms=10000):
+        super().__init__(daemon=True)
+        self.name_ = name
+        self.pace_s = pace_s
+        self.acked = []
+        self.failures = []
+        self.retries = 0
+        self.reads_done = 0
+        self.stopping = threading.Event()
+        env = dict(os.environ, CLIENT_JVMFLAGS="-Xmx64m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+        self.log_path = os.path.join(e.dir, "zkcli-%s.out" % name)
+        self.proc = subprocess.Popen([ZKCLI, "-timeout", str(timeout_ms), "-server", e.hosts()],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, bufsize=1, start_new_session=True, env=env)
+        self.lines = queue.Queue(maxsize=10000)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        with open(self.log_path, "w") as log:
+            for line in self.proc.stdout:
+                log.write(line)
+                log.flush()
+                self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def _ask(self, command, path, answers, timeout=25.0):
+        """Sends `command` and returns the first line that answers it: a line in `answers`, or
+        an error line for `path`."""
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        err = re.compile(r"^(?:KeeperErrorCode = (.*) for |(.*): )%s$" % re.escape(path))
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError("zkCli.sh answered no %r within %.0f s" % (command, timeout))
+            if line is None:
+                raise AssertionError("zkCli.sh exited (%s) at %r" % (self.proc.poll(), command))
+            if line in answers:
+                return line, None
+            m = err.match(line)
+            if m:
+                return line, m.group(1) or m.group(2)
+
+    def _until_decided(self, command, path, answers):
+        deadline = time.monotonic() + 30
+        first = True
+        while True:
+            line, error = self._ask(command, path, answers)
+            if error != "ConnectionLoss":
+                return line, error, first
+            self.retries += 1
+            first = False
+            if time.monotonic() > deadline:
+                raise AssertionError("%r lost with the connection for 30 s" % command)
+            time.sleep(0.05)
+
+    def run(self):
+        i = 0
+        try:
+            while True:
+                line = self.lines.get(timeout=30)
+                assert line is not None, "zkCli.sh exited (%s) before it connected" % self.proc.poll()
+                if "state:SyncConnected" in line:
+                    break
+            line, error, _ = self._until_decided("create /load", "/load", ("Created /load", "Node already exists: /load"))
+            assert error is None, line
+            line, error, _ = self._until_decided("create /load/%s" % self.name_, "/load/%s" % self.name_,
+                                                 ("Created /load/%s" % self.name_,))
+            assert error is None, line
+            while not self.stopping.is_set():
+                path = "/load/%s/w%06d" % (self.name_, i)
+                data = "%s-%d" % (self.name_, i)
+                i += 1
+                self.stopping.wait(self.pace_s)
+                sent = time.monotonic()
+                line, error, first = self._until_decided(
+                    "create %s %s" % (path, data), path, ("Created " + path, "Node already exists: " + path))
+                if error is not None or (first and line.startswith("Node already")):
+                    self.failures.append((path, line))
+                    return
+                # The get confirms the data (and decides a create retried after a loss).
+                line, error, _ = self._until_decided("get " + path, path, (data,))
+                if error is not None:
+                    self.failures.append((path, "get: " + line))
+                    return
+                self.reads_done += 1
+                self.acked.append((path, data.encode(), sent, time.monotonic()))
+        except Exception as ex:
+            self.failures.append((i, repr(ex)))
+
+    def stop(self):
+        self.stopping.set()
+        self.join(60)
+        assert not self.is_alive(), "zkCli.sh load %s did not stop" % self.name_
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+            self.proc.wait(15)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        self.kill()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
 def migrate(e, loads, sid, kind):
     """Stops server `sid`, starts it as `kind` on the same files, waits until the ensemble
     serves again with it and every load has made progress."""
@@ -460,18 +598,24 @@ def longest_gap(loads):
 
 @pytest.mark.parametrize("observers", [0, 1])
 def test_rolling_migration_java_to_zkd_and_back_under_load(made, observers):
+    require(os.access(ZKCLI, os.X_OK), "ZooKeeper's %s (the Debian package)" % ZKCLI)
     e = mixed(made, ["java"] * (3 + observers), voters=3, name="migrate%d" % observers)
     logs = JavaLogs(e)
     ok = False
+    cli = None
     try:
         e.start()
         loads = []
         for s in e.sids:
             order = [s] + [x for x in e.sids if x != s]
             loads.append(Load(e.client(hosts=e.hosts(order)), "on-n%d" % s, retry=True, pace_s=0.005))
+        # ZooKeeper's zkCli.sh writes alongside (one JVM on the whole server list).
+        cli = CliLoad(e, "zkcli")
+        loads.append(cli)
         for x in loads:
             x.start()
-        e.wait_until(lambda: all(len(x.acked) >= 20 for x in loads), 20, "every client has 20 acks")
+        e.wait_until(lambda: all(len(x.acked) >= 20 for x in loads) or any(x.failures for x in loads), 30,
+                     "every client has 20 acks")
         figures = []
         for kind in ("zkd", "oracle"):
             # Followers and observers first, the leader last, as an operator would.
@@ -486,20 +630,25 @@ def test_rolling_migration_java_to_zkd_and_back_under_load(made, observers):
         for x in loads:
             assert not x.failures, (x.name_, x.failures[:5])
         overall, one = longest_gap(loads)
-        print("\n[migration, %d observer(s)] %d writes and %d reads acknowledged; %d retries after "
-              "connection loss; longest time without any ack %.2f s; longest single write %.2f s; "
-              "restart-to-serving per step %s" % (
+        print("\n[migration, %d observer(s)] %d writes and %d reads acknowledged (%d writes by zkCli.sh); "
+              "%d retries after connection loss (%d by zkCli.sh), no other error; longest time without "
+              "any ack %.2f s; longest single write %.2f s; restart-to-serving per step %s" % (
                   observers, sum(len(x.acked) for x in loads), sum(x.reads_done for x in loads),
-                  sum(x.retries for x in loads), overall, one,
+                  len(cli.acked), sum(x.retries for x in loads), cli.retries, overall, one,
                   ", ".join("n%d->%s %.1fs" % (s, k, b) for s, k, b in figures)))
         e.wait_synced()
         check_acked(e, loads)
         e.assert_trees_identical()
         gone = logs.check(errors=True)
         print("[migration] ZooKeeper's ERROR lines for a peer going away: %d; ZOOKEEPER-4394 then "
-              "4409 on a ZooKeeper learner: %d" % (gone, logs.known_bugs))
+              "4409 on a ZooKeeper learner: %d, and digest-mismatch lines after 4394: %d" % (
+                  gone, logs.known_bugs, logs.known_bug_digests))
         ok = True
     finally:
+        if cli is not None:
+            cli.kill()
         if not ok:
             made.failed = True
             print(e.report())
+            if cli is not None:
+                print("zkCli.sh said (%s): ...%s" % (cli.log_path, open(cli.log_path).read()[-2000:]))
