@@ -609,7 +609,7 @@ class Ensemble:
         return ld, (after[0] - before[0], after[1] - before[1])
 
     def make_trunc(self, prefix="/trunc", markers=3, filler_size=256 * 1024, max_fillers=64,
-                   new_epoch_writes=0, settle_fillers=4):
+                   new_epoch_writes=0, settle_fillers=4, wipe_old_leader=False):
         """Leaves the leader with transactions no other server has, and brings it back so that
         the new leader must TRUNC it (3 voters, no observers).
 
@@ -628,6 +628,8 @@ class Ensemble:
         new_epoch_writes > 0: that many creates under `prefix` through the new leader before the
         old one returns: then the old leader's last zxid and the new leader's next txn are of
         different epochs, and the new leader sends a SNAP rather than a TRUNC.
+        wipe_old_leader: the old leader comes back with an empty dataDir (a SNAP, taken before
+        the new epoch's first txn unless new_epoch_writes).
 
         Returns a dict: old and new leader, the marker paths, the new leader's (diff_count,
         snap_count) change across the old leader's return, and what the old leader had logged."""
@@ -711,6 +713,8 @@ class Ensemble:
             for i in range(new_epoch_writes):
                 w.create("%s/new-epoch%d" % (prefix, i), b"")
             self.drop_client(w)
+        if wipe_old_leader:
+            self.nodes[ld].wipe()
         before = self.sync_counts(new)
         self.nodes[ld].start()
         self.wait_formed()

@@ -360,12 +360,16 @@ def log_since(node, offset):
         return f.read().decode(errors="replace")
 
 
-@pytest.mark.parametrize("then", ["trunc", "snap"])
+@pytest.mark.parametrize("then", ["trunc", "snap", "wiped"])
 @pytest.mark.parametrize("layout", list(TRUNC_LAYOUTS))
 def test_uncommitted_txns_of_an_old_leader_are_dropped_across_kinds(made, layout, then):
     """then=trunc: the old leader returns before the new epoch's first txn; the new leader
     TRUNCs it to the last txn they share. then=snap: it returns after new-epoch txns; both kinds
-    of leader never TRUNC across an epoch and send a SNAP at their last txn instead."""
+    of leader never TRUNC across an epoch and send a SNAP at their last txn instead.
+    then=wiped: it returns with an empty dataDir before the new epoch's first txn: a SNAP at the
+    new epoch's marker zxid (0x<epoch>00000000, both kinds' last processed zxid then), which the
+    learner then holds as its last zxid; restarted after new txns, it gets a DIFF from that
+    marker (both kinds' leaders DIFF a learner at a new-epoch marker inside their log)."""
     kinds = TRUNC_LAYOUTS[layout]
     # syncLimit 40 (8 s): the old leader must go on leading while make_trunc fills its
     # connections to the stopped followers (with 5 it has one second).
@@ -384,7 +388,7 @@ def test_uncommitted_txns_of_an_old_leader_are_dropped_across_kinds(made, layout
 
         # The followers stop; the old leader logs markers it cannot send, is killed, and comes
         # back to the leader its followers elected.
-        r = e.make_trunc(new_epoch_writes=5 if then == "snap" else 0)
+        r = e.make_trunc(new_epoch_writes=5 if then == "snap" else 0, wipe_old_leader=then == "wiped")
         new = r["new_leader"]
         assert r["old_leader"] == 3 and e.node(new).kind != old.kind, (r["old_leader"], new, e.kinds())
         markers = set(r["markers"])
@@ -412,9 +416,32 @@ def test_uncommitted_txns_of_an_old_leader_are_dropped_across_kinds(made, layout
                 seen = [(int(a), int(b, 16), int(p, 16)) for a, b, p in
                         JAVA_SYNCING.findall(log_since(e.node(new), offsets[new]))]
                 assert (3, new_last, max(z for z, _, _ in r["old_logged"])) in seen, seen
-        else:
+        elif then == "snap":
             assert not truncs and others == [new_last], (truncs, others, new_last, said[-3000:])
             assert new_last >> 32 > max(z for z, _, _ in r["old_logged"]) >> 32
+        else:
+            marker = ((max(z for z, _, _ in r["old_logged"]) >> 32) + 1) << 32
+            assert not truncs and others == [marker], (truncs, others, hex(marker), said[-3000:])
+            # The learner is at the marker (`srvr`), as ZooKeeper's leader is (its startZkServer
+            # sets its last processed zxid so). zkd's leader keeps showing its last txn there
+            # until the epoch's first one; what it sends (SNAP, DIFF, TRUNC zxids) is the same.
+            assert old.srvr()[1] == marker, (old.srvr(), hex(marker))
+            if e.node(new).kind == "oracle":
+                assert e.node(new).srvr()[1] == marker, (e.node(new).srvr(), hex(marker))
+            # Back after new txns from its marker: a DIFF.
+            e.stop(3)
+            c = e.client([new])
+            c.create("/after/while-n3-at-the-marker", b"", makepath=True)
+            e.drop_client(c)
+            before_counts = e.sync_counts(new)
+            offsets[3] = os.path.getsize(old.log_path)
+            e.start_node(3)
+            e.wait_synced()
+            after_counts = e.sync_counts(new)
+            assert (after_counts[0] - before_counts[0], after_counts[1] - before_counts[1]) == (1, 0), (
+                before_counts, after_counts)
+            said = log_since(old, offsets[3])
+            assert not lines["trunc"].findall(said) and not re.findall("Getting a snapshot", said), said[-3000:]
 
         # Everyone writes on, and all three trees (data and stat of every znode) are one, without
         # the markers; the same after the old leader restarts from its own files.
@@ -436,10 +463,13 @@ def test_uncommitted_txns_of_an_old_leader_are_dropped_across_kinds(made, layout
         e.wait_synced()
         tree = e.assert_trees_identical()
         assert "/after/while-n3-stopped" in tree and not markers & set(tree)
+        if then == "wiped":
+            assert "/after/while-n3-at-the-marker" in tree
         logs.check(errors=False)
         print("\n[%s, %s] n3 (%s) logged %d markers alone (%d fillers); n%d (%s) synced it by %s at 0x%x%s" % (
-            layout, then, old.kind, len(markers), r["fillers"], new, e.node(new).kind, then.upper(),
-            new_last, "" if r["aborted"] else " (without ss -K)"))
+            layout, then, old.kind, len(markers), r["fillers"], new, e.node(new).kind,
+            "TRUNC" if then == "trunc" else "SNAP", marker if then == "wiped" else new_last,
+            "" if r["aborted"] else " (without ss -K)"))
         ok = True
     finally:
         if not ok:
