@@ -1,14 +1,17 @@
 """Mixed ensembles: zkd and Apache ZooKeeper 3.8 (the Debian package, QuorumPeerMain) as members
 of ONE ensemble, started from the same zoo.cfg lines (tests/py/ensemble.py, `kinds=`), and the
 rolling migration an operator does: each server in turn stopped and started as the other kind on
-the same zoo.cfg, myid and dataDir.
+the same zoo.cfg, myid and dataDir, under kazoo writers and ZooKeeper's own zkCli.sh. And a
+leader of one kind cut off with proposals nobody else has, brought back by a leader of the other
+kind: TRUNC (or SNAP once the new epoch has txns), its proposals gone everywhere.
 
 Which kind leads is forced by the election's tie-break: servers with equal epochs and zxids elect
 the highest server id, so the kind of the highest voter leads a fresh ensemble; once a leader is
 killed, the highest surviving voter leads (same zxids: nothing is in flight then).
 
 Every ZooKeeper server's log must stay free of ERROR lines while nobody is killed, and free of
-ZooKeeper's digest-mismatch lines throughout. Figures (sync counts, migration unavailability,
+ZooKeeper's digest-mismatch lines throughout (but on a server that hit ZOOKEEPER-4394 first,
+see below). Figures (sync counts, migration unavailability,
 retries) are printed: run with -s to see them.
 """
 import os
