@@ -166,9 +166,10 @@ def logged_txns(data_dir):
     return out
 
 
-def tcp_queues(local_port):
-    """{remote port: (tx_queue, rx_queue)} of the established TCP sockets with this local port,
-    from /proc/net/tcp and tcp6 (Java's sockets are IPv6 ones)."""
+def tcp_queues(local_port, remote=False):
+    """{remote port: (tx_queue, rx_queue)} of the established TCP sockets with this local port
+    (remote=True: {local port: (tx_queue, rx_queue)} of those with this remote port), from
+    /proc/net/tcp and tcp6 (Java's sockets are IPv6 ones)."""
     out = {}
     for fn in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -180,10 +181,13 @@ def tcp_queues(local_port):
             p = line.split()
             if len(p) < 5 or p[3] != "01":  # ESTABLISHED
                 continue
-            if int(p[1].rsplit(":", 1)[1], 16) != local_port:
+            mine, theirs = int(p[1].rsplit(":", 1)[1], 16), int(p[2].rsplit(":", 1)[1], 16)
+            if remote:
+                mine, theirs = theirs, mine
+            if mine != local_port:
                 continue
             tx, rx = (int(x, 16) for x in p[4].split(":"))
-            out[int(p[2].rsplit(":", 1)[1], 16)] = (tx, rx)
+            out[theirs] = (tx, rx)
     return out
 
 
@@ -604,7 +608,8 @@ class Ensemble:
         after = self.sync_counts(ld)
         return ld, (after[0] - before[0], after[1] - before[1])
 
-    def make_trunc(self, prefix="/trunc", markers=3, filler_size=256 * 1024, max_fillers=64):
+    def make_trunc(self, prefix="/trunc", markers=3, filler_size=256 * 1024, max_fillers=64,
+                   new_epoch_writes=0, settle_fillers=4, wipe_old_leader=False):
         """Leaves the leader with transactions no other server has, and brings it back so that
         the new leader must TRUNC it (3 voters, no observers).
 
@@ -619,6 +624,12 @@ class Ensemble:
         resume, elect a new leader from what they have (checked: no marker in their logs), and
         the old leader is restarted at once (before any transaction of the new epoch, which
         would make the leader send a SNAP instead: ZooKeeper never TRUNCs across an epoch).
+
+        new_epoch_writes > 0: that many creates under `prefix` through the new leader before the
+        old one returns: then the old leader's last zxid and the new leader's next txn are of
+        different epochs, and the new leader sends a SNAP rather than a TRUNC.
+        wipe_old_leader: the old leader comes back with an empty dataDir (a SNAP, taken before
+        the new epoch's first txn unless new_epoch_writes).
 
         Returns a dict: old and new leader, the marker paths, the new leader's (diff_count,
         snap_count) change across the old leader's return, and what the old leader had logged."""
@@ -655,6 +666,26 @@ class Ensemble:
                 # is a closed window, and whatever the leader queues after it stays on its side.
                 if q2 is not None and q2.keys() == q1.keys() and all(q2[k][0] >= q1[k][0] for k in q1):
                     break
+            # A send queue that looked stuck may have been slow delivery (a busy machine), or a
+            # stopped receiver's kernel may still open its window a little (when it compacts its
+            # receive queue): a few more fillers take that room, and the followers' receive
+            # queues must then stay put (everything after stays on the leader's side).
+            for _ in range(settle_fillers):
+                pending.append(w.create_async("%s/fill%03d" % (prefix, n), filler))
+                n += 1
+
+            def received():
+                r = tcp_queues(lnode.quorum_port, remote=True)
+                return sorted(rx for _, rx in r.values()) if len(r) == len(fs) else None
+
+            seen = [received()]
+
+            def settled():
+                seen.append(received())
+                return len(seen) >= 4 and seen[-1] is not None and seen[-4:] == [seen[-1]] * 4 \
+                    and queues() is not None
+
+            self.wait_until(settled, 3, "the followers' receive queues stay put (%s)" % seen[-3:], step=0.1)
             marker_paths = ["%s/marker%d" % (prefix, i) for i in range(markers)]
             for p in marker_paths:
                 pending.append(w.create_async(p, b"uncommitted"))
@@ -677,6 +708,13 @@ class Ensemble:
         # The other follower has synced with the new leader: count from here.
         self.wait_until(lambda: int(self.nodes[new].mntr().get("zk_synced_followers", -1)) == 1,
                         10, "the new leader has its follower synced")
+        if new_epoch_writes:
+            w = self.client([new])
+            for i in range(new_epoch_writes):
+                w.create("%s/new-epoch%d" % (prefix, i), b"")
+            self.drop_client(w)
+        if wipe_old_leader:
+            self.nodes[ld].wipe()
         before = self.sync_counts(new)
         self.nodes[ld].start()
         self.wait_formed()
