@@ -527,6 +527,12 @@ impl Cluster {
         self.net()?.heal()
     }
 
+    /// The node that says it leads (`srvr`), if one does.
+    pub fn leader(&self) -> Option<usize> {
+        let addrs = self.addrs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        addrs.iter().position(|a| a.is_some_and(|at| four_letter(at, "srvr").contains("Mode: leader")))
+    }
+
     pub fn clock_offset_s(&self, i: usize) -> i64 {
         self.nodes[i].clock_offset_s
     }
