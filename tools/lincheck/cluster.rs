@@ -241,6 +241,12 @@ impl Cluster {
             std::fs::write(n.data.join("myid"), format!("{}\n", i + 1))?;
         }
         std::fs::write(n.dir.join("zoo.cfg"), cfg)?;
+        // The data directory and myid are the operator's, in place before the server ever runs:
+        // durable, or a disk shut down in the first seconds would take them (and the server's
+        // identity) with it.
+        if let Some(mnt) = &n.mnt {
+            syncfs(mnt)?;
+        }
         Ok(())
     }
 
@@ -486,17 +492,9 @@ impl Cluster {
     /// Frees what `fill_disk` took, durably: an unsynced delete would come back after a later
     /// fs-shutdown (the journal not flushed), and the disk would be full again.
     pub fn unfill_disk(&self, i: usize) -> anyhow::Result<()> {
-        use std::os::fd::AsRawFd;
         let mnt = self.mnt(i)?;
         std::fs::remove_file(mnt.join("filler"))?;
-        let dir = std::fs::File::open(mnt)?;
-        // SAFETY: syncfs on an open descriptor.
-        anyhow::ensure!(
-            unsafe { libc::syncfs(dir.as_raw_fd()) } == 0,
-            "syncfs: {}",
-            std::io::Error::last_os_error()
-        );
-        Ok(())
+        syncfs(mnt)
     }
 
     /// Limits node `i`'s writes to its disk to `iops` a second (0: no limit).
@@ -527,6 +525,12 @@ impl Cluster {
     /// Every node hears every other again.
     pub fn heal(&self) -> anyhow::Result<()> {
         self.net()?.heal()
+    }
+
+    /// The node that says it leads (`srvr`), if one does.
+    pub fn leader(&self) -> Option<usize> {
+        let addrs = self.addrs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        addrs.iter().position(|a| a.is_some_and(|at| four_letter(at, "srvr").contains("Mode: leader")))
     }
 
     pub fn clock_offset_s(&self, i: usize) -> i64 {
@@ -607,6 +611,20 @@ fn unmount(n: &mut Node) {
         let _ = Command::new("losetup").args(["-d", &dev]).output();
     }
     n.devno = None;
+}
+
+/// Makes everything written to the file system holding `path` durable.
+fn syncfs(path: &Path) -> anyhow::Result<()> {
+    use std::os::fd::AsRawFd;
+    let dir = std::fs::File::open(path)?;
+    // SAFETY: syncfs on an open descriptor.
+    anyhow::ensure!(
+        unsafe { libc::syncfs(dir.as_raw_fd()) } == 0,
+        "syncfs {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+    Ok(())
 }
 
 /// open(path, O_WRONLY), write, close: for the child between fork and exec.

@@ -19,6 +19,10 @@
 //! - `slow-disk` (root): the node's writes to its disk are throttled to 10-50 I/Os a second for
 //!   1-3 s (blkio cgroup on its loop device: this kernel has no device-mapper, so no dm-delay).
 //!
+//! - `partition`, `one-way` (root, ensembles): planned on an even-numbered node, they go to
+//!   whichever node leads when they start (a cut-off leader is the case that must step down while
+//!   the others elect another); on an odd-numbered node, to that node.
+//!
 //! Between faults the system runs 0.3-1.5 s undisturbed, and the last 3 s of a run are quiet, so
 //! the history ends with reads of whatever the faults left.
 
@@ -218,7 +222,14 @@ pub fn inject(
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let i = p.node;
+        let mut i = p.node;
+        let mut whom = String::new();
+        if p.fault.kind().needs_net() && p.node % 2 == 0 {
+            if let Some(l) = cluster.leader() {
+                i = l;
+                whom = " (the leader)".into();
+            }
+        }
         match p.fault {
             Fault::Kill { down_ms } => {
                 cluster.kill(i)?;
@@ -274,14 +285,14 @@ pub fn inject(
             }
             Fault::Partition { ms: len } => {
                 cluster.isolate(i)?;
-                rec.fault(i, "partition", format!("cut off from the other nodes for {len} ms"));
+                rec.fault(i, "partition", format!("cut off from the other nodes for {len} ms{whom}"));
                 sleep_until(Instant::now() + ms(len));
                 cluster.heal()?;
                 rec.fault(i, "heal", String::new());
             }
             Fault::OneWay { ms: len } => {
                 cluster.mute(i)?;
-                rec.fault(i, "one-way", format!("the other nodes drop its packets for {len} ms"));
+                rec.fault(i, "one-way", format!("the other nodes drop its packets for {len} ms{whom}"));
                 sleep_until(Instant::now() + ms(len));
                 cluster.heal()?;
                 rec.fault(i, "heal", String::new());
