@@ -362,8 +362,16 @@ impl Watch {
                 if n.role != PeerState::Leading {
                     continue;
                 }
+                // ZAB's promise: the leader of epoch e holds every txn committed in an epoch
+                // before e. A txn committed in a later epoch can exist when a leader paused
+                // during synchronisation resumes to acks sent before its followers moved on: a
+                // deposed leader that serves only until its next quorum check, and cannot
+                // commit (the newer epoch's quorum no longer acks it; other checks hold that).
                 let logged: BTreeSet<(i64, Txn)> = n.log.iter().map(|e| (e.zxid, e.txn)).collect();
-                if let Some(e) = self.committed.iter().find(|e| !logged.contains(&(e.zxid, e.txn))) {
+                let before = |e: &&Entry| crate::quorum::epoch_of(e.zxid) < n.epoch;
+                if let Some(e) =
+                    self.committed.iter().filter(before).find(|e| !logged.contains(&(e.zxid, e.txn)))
+                {
                     return Err(format!(
                         "sid {sid} started serving as leader without committed zxid {:#x} ({:?}) in its log",
                         e.zxid, e.txn

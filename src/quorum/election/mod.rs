@@ -284,7 +284,15 @@ impl Election {
             }
             Input::Tick => self.tick(now_ms, out),
             Input::PeerReachable { sid } => self.set_reachable(sid, true),
-            Input::PeerUnreachable { sid } => self.set_reachable(sid, false),
+            Input::PeerUnreachable { sid } => {
+                self.set_reachable(sid, false);
+                // A quorum waiting out the finalize window whose only missing votes are from
+                // voters that cannot be reached decides now.
+                let waiting = self.round.as_ref().is_some_and(|r| r.finalize_deadline_ms.is_some());
+                if waiting && self.all_voters_agree() {
+                    self.decide_for_proposal(now_ms, out);
+                }
+            }
             Input::Serving { state, vote } => {
                 assert!(state != PeerState::Looking, "LOOKING is entered with Input::Start");
                 assert!(
@@ -522,11 +530,20 @@ impl Election {
         votes.iter().filter(|(_, b)| b.matches(ours)).map(|(s, _)| *s).collect()
     }
 
-    /// Every voter has our vote, of our round, in the round's votes.
+    /// Every voter that can be reached has our vote, of our round, in the round's votes (the
+    /// caller has checked that they are a quorum). A voter the driver reports unreachable (its
+    /// connection refused or lost) cannot send a better vote in the finalize window, so waiting
+    /// for it only delays the failover. Safety does not rest on the wait: a quorum agreeing on
+    /// the vote with the newest (epoch, zxid) among them holds every committed txn, and ZAB's
+    /// epoch establishment refuses a follower ahead of its leader.
     fn all_voters_agree(&self) -> bool {
         let Some(r) = self.round.as_ref() else { return false };
         let ours = Ballot::looking(self.proposal_vote());
-        self.members.voters.iter().all(|s| r.recvset.get(s).is_some_and(|b| b.matches(&ours)))
+        self.members.voters.iter().all(|s| {
+            let unreachable =
+                *s != self.my_sid && self.peers.get(s).is_some_and(|p| p.reachable == Some(false));
+            unreachable || r.recvset.get(s).is_some_and(|b| b.matches(&ours))
+        })
     }
 
     fn decide_for_proposal(&mut self, now_ms: u64, out: &mut Vec<Action>) {

@@ -186,6 +186,47 @@ fn the_finalize_window_restarts_at_every_vote_that_is_not_better() {
     );
 }
 
+/// A quorum whose missing votes are all from servers the driver reports unreachable decides at
+/// once, whether the report comes before the quorum forms or while it waits out the window.
+#[test]
+fn unreachable_voters_are_not_waited_for() {
+    let m = Members::new([1, 2, 3, 4, 5], []);
+    let mut e = node(5, &m);
+    start(&mut e, Z5, 1, 0);
+    step(&mut e, Input::PeerUnreachable { sid: 4 }, 1);
+    recv(&mut e, 1, note(&m, Looking, vote(5, Z5, 1, 1)), 10);
+    assert_eq!(
+        recv(&mut e, 2, note(&m, Looking, vote(5, Z5, 1, 1)), 20),
+        vec![],
+        "3 is neither heard nor unreachable"
+    );
+    assert_eq!(e.next_deadline_ms(), Some(220));
+    assert_eq!(
+        step(&mut e, Input::PeerUnreachable { sid: 3 }, 30),
+        vec![Action::Decided { vote: vote(5, Z5, 1, 1), state: Leading, duration_ms: 30 }]
+    );
+
+    // Reported unreachable before the votes arrive: the quorum's last vote decides.
+    let mut e = node(5, &m);
+    start(&mut e, Z5, 1, 0);
+    step(&mut e, Input::PeerUnreachable { sid: 3 }, 1);
+    step(&mut e, Input::PeerUnreachable { sid: 4 }, 1);
+    recv(&mut e, 1, note(&m, Looking, vote(5, Z5, 1, 1)), 10);
+    assert_eq!(
+        recv(&mut e, 2, note(&m, Looking, vote(5, Z5, 1, 1)), 20),
+        vec![Action::Decided { vote: vote(5, Z5, 1, 1), state: Leading, duration_ms: 20 }]
+    );
+    // One that comes back counts again.
+    let mut e = node(5, &m);
+    start(&mut e, Z5, 1, 0);
+    step(&mut e, Input::PeerUnreachable { sid: 3 }, 1);
+    step(&mut e, Input::PeerReachable { sid: 3 }, 2);
+    step(&mut e, Input::PeerUnreachable { sid: 4 }, 2);
+    recv(&mut e, 1, note(&m, Looking, vote(5, Z5, 1, 1)), 10);
+    assert_eq!(recv(&mut e, 2, note(&m, Looking, vote(5, Z5, 1, 1)), 20), vec![]);
+    assert_eq!(e.next_deadline_ms(), Some(220));
+}
+
 #[test]
 fn a_better_vote_ends_the_finalize_window() {
     let m = three();

@@ -220,8 +220,8 @@ fn a_peer_looking_alone_reports_the_election_and_no_mode() {
     let row = report.lines().find(|r| r.starts_with("2 ")).unwrap_or_else(|| panic!("{report}"));
     assert!(row.contains(" down "), "{row}");
 
-    // Server 3 votes for itself, with another server list: 1 and 3 are a quorum, and decide
-    // once the finalize window (200 ms) passes with no better vote.
+    // Server 3 votes for itself, with another server list: 1 and 3 are a quorum, and decide at
+    // once: the only other voter, 2, is unreachable, so no better vote can come in the window.
     let theirs = "server.1=a:1:2:participant\nserver.2=b:1:2:participant\nserver.3=c:1:2:participant\n\
                   server.4=d:1:2:participant\nversion=0";
     let n = Notification {
@@ -236,15 +236,12 @@ fn a_peer_looking_alone_reports_the_election_and_no_mode() {
     assert_eq!(s.config_mismatches.len(), 1);
     assert_eq!(s.config_mismatches[0].0, 3);
     let d = s.last_election.unwrap();
-    assert_eq!(
-        (d.leader, d.state, d.duration_ms, d.round, d.at_ms),
-        (3, PeerState::Following, 270, 1, 1_270)
-    );
+    assert_eq!((d.leader, d.state, d.duration_ms, d.round, d.at_ms), (3, PeerState::Following, 70, 1, 1_070));
     assert_eq!((s.zab_state, s.leader, s.mode()), (ZabState::Discovery, Some(3), None));
     let report = s.election_report();
     assert!(report.starts_with("leader: 3; following - discovery, not serving\n"), "{report}");
     assert!(
-        report.contains("last election: round 1, took 270 ms, decided 10 ms ago (following with leader 3)\n")
+        report.contains("last election: round 1, took 70 ms, decided 210 ms ago (following with leader 3)\n")
     );
     assert!(
         report.contains(
