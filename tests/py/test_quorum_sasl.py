@@ -192,3 +192,33 @@ def test_rolling_upgrade_members_that_do_not_require_sasl_accept_one_without_it(
         raise
     finally:
         ens.close()
+
+
+@pytest.mark.parametrize("case", ["kerberos", "no-jaas", "no-learner-section"])
+def test_what_zkd_cannot_do_stops_the_start_with_one_sentence(case):
+    """Kerberos (GSSAPI) between members, and quorum SASL without its JAAS sections: exit 2
+    with a sentence naming the key or section, never a silent start without authentication."""
+    ens = make("qsasl-refuse")
+    try:
+        n = ens.node(1)
+        if case == "kerberos":
+            use_jaas(n, jaas_text().replace(
+                'org.apache.zookeeper.server.auth.DigestLoginModule required\n  user_',
+                'com.sun.security.auth.module.Krb5LoginModule required useKeyTab=true '
+                'keyTab="/etc/zk.keytab" principal="zkquorum/localhost@EXAMPLE.COM"\n  user_'))
+            expect = ["quorum.auth.server.saslLoginContext=QuorumServer", "GSSAPI"]
+        elif case == "no-jaas":
+            n.command = lambda: [E.ZKD_BIN, "serve", "--config", n.cfg_path, "--port-file", n.port_file]
+            expect = ["quorum.auth.enableSasl=true needs a JAAS file"]
+        else:
+            use_jaas(n, jaas_text().split("QuorumLearner")[0])
+            expect = ["no 'QuorumLearner' section", "quorum.auth.learner.saslLoginContext=QuorumLearner"]
+        n.start()
+        ens.wait_until(lambda: not n.alive(), 20, "n1 exits")
+        assert n.proc.returncode == 2, n.proc.returncode
+        text = log(ens, 1)
+        for e in expect:
+            assert e in text, (e, text[-2000:])
+        assert PASSWORD not in text
+    finally:
+        ens.close()
