@@ -61,6 +61,15 @@ def make(name, extra=REQUIRED, java_sids=()):
     return ens
 
 
+def election_port_open(node):
+    import socket
+    try:
+        socket.create_connection(("127.0.0.1", node.election_port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
 def log(ens, s):
     return ens.node(s).tail_log(400000)
 
@@ -133,7 +142,12 @@ def test_mixed_ensemble_with_java_over_quorum_sasl(java_sids):
         pytest.skip("java is not installed")
     ens = make("qsasl-mixed", java_sids=java_sids)
     try:
-        ens.start()
+        # n3 starts first, so that the highest sid is there when the election starts and
+        # leads (all zxids are equal), and every other member dials a listening n3.
+        ens.node(3).start()
+        ens.wait_until(lambda: election_port_open(ens.node(3)), 30, "n3 listens on its election port")
+        ens.start(sids=[1, 2])
+        assert ens.leader() == 3, ens.modes()
         check_replicates(ens, "/mixed-a")
         for s in java_sids:
             assert JAVA_OK in log(ens, s), "n%d (Java) logs no successful quorum SASL" % s
