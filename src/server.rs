@@ -199,12 +199,53 @@ pub fn load_sasl(cfg: &Config) -> Result<Option<crate::config::jaas::SaslUsers>,
         .map_err(|e| StartError::Security(format!("cannot read the JAAS file {path}: {e}")))?;
     let bad = |e: String| StartError::Security(format!("the JAAS file {path} cannot be used: {e}"));
     let sections = crate::config::jaas::parse(&text).map_err(bad)?;
+    if sec.quorum_sasl.is_some() && !sections.iter().any(|s| s.name == sec.sasl_login_context) {
+        // A file for quorum SASL alone (QuorumServer/QuorumLearner): ZooKeeper then serves
+        // clients without SASL, as it does for any file without the server's section.
+        return Ok(None);
+    }
     let users = crate::config::jaas::digest_users(&sections, &sec.sasl_login_context).map_err(bad)?;
     Ok(Some(crate::config::jaas::SaslUsers {
         users,
         super_password: sec.sasl_super_password.clone(),
         remove_host: sec.kerberos_remove_host,
         remove_realm: sec.kerberos_remove_realm,
+    }))
+}
+
+/// Quorum SASL's settings (`quorum.auth.enableSasl=true`): the JAAS file's `QuorumServer`
+/// users and `QuorumLearner` login, both needed, as ZooKeeper's `SaslQuorumAuthServer` and
+/// `SaslQuorumAuthLearner` need them even when authentication is not required.
+pub fn load_quorum_sasl(cfg: &Config) -> Result<Option<crate::quorum::auth::QuorumSaslSettings>, StartError> {
+    let sec = &cfg.security;
+    let Some(q) = &sec.quorum_sasl else { return Ok(None) };
+    let Some(path) = &sec.jaas_config else {
+        return Err(StartError::Security(
+            "quorum.auth.enableSasl=true needs a JAAS file with the QuorumServer and QuorumLearner \
+             sections: give -Djava.security.auth.login.config=PATH in SERVER_JVMFLAGS (or \
+             zkd serve --jaas-config PATH), or remove quorum.auth.enableSasl"
+                .into(),
+        ));
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| StartError::Security(format!("cannot read the JAAS file {path}: {e}")))?;
+    let bad = |e: String| {
+        StartError::Security(format!(
+            "the JAAS file {path} cannot be used for quorum.auth.enableSasl=true \
+             (quorum.auth.server.saslLoginContext={}, quorum.auth.learner.saslLoginContext={}): {e}",
+            q.server_context, q.learner_context
+        ))
+    };
+    let sections = crate::config::jaas::parse(&text).map_err(bad)?;
+    let users = crate::config::jaas::digest_users(&sections, &q.server_context).map_err(bad)?;
+    let (username, password) =
+        crate::config::jaas::digest_login(&sections, &q.learner_context).map_err(bad)?;
+    Ok(Some(crate::quorum::auth::QuorumSaslSettings {
+        learner_require: q.learner_require,
+        server_require: q.server_require,
+        username,
+        password,
+        users: crate::config::jaas::SaslUsers { users, ..Default::default() },
     }))
 }
 
@@ -508,6 +549,19 @@ pub fn start(cfg: &Config, opts: RunOptions) -> Result<ServerHandle, StartError>
             );
             io_cfg.peers.tls = Some(t.clone());
             io_cfg.link.tls = Some(t);
+        }
+        if let Some(q) = load_quorum_sasl(cfg)? {
+            tracing::info!(
+                "quorum SASL (DIGEST-MD5): joining as user {}, {} known users; \
+                 quorum.auth.learnerRequireSasl={}, quorum.auth.serverRequireSasl={}",
+                q.username,
+                q.users.users.len(),
+                q.learner_require,
+                q.server_require
+            );
+            let q = Arc::new(q);
+            io_cfg.peers.sasl = Some(q.clone());
+            io_cfg.link.sasl = Some(q);
         }
         let io = crate::replica::quorum_io::QuorumIo::start(io_cfg, replica_tx.clone())
             .map_err(|err| StartError::Other(format!("cannot start the quorum plane: {err}")))?;

@@ -110,6 +110,7 @@ fn config(sid: Sid, l: std::net::TcpListener, view: &BTreeMap<Sid, u16>) -> Peer
         pending_handshakes_max: 64,
         on_listener_failure: OnFatal::Report,
         tls: None,
+        sasl: None,
     }
 }
 

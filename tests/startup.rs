@@ -144,7 +144,11 @@ fn unsupported_security_settings_are_refused_with_exit_2_naming_the_key() {
             format!("cannot read {}", missing_pem.display()),
         ),
         ("sslQuorum=true".to_string(), None, "sslQuorum=true needs ssl.quorum.keyStore.location".into()),
-        ("quorum.auth.enableSasl=true".into(), None, "quorum.auth.enableSasl=true asks".into()),
+        (
+            "quorum.auth.kerberos.servicePrincipal=zkquorum/host".into(),
+            None,
+            "quorum.auth.kerberos.servicePrincipal=zkquorum/host asks for Kerberos".into(),
+        ),
         (
             "authProvider.1=com.example.MyAuth".into(),
             None,

@@ -217,6 +217,40 @@ pub fn digest_users(sections: &[Section], section: &str) -> Result<Vec<(String, 
     Ok(users)
 }
 
+/// The user name and password a member logs in with as a quorum learner: the `username` and
+/// `password` options of the `QuorumLearner` section's DigestLoginModule (ZooKeeper's
+/// `DigestLoginModule` puts them in the subject that `SaslQuorumAuthLearner` uses).
+pub fn digest_login(sections: &[Section], section: &str) -> Result<(String, Secret), String> {
+    let s = sections.iter().find(|s| s.name == section).ok_or_else(|| {
+        format!(
+            "it has no '{section}' section (ZooKeeper refuses this too): add `{section} {{ \
+             org.apache.zookeeper.server.auth.DigestLoginModule required username=\"NAME\" \
+             password=\"PASSWORD\"; }};`"
+        )
+    })?;
+    for e in &s.entries {
+        if e.module.contains("Krb5LoginModule") {
+            return Err(format!(
+                "section '{section}' uses {} (Kerberos, SASL mechanism GSSAPI), which this build does \
+                 not support between ensemble members: use \
+                 org.apache.zookeeper.server.auth.DigestLoginModule with username and password (DIGEST-MD5)",
+                e.module
+            ));
+        }
+        if e.module != "org.apache.zookeeper.server.auth.DigestLoginModule" {
+            continue;
+        }
+        let get = |k: &str| e.options.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        if let (Some(u), Some(p)) = (get("username"), get("password")) {
+            return Ok((u.expose().to_owned(), p));
+        }
+    }
+    Err(format!(
+        "section '{section}' has no org.apache.zookeeper.server.auth.DigestLoginModule with \
+         username=\"NAME\" and password=\"PASSWORD\""
+    ))
+}
+
 /// The JAAS file a Java ZooKeeper would read: `-Djava.security.auth.login.config=PATH` in
 /// `JVMFLAGS` or `SERVER_JVMFLAGS` (zkServer.sh passes both to the JVM; a later `-D` wins, and
 /// SERVER_JVMFLAGS comes later).
@@ -290,5 +324,19 @@ Client {
             Some("/b.conf".into())
         );
         assert_eq!(login_config_from_jvm_flags(Some("-Xmx1g"), None), None);
+    }
+
+    #[test]
+    fn quorum_learner_login() {
+        let s = parse(
+            "QuorumServer { org.apache.zookeeper.server.auth.DigestLoginModule required user_q=\"qpw\"; };\n\
+             QuorumLearner { org.apache.zookeeper.server.auth.DigestLoginModule required username=\"q\" password=\"qpw\"; };",
+        )
+        .unwrap();
+        let (u, p) = digest_login(&s, "QuorumLearner").unwrap();
+        assert_eq!((u.as_str(), p.expose()), ("q", "qpw"));
+        assert!(digest_login(&s, "Nope").unwrap_err().contains("no 'Nope' section"));
+        assert!(digest_login(&s, "QuorumServer").unwrap_err().contains("username"));
+        assert_eq!(digest_users(&s, "QuorumServer").unwrap()[0].0, "q");
     }
 }

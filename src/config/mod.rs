@@ -711,7 +711,6 @@ mod tests {
         for (line, named) in [
             ("sslQuorum=true", "sslQuorum=true needs ssl.quorum.keyStore.location"),
             ("portUnification=true", "portUnification=true needs ssl.quorum.keyStore.location"),
-            ("quorum.auth.enableSasl=true", "quorum.auth.enableSasl=true asks"),
             (
                 "quorum.auth.kerberos.servicePrincipal=zkquorum/host",
                 "quorum.auth.kerberos.servicePrincipal=zkquorum/host asks for Kerberos",

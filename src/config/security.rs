@@ -158,11 +158,6 @@ impl SecurityConfig {
     }
 }
 
-/// Until the QuorumAuthPacket exchange is built.
-const QUORUM_SASL_REFUSAL: &str = "quorum.auth.enableSasl=true asks for SASL between ensemble members, \
-     which this build does not support yet: remove the quorum.auth.* keys (use sslQuorum=true with \
-     ssl.quorum.* stores to authenticate members by certificate).";
-
 const X509_PROVIDER: &str = "org.apache.zookeeper.server.auth.X509AuthenticationProvider";
 const SASL_PROVIDER: &str = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider";
 const BUILTIN_PROVIDERS: [&str; 2] = [
@@ -388,6 +383,16 @@ impl SecurityParser {
             "quorum.auth.server.saslLoginContext" => {
                 self.quorum_sasl.server_context = Some(v.to_owned()).filter(|s| !s.is_empty())
             }
+            // QuorumCnxManager's pool of threads that authenticate accepted election
+            // connections: zkd gives each connection its own task.
+            "quorum.cnxn.threads.size" => {
+                if !v.is_empty() {
+                    self.warnings.push(format!(
+                        "{} ignored: zkd authenticates each quorum connection on its own task",
+                        named(key, v)
+                    ));
+                }
+            }
             _ if k.starts_with("quorum.auth.") => {
                 // quorum.auth.kerberos.servicePrincipal, quorum.cnxn.threads.size and the like.
                 if !v.is_empty() {
@@ -441,7 +446,6 @@ impl SecurityParser {
             }
         }
         if self.quorum_sasl.enable {
-            self.refusals.push(QUORUM_SASL_REFUSAL.into());
             c.quorum_sasl = Some(QuorumSasl {
                 learner_require: self.quorum_sasl.learner_require,
                 server_require: self.quorum_sasl.server_require,
@@ -898,9 +902,16 @@ mod tests {
     }
 
     #[test]
-    fn quorum_sasl_and_java_only_keys_are_refused() {
-        let (_, r, _) = parse(&[("quorum.auth.enableSasl", "true")]);
-        assert_eq!(r, vec![QUORUM_SASL_REFUSAL.to_string()]);
+    fn quorum_sasl_keys_and_java_only_keys_are_refused() {
+        let (c, r, _) =
+            parse(&[("quorum.auth.enableSasl", "true"), ("quorum.auth.serverRequireSasl", "true")]);
+        assert!(r.is_empty(), "{r:?}");
+        let q = c.quorum_sasl.unwrap();
+        assert!(q.server_require && !q.learner_require);
+        assert_eq!(
+            (q.learner_context.as_str(), q.server_context.as_str()),
+            ("QuorumLearner", "QuorumServer")
+        );
         let (_, r, _) = parse(&[("quorum.auth.kerberos.servicePrincipal", "zkquorum/_HOST")]);
         assert!(
             r[0].starts_with("quorum.auth.kerberos.servicePrincipal=zkquorum/_HOST asks for Kerberos"),

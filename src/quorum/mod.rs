@@ -14,6 +14,7 @@
 
 use std::collections::BTreeSet;
 
+pub mod auth;
 pub mod epochs;
 pub mod peers;
 pub mod wire;

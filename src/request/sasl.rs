@@ -84,13 +84,22 @@ enum State {
 pub struct DigestMd5Server {
     nonce: String,
     state: State,
+    /// The SASL protocol and server name (also the only realm) this server was created with.
+    protocol: &'static str,
+    server_name: &'static str,
 }
 
 impl DigestMd5Server {
     /// `nonce`: fresh random text (no quotes, commas or backslashes) for this connection.
     pub fn new(nonce: String) -> DigestMd5Server {
+        DigestMd5Server::with_names(nonce, PROTOCOL, SERVER_NAME)
+    }
+
+    /// A server for another protocol and server name (the quorum's: "zookeeper-quorum",
+    /// "zk-quorum-sasl-md5").
+    pub fn with_names(nonce: String, protocol: &'static str, server_name: &'static str) -> DigestMd5Server {
         assert!(!nonce.is_empty() && !nonce.contains(['"', ',', '\\']), "nonce must be a plain token");
-        DigestMd5Server { nonce, state: State::Start }
+        DigestMd5Server { nonce, state: State::Start, protocol, server_name }
     }
 
     pub fn is_complete(&self) -> bool {
@@ -118,8 +127,8 @@ impl DigestMd5Server {
 
     fn challenge(&self) -> String {
         format!(
-            "realm=\"{SERVER_NAME}\",nonce=\"{}\",qop=\"auth\",charset=utf-8,algorithm=md5-sess",
-            self.nonce
+            "realm=\"{}\",nonce=\"{}\",qop=\"auth\",charset=utf-8,algorithm=md5-sess",
+            self.server_name, self.nonce
         )
     }
 
@@ -136,7 +145,7 @@ impl DigestMd5Server {
             return fail("digest response format violation. Missing username.");
         };
         let realm = get("realm").unwrap_or("");
-        if !realm.is_empty() && realm != SERVER_NAME {
+        if !realm.is_empty() && realm != self.server_name {
             return Err(SaslError(format!("digest response format violation. Nonexistent realm: {realm}")));
         }
         if get("nonce") != Some(self.nonce.as_str()) {
@@ -161,7 +170,7 @@ impl DigestMd5Server {
         // serv-type "/" host [ "/" serv-name ]: this service, this server name.
         let mut parts = uri.splitn(3, '/');
         let (serv, host) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        if !serv.eq_ignore_ascii_case(PROTOCOL) || !host.eq_ignore_ascii_case(SERVER_NAME) {
+        if !serv.eq_ignore_ascii_case(self.protocol) || !host.eq_ignore_ascii_case(self.server_name) {
             return Err(SaslError(format!("digest response format violation. Mismatched URI: {uri}")));
         }
         let Some(response) = get("response") else {
@@ -201,6 +210,150 @@ impl DigestMd5Server {
             token: format!("rspauth={rspauth}").into_bytes(),
             authorization_id: users.authorization_id(user),
         })
+    }
+}
+
+/// A fresh DIGEST-MD5 nonce (or cnonce): 32 random bytes in base64 (no quotes or commas), as
+/// Java's SASL makes them.
+pub fn nonce() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut b = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut b);
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// Longest challenge accepted (RFC 2831 §2.1.1 limits it to 2048 bytes).
+pub const MAX_CHALLENGE_BYTES: usize = 2048;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ClientState {
+    /// Waiting for the server's challenge.
+    Start,
+    /// Our digest-response is out; `rspauth` is what the server must answer.
+    Responded {
+        rspauth: String,
+    },
+    Done,
+}
+
+/// The client side of DIGEST-MD5 (RFC 2831), as Java's `Sasl.createSaslClient` runs it for a
+/// ZooKeeper member that joins as a learner: no initial response, authorization id = user name,
+/// qop "auth", digest-uri "protocol/server name". Pure: tokens in, tokens out; the cnonce is
+/// handed in.
+#[derive(Debug, Clone)]
+pub struct DigestMd5Client {
+    user: String,
+    password: Secret,
+    protocol: &'static str,
+    server_name: &'static str,
+    cnonce: String,
+    state: ClientState,
+}
+
+impl DigestMd5Client {
+    pub fn new(
+        user: String,
+        password: Secret,
+        protocol: &'static str,
+        server_name: &'static str,
+        cnonce: String,
+    ) -> DigestMd5Client {
+        assert!(!cnonce.is_empty() && !cnonce.contains(['"', ',', '\\']), "cnonce must be a plain token");
+        DigestMd5Client { user, password, protocol, server_name, cnonce, state: ClientState::Start }
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.state == ClientState::Done
+    }
+
+    /// One token from the server: the challenge (answered with the digest-response) or the
+    /// `rspauth` that proves the server knew the password too (answered with nothing).
+    pub fn step(&mut self, token: &[u8]) -> Result<Option<Vec<u8>>, SaslError> {
+        match std::mem::replace(&mut self.state, ClientState::Done) {
+            ClientState::Start => {
+                let (resp, rspauth) = self.respond(token)?;
+                self.state = ClientState::Responded { rspauth };
+                Ok(Some(resp.into_bytes()))
+            }
+            ClientState::Responded { rspauth } => {
+                let text = std::str::from_utf8(token)
+                    .map_err(|_| SaslError("the server's rspauth is not UTF-8".into()))?;
+                let d = parse_directives(text).map_err(SaslError)?;
+                let got = d.iter().find(|(n, _)| n.eq_ignore_ascii_case("rspauth")).map(|(_, v)| v);
+                match got {
+                    Some(v) if eq_ignore_case_ct(v.as_bytes(), rspauth.as_bytes()) => Ok(None),
+                    Some(_) => Err(SaslError(
+                        "the server's rspauth does not match: it does not know our password".into(),
+                    )),
+                    None => Err(SaslError("the server's last token has no rspauth".into())),
+                }
+            }
+            ClientState::Done => Err(SaslError("authentication already completed".into())),
+        }
+    }
+
+    /// The digest-response to `challenge`, and the rspauth the server must then send.
+    fn respond(&self, challenge: &[u8]) -> Result<(String, String), SaslError> {
+        if challenge.is_empty() {
+            return Err(SaslError("the server sent an empty challenge".into()));
+        }
+        if challenge.len() > MAX_CHALLENGE_BYTES {
+            return Err(SaslError("the server's challenge is too long".into()));
+        }
+        let text =
+            std::str::from_utf8(challenge).map_err(|_| SaslError("the challenge is not UTF-8".into()))?;
+        let d = parse_directives(text).map_err(SaslError)?;
+        let get = |k: &str| d.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.as_str());
+        let Some(nonce) = get("nonce") else {
+            return Err(SaslError("the challenge has no nonce".into()));
+        };
+        if !get("algorithm").is_some_and(|a| a.eq_ignore_ascii_case("md5-sess")) {
+            return Err(SaslError("the challenge does not offer algorithm=md5-sess".into()));
+        }
+        let qops = get("qop").unwrap_or("auth");
+        if !qops.split(',').any(|q| q.trim() == "auth") {
+            return Err(SaslError(format!("the challenge offers no qop=auth (only {qops})")));
+        }
+        let realm = get("realm").unwrap_or("");
+        let utf8 = get("charset").is_some_and(|c| c.eq_ignore_ascii_case("utf-8"));
+        let uri = format!("{}/{}", self.protocol, self.server_name);
+        let nc = "00000001";
+        let cnonce = &self.cnonce;
+        let ha1 = {
+            let mut inner = Md5::new();
+            inner.update(credential_bytes(&self.user, utf8));
+            inner.update(b":");
+            inner.update(credential_bytes(realm, utf8));
+            inner.update(b":");
+            inner.update(credential_bytes(self.password.expose(), utf8));
+            let mut a1 = Md5::new();
+            a1.update(inner.finalize());
+            a1.update(format!(":{nonce}:{cnonce}:"));
+            a1.update(self.user.as_bytes());
+            hex(&a1.finalize())
+        };
+        let kd = |a2: &str| {
+            let ha2 = hex(&Md5::digest(a2.as_bytes()));
+            hex(&Md5::digest(format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}").as_bytes()))
+        };
+        let response = kd(&format!("AUTHENTICATE:{uri}"));
+        let rspauth = kd(&format!(":{uri}"));
+        let q = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        let mut out = String::new();
+        if utf8 {
+            out.push_str("charset=utf-8,");
+        }
+        out.push_str(&format!("username=\"{}\",", q(&self.user)));
+        if !realm.is_empty() {
+            out.push_str(&format!("realm=\"{}\",", q(realm)));
+        }
+        out.push_str(&format!(
+            "nonce=\"{}\",nc={nc},cnonce=\"{cnonce}\",digest-uri=\"{uri}\",maxbuf=65536,response={response},qop=auth,authzid=\"{}\"",
+            q(nonce),
+            q(&self.user)
+        ));
+        Ok((out, rspauth))
     }
 }
 
@@ -386,5 +539,55 @@ mod tests {
         u.remove_realm = true;
         assert_eq!(u.authorization_id("zk/host@REALM"), "zk");
         assert_eq!(u.authorization_id("a/b"), "a/b", "no realm: not a service principal");
+    }
+
+    #[test]
+    fn client_and_server_agree_with_other_names() {
+        let mut s = DigestMd5Server::with_names("n9".into(), "zookeeper-quorum", "zk-quorum-sasl-md5");
+        let mut c = DigestMd5Client::new(
+            "bob".into(),
+            Secret::new("bobsecret"),
+            "zookeeper-quorum",
+            "zk-quorum-sasl-md5",
+            "c9".into(),
+        );
+        let SaslStep::Challenge(ch) = s.step(b"", &users()).unwrap() else { panic!() };
+        assert!(String::from_utf8_lossy(&ch).contains("realm=\"zk-quorum-sasl-md5\""));
+        let resp = c.step(&ch).unwrap().unwrap();
+        let text = String::from_utf8(resp.clone()).unwrap();
+        assert!(text.contains("digest-uri=\"zookeeper-quorum/zk-quorum-sasl-md5\""), "{text}");
+        assert!(!text.contains("bobsecret"));
+        let SaslStep::Complete { token, authorization_id } = s.step(&resp, &users()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(authorization_id, "bob");
+        assert_eq!(c.step(&token).unwrap(), None);
+        assert!(c.is_complete());
+        // The client-port server (protocol "zookeeper") refuses the quorum's digest-uri.
+        let mut s2 = DigestMd5Server::new("n9".into());
+        s2.step(b"", &users()).unwrap();
+        let mut c2 = DigestMd5Client::new(
+            "bob".into(),
+            Secret::new("bobsecret"),
+            "zookeeper-quorum",
+            "zk-quorum-sasl-md5",
+            "c9".into(),
+        );
+        let r2 = c2.step(&ch).unwrap().unwrap();
+        assert!(s2.step(&r2, &users()).is_err());
+    }
+
+    #[test]
+    fn client_refuses_a_wrong_rspauth_and_bad_challenges() {
+        let mut c = DigestMd5Client::new("bob".into(), Secret::new("pw"), "p", "s", "c".into());
+        c.step(b"realm=\"s\",nonce=\"n\",qop=\"auth\",charset=utf-8,algorithm=md5-sess").unwrap();
+        assert!(c.step(b"rspauth=00000000000000000000000000000000").is_err());
+        for bad in [&b""[..], b"nonce=\"n\"", b"nonce=\"n\",algorithm=md5-sess,qop=\"auth-conf\"", b"\xff"] {
+            let mut c = DigestMd5Client::new("bob".into(), Secret::new("pw"), "p", "s", "c".into());
+            assert!(c.step(bad).is_err(), "{bad:?}");
+        }
+        let long = vec![b'a'; MAX_CHALLENGE_BYTES + 1];
+        let mut c = DigestMd5Client::new("bob".into(), Secret::new("pw"), "p", "s", "c".into());
+        assert!(c.step(&long).is_err());
     }
 }

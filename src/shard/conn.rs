@@ -824,7 +824,7 @@ impl Conn {
         };
         let step = {
             let mut server = self.sasl.borrow_mut();
-            let server = server.get_or_insert_with(|| DigestMd5Server::new(nonce()));
+            let server = server.get_or_insert_with(|| DigestMd5Server::new(crate::request::sasl::nonce()));
             server.step(&token, users)
         };
         match step {
@@ -901,16 +901,6 @@ fn sasl_reply(xid: i32, err: ErrorCode, token: Option<&[u8]>) -> Vec<u8> {
     let mut w = crate::proto::jute::Writer::with_capacity(4 + token.map_or(0, <[u8]>::len));
     w.opt_buffer(token);
     framed_raw(&ReplyHeader { xid, zxid: 0, err: err as i32 }, &w.into_inner())
-}
-
-/// A fresh DIGEST-MD5 nonce: 32 random bytes, base64 (no quotes or commas), as Java's server
-/// makes it.
-fn nonce() -> String {
-    use base64::Engine;
-    use rand::RngCore;
-    let mut b = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut b);
-    base64::engine::general_purpose::STANDARD.encode(b)
 }
 
 /// Events a read fires at once for its own connection (setWatches catching up, delivered

@@ -265,3 +265,48 @@ def test_port_unification_upgrades_an_ensemble_to_tls_node_by_node(pki):
         raise
     finally:
         ens.close()
+
+
+def presented_cn(port, ca_pem, crt, key):
+    """The CN of the certificate a member shows a new TLS connection to `port`."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.load_verify_locations(ca_pem)
+    ctx.load_cert_chain(crt, key)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw) as s:
+            der = s.getpeercert(binary_form=True)
+    cert = x509.load_der_x509_certificate(der)
+    return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+
+
+def test_reload_cert_files_new_connections_use_the_new_certificate(pki):
+    """sslQuorumReloadCertFiles=true: the key store file is replaced; new quorum connections
+    (a probe's, and a restarted member's) get the new certificate, without a restart."""
+    ens = make(pki, "qtls-reload", extra={"sslQuorumReloadCertFiles": "true"})
+    try:
+        ca, dir = pki
+        probe = member_cert(ca, "probe")
+        crt = certs.write(os.path.join(dir, "probe.crt"), probe.cert_pem())
+        key = certs.write(os.path.join(dir, "probe.key"), probe.key_pem())
+        ca_pem = certs.write(os.path.join(dir, "ca.pem"), ca.cert_pem())
+        ens.start()
+        port = ens.node(1).election_port
+        assert presented_cn(port, ca_pem, crt, key) == "zkd member"
+        # The same path, a new certificate (written aside, then renamed over the old file).
+        new_ks, _ = write_stores(os.path.join(dir, "renewed"), ca, "zkd member renewed")
+        os.replace(new_ks, os.path.join(dir, "zkd_member.p12"))
+        ens.wait_until(lambda: presented_cn(port, ca_pem, crt, key) == "zkd member renewed", 15,
+                       "n1 shows the renewed certificate to a new connection")
+        # Members reconnect with it: a follower restarted joins again.
+        f = next(s for s in ens.sids if s != ens.leader())
+        ens.stop(f)
+        ens.node(f).start()
+        ens.wait_formed()
+        check_replicates(ens, "/reload", n=5)
+    except Exception:
+        print(ens.report())
+        raise
+    finally:
+        ens.close()

@@ -80,7 +80,14 @@ pub(super) struct Conn {
 
 impl Conn {
     /// Sets the socket up and starts its reader and writer; None if it is already gone.
-    pub(super) fn start(inner: Rc<Inner>, id: u64, stream: TcpStream, side: Side) -> Option<Rc<Conn>> {
+    /// `read`: bytes already read from the stream (past a quorum SASL exchange).
+    pub(super) fn start(
+        inner: Rc<Inner>,
+        id: u64,
+        stream: TcpStream,
+        side: Side,
+        read: Vec<u8>,
+    ) -> Option<Rc<Conn>> {
         let peer = stream.peer_addr().ok()?;
         // As ZooKeeper's leader and learner sockets (leader.nodelay / follower.nodelay).
         if let Err(e) = stream.set_nodelay(true) {
@@ -104,7 +111,7 @@ impl Conn {
         });
         let (rd, wr) = futures_lite::io::split(stream);
         glommio::spawn_local(write_loop(inner.clone(), c.clone(), wr, writer_rx)).detach();
-        glommio::spawn_local(read_loop(inner, c.clone(), rd, reader_rx)).detach();
+        glommio::spawn_local(read_loop(inner, c.clone(), rd, reader_rx, read)).detach();
         Some(c)
     }
 
@@ -239,8 +246,14 @@ enum End {
     Fatal(String),
 }
 
-async fn read_loop(inner: Rc<Inner>, c: Rc<Conn>, mut rd: ReadHalf<TcpStream>, wake: LocalReceiver<()>) {
-    let end = read_packets(&inner, &c, &mut rd, &wake).await;
+async fn read_loop(
+    inner: Rc<Inner>,
+    c: Rc<Conn>,
+    mut rd: ReadHalf<TcpStream>,
+    wake: LocalReceiver<()>,
+    read: Vec<u8>,
+) {
+    let end = read_packets(&inner, &c, &mut rd, &wake, read).await;
     match &end {
         End::Closed => {}
         End::Gone(why) => tracing::info!("quorum connection to {} closed: {why}", c.name()),
@@ -259,9 +272,11 @@ async fn read_packets(
     c: &Rc<Conn>,
     rd: &mut ReadHalf<TcpStream>,
     wake: &LocalReceiver<()>,
+    read: Vec<u8>,
 ) -> End {
     let max = inner.cfg.packet_data_max;
-    let mut input = InBuf { buf: Vec::with_capacity(READ_BYTES), start: 0 };
+    let mut input = InBuf { buf: Vec::with_capacity(READ_BYTES.max(read.len())), start: 0 };
+    input.buf.extend_from_slice(&read);
     loop {
         if c.is_closed() {
             return End::Closed;

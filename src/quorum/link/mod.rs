@@ -83,6 +83,8 @@ pub struct LinkConfig {
     pub snap_limits: SnapLimits,
     /// `sslQuorum` / `portUnification`: TLS on these connections (None: plain TCP).
     pub tls: Option<std::sync::Arc<crate::tls::quorum::QuorumTls>>,
+    /// `quorum.auth.enableSasl=true`: DIGEST-MD5 before the first packet (None: no quorum SASL).
+    pub sasl: Option<std::sync::Arc<crate::quorum::auth::QuorumSaslSettings>>,
     /// The host of each server line, which a leader's certificate must name (hostname
     /// verification); absent: the address's IP.
     pub quorum_hosts: HashMap<Sid, String>,
@@ -114,6 +116,7 @@ impl LinkConfig {
             snapshot_chunk_bytes: 256 << 10,
             snap_limits: SnapLimits::new(max),
             tls: None,
+            sasl: None,
             quorum_hosts: HashMap::new(),
         }
     }
@@ -410,18 +413,36 @@ async fn accept_loop(inner: Rc<Inner>, l: glommio::net::TcpListener, local: Sock
                     );
                     continue;
                 }
-                match inner.cfg.tls.clone() {
-                    None => inner.start_conn(QStream::Plain(stream), Side::Accepted, None),
-                    Some(tls) => {
+                match (inner.cfg.tls.clone(), inner.cfg.sasl.clone()) {
+                    (None, None) => {
+                        inner.start_conn(QStream::Plain(stream), Side::Accepted, None, Vec::new())
+                    }
+                    (tls, sasl) => {
                         // Its own task: a learner that stalls its handshake delays no other.
                         let inner = inner.clone();
                         inner.handshaking.set(inner.handshaking.get() + 1);
                         glommio::spawn_local(async move {
                             let peer = stream.peer_addr().ok();
-                            let r = tls.accept(stream, inner.cfg.connect_timeout).await;
+                            let deadline = Instant::now() + inner.cfg.connect_timeout;
+                            let r = async {
+                                let mut s = match tls {
+                                    None => QStream::Plain(stream),
+                                    Some(tls) => tls.accept(stream, inner.cfg.connect_timeout).await?,
+                                };
+                                let Some(q) = sasl else { return Ok((s, Vec::new())) };
+                                let (read, note) =
+                                    crate::quorum::auth::drive::serve(&mut s, &q, Vec::new(), deadline)
+                                        .await?;
+                                tracing::info!(
+                                    "quorum port {local}: learner connection from {}: {note}",
+                                    peer.map_or("?".into(), |p| p.to_string())
+                                );
+                                Ok::<_, String>((s, read))
+                            }
+                            .await;
                             inner.handshaking.set(inner.handshaking.get() - 1);
                             match r {
-                                Ok(s) => inner.start_conn(s, Side::Accepted, None),
+                                Ok((s, read)) => inner.start_conn(s, Side::Accepted, None, read),
                                 Err(why) => tracing::warn!(
                                     "quorum port {local}: dropping the learner connection from {}: {why}",
                                     peer.map_or("?".into(), |p| p.to_string())
@@ -491,15 +512,34 @@ async fn connect_to_leader(inner: Rc<Inner>, leader: Sid, addr: SocketAddr, atte
             return;
         }
     };
+    // Quorum SASL: authenticate to the leader before the first packet (ZooKeeper's
+    // `Learner.connectToLeader`, after its connect tries).
+    let outcome = match (outcome, cfg.sasl.clone()) {
+        (Ok(mut stream), Some(q)) => {
+            let deadline = Instant::now() + cfg.connect_timeout;
+            match crate::quorum::auth::drive::learn(&mut stream, &q, deadline).await {
+                Ok(Some((read, note))) => {
+                    tracing::info!("leader {leader} at {addr}: {note}");
+                    Ok((stream, read))
+                }
+                Ok(None) => Ok((stream, Vec::new())),
+                Err(why) => Err(format!("{why} (leader {leader} at {addr})")),
+            }
+        }
+        (o, _) => o.map(|s| (s, Vec::new())),
+    };
+    if attempt.cancelled.get() {
+        return;
+    }
     let mine = inner.connecting.borrow().get(&leader).is_some_and(|a| Rc::ptr_eq(a, &attempt));
     if mine {
         inner.connecting.borrow_mut().remove(&leader);
     }
     let tag = Some((leader, attempt.gen));
     match outcome {
-        Ok(stream) => {
+        Ok((stream, read)) => {
             tracing::info!("connected to leader {leader} at {addr}");
-            inner.start_conn(stream, Side::ToLeader, Some(leader));
+            inner.start_conn(stream, Side::ToLeader, Some(leader), read);
             inner.push_control(LinkEvent::Input(Input::Connected { sid: leader }), tag);
         }
         Err(why) => {
@@ -533,10 +573,10 @@ impl Inner {
         }
     }
 
-    fn start_conn(self: &Rc<Self>, stream: QStream, side: Side, sid: Option<Sid>) {
+    fn start_conn(self: &Rc<Self>, stream: QStream, side: Side, sid: Option<Sid>, read: Vec<u8>) {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
-        let Some(c) = Conn::start(self.clone(), id, stream, side) else { return };
+        let Some(c) = Conn::start(self.clone(), id, stream, side, read) else { return };
         self.conns.borrow_mut().insert(id, c.clone());
         if let Some(sid) = sid {
             self.register(&c, sid);

@@ -81,6 +81,7 @@ struct Inner {
     pending_handshakes_max: usize,
     on_fatal: OnFatal,
     tls: Option<Arc<QuorumTls>>,
+    sasl: Option<Arc<crate::quorum::auth::QuorumSaslSettings>>,
     core: RefCell<Manager>,
     inbox: Rc<Inbox>,
     /// Connections whose handshake is done, until the manager says Start or Close.
@@ -143,6 +144,7 @@ impl Peers {
             pending_handshakes_max: cfg.pending_handshakes_max,
             on_fatal: cfg.on_listener_failure,
             tls: cfg.tls,
+            sasl: cfg.sasl,
             core: RefCell::new(Manager::new(cfg.my_sid, cfg.view, cfg.send_queue_max)),
             inbox: inbox.clone(),
             staged: RefCell::new(HashMap::new()),
@@ -572,6 +574,19 @@ async fn handshake(i: Rc<Inner>, stream: TcpStream) {
         Err(format!("no complete handshake within {timeout_ms} ms"))
     };
     let r = futures_lite::future::or(read, timed).await;
+    // Quorum SASL: the connecting member authenticates right after its handshake.
+    let r = match (r, i.sasl.clone()) {
+        (Ok((mut s, h, buf)), Some(q)) => {
+            match crate::quorum::auth::drive::serve(&mut s, &q, buf, Instant::now() + i.io_timeout).await {
+                Ok((left, note)) => {
+                    i.log(Level::Info, format!("election connection from {peer}: {note}"));
+                    Ok((s, h, left))
+                }
+                Err(why) => Err(why),
+            }
+        }
+        (r, _) => r,
+    };
     i.pending_handshakes.set(i.pending_handshakes.get() - 1);
     match r {
         Err(why) => {
@@ -620,16 +635,32 @@ async fn dial(i: Rc<Inner>, sid: Sid, addr: HostPort) {
             .await
             .map_err(|e| format!("writing our handshake to {target} ({sa}): {e}"))?;
         stream.flush().await.map_err(|e| format!("writing our handshake to {target} ({sa}): {e}"))?;
-        Ok::<_, String>((stream, sa))
+        // Quorum SASL: authenticate to the other member before anything else.
+        let mut leftover = Vec::new();
+        if let Some(q) = i.sasl.clone() {
+            let deadline = Instant::now() + i.io_timeout;
+            match crate::quorum::auth::drive::learn(&mut stream, &q, deadline).await {
+                Ok(Some((left, note))) => {
+                    i.log(Level::Info, format!("election connection to {sid} at {target}: {note}"));
+                    leftover = left;
+                }
+                Ok(None) => i.log(
+                    Level::Debug,
+                    format!("skipping quorum SASL to {sid}: quorum.auth.learnerRequireSasl=false"),
+                ),
+                Err(why) => return Err(format!("{target} ({sa}): {why}")),
+            }
+        }
+        Ok::<_, String>((stream, sa, leftover))
     }
     .await;
     if i.halted.get() {
         return;
     }
     match r {
-        Ok((stream, peer)) => {
+        Ok((stream, peer, leftover)) => {
             let conn = i.conn_id();
-            i.staged.borrow_mut().insert(conn, Staged { stream, leftover: Vec::new(), peer });
+            i.staged.borrow_mut().insert(conn, Staged { stream, leftover, peer });
             i.step(Input::Dialed { conn, sid });
         }
         Err(reason) => i.step(Input::DialFailed { sid, reason }),

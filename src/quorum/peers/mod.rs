@@ -87,6 +87,8 @@ pub struct PeersConfig {
     pub on_listener_failure: OnFatal,
     /// `sslQuorum` / `portUnification`: TLS on these connections (None: plain TCP).
     pub tls: Option<std::sync::Arc<crate::tls::quorum::QuorumTls>>,
+    /// `quorum.auth.enableSasl=true`: DIGEST-MD5 after the handshake (None: no quorum SASL).
+    pub sasl: Option<std::sync::Arc<crate::quorum::auth::QuorumSaslSettings>>,
 }
 
 impl PeersConfig {
@@ -128,6 +130,7 @@ impl PeersConfig {
             pending_handshakes_max: 64,
             on_listener_failure: OnFatal::ExitProcess,
             tls: None,
+            sasl: None,
         })
     }
 }
