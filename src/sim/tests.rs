@@ -88,7 +88,11 @@ pub const ZAB_DURABLE_HISTORY_SEEDS: &[u64] = &[41388, 74224, 319350];
 /// NEWLEADER ACKs resumed to acks sent before its followers moved on to a newer epoch, and
 /// served, without that newer epoch's txns, until its next quorum check; ZAB promises a leader
 /// only the txns committed before its own epoch, which is what the check now asks.
-pub const ELECTION_EARLY_DECISION_SEEDS: &[u64] = &[1398, 63583];
+///
+/// 321602: a server that had accepted an epoch from a leadership attempt that never established
+/// it could not follow the leader of the older, established epoch and re-elected it forever; a
+/// leader now steps down for such a voter so the next epoch passes its promise.
+pub const ELECTION_EARLY_DECISION_SEEDS: &[u64] = &[1398, 63583, 321602];
 
 /// Runs the budget; any failing seed fails the test.
 fn run_peer_budget(first: u64, count: u64) {

@@ -37,6 +37,10 @@ const MARKS_MAX: usize = 8;
 /// own clients' requests).
 pub const SYNCS_MAX: usize = 100_000;
 
+/// A learner that accepted an epoch at most this far ahead of an established leader's makes it
+/// step down (see `on_learner_info`); further ahead, it stays out.
+const EPOCH_AHEAD_MAX: u32 = 16;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Discovery,
@@ -848,6 +852,18 @@ impl Leader {
                 self.connecting.insert(from);
             }
             return Ok(self.advance(now, out));
+        }
+        if accepted > self.epoch && accepted - self.epoch <= EPOCH_AHEAD_MAX {
+            // It promised an epoch newer than ours to a leadership attempt that never
+            // established it, so it refuses our LEADERINFO, and would loop through elections
+            // that find us again (ZooKeeper's nodes wait for the next leader change). Step
+            // down: the next discovery proposes an epoch past its promise. Bounded, so a
+            // corrupt epoch file cannot make every leader step down. (Simulator seed 321602.)
+            return Ok(Flow::Abandon(format!(
+                "server {from} has accepted epoch {accepted}, newer than this leader's epoch {}: \
+                 a new election moves the ensemble past it",
+                self.epoch
+            )));
         }
         self.leader_info(from, now, out);
         Ok(Flow::Continue)

@@ -722,6 +722,23 @@ fn an_ack_from_a_replaced_connection_does_not_count() {
 }
 
 #[test]
+fn a_learner_that_accepted_a_newer_epoch_makes_an_established_leader_step_down() {
+    // Server 1 accepted epoch 3 from a leadership attempt that never established it: it would
+    // refuse LEADERINFO(2). The leader steps down so the next epoch passes 3.
+    let mut l = serving_leader(false);
+    ok_l(&mut l, Input::Disconnected { sid: 1 }, 100);
+    let (out, flow) = step_l(&mut l, from(1, info(pt::FOLLOWERINFO, 1, 3)), 101);
+    assert_eq!(out, vec![]);
+    assert!(matches!(&flow, Flow::Abandon(m) if m.contains("accepted epoch 3")), "{flow:?}");
+    // An epoch far ahead (a corrupt file) is not followed: that learner stays out.
+    let mut l = serving_leader(false);
+    ok_l(&mut l, Input::Disconnected { sid: 1 }, 100);
+    assert_eq!(ok_l(&mut l, from(1, info(pt::FOLLOWERINFO, 1, 2 + 17)), 101), vec![send(1, leaderinfo(2))]);
+    // Its own epoch, or an older one: LEADERINFO as usual.
+    assert_eq!(ok_l(&mut l, from(2, info(pt::FOLLOWERINFO, 2, 2)), 102), vec![send(2, leaderinfo(2))]);
+}
+
+#[test]
 fn observer_gets_informs_not_proposals() {
     let mut l = serving_leader(true);
     assert_eq!(
