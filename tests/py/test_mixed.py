@@ -688,3 +688,53 @@ def test_rolling_migration_java_to_zkd_and_back_under_load(made, observers):
             print(e.report())
             if cli is not None:
                 print("zkCli.sh said (%s): ...%s" % (cli.log_path, open(cli.log_path).read()[-2000:]))
+
+
+def test_a_zkd_leader_at_the_end_of_its_zxid_counter_hands_over_to_a_new_epoch_with_java_followers(made):
+    """ZOOKEEPER-1277 in a mixed ensemble: a zkd leader whose counter nears 0xffffffff steps
+    down instead of rolling into the epoch half, and the ensemble goes on in a new epoch with
+    its ZooKeeper followers; epochs and zxids agree across kinds and nothing acknowledged is
+    lost. (Every zkd epoch starts near the end here: `zkd.testing.epochCounterStart`, a key
+    ZooKeeper takes as an unused system property; a ZooKeeper leader starts at 0.)"""
+    e = mixed(made, ["java", "java", "zkd"], voters=3, name="rollover",
+              extra_cfg={"zkd.testing.epochCounterStart": "0xfffffff0"})
+    logs = JavaLogs(e)
+    made_ok = False
+    try:
+        assert start_leader_first(e, 3) == 3
+        c = e.client()
+        acked = []
+        deadline = time.time() + 60
+        i = 0
+        while len(acked) < 40:
+            assert time.time() < deadline, "only %d writes acknowledged in 60 s" % len(acked)
+            p = "/roll/n%03d" % i
+            try:
+                c.create(p, b"%d" % i, makepath=True)
+                acked.append(p)
+                i += 1
+            except Exception as ex:  # connection loss while the leader hands over: retried
+                if "NodeExists" in type(ex).__name__:
+                    acked.append(p)
+                    i += 1
+                elif not any(k in type(ex).__name__ for k in ("ConnectionLoss", "SessionMoved",
+                                                              "ConnectionClosed", "Timeout")):
+                    raise
+                time.sleep(0.05)
+        e.wait_formed()
+        e.wait_synced()
+        visible_everywhere(e, acked)
+        e.assert_trees_identical()
+        # The ensemble moved to a later epoch, the same on every server, because the zkd leader
+        # stepped down at the end of its counter (the next leader, of either kind, starts its
+        # epoch afresh).
+        zx = {s: e.node(s).srvr()[1] for s in e.sids}
+        epochs = {s: z >> 32 for s, z in zx.items()}
+        assert len(set(epochs.values())) == 1, zx
+        assert min(epochs.values()) >= 2, zx
+        assert "zxid lower 32 bits have rolled over" in e.node(3).tail_log(10 ** 7), \
+            "the zkd leader did not step down at the end of its counter"
+        logs.check(errors=False)
+        made_ok = True
+    finally:
+        made.failed = not made_ok
